@@ -1,0 +1,1 @@
+"""Kademlia over UDP: a sans-IO routing and lookup core with a thin trio driver."""

@@ -1,0 +1,1 @@
+"""The Textual terminal UI, running the node as a trio guest on Textual's loop."""
