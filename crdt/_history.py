@@ -1,0 +1,229 @@
+"""A room's history on disk: a `Replica` kept in its `Store`, fed through parallel verification.
+
+This is the driver around the pure replica. Ops from peers go through `ingest`: decoded and
+screened on the trio thread, verified on one worker process per core, applied in arrival
+order, and committed in groups; `ingest` returns once every op it added is committed.
+Ops of the local identity go through `author`, which commits them with fsync before it
+applies them, so no op is handed to anyone before it is durable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._hlc import HLC
+from ._identity import Identity
+from ._op import InvalidOp, Kind, Op, Reason, decode_op
+from ._replica import Replica
+from ._store import Store, StoreError
+from ._verify import Verifier
+from ._views import ApplyResult, OpDropped, Outcome
+
+__all__ = ["History", "wall_clock_ms"]
+
+CHUNK = 256  # ops per verification job: large enough that thread hand-off is noise
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Verdicts:
+    __slots__ = ("done", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: list[bool] = []
+
+
+class History:
+    """Open with `async with History.open(path, room=..., identity=...) as history`."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        store: Store,
+        verifier: Verifier,
+        wall_clock: Callable[[], int],
+    ) -> None:
+        self.replica = replica
+        self.store = store
+        self.verifier = verifier
+        self.wall_clock = wall_clock
+        self.skipped_on_load = 0  # stored ops that no longer apply; kept on disk, not shown
+        self._author_lock = trio.Lock()
+        self._tickets = 0  # ingest calls so far
+        self._turn = 0  # the ticket whose ops are applied now
+        self._turns_ended: set[int] = set()
+        self._turn_changed = trio.Event()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        room: bytes | None = None,
+        identity: Identity | None = None,
+        clock: HLC | None = None,
+        verifier: Verifier | None = None,
+        wall_clock: Callable[[], int] = wall_clock_ms,
+    ) -> AsyncIterator[History]:
+        """Open (or create, when `room` is given) the history stored at `path`."""
+        async with AsyncExitStack() as stack:
+            store = await stack.enter_async_context(Store.open(path))
+            if verifier is None:
+                verifier = await stack.enter_async_context(Verifier.open())
+            stored = (await store.meta()).get("room")
+            if stored is None:
+                if room is None:
+                    raise StoreError(f"{path} holds no room yet and no room id was given")
+                await store.set_meta({"room": room})
+                stored = room
+            elif room is not None and room != stored:
+                raise StoreError(f"{path} holds room {stored.hex()}, not {room.hex()}")
+            replica = Replica(stored, identity=identity, clock=clock)
+            history = cls(replica, store, verifier, wall_clock)
+            await history._restore()
+            yield history
+
+    async def _restore(self) -> None:
+        """Rebuild the replica from the store, in the order the ops were first stored.
+
+        Stored ops were verified before they were stored, so they are not verified again.
+        """
+        for n, data in enumerate(await self.store.load()):
+            try:
+                op = decode_op(data)
+            except InvalidOp:
+                self.skipped_on_load += 1
+                continue
+            if op.room != self.replica.room or self.replica.admit(op).outcome is not Outcome.ADDED:
+                self.skipped_on_load += 1
+            if n % CHUNK == CHUNK - 1:
+                await trio.lowlevel.checkpoint()
+
+    @property
+    def room(self) -> bytes:
+        return self.replica.room
+
+    # -- ops from peers ---------------------------------------------------------------------
+
+    async def ingest(self, batch: Sequence[bytes]) -> list[ApplyResult]:
+        """Decode, verify, apply and persist ops from a peer: one result per op, in order.
+
+        Returns after every op it added is committed (with `synchronous=NORMAL`).
+        """
+        now_ms = self.wall_clock()
+        results: list[ApplyResult | None] = [None] * len(batch)
+        # Calls may overlap (decoding and verifying one batch while another is applied),
+        # but they apply in the order they were made: each waits for its ticket's turn.
+        ticket = self._tickets
+        self._tickets += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                send, receive = trio.open_memory_channel[tuple[list[tuple[int, Op]], _Verdicts]](
+                    self.verifier.parallelism
+                )
+                nursery.start_soon(self._apply_in_order, receive, results, ticket)
+                seen: set[bytes] = set()
+                async with send:
+                    for start in range(0, len(batch), CHUNK):
+                        chunk = self._screen(batch, start, results, seen, now_ms)
+                        verdicts = _Verdicts()
+                        nursery.start_soon(self._verify, chunk, verdicts)
+                        await send.send((chunk, verdicts))
+        finally:
+            self._end_turn(ticket)
+        assert all(result is not None for result in results)
+        return results  # type: ignore[return-value]
+
+    async def _wait_for_turn(self, ticket: int) -> None:
+        while self._turn != ticket:
+            await self._turn_changed.wait()
+
+    def _end_turn(self, ticket: int) -> None:
+        self._turns_ended.add(ticket)
+        if self._turn in self._turns_ended:
+            while self._turn in self._turns_ended:
+                self._turns_ended.discard(self._turn)
+                self._turn += 1
+            self._turn_changed.set()
+            self._turn_changed = trio.Event()
+
+    def _screen(
+        self,
+        batch: Sequence[bytes],
+        start: int,
+        results: list[ApplyResult | None],
+        seen: set[bytes],
+        now_ms: int,
+    ) -> list[tuple[int, Op]]:
+        """Decode one chunk; settle what needs no signature check, return the rest."""
+        chunk = []
+        for index in range(start, min(start + CHUNK, len(batch))):
+            try:
+                op = decode_op(batch[index])
+            except InvalidOp as exc:
+                results[index] = ApplyResult(Outcome.REJECTED, None, exc.reason)
+                continue
+            early = self.replica.check(op, now_ms=now_ms)
+            if early is None and op.id in seen:
+                early = ApplyResult(Outcome.DUPLICATE, op.id)
+            if early is not None:
+                results[index] = early
+                continue
+            seen.add(op.id)
+            chunk.append((index, op))
+        return chunk
+
+    async def _verify(self, chunk: list[tuple[int, Op]], verdicts: _Verdicts) -> None:
+        verdicts.value = await self.verifier.verify([op for _, op in chunk])
+        verdicts.done.set()
+
+    async def _apply_in_order(
+        self,
+        receive: trio.MemoryReceiveChannel[tuple[list[tuple[int, Op]], _Verdicts]],
+        results: list[ApplyResult | None],
+        ticket: int,
+    ) -> None:
+        async with receive, trio.open_nursery() as commits:
+            await self._wait_for_turn(ticket)
+            async for chunk, verdicts in receive:
+                await verdicts.done.wait()
+                rows: list[tuple[bytes, bytes]] = []
+                removals: list[bytes] = []
+                for (index, op), ok in zip(chunk, verdicts.value, strict=True):
+                    if not ok:
+                        results[index] = ApplyResult(Outcome.REJECTED, op.id, Reason.BAD_SIGNATURE)
+                        continue
+                    result = results[index] = self.replica.admit(op)
+                    if result.outcome is Outcome.ADDED:
+                        rows.append((op.id, op.data))
+                    for change in result.changes:
+                        if isinstance(change, OpDropped):
+                            removals.append(change.id)
+                # The store commits writes in call order and groups those that queue up.
+                commits.start_soon(self._write, rows, removals)
+            self._end_turn(ticket)
+
+    async def _write(self, rows: list[tuple[bytes, bytes]], removals: list[bytes]) -> None:
+        await self.store.write(rows, removals, durable=False)
+
+    # -- ops of our own ---------------------------------------------------------------------
+
+    async def author(self, kind: Kind, body: tuple[Any, ...]) -> tuple[Op, ApplyResult]:
+        """Create an op of the local identity, commit it with fsync, then apply it.
+
+        Raises ValueError if the op would be refused (such as editing another's message).
+        """
+        async with self._author_lock:
+            op = self.replica.create(kind, body, now_ms=self.wall_clock())
+            await self.store.append([(op.id, op.data)], durable=True)
+            return op, self.replica.admit(op)

@@ -1,0 +1,479 @@
+"""One room's replicated history: the set of accepted ops and the views derived from it.
+
+Pure: no IO, no clock reads. Every view is a deterministic function of the set of ops
+that have taken effect, so two replicas holding the same ops show the same room whatever
+order the ops arrived in.
+
+An op takes effect once what it depends on has: its chain predecessor (`prev`, which must
+be the same author's op at `seq - 1` with a smaller timestamp) and, for an edit, delete or
+reaction, its target message. Until then it is held. Dependencies are named by hash, so
+the set of ops that can take effect does not depend on arrival order; rejections that
+depend on another op (wrong prev, an edit of someone else's message) rest only on that
+op's own signed content, so they come out the same in every order too.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgpack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ._hlc import HLC
+from ._identity import Identity
+from ._op import ID_BYTES, InvalidOp, Kind, Op, Reason, decode_op, encode_op
+from ._views import (
+    ApplyResult,
+    AuthorForked,
+    Change,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    MessageAdded,
+    MessageChanged,
+    NickChanged,
+    OpDropped,
+    Outcome,
+    TopicChanged,
+)
+
+__all__ = ["Replica"]
+
+SortKey = tuple[int, bytes, int, bytes]
+DEFAULT_MAX_PENDING = 10_000
+REMEMBERED_REJECTIONS = 10_000
+KEY_CACHE_SIZE = 1024
+
+
+class _MessageState:
+    __slots__ = ("deleted", "op", "reactions", "text", "text_key")
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+        self.text: str = op.body[0]
+        self.text_key: SortKey = op.sort_key
+        self.deleted = False
+        # (author, emoji) -> (key of the latest react/unreact, reacted?)
+        self.reactions: dict[tuple[bytes, str], tuple[SortKey, bool]] = {}
+
+    def snapshot(self) -> Message:
+        op = self.op
+        reactions: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
+        if not self.deleted and self.reactions:
+            by_emoji: dict[str, list[bytes]] = {}
+            for (author, emoji), (_, present) in self.reactions.items():
+                if present:
+                    by_emoji.setdefault(emoji, []).append(author)
+            reactions = tuple((e, tuple(sorted(a))) for e, a in sorted(by_emoji.items()))
+        return Message(
+            id=op.id,
+            author=op.author,
+            seq=op.seq,
+            hlc=op.hlc,
+            text="" if self.deleted else self.text,
+            reply_to=op.body[1],
+            edited=self.text_key != op.sort_key,
+            deleted=self.deleted,
+            reactions=reactions,
+        )
+
+
+class _Chain:
+    """One author's ops that took effect. Their seqs are always 1..head with no gap."""
+
+    __slots__ = ("first_at", "forks", "head", "ops")
+
+    def __init__(self) -> None:
+        self.head = 0
+        self.first_at: dict[int, Op] = {}  # seq -> the first op that took effect there
+        self.forks: set[int] = set()  # seqs holding more than one op
+        self.ops: list[tuple[int, Op]] = []  # (effect index, op), in effect order
+
+
+class Replica:
+    """The history of the room `room`; `identity` and `clock` are needed only to author."""
+
+    def __init__(
+        self,
+        room: bytes,
+        *,
+        identity: Identity | None = None,
+        clock: HLC | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        if len(room) != ID_BYTES:
+            raise ValueError("a room id is 32 bytes")
+        self.room = room
+        self.identity = identity
+        self.clock = clock if clock is not None else HLC()
+        self.max_pending = max_pending
+        self._ops: dict[bytes, Op] = {}  # every accepted op, held or in effect
+        self._effect_index: dict[bytes, int] = {}  # ops in effect -> order they took effect
+        self._waiting: dict[bytes, list[Op]] = {}  # missing op id -> ops held for it
+        self._held: dict[bytes, bytes] = {}  # held op id -> the op id it waits for
+        self._rejected: OrderedDict[bytes, Reason] = OrderedDict()
+        self._keys: OrderedDict[bytes, Ed25519PublicKey] = OrderedDict()
+        self._chains: dict[bytes, _Chain] = {}
+        self._messages: dict[bytes, _MessageState] = {}
+        self._timeline: list[SortKey] = []
+        self._topic: tuple[SortKey, str, bytes] | None = None
+        self._nicks: dict[bytes, tuple[SortKey, str]] = {}
+        self._membership: dict[bytes, tuple[SortKey, bool]] = {}
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(self, data: bytes, *, now_ms: int | None = None) -> ApplyResult:
+        """Decode, verify and apply one op's wire bytes.
+
+        `now_ms` is the local wall clock; with it, ops stamped further in the future than
+        the clock's skew tolerance are refused. Leave it out only for trusted input.
+        """
+        try:
+            op = decode_op(data)
+        except InvalidOp as exc:
+            return ApplyResult(Outcome.REJECTED, None, exc.reason)
+        early = self.check(op, now_ms=now_ms)
+        if early is not None:
+            return early
+        if not op.signature_ok(self._public_key(op.author)):
+            return ApplyResult(Outcome.REJECTED, op.id, Reason.BAD_SIGNATURE)
+        return self.admit(op)
+
+    def check(self, op: Op, *, now_ms: int | None = None) -> ApplyResult | None:
+        """The outcome for `op` if it is known without its signature, else None.
+
+        Bulk ingest calls this first so that duplicates and strays are never verified.
+        """
+        if op.id in self._ops:
+            return ApplyResult(Outcome.DUPLICATE, op.id)
+        rejected = self._rejected.get(op.id)
+        if rejected is not None:
+            return ApplyResult(Outcome.REJECTED, op.id, rejected)
+        if op.room != self.room:
+            return ApplyResult(Outcome.REJECTED, op.id, Reason.WRONG_ROOM)
+        if now_ms is not None and not self.clock.acceptable(op.hlc, now_ms):
+            return ApplyResult(Outcome.REJECTED, op.id, Reason.CLOCK_SKEW)
+        return None
+
+    def admit(self, op: Op) -> ApplyResult:
+        """Apply an op that passed `check` and whose signature the caller has verified."""
+        if op.id in self._ops:
+            return ApplyResult(Outcome.DUPLICATE, op.id)
+        waiting_for, reason = self._dependency(op)
+        if reason is not None:
+            self._remember_rejection(op.id, reason)
+            return ApplyResult(Outcome.REJECTED, op.id, reason)
+        if waiting_for is not None and len(self._held) >= self.max_pending:
+            return ApplyResult(Outcome.REJECTED, op.id, Reason.TOO_MANY_PENDING)
+        self._ops[op.id] = op
+        self.clock.observe(op.hlc)
+        if waiting_for is not None:
+            self._hold(op, waiting_for)
+            return ApplyResult(Outcome.ADDED, op.id, waiting_for=waiting_for)
+        changes: list[Change] = []
+        self._take_effect(op, changes)
+        return ApplyResult(Outcome.ADDED, op.id, changes=tuple(changes))
+
+    def _dependency(self, op: Op) -> tuple[bytes | None, Reason | None]:
+        """(the op `op` still waits for, or the reason it can never take effect)."""
+        if op.prev is not None:
+            prev = self._ops.get(op.prev)
+            if prev is None:
+                if op.prev in self._rejected:
+                    return None, Reason.BAD_PREV
+                return op.prev, None
+            if prev.author != op.author or prev.seq != op.seq - 1 or prev.hlc >= op.hlc:
+                return None, Reason.BAD_PREV
+            if op.prev not in self._effect_index:
+                return op.prev, None
+        target_id = op.target
+        if target_id is not None:
+            target = self._ops.get(target_id)
+            if target is None:
+                if target_id in self._rejected:
+                    return None, Reason.BAD_TARGET
+                return target_id, None
+            if target.kind != Kind.MESSAGE:
+                return None, Reason.BAD_TARGET
+            if op.kind in (Kind.EDIT, Kind.DELETE) and target.author != op.author:
+                return None, Reason.NOT_AUTHOR
+            if target_id not in self._effect_index:
+                return target_id, None
+        return None, None
+
+    def _hold(self, op: Op, waiting_for: bytes) -> None:
+        self._held[op.id] = waiting_for
+        self._waiting.setdefault(waiting_for, []).append(op)
+
+    def _take_effect(self, first: Op, changes: list[Change]) -> None:
+        work = [first]
+        while work:
+            op = work.pop()
+            self._held.pop(op.id, None)
+            index = len(self._effect_index)
+            self._effect_index[op.id] = index
+            self._extend_chain(op, index, changes)
+            self._show(op, changes)
+            for waiter in self._waiting.pop(op.id, ()):
+                waiting_for, reason = self._dependency(waiter)
+                if reason is not None:
+                    self._drop(waiter, reason, changes)
+                elif waiting_for is not None:
+                    self._hold(waiter, waiting_for)
+                else:
+                    work.append(waiter)
+
+    def _drop(self, op: Op, reason: Reason, changes: list[Change]) -> None:
+        """Forget a held op that can never take effect, and everything held for it."""
+        work = [(op, reason)]
+        while work:
+            dropped, why = work.pop()
+            del self._ops[dropped.id]
+            self._held.pop(dropped.id, None)
+            self._remember_rejection(dropped.id, why)
+            changes.append(OpDropped(dropped.id, why))
+            for waiter in self._waiting.pop(dropped.id, ()):
+                work.append((waiter, Reason.BAD_PREV if waiter.prev == dropped.id else
+                             Reason.BAD_TARGET))
+
+    def _remember_rejection(self, op_id: bytes, reason: Reason) -> None:
+        # Only for reasons that rest on the op's signed content, so a forged copy with a bad
+        # signature can never get a genuine op refused.
+        self._rejected[op_id] = reason
+        if len(self._rejected) > REMEMBERED_REJECTIONS:
+            self._rejected.popitem(last=False)
+
+    def _extend_chain(self, op: Op, index: int, changes: list[Change]) -> None:
+        chain = self._chains.get(op.author)
+        if chain is None:
+            chain = self._chains[op.author] = _Chain()
+        if op.seq in chain.first_at:
+            if op.seq not in chain.forks:
+                chain.forks.add(op.seq)
+                changes.append(AuthorForked(op.author, op.seq))
+        else:
+            chain.first_at[op.seq] = op
+            if op.seq > chain.head:
+                chain.head = op.seq
+        chain.ops.append((index, op))
+
+    def _show(self, op: Op, changes: list[Change]) -> None:
+        """Fold an op that took effect into the views."""
+        kind = op.kind
+        key = op.sort_key
+        if kind == Kind.MESSAGE:
+            self._messages[op.id] = _MessageState(op)
+            if not self._timeline or key > self._timeline[-1]:
+                self._timeline.append(key)
+            else:
+                bisect.insort(self._timeline, key)
+            changes.append(MessageAdded(op.id))
+        elif kind == Kind.EDIT:
+            message = self._messages[op.body[0]]
+            if key > message.text_key:
+                message.text, message.text_key = op.body[1], key
+                if not message.deleted:
+                    changes.append(MessageChanged(message.op.id))
+        elif kind == Kind.DELETE:
+            message = self._messages[op.body[0]]
+            if not message.deleted:
+                message.deleted = True
+                changes.append(MessageChanged(message.op.id))
+        elif kind == Kind.REACT or kind == Kind.UNREACT:
+            message = self._messages[op.body[0]]
+            slot = (op.author, op.body[1])
+            current = message.reactions.get(slot)
+            if current is None or key > current[0]:
+                present = kind == Kind.REACT
+                message.reactions[slot] = (key, present)
+                was_present = current is not None and current[1]
+                if present != was_present and not message.deleted:
+                    changes.append(MessageChanged(message.op.id))
+        elif kind == Kind.TOPIC:
+            if self._topic is None or key > self._topic[0]:
+                self._topic = (key, op.body[0], op.author)
+                changes.append(TopicChanged(op.body[0], op.author))
+        elif kind == Kind.NICK:
+            nick = self._nicks.get(op.author)
+            if nick is None or key > nick[0]:
+                self._nicks[op.author] = (key, op.body[0])
+                changes.append(NickChanged(op.author, op.body[0]))
+        else:
+            joined = kind == Kind.JOIN
+            membership = self._membership.get(op.author)
+            if membership is None or key > membership[0]:
+                self._membership[op.author] = (key, joined)
+                if membership is None or membership[1] != joined:
+                    changes.append(MemberJoined(op.author) if joined else MemberLeft(op.author))
+
+    def _public_key(self, author: bytes) -> Ed25519PublicKey | None:
+        key = self._keys.get(author)
+        if key is None:
+            try:
+                key = Ed25519PublicKey.from_public_bytes(author)
+            except ValueError:
+                return None
+            self._keys[author] = key
+            if len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        return key
+
+    # -- authoring --------------------------------------------------------------------------
+
+    def create(self, kind: Kind, body: tuple[Any, ...], *, now_ms: int) -> Op:
+        """A new signed op of the local identity, chained after its last one; not applied.
+
+        The caller makes it durable, then applies it with `admit`, before anyone sees it;
+        creating two ops without applying the first would fork the local chain.
+        Raises ValueError for an op that would be refused (such as editing another's message).
+        """
+        if self.identity is None:
+            raise ValueError("this replica has no identity to author with")
+        me = self.identity.peer_id
+        target_id = body[0] if kind in (Kind.EDIT, Kind.DELETE, Kind.REACT, Kind.UNREACT) else None
+        if target_id is not None:
+            target = self._messages.get(target_id)
+            if target is None:
+                raise ValueError("no such message")
+            if kind in (Kind.EDIT, Kind.DELETE) and target.op.author != me:
+                raise ValueError("only a message's author may edit or delete it")
+        chain = self._chains.get(me)
+        if chain is not None and chain.head:
+            seq, prev_op = chain.head + 1, chain.first_at[chain.head]
+            prev: bytes | None = prev_op.id
+            self.clock.observe(prev_op.hlc)
+        else:
+            seq, prev = 1, None
+        return encode_op(
+            self.identity,
+            room=self.room,
+            seq=seq,
+            prev=prev,
+            hlc=self.clock.now(now_ms),
+            kind=kind,
+            body=body,
+        )
+
+    def new_message(self, text: str, *, reply_to: bytes | None = None, now_ms: int) -> Op:
+        return self.create(Kind.MESSAGE, (text, reply_to), now_ms=now_ms)
+
+    def new_edit(self, target: bytes, text: str, *, now_ms: int) -> Op:
+        return self.create(Kind.EDIT, (target, text), now_ms=now_ms)
+
+    def new_delete(self, target: bytes, *, now_ms: int) -> Op:
+        return self.create(Kind.DELETE, (target,), now_ms=now_ms)
+
+    def new_reaction(self, target: bytes, emoji: str, *, now_ms: int, remove: bool = False) -> Op:
+        return self.create(Kind.UNREACT if remove else Kind.REACT, (target, emoji), now_ms=now_ms)
+
+    def new_topic(self, topic: str, *, now_ms: int) -> Op:
+        return self.create(Kind.TOPIC, (topic,), now_ms=now_ms)
+
+    def new_nick(self, nick: str, *, now_ms: int) -> Op:
+        return self.create(Kind.NICK, (nick,), now_ms=now_ms)
+
+    def new_join(self, *, now_ms: int) -> Op:
+        return self.create(Kind.JOIN, (), now_ms=now_ms)
+
+    def new_leave(self, *, now_ms: int) -> Op:
+        return self.create(Kind.LEAVE, (), now_ms=now_ms)
+
+    # -- views ------------------------------------------------------------------------------
+
+    def timeline(self) -> list[Message]:
+        """Every message in (hlc, author, seq) order, as it stands now."""
+        messages = self._messages
+        return [messages[key[3]].snapshot() for key in self._timeline]
+
+    def message(self, op_id: bytes) -> Message | None:
+        state = self._messages.get(op_id)
+        return None if state is None else state.snapshot()
+
+    @property
+    def topic(self) -> str:
+        return "" if self._topic is None else self._topic[1]
+
+    def nicknames(self) -> dict[bytes, str]:
+        return {author: nick for author, (_, nick) in self._nicks.items() if nick}
+
+    def nick(self, author: bytes) -> str | None:
+        entry = self._nicks.get(author)
+        return entry[1] or None if entry is not None else None
+
+    def members(self) -> list[bytes]:
+        """Authors whose latest join or leave is a join, sorted."""
+        return sorted(a for a, (_, joined) in self._membership.items() if joined)
+
+    def forked_authors(self) -> list[bytes]:
+        return sorted(a for a, chain in self._chains.items() if chain.forks)
+
+    def get(self, op_id: bytes) -> Op | None:
+        return self._ops.get(op_id)
+
+    def in_effect(self, op_id: bytes) -> bool:
+        return op_id in self._effect_index
+
+    def __contains__(self, op_id: object) -> bool:
+        return op_id in self._ops
+
+    def __len__(self) -> int:
+        """Accepted ops, held ones included."""
+        return len(self._ops)
+
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
+
+    def head(self, author: bytes) -> int:
+        chain = self._chains.get(author)
+        return 0 if chain is None else chain.head
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def version_vector(self) -> dict[bytes, int]:
+        """Per author, the highest seq up to which every op has taken effect here."""
+        return {author: chain.head for author, chain in self._chains.items()}
+
+    def missing_for(
+        self, version_vector: Mapping[bytes, int], limit: int | None = None
+    ) -> list[Op]:
+        """The ops in effect here beyond `version_vector`, in an order where each op comes
+        after its chain predecessor and its target (so the receiver never holds them)."""
+        runs: list[list[tuple[int, Op]]] = []
+        for author, chain in self._chains.items():
+            have = version_vector.get(author, 0)
+            if chain.head > have:
+                runs.append([entry for entry in chain.ops if entry[1].seq > have])
+        merged = (op for _, op in heapq.merge(*runs, key=lambda entry: entry[0]))
+        if limit is None:
+            return list(merged)
+        return [op for _, op in zip(range(limit), merged, strict=False)]
+
+    def ops(self) -> Iterable[Op]:
+        """Every accepted op, held ones included, in no particular order."""
+        return self._ops.values()
+
+    # -- canonical form -----------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The views as canonical bytes: equal exactly when two replicas show the same room."""
+        rendered: bytes = msgpack.packb(
+            [
+                self.room,
+                [
+                    [m.id, m.author, m.seq, m.hlc, m.text, m.reply_to, m.edited, m.deleted,
+                     [[e, list(a)] for e, a in m.reactions]]
+                    for m in self.timeline()
+                ],
+                self.topic,
+                sorted(self.nicknames().items()),
+                self.members(),
+                self.forked_authors(),
+                sorted(self.version_vector().items()),
+            ]
+        )
+        return rendered

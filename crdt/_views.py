@@ -1,0 +1,129 @@
+"""What a replica shows and what changed: immutable snapshots and change events."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ._op import Reason
+
+__all__ = [
+    "ApplyResult",
+    "AuthorForked",
+    "Change",
+    "MemberJoined",
+    "MemberLeft",
+    "Message",
+    "MessageAdded",
+    "MessageChanged",
+    "NickChanged",
+    "OpDropped",
+    "Outcome",
+    "TopicChanged",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of the timeline as it stands now."""
+
+    id: bytes
+    author: bytes
+    seq: int
+    hlc: int
+    text: str  # the latest edit's text; empty once deleted
+    reply_to: bytes | None
+    edited: bool
+    deleted: bool
+    # (emoji, authors who reacted with it), both sorted; empty once deleted
+    reactions: tuple[tuple[str, tuple[bytes, ...]], ...]
+
+
+# -- change events: what `apply` changed in the views -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded:
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChanged:
+    """A message's text, deleted flag or reactions changed."""
+
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChanged:
+    topic: str
+    author: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NickChanged:
+    author: bytes
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    author: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    author: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorForked:
+    """Two different ops with the same author and seq: the author's chain has forked."""
+
+    author: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpDropped:
+    """An op that was held waiting for another turned out invalid once that one arrived."""
+
+    id: bytes
+    reason: Reason
+
+
+Change = (
+    MessageAdded
+    | MessageChanged
+    | TopicChanged
+    | NickChanged
+    | MemberJoined
+    | MemberLeft
+    | AuthorForked
+    | OpDropped
+)
+
+
+class Outcome(enum.Enum):
+    ADDED = "added"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What `Replica.apply` did with one op.
+
+    An ADDED op with `waiting_for` set is kept but not yet shown: it waits for that op (its
+    chain predecessor or its target) and takes effect when it arrives.
+    """
+
+    outcome: Outcome
+    id: bytes | None = None  # None only when the bytes did not even decode
+    reason: Reason | None = None
+    waiting_for: bytes | None = None
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def added(self) -> bool:
+        return self.outcome is Outcome.ADDED
