@@ -132,10 +132,9 @@ class History:
                     self.verifier.parallelism
                 )
                 nursery.start_soon(self._apply_in_order, receive, results, ticket)
-                seen: set[bytes] = set()
                 async with send:
                     for start in range(0, len(batch), CHUNK):
-                        chunk = self._screen(batch, start, results, seen, now_ms)
+                        chunk = self._screen(batch, start, results, now_ms)
                         verdicts = _Verdicts()
                         nursery.start_soon(self._verify, chunk, verdicts)
                         await send.send((chunk, verdicts))
@@ -162,7 +161,6 @@ class History:
         batch: Sequence[bytes],
         start: int,
         results: list[ApplyResult | None],
-        seen: set[bytes],
         now_ms: int,
     ) -> list[tuple[int, Op]]:
         """Decode one chunk; settle what needs no signature check, return the rest."""
@@ -173,13 +171,11 @@ class History:
             except InvalidOp as exc:
                 results[index] = ApplyResult(Outcome.REJECTED, None, exc.reason)
                 continue
+            # Copies within the batch are all verified: the first might be a forgery.
             early = self.replica.check(op, now_ms=now_ms)
-            if early is None and op.id in seen:
-                early = ApplyResult(Outcome.DUPLICATE, op.id)
             if early is not None:
                 results[index] = early
                 continue
-            seen.add(op.id)
             chunk.append((index, op))
         return chunk
 
