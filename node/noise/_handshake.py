@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from ._errors import NoiseLocalError, NoiseMalformedError, NoiseRemoteError
 from ._patterns import NoiseProtocol, Token, parse_protocol_name
-from ._primitives import KEY_LEN, TAG_LEN, KeyPair
+from ._primitives import TAG_LEN, KeyPair
 from ._state import CipherState, SymmetricState
 
 __all__ = ["MAX_MESSAGE_LEN", "HandshakeState", "TransportState"]
@@ -81,16 +81,11 @@ class HandshakeState:
             self._rs = bytes(rs)
         for pre_initiator in (True, False):
             pre = pattern.initiator_pre if pre_initiator else pattern.responder_pre
-            mine = pre_initiator == self._initiator
-            for token in pre:
-                if token == "s":
-                    key = self._s.public if mine and self._s else self._rs
-                else:
-                    key = self._e.public if mine and self._e else self._re
-                assert key is not None  # _check_keys guarantees it
-                self._ss.mix_hash(key)
-                if token == "e" and self._psk_mode:
-                    self._ss.mix_key(key)  # Noise §9.2, for pre-message "e" too
+            if "s" in pre:  # the only pre-message token the supported patterns use
+                key = self._s if pre_initiator == self._initiator else None
+                public = key.public if key is not None else self._rs
+                assert public is not None  # _check_keys guarantees it
+                self._ss.mix_hash(public)
 
     def _check_keys(
         self,
@@ -111,7 +106,8 @@ class HandshakeState:
         if not needs_s and s is not None:
             raise NoiseLocalError(f"{pattern.name} never uses this side's static key s")
         peer_pre = pattern.initiator_pre if peer else pattern.responder_pre
-        if "e" in peer_pre or "e" in (pattern.initiator_pre if me else pattern.responder_pre):
+        if "e" in pattern.initiator_pre + pattern.responder_pre:
+            # Only the fallback patterns (Noise §10.2) pre-share an ephemeral key.
             raise NoiseLocalError("pre-message ephemeral keys are not supported")
         if ("s" in peer_pre) != (rs is not None):
             raise NoiseLocalError(
@@ -414,6 +410,3 @@ class TransportState:
     def rekey_recv(self) -> None:
         """Rekey the incoming direction (Noise §11.3)."""
         self.recv_cipher.rekey()
-
-
-assert KEY_LEN == 32
