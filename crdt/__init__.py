@@ -4,6 +4,7 @@ Everything here is pure except `Store` and `History`, which persist to SQLite on
 thread and verify signatures on one thread per core.
 """
 
+from ._history import History
 from ._hlc import HLC, MAX_SKEW_MS, hlc_counter, hlc_millis, make_hlc
 from ._identity import Identity, IdentityError, format_peer_id, parse_peer_id, verify_signature
 from ._op import (
@@ -18,6 +19,8 @@ from ._op import (
     encode_op,
 )
 from ._replica import Replica
+from ._store import SCHEMA_VERSION, Store, StoreError
+from ._verify import Verifier
 from ._views import (
     ApplyResult,
     AuthorForked,
@@ -39,9 +42,11 @@ __all__ = [
     "MAX_OP_BYTES",
     "MAX_SKEW_MS",
     "OP_VERSION",
+    "SCHEMA_VERSION",
     "ApplyResult",
     "AuthorForked",
     "Change",
+    "History",
     "Identity",
     "IdentityError",
     "InvalidOp",
@@ -57,7 +62,10 @@ __all__ = [
     "Outcome",
     "Reason",
     "Replica",
+    "Store",
+    "StoreError",
     "TopicChanged",
+    "Verifier",
     "decode_op",
     "encode_op",
     "format_peer_id",

@@ -19,6 +19,7 @@ import trio
 
 from ._hlc import HLC
 from ._identity import Identity
+from ._nursery import open_nursery
 from ._op import InvalidOp, Kind, Op, Reason, decode_op
 from ._replica import Replica
 from ._store import Store, StoreError
@@ -127,7 +128,7 @@ class History:
         ticket = self._tickets
         self._tickets += 1
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_nursery() as nursery:
                 send, receive = trio.open_memory_channel[tuple[list[tuple[int, Op]], _Verdicts]](
                     self.verifier.parallelism
                 )
@@ -189,7 +190,7 @@ class History:
         results: list[ApplyResult | None],
         ticket: int,
     ) -> None:
-        async with receive, trio.open_nursery() as commits:
+        async with receive, open_nursery() as commits:
             await self._wait_for_turn(ticket)
             async for chunk, verdicts in receive:
                 await verdicts.done.wait()

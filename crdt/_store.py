@@ -22,6 +22,8 @@ from typing import TypeVar
 
 import trio
 
+from ._nursery import open_nursery
+
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError"]
 
 T = TypeVar("T")
@@ -79,7 +81,7 @@ class Store:
         connection = await trio.to_thread.run_sync(_connect, path)
         store = cls(connection, path)
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_nursery() as nursery:
                 nursery.start_soon(store._write_loop)
                 try:
                     yield store

@@ -28,6 +28,7 @@ import trio
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ._nursery import open_nursery
 from ._op import SIGNING_CONTEXT, Op
 
 __all__ = ["Verifier", "verify_signatures"]
@@ -198,7 +199,7 @@ class Verifier:
     @asynccontextmanager
     async def open(cls, workers: int | None = None) -> AsyncIterator[Verifier]:
         count = (os.cpu_count() or 1) if workers is None else workers
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             verifier = cls(nursery)
             try:
                 for _ in range(count):
