@@ -24,7 +24,7 @@ from ._op import InvalidOp, Kind, Op, Reason, decode_op
 from ._replica import Replica
 from ._store import Store, StoreError
 from ._verify import Verifier
-from ._views import ApplyResult, OpDropped, Outcome
+from ._views import ApplyResult, IngestReport, OpDropped, Outcome
 
 __all__ = ["History", "wall_clock_ms"]
 
@@ -35,12 +35,16 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Verdicts:
-    __slots__ = ("done", "value")
+class _Chunk:
+    """Ops of one batch on their way through verification (parallel lists, no tuples)."""
+
+    __slots__ = ("indexes", "ops", "verdicts", "verified")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
-        self.value: list[bool] = []
+        self.indexes: list[int] = []
+        self.ops: list[Op] = []
+        self.verdicts: list[bool] = []
+        self.verified = trio.Event()
 
 
 class History:
@@ -116,33 +120,31 @@ class History:
 
     # -- ops from peers ---------------------------------------------------------------------
 
-    async def ingest(self, batch: Sequence[bytes]) -> list[ApplyResult]:
-        """Decode, verify, apply and persist ops from a peer: one result per op, in order.
+    async def ingest(self, batch: Sequence[bytes]) -> IngestReport:
+        """Decode, verify, apply and persist ops from a peer.
 
-        Returns after every op it added is committed (with `synchronous=NORMAL`).
+        Returns after every op it added is committed (with `synchronous=NORMAL`). The
+        report gives each op's outcome, the reasons for refusals, the ops added and the
+        view changes.
         """
         now_ms = self.wall_clock()
-        results: list[ApplyResult | None] = [None] * len(batch)
+        report = IngestReport([Outcome.REJECTED] * len(batch), {}, [], [])
         # Calls may overlap (decoding and verifying one batch while another is applied),
         # but they apply in the order they were made: each waits for its ticket's turn.
         ticket = self._tickets
         self._tickets += 1
         try:
             async with open_nursery() as nursery:
-                send, receive = trio.open_memory_channel[tuple[list[tuple[int, Op]], _Verdicts]](
-                    self.verifier.parallelism
-                )
-                nursery.start_soon(self._apply_in_order, receive, results, ticket)
+                send, receive = trio.open_memory_channel[_Chunk](self.verifier.parallelism)
+                nursery.start_soon(self._apply_in_order, receive, report, ticket)
                 async with send:
                     for start in range(0, len(batch), CHUNK):
-                        chunk = self._screen(batch, start, results, now_ms)
-                        verdicts = _Verdicts()
-                        nursery.start_soon(self._verify, chunk, verdicts)
-                        await send.send((chunk, verdicts))
+                        chunk = self._screen(batch, start, report, now_ms)
+                        nursery.start_soon(self._verify, chunk)
+                        await send.send(chunk)
         finally:
             self._end_turn(ticket)
-        assert all(result is not None for result in results)
-        return results  # type: ignore[return-value]
+        return report
 
     async def _wait_for_turn(self, ticket: int) -> None:
         while self._turn != ticket:
@@ -158,54 +160,55 @@ class History:
             self._turn_changed = trio.Event()
 
     def _screen(
-        self,
-        batch: Sequence[bytes],
-        start: int,
-        results: list[ApplyResult | None],
-        now_ms: int,
-    ) -> list[tuple[int, Op]]:
+        self, batch: Sequence[bytes], start: int, report: IngestReport, now_ms: int
+    ) -> _Chunk:
         """Decode one chunk; settle what needs no signature check, return the rest."""
-        chunk = []
+        chunk = _Chunk()
+        check = self.replica.check
         for index in range(start, min(start + CHUNK, len(batch))):
             try:
                 op = decode_op(batch[index])
             except InvalidOp as exc:
-                results[index] = ApplyResult(Outcome.REJECTED, None, exc.reason)
+                report.reasons[index] = exc.reason
                 continue
             # Copies within the batch are all verified: the first might be a forgery.
-            early = self.replica.check(op, now_ms=now_ms)
+            early = check(op, now_ms=now_ms)
             if early is not None:
-                results[index] = early
+                report.outcomes[index] = early.outcome
+                if early.reason is not None:
+                    report.reasons[index] = early.reason
                 continue
-            chunk.append((index, op))
+            chunk.indexes.append(index)
+            chunk.ops.append(op)
         return chunk
 
-    async def _verify(self, chunk: list[tuple[int, Op]], verdicts: _Verdicts) -> None:
-        verdicts.value = await self.verifier.verify([op for _, op in chunk])
-        verdicts.done.set()
+    async def _verify(self, chunk: _Chunk) -> None:
+        chunk.verdicts = await self.verifier.verify(chunk.ops)
+        chunk.verified.set()
 
     async def _apply_in_order(
-        self,
-        receive: trio.MemoryReceiveChannel[tuple[list[tuple[int, Op]], _Verdicts]],
-        results: list[ApplyResult | None],
-        ticket: int,
+        self, receive: trio.MemoryReceiveChannel[_Chunk], report: IngestReport, ticket: int
     ) -> None:
+        admit = self.replica.admit_into
+        changes = report.changes
         async with receive, open_nursery() as commits:
             await self._wait_for_turn(ticket)
-            async for chunk, verdicts in receive:
-                await verdicts.done.wait()
+            async for chunk in receive:
+                await chunk.verified.wait()
                 rows: list[tuple[bytes, bytes]] = []
-                removals: list[bytes] = []
-                for (index, op), ok in zip(chunk, verdicts.value, strict=True):
+                first_change = len(changes)
+                for index, op, ok in zip(chunk.indexes, chunk.ops, chunk.verdicts, strict=True):
                     if not ok:
-                        results[index] = ApplyResult(Outcome.REJECTED, op.id, Reason.BAD_SIGNATURE)
+                        report.reasons[index] = Reason.BAD_SIGNATURE
                         continue
-                    result = results[index] = self.replica.admit(op)
-                    if result.outcome is Outcome.ADDED:
+                    outcome, reason, _ = admit(op, changes)
+                    report.outcomes[index] = outcome
+                    if outcome is Outcome.ADDED:
                         rows.append((op.id, op.data))
-                    for change in result.changes:
-                        if isinstance(change, OpDropped):
-                            removals.append(change.id)
+                        report.added.append(op)
+                    elif reason is not None:
+                        report.reasons[index] = reason
+                removals = [c.id for c in changes[first_change:] if isinstance(c, OpDropped)]
                 # The store commits writes in call order and groups those that queue up.
                 commits.start_soon(self._write, rows, removals)
             self._end_turn(ticket)

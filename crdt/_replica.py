@@ -57,13 +57,13 @@ class _MessageState:
         self.text: str = op.body[0]
         self.text_key: SortKey = op.sort_key
         self.deleted = False
-        # (author, emoji) -> (key of the latest react/unreact, reacted?)
-        self.reactions: dict[tuple[bytes, str], tuple[SortKey, bool]] = {}
+        # (author, emoji) -> (key of the latest react/unreact, reacted?); made when needed
+        self.reactions: dict[tuple[bytes, str], tuple[SortKey, bool]] | None = None
 
     def snapshot(self) -> Message:
         op = self.op
         reactions: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
-        if not self.deleted and self.reactions:
+        if not self.deleted and self.reactions is not None:
             by_emoji: dict[str, list[bytes]] = {}
             for (author, emoji), (_, present) in self.reactions.items():
                 if present:
@@ -85,13 +85,14 @@ class _MessageState:
 class _Chain:
     """One author's ops that took effect. Their seqs are always 1..head with no gap."""
 
-    __slots__ = ("first_at", "forks", "head", "ops")
+    __slots__ = ("first_at", "forks", "head", "indexes", "ops")
 
     def __init__(self) -> None:
         self.head = 0
         self.first_at: dict[int, Op] = {}  # seq -> the first op that took effect there
         self.forks: set[int] = set()  # seqs holding more than one op
-        self.ops: list[tuple[int, Op]] = []  # (effect index, op), in effect order
+        self.ops: list[Op] = []  # in the order they took effect
+        self.indexes: list[int] = []  # their effect indexes (two lists: no tuple per op)
 
 
 class Replica:
@@ -161,22 +162,30 @@ class Replica:
 
     def admit(self, op: Op) -> ApplyResult:
         """Apply an op that passed `check` and whose signature the caller has verified."""
+        changes: list[Change] = []
+        outcome, reason, waiting_for = self.admit_into(op, changes)
+        return ApplyResult(outcome, op.id, reason, waiting_for, tuple(changes))
+
+    def admit_into(
+        self, op: Op, changes: list[Change]
+    ) -> tuple[Outcome, Reason | None, bytes | None]:
+        """`admit`, appending the view changes to `changes`: for bulk ingest, which would
+        rather not build a result object per op. Returns (outcome, reason, waiting for)."""
         if op.id in self._ops:
-            return ApplyResult(Outcome.DUPLICATE, op.id)
+            return Outcome.DUPLICATE, None, None
         waiting_for, reason = self._dependency(op)
         if reason is not None:
             self._remember_rejection(op.id, reason)
-            return ApplyResult(Outcome.REJECTED, op.id, reason)
+            return Outcome.REJECTED, reason, None
         if waiting_for is not None and len(self._held) >= self.max_pending:
-            return ApplyResult(Outcome.REJECTED, op.id, Reason.TOO_MANY_PENDING)
+            return Outcome.REJECTED, Reason.TOO_MANY_PENDING, None
         self._ops[op.id] = op
         self.clock.observe(op.hlc)
         if waiting_for is not None:
             self._hold(op, waiting_for)
-            return ApplyResult(Outcome.ADDED, op.id, waiting_for=waiting_for)
-        changes: list[Change] = []
+            return Outcome.ADDED, None, waiting_for
         self._take_effect(op, changes)
-        return ApplyResult(Outcome.ADDED, op.id, changes=tuple(changes))
+        return Outcome.ADDED, None, None
 
     def _dependency(self, op: Op) -> tuple[bytes | None, Reason | None]:
         """(the op `op` still waits for, or the reason it can never take effect)."""
@@ -259,7 +268,8 @@ class Replica:
             chain.first_at[op.seq] = op
             if op.seq > chain.head:
                 chain.head = op.seq
-        chain.ops.append((index, op))
+        chain.ops.append(op)
+        chain.indexes.append(index)
 
     def _show(self, op: Op, changes: list[Change]) -> None:
         """Fold an op that took effect into the views."""
@@ -286,6 +296,8 @@ class Replica:
         elif kind == Kind.REACT or kind == Kind.UNREACT:
             message = self._messages[op.body[0]]
             slot = (op.author, op.body[1])
+            if message.reactions is None:
+                message.reactions = {}
             current = message.reactions.get(slot)
             if current is None or key > current[0]:
                 present = kind == Kind.REACT
@@ -447,7 +459,10 @@ class Replica:
         for author, chain in self._chains.items():
             have = version_vector.get(author, 0)
             if chain.head > have:
-                runs.append([entry for entry in chain.ops if entry[1].seq > have])
+                runs.append(
+                    [(i, op) for i, op in zip(chain.indexes, chain.ops, strict=True)
+                     if op.seq > have]
+                )
         merged = (op for _, op in heapq.merge(*runs, key=lambda entry: entry[0]))
         if limit is None:
             return list(merged)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ._op import Reason
+from ._op import Op, Reason
 
 __all__ = [
     "ApplyResult",
     "AuthorForked",
     "Change",
+    "IngestReport",
     "MemberJoined",
     "MemberLeft",
     "Message",
@@ -127,3 +128,24 @@ class ApplyResult:
     @property
     def added(self) -> bool:
         return self.outcome is Outcome.ADDED
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What `History.ingest` did with a batch: compact, since batches are large."""
+
+    outcomes: list[Outcome]  # one per op of the batch, in batch order
+    reasons: dict[int, Reason]  # batch index -> why that op was refused
+    added: list[Op]  # the ops newly accepted (in effect or held), in the order applied
+    changes: list[Change] = field(default_factory=list)  # what changed in the views
+
+    def count(self, outcome: Outcome) -> int:
+        return self.outcomes.count(outcome)
+
+    @property
+    def rejected(self) -> dict[Reason, int]:
+        """How many ops were refused, by reason."""
+        counts: dict[Reason, int] = {}
+        for reason in self.reasons.values():
+            counts[reason] = counts.get(reason, 0) + 1
+        return counts

@@ -9,6 +9,7 @@ import pytest
 EXPECTED = {
     "crdt": {
         "HLC",
+        "IngestReport",
         "MAX_BODY_BYTES",
         "MAX_OP_BYTES",
         "MAX_SKEW_MS",

@@ -82,16 +82,23 @@ async def test_ingest_reports_each_op_and_persists_the_added(tmp_path: Path) -> 
             tmp_path / "room.sqlite3", room=ROOM, verifier=verifier, wall_clock=lambda: T0
         ) as history,
     ):
-        results = await history.ingest(batch)
-        assert len(results) == len(batch)
-        assert (results[7].outcome, results[7].reason) == (Outcome.REJECTED, Reason.BAD_SIGNATURE)
-        assert results[8].outcome is Outcome.ADDED  # the forgery did not shadow it
-        assert (results[50].outcome, results[50].reason) == (Outcome.REJECTED, Reason.MALFORMED)
-        assert results[-1].outcome is Outcome.DUPLICATE
-        assert sum(r.outcome is Outcome.ADDED for r in results) == len(good)
+        report = await history.ingest(batch)
+        assert len(report.outcomes) == len(batch)
+        assert report.outcomes[7] is Outcome.REJECTED
+        assert report.reasons[7] is Reason.BAD_SIGNATURE
+        assert report.outcomes[8] is Outcome.ADDED  # the forgery did not shadow it
+        assert report.outcomes[50] is Outcome.REJECTED
+        assert report.reasons[50] is Reason.MALFORMED
+        assert report.outcomes[-1] is Outcome.DUPLICATE
+        assert report.rejected == {Reason.BAD_SIGNATURE: 1, Reason.MALFORMED: 1}
+        assert report.count(Outcome.ADDED) == len(good)
+        assert report.added == good
+        assert len(report.changes) == len(good)  # one MessageAdded each
         assert await history.store.count() == len(good)
         again = await history.ingest(batch)
-        assert all(r.outcome is not Outcome.ADDED for r in again)
+        assert again.count(Outcome.ADDED) == 0
+        assert again.count(Outcome.DUPLICATE) == len(good) + 2  # the forged copy too, now
+        assert again.added == []
         assert await history.store.count() == len(good)
 
 
@@ -100,16 +107,18 @@ async def test_overlapping_ingests_apply_in_call_order(tmp_path: Path) -> None:
     async with History.open(tmp_path / "room.sqlite3", room=ROOM) as history:
         first = [op.data for op in ops[:300]]
         second = [op.data for op in ops[300:]]
-        results: dict[str, list[object]] = {}
+        results: dict[str, int] = {}
 
         async def run(name: str, batch: list[bytes]) -> None:
-            results[name] = [r.waiting_for for r in await history.ingest(batch)]
+            await history.ingest(batch)
+            results[name] = history.replica.held_count
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "first", first)
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(run, "second", second)
-        # The second call's ops never had to wait: the first call's were applied before.
-        assert results["second"] == [None] * 100
+        # Nothing was ever held after either call: the first call's ops were applied
+        # before the second's, although the second was decoded and verified meanwhile.
+        assert results == {"first": 0, "second": 0}
         assert history.replica.held_count == 0
         assert len(history.replica.timeline()) == 400
