@@ -44,7 +44,10 @@ from ._views import (
 __all__ = ["Replica"]
 
 SortKey = tuple[int, bytes, int, bytes]
+# Held ops are kept in memory (and on disk) until what they wait for arrives; a peer
+# sending ops whose predecessors never come must not be able to fill memory with them.
 DEFAULT_MAX_PENDING = 10_000
+DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 REMEMBERED_REJECTIONS = 10_000
 KEY_CACHE_SIZE = 1024
 
@@ -105,6 +108,7 @@ class Replica:
         identity: Identity | None = None,
         clock: HLC | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
     ) -> None:
         if len(room) != ID_BYTES:
             raise ValueError("a room id is 32 bytes")
@@ -112,10 +116,12 @@ class Replica:
         self.identity = identity
         self.clock = clock if clock is not None else HLC()
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self._ops: dict[bytes, Op] = {}  # every accepted op, held or in effect
         self._effect_index: dict[bytes, int] = {}  # ops in effect -> order they took effect
         self._waiting: dict[bytes, list[Op]] = {}  # missing op id -> ops held for it
         self._held: dict[bytes, bytes] = {}  # held op id -> the op id it waits for
+        self._held_bytes = 0
         self._rejected: OrderedDict[bytes, Reason] = OrderedDict()
         self._keys: OrderedDict[bytes, Ed25519PublicKey] = OrderedDict()
         self._chains: dict[bytes, _Chain] = {}
@@ -177,7 +183,10 @@ class Replica:
         if reason is not None:
             self._remember_rejection(op.id, reason)
             return Outcome.REJECTED, reason, None
-        if waiting_for is not None and len(self._held) >= self.max_pending:
+        if waiting_for is not None and (
+            len(self._held) >= self.max_pending
+            or self._held_bytes + len(op.data) > self.max_pending_bytes
+        ):
             return Outcome.REJECTED, Reason.TOO_MANY_PENDING, None
         self._ops[op.id] = op
         self.clock.observe(op.hlc)
@@ -215,14 +224,20 @@ class Replica:
         return None, None
 
     def _hold(self, op: Op, waiting_for: bytes) -> None:
+        if op.id not in self._held:
+            self._held_bytes += len(op.data)
         self._held[op.id] = waiting_for
         self._waiting.setdefault(waiting_for, []).append(op)
+
+    def _unhold(self, op: Op) -> None:
+        if self._held.pop(op.id, None) is not None:
+            self._held_bytes -= len(op.data)
 
     def _take_effect(self, first: Op, changes: list[Change]) -> None:
         work = [first]
         while work:
             op = work.pop()
-            self._held.pop(op.id, None)
+            self._unhold(op)
             index = len(self._effect_index)
             self._effect_index[op.id] = index
             self._extend_chain(op, index, changes)
@@ -242,7 +257,7 @@ class Replica:
         while work:
             dropped, why = work.pop()
             del self._ops[dropped.id]
-            self._held.pop(dropped.id, None)
+            self._unhold(dropped)
             self._remember_rejection(dropped.id, why)
             changes.append(OpDropped(dropped.id, why))
             for waiter in self._waiting.pop(dropped.id, ()):

@@ -271,3 +271,25 @@ def test_sync_by_version_vector_converges(plan: list[Action], data: st.DataObjec
         for op in to_left:
             left.apply(op.data)
     assert left.render() == right.render() == everything.render()
+
+
+@settings(max_examples=300, deadline=None)
+@given(plan=actions, data=st.data())
+def test_hostile_bytes_never_raise_and_never_change_the_views(
+    plan: list[Action], data: st.DataObject
+) -> None:
+    """Mutated, truncated and spliced ops: apply answers with a result, never an exception,
+    and anything not added leaves the replica exactly as it was."""
+    ops = build_history(plan)
+    replica = deliver(ops)
+    for _ in range(5):
+        victim = bytearray(data.draw(st.sampled_from(ops)).data)
+        for _ in range(data.draw(st.integers(1, 3))):
+            victim[data.draw(st.integers(0, len(victim) - 1))] = data.draw(st.integers(0, 255))
+        if data.draw(st.booleans()):
+            victim = victim[: data.draw(st.integers(0, len(victim)))]
+        before, size = replica.render(), len(replica)
+        result = replica.apply(bytes(victim), now_ms=T0)
+        if result.outcome is not Outcome.ADDED:
+            assert replica.render() == before
+            assert len(replica) == size

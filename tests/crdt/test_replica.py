@@ -179,6 +179,27 @@ def test_edit_and_reaction_wait_for_their_target(alice: Replica, bob: Replica) -
     ]
 
 
+def test_held_ops_are_bounded_in_bytes(alice: Replica) -> None:
+    ops = [post(alice, alice.new_message("x" * 1000, now_ms=T0 + i)) for i in range(6)]
+    room = Replica(ROOM, max_pending_bytes=3 * len(ops[-1].data))
+    results = [room.apply(op.data) for op in reversed(ops)]
+    assert [r.reason for r in results] == [
+        None,
+        None,
+        None,
+        Reason.TOO_MANY_PENDING,
+        Reason.TOO_MANY_PENDING,
+        None,
+    ]
+    assert room.held_count == 3
+    assert len(room.timeline()) == 1
+    # Sent again (as sync would), the refused ones fill the gap and release the rest.
+    for op in ops[1:3]:
+        room.apply(op.data)
+    assert room.held_count == 0
+    assert len(room.timeline()) == 6
+
+
 def test_held_ops_are_bounded(alice: Replica) -> None:
     ops = [post(alice, alice.new_message(f"m{i}", now_ms=T0 + i)) for i in range(6)]
     room = Replica(ROOM, max_pending=3)
