@@ -9,6 +9,7 @@ applies them, so no op is handed to anyone before it is durable.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -63,6 +64,7 @@ class History:
         self.wall_clock = wall_clock
         self.skipped_on_load = 0  # stored ops that no longer apply; kept on disk, not shown
         self._author_lock = trio.Lock()
+        self._unsaved: dict[bytes, bytes] = {}  # applied, but their commit failed
         self._tickets = 0  # ingest calls so far
         self._turn = 0  # the ticket whose ops are applied now
         self._turns_ended: set[int] = set()
@@ -96,7 +98,11 @@ class History:
             replica = Replica(stored, identity=identity, clock=clock)
             history = cls(replica, store, verifier, wall_clock)
             await history._restore()
-            yield history
+            try:
+                yield history
+            finally:
+                with trio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                    await history._flush()  # best effort: peers still hold these ops
 
     async def _restore(self) -> None:
         """Rebuild the replica from the store, in the order the ops were first stored.
@@ -211,10 +217,27 @@ class History:
                 removals = [c.id for c in changes[first_change:] if isinstance(c, OpDropped)]
                 # The store commits writes in call order and groups those that queue up.
                 commits.start_soon(self._write, rows, removals)
+            if self._unsaved:
+                commits.start_soon(self._write, [], [])
             self._end_turn(ticket)
 
     async def _write(self, rows: list[tuple[bytes, bytes]], removals: list[bytes]) -> None:
-        await self.store.write(rows, removals, durable=False)
+        """Commit ops already applied in memory. If the commit fails they stay applied, so
+        they are kept here and written again with the next batch (or on close): a peer
+        sending them again would only get "duplicate"."""
+        for op_id in removals:
+            self._unsaved.pop(op_id, None)
+        retry, self._unsaved = self._unsaved, {}
+        try:
+            await self.store.write([*retry.items(), *rows], removals, durable=False)
+        except BaseException:
+            self._unsaved.update(retry)
+            self._unsaved.update(rows)
+            raise
+
+    async def _flush(self) -> None:
+        if self._unsaved:
+            await self._write([], [])
 
     # -- ops of our own ---------------------------------------------------------------------
 
@@ -225,5 +248,8 @@ class History:
         """
         async with self._author_lock:
             op = self.replica.create(kind, body, now_ms=self.wall_clock())
-            await self.store.append([(op.id, op.data)], durable=True)
-            return op, self.replica.admit(op)
+            # Once the commit is under way the op must be applied too, or the next one
+            # would take the same seq and fork our own chain: no cancelling in between.
+            with trio.CancelScope(shield=True):
+                await self.store.append([(op.id, op.data)], durable=True)
+                return op, self.replica.admit(op)

@@ -229,7 +229,11 @@ class _transaction:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate a store file; raises StoreError."""
+    """Open (creating if needed) and migrate a store file; raises StoreError.
+
+    A file that is not a rumor store, or is from a newer rumor, is refused before anything
+    is written to it (switching to WAL would already change its header).
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -237,11 +241,12 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise StoreError(f"cannot open {path}: {exc}") from None
     try:
         db.execute("PRAGMA busy_timeout=5000")
+        _check_schema(db, path)
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{path}: cannot switch to WAL mode")
         db.execute("PRAGMA synchronous=NORMAL")
-        _migrate(db, path)
+        _migrate(db)
     except sqlite3.DatabaseError as exc:
         db.close()
         raise StoreError(f"{path} is not a rumor store: {exc}") from None
@@ -251,7 +256,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
+def _check_schema(db: sqlite3.Connection, path: Path) -> None:
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -259,7 +264,11 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         )
     if version == 0 and _has_tables(db):
         raise StoreError(f"{path} is an SQLite file, but not a rumor store")
-    for target in range(version, SCHEMA_VERSION):
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for target in range(version, len(MIGRATIONS)):
         with _transaction(db):
             for statement in MIGRATIONS[target]:
                 db.execute(statement)

@@ -1,0 +1,748 @@
+"""The SQLite store of a room and the History kept in it: round trips through close and
+reopen, durability modes, group commit, schema migrations and files that are not ours."""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, closing
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+import crdt._store as store_module
+from crdt import (
+    Identity,
+    IngestReport,
+    Kind,
+    Op,
+    OpDropped,
+    Outcome,
+    Reason,
+    Replica,
+    encode_op,
+    make_hlc,
+)
+from crdt._history import CHUNK, History
+from crdt._store import SCHEMA_VERSION, Store, StoreError
+from crdt._verify import Verifier
+
+NOW = 1_780_000_000_000  # ms; the wall clock of every History here, and near the ops' clocks
+ROOM = bytes(range(32))
+OTHER_ROOM = bytes(range(100, 132))
+
+
+def _identity(n: int) -> Identity:
+    return Identity.from_seed(bytes([0xA0 + n]) * 32)
+
+
+ALICE, BOB, CAROL, ME = (_identity(n) for n in range(4))
+
+
+class Peers:
+    """Replicas of a few authors that see each other's ops at once, to author real ops."""
+
+    def __init__(self, *authors: Identity) -> None:
+        self.replicas = {who.peer_id: Replica(ROOM, identity=who) for who in authors}
+        self.now = NOW - 60_000
+        self.ops: list[Op] = []
+        self.latest: dict[bytes, Op] = {}  # author -> their latest op
+
+    def _add(self, op: Op) -> Op:
+        for replica in self.replicas.values():
+            assert replica.admit(op).added
+        self.ops.append(op)
+        self.latest[op.author] = op
+        return op
+
+    def _by(self, who: Identity) -> tuple[Replica, int]:
+        self.now += 1
+        return self.replicas[who.peer_id], self.now
+
+    def message(self, who: Identity, text: str, reply_to: bytes | None = None) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_message(text, reply_to=reply_to, now_ms=now))
+
+    def edit(self, who: Identity, target: Op, text: str) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_edit(target.id, text, now_ms=now))
+
+    def delete(self, who: Identity, target: Op) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_delete(target.id, now_ms=now))
+
+    def react(self, who: Identity, target: Op, emoji: str, *, remove: bool = False) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_reaction(target.id, emoji, remove=remove, now_ms=now))
+
+    def topic(self, who: Identity, topic: str) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_topic(topic, now_ms=now))
+
+    def nick(self, who: Identity, nick: str) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_nick(nick, now_ms=now))
+
+    def join(self, who: Identity) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_join(now_ms=now))
+
+    def leave(self, who: Identity) -> Op:
+        replica, now = self._by(who)
+        return self._add(replica.new_leave(now_ms=now))
+
+    def last_of(self, who: Identity) -> Op:
+        return self.latest[who.peer_id]
+
+
+def conversation() -> tuple[Peers, Op]:
+    """Three peers using every kind of op; returns them and Alice's first message."""
+    peers = Peers(ALICE, BOB, CAROL)
+    for who in (ALICE, BOB, CAROL):
+        peers.join(who)
+    peers.nick(ALICE, "alice")
+    peers.nick(BOB, "bob")
+    hello = peers.message(ALICE, "hello")
+    reply = peers.message(BOB, "hi alice", reply_to=hello.id)
+    peers.message(CAROL, "two\nlines\tand a tab, ünïcödé 🎉")
+    peers.edit(ALICE, hello, "hello, world")
+    peers.react(BOB, hello, "👍")
+    peers.react(CAROL, hello, "👍")
+    peers.react(ALICE, reply, "🎉")
+    peers.react(CAROL, reply, "x")
+    peers.react(CAROL, reply, "x", remove=True)
+    peers.topic(ALICE, "first topic")
+    peers.topic(BOB, "rumor dev")
+    oops = peers.message(CAROL, "oops")
+    peers.delete(CAROL, oops)
+    peers.nick(BOB, "robert")
+    peers.leave(CAROL)
+    for i in range(12):
+        peers.message((ALICE, BOB, CAROL)[i % 3], f"message {i}")
+    return peers, hello
+
+
+def reference(ops: Iterable[Op]) -> Replica:
+    replica = Replica(ROOM)
+    for op in ops:
+        assert replica.admit(op).added
+    return replica
+
+
+def open_history(
+    path: Path, verifier: Verifier, *, identity: Identity | None = None, room: bytes | None = ROOM
+) -> AbstractAsyncContextManager[History]:
+    return History.open(
+        path, room=room, identity=identity, verifier=verifier, wall_clock=lambda: NOW
+    )
+
+
+async def ingest_all(history: History, ops: Sequence[Op]) -> IngestReport:
+    """Ingest `ops` as one batch, every one of which must be added."""
+    report = await history.ingest([op.data for op in ops])
+    assert report.outcomes == [Outcome.ADDED] * len(ops)
+    return report
+
+
+async def stored_ids(store: Store) -> list[bytes]:
+    """The ids of the stored ops, in storage order, read through a separate connection (so
+    only committed rows count)."""
+
+    def read() -> list[bytes]:
+        with closing(sqlite3.connect(store.path)) as db:
+            return [bytes(row[0]) for row in db.execute("SELECT id FROM ops ORDER BY n")]
+
+    return await trio.to_thread.run_sync(read)
+
+
+async def synchronous_pragma(store: Store) -> int:
+    return int(await store._run(lambda: store._db.execute("PRAGMA synchronous").fetchone()[0]))
+
+
+def transactions(statements: Sequence[str], mode: str) -> list[tuple[str, list[bytes]]]:
+    """From a trace of SQL statements: (synchronous mode, ids inserted) per committed
+    transaction. `mode` is the connection's mode when the trace started."""
+    committed: list[tuple[str, list[bytes]]] = []
+    current: list[bytes] | None = None
+    for statement in statements:
+        words = statement.strip().upper()
+        if words.startswith("PRAGMA SYNCHRONOUS="):
+            mode = words.split("=", 1)[1].strip()
+        elif words.startswith("BEGIN"):
+            current = []
+        elif words.startswith("INSERT INTO OPS"):
+            blob = re.search(r"[xX]'([0-9a-fA-F]*)'", statement)
+            assert blob is not None and current is not None
+            current.append(bytes.fromhex(blob.group(1)))
+        elif words == "ROLLBACK":
+            current = None
+        elif words in ("COMMIT", "END"):
+            assert current is not None
+            committed.append((mode, current))
+            current = None
+    return committed
+
+
+def one_line(error: BaseException) -> str:
+    message = str(error)
+    assert message and "\n" not in message
+    return message
+
+
+@pytest.fixture
+async def verifier() -> AsyncIterator[Verifier]:
+    async with Verifier.open(workers=0) as verifier:
+        yield verifier
+
+
+# -- round trips --------------------------------------------------------------------------
+
+
+async def test_round_trip_preserves_views(tmp_path: Path) -> None:
+    peers, hello = conversation()
+    path = tmp_path / "room.db"
+    assert len(peers.ops) >= 32  # one batch large enough to go to a worker process
+    async with Verifier.open(workers=1) as verifier:
+        async with open_history(path, verifier, identity=ME) as history:
+            await ingest_all(history, peers.ops)
+            assert all(history.replica.in_effect(op.id) for op in peers.ops)
+
+            await history.author(Kind.JOIN, ())
+            await history.author(Kind.NICK, ("me",))
+            mine, _ = await history.author(Kind.MESSAGE, ("my first", None))
+            await history.author(Kind.EDIT, (mine.id, "my first, edited"))
+            await history.author(Kind.REACT, (hello.id, "👍"))
+            second, _ = await history.author(Kind.MESSAGE, ("my second", hello.id))
+            await history.author(Kind.DELETE, (second.id,))
+            await history.author(Kind.TOPIC, ("the last topic",))
+            stored = await history.store.count()
+            with pytest.raises(ValueError, match="author"):
+                await history.author(Kind.EDIT, (hello.id, "not mine to edit"))
+            assert await history.store.count() == stored  # a refused op is never stored
+
+            late = peers.message(BOB, "after you")
+            await ingest_all(history, [late])
+
+            replica = history.replica
+            rendered, vector, size = replica.render(), replica.version_vector(), len(replica)
+            # The views are not trivial: every kind of op shows.
+            assert replica.topic == "the last topic"
+            assert replica.nicknames() == {
+                ALICE.peer_id: "alice",
+                BOB.peer_id: "robert",
+                ME.peer_id: "me",
+            }
+            assert replica.members() == sorted([ALICE.peer_id, BOB.peer_id, ME.peer_id])
+            shown = replica.message(hello.id)
+            assert shown is not None and shown.text == "hello, world" and shown.edited
+            assert shown.reactions == (
+                ("👍", tuple(sorted([BOB.peer_id, CAROL.peer_id, ME.peer_id]))),
+            )
+            deleted = replica.message(second.id)
+            assert deleted is not None and deleted.deleted
+            assert vector[ME.peer_id] == 8 and vector[BOB.peer_id] > 0
+            assert size == len(peers.ops) + 8
+            assert await history.store.count() == size
+            assert set(await stored_ids(history.store)) == {op.id for op in replica.ops()}
+
+        for who in (ME, None):
+            async with open_history(path, verifier, identity=who, room=None) as reopened:
+                assert reopened.replica.render() == rendered
+                assert reopened.replica.version_vector() == vector
+                assert len(reopened.replica) == size
+                assert reopened.skipped_on_load == 0
+                assert await reopened.store.integrity_check() == "ok"
+
+
+async def test_reopen_continues_own_chain_and_clock(tmp_path: Path, verifier: Verifier) -> None:
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier, identity=ME) as history:
+        for i in range(3):
+            await history.author(Kind.MESSAGE, (f"before {i}", None))
+        last_hlc = max(op.hlc for op in history.replica.ops())
+    # The wall clock went back an hour; the hybrid clock must still move forward.
+    async with History.open(
+        path, identity=ME, verifier=verifier, wall_clock=lambda: NOW - 3_600_000
+    ) as history:
+        op, result = await history.author(Kind.MESSAGE, ("after", None))
+        assert result.added
+        assert op.seq == 4 and op.prev == history.replica.timeline()[2].id
+        assert op.hlc > last_hlc
+        assert history.replica.forked_authors() == []
+        assert history.replica.version_vector() == {ME.peer_id: 4}
+
+
+async def test_held_ops_survive_reopen(tmp_path: Path, verifier: Verifier) -> None:
+    """Ops delivered out of order are stored while held, and are held again after a
+    reopen until what they wait for arrives."""
+    peers, _ = conversation()
+    shuffled = peers.ops[:]
+    random.Random(5).shuffle(shuffled)
+    path = tmp_path / "room.db"
+    most_held = 0
+    for start in range(0, len(shuffled), 4):
+        batch = shuffled[start : start + 4]
+        async with open_history(path, verifier) as history:
+            await ingest_all(history, batch)
+            replica = history.replica
+            held, rendered = replica.held_count, replica.render()
+            ids = {op.id for op in replica.ops()}
+            in_effect = {i for i in ids if replica.in_effect(i)}
+            assert set(await stored_ids(history.store)) == ids
+            most_held = max(most_held, held)
+        async with open_history(path, verifier) as history:
+            replica = history.replica
+            assert replica.held_count == held
+            assert replica.render() == rendered
+            assert {op.id for op in replica.ops()} == ids
+            assert {i for i in ids if replica.in_effect(i)} == in_effect
+            assert history.skipped_on_load == 0
+    assert most_held >= 3  # the shuffle really did hold ops across reopens
+    async with open_history(path, verifier) as history:
+        assert history.replica.held_count == 0
+        assert history.replica.render() == reference(peers.ops).render()
+
+
+def forged_edit(peers: Peers, target: Op) -> tuple[Op, Op]:
+    """Bob's edit of Alice's `target` (refused once the target is known) and Bob's next op,
+    chained after that edit; both validly signed."""
+    bob_last = peers.last_of(BOB)
+    edit = encode_op(
+        BOB,
+        room=ROOM,
+        seq=bob_last.seq + 1,
+        prev=bob_last.id,
+        hlc=make_hlc(NOW - 1000),
+        kind=Kind.EDIT,
+        body=(target.id, "hijacked"),
+    )
+    after = encode_op(
+        BOB,
+        room=ROOM,
+        seq=edit.seq + 1,
+        prev=edit.id,
+        hlc=make_hlc(NOW - 999),
+        kind=Kind.MESSAGE,
+        body=("held behind it", None),
+    )
+    return edit, after
+
+
+async def test_dropped_ops_are_removed_from_store(tmp_path: Path, verifier: Verifier) -> None:
+    peers = Peers(ALICE, BOB)
+    early = [peers.join(ALICE), peers.join(BOB), peers.message(BOB, "bob was here")]
+    target = peers.message(ALICE, "alice's words")
+    edit, after = forged_edit(peers, target)
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier) as history:
+        await ingest_all(history, early)
+        await ingest_all(history, [edit, after])
+        assert history.replica.held_count == 2
+        assert not history.replica.in_effect(edit.id)
+        assert not history.replica.in_effect(after.id)
+        assert await history.store.count() == len(early) + 2
+    async with open_history(path, verifier) as history:
+        assert history.replica.held_count == 2
+        report = await ingest_all(history, [target])
+        dropped = {c.id: c.reason for c in report.changes if isinstance(c, OpDropped)}
+        assert dropped == {edit.id: Reason.NOT_AUTHOR, after.id: Reason.BAD_PREV}
+        assert await history.store.count() == len(early) + 1
+        assert set(await stored_ids(history.store)) == {op.id for op in [*early, target]}
+        rendered, vector = history.replica.render(), history.replica.version_vector()
+    async with open_history(path, verifier) as history:
+        assert history.replica.render() == rendered
+        assert history.replica.version_vector() == vector
+        assert history.replica.held_count == 0
+        assert len(history.replica) == len(early) + 1
+        assert history.skipped_on_load == 0
+        assert await history.store.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("target_at", [5, CHUNK], ids=["same-chunk", "next-chunk"])
+async def test_drop_within_one_batch(tmp_path: Path, verifier: Verifier, target_at: int) -> None:
+    """A held op and the op that drops it in one batch: inserted and removed by one write
+    (same chunk) or by two, the first chunk's then the second's (next chunk). Either way
+    the removal must come after the insert."""
+    peers = Peers(ALICE, BOB, CAROL)
+    early = [peers.join(ALICE), peers.join(BOB)]
+    target = peers.message(ALICE, "alice's words")
+    edit, after = forged_edit(peers, target)
+    filler = [peers.message(CAROL, f"filler {i}") for i in range(CHUNK)]
+    batch = [edit, after, *filler]
+    batch.insert(target_at, target)
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier) as history:
+        await ingest_all(history, early)
+        await ingest_all(history, batch)
+        ids = {op.id for op in history.replica.ops()}
+        assert edit.id not in ids and after.id not in ids
+        assert len(ids) == len(early) + len(batch) - 2
+        assert set(await stored_ids(history.store)) == ids
+        rendered = history.replica.render()
+    async with open_history(path, verifier) as history:
+        assert history.replica.render() == rendered
+        assert history.skipped_on_load == 0
+
+
+# -- durability and group commit ----------------------------------------------------------
+
+
+async def test_author_commits_full_and_ingest_normal(tmp_path: Path, verifier: Verifier) -> None:
+    peers, _ = conversation()
+    first, second = peers.ops[:10], peers.ops[10:20]
+    async with open_history(tmp_path / "room.db", verifier, identity=ME) as history:
+        store = history.store
+        trace: list[str] = []
+        store._db.set_trace_callback(trace.append)
+        initial = "FULL" if await synchronous_pragma(store) == 2 else "NORMAL"
+
+        await ingest_all(history, first)
+        assert store._synchronous == "NORMAL"
+        assert await synchronous_pragma(store) == 1
+        # Committed when ingest returns: a separate connection sees the rows.
+        assert set(await stored_ids(store)) == {op.id for op in first}
+
+        mine, _ = await history.author(Kind.MESSAGE, ("mine", None))
+        assert store._synchronous == "FULL"
+        assert await synchronous_pragma(store) == 2
+        assert mine.id in await stored_ids(store)
+
+        await ingest_all(history, second)
+        assert store._synchronous == "NORMAL"
+        assert await synchronous_pragma(store) == 1
+
+        store._db.set_trace_callback(None)
+        committed = transactions(trace, initial)
+        modes = {op_id: mode for mode, ids in committed for op_id in ids}
+        assert modes[mine.id] == "FULL"
+        assert {modes[op.id] for op in first + second} == {"NORMAL"}
+        assert len(modes) == len(first) + len(second) + 1
+
+
+async def test_failed_author_commit_applies_nothing(tmp_path: Path, verifier: Verifier) -> None:
+    """`author` applies an op only once it is committed: if the commit fails, the op is
+    neither shown nor stored, and the next op takes its seq without forking the chain."""
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier, identity=ME) as history:
+        first, _ = await history.author(Kind.MESSAGE, ("first", None))
+        store = history.store
+        await store._run(lambda: store._db.execute("PRAGMA busy_timeout=20"))
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            with pytest.raises(StoreError, match="locked"):
+                await history.author(Kind.MESSAGE, ("lost", None))
+            other.execute("ROLLBACK")
+        assert [m.text for m in history.replica.timeline()] == ["first"]
+        assert len(history.replica) == 1
+        second, _ = await history.author(Kind.MESSAGE, ("second", None))
+        assert second.seq == 2 and second.prev == first.id
+        rendered = history.replica.render()
+    async with open_history(path, verifier, identity=ME) as history:
+        assert history.replica.render() == rendered
+        assert history.replica.forked_authors() == []
+        assert [m.text for m in history.replica.timeline()] == ["first", "second"]
+
+
+async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    tasks, rounds = 6, 5
+    rows = {
+        (t, r): (rng.randbytes(32), rng.randbytes(100)) for t in range(tasks) for r in range(rounds)
+    }
+    durable = {key for key in rows if rng.random() < 0.3}
+    async with Store.open(tmp_path / "room.db") as store:
+        trace: list[str] = []
+        store._db.set_trace_callback(trace.append)
+
+        async def append_all(t: int) -> None:
+            for r in range(rounds):
+                await store.append([rows[t, r]], durable=(t, r) in durable)
+                # Returned only once committed: a separate connection sees it.
+                assert rows[t, r][0] in await stored_ids(store)
+
+        async with trio.open_nursery() as nursery:
+            for t in range(tasks):
+                nursery.start_soon(append_all, t)
+        assert 1 <= store.commits < tasks * rounds
+        assert await store.count() == tasks * rounds
+        store._db.set_trace_callback(None)
+
+    committed = transactions(trace, "NORMAL")
+    assert len(committed) == store.commits
+    assert sorted(i for _, ids in committed for i in ids) == sorted(v[0] for v in rows.values())
+    for mode, ids in committed:  # a transaction holding a durable row is durable
+        if any(rows[key][0] in ids for key in durable):
+            assert mode == "FULL"
+
+
+async def test_queued_writes_share_one_commit_in_call_order(tmp_path: Path) -> None:
+    first, second = (b"\x01" * 32, b"first"), (b"\x02" * 32, b"second")
+    async with Store.open(tmp_path / "room.db") as store:
+        # Hold the worker thread, so that later writes queue up.
+        async with trio.open_nursery() as nursery, store._limiter:
+            nursery.start_soon(partial(store.append, [first], durable=False))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(partial(store.append, [second], durable=False))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(store.remove, [second[0]])
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.commits == 0
+        # The first write was taken alone; the insert and the removal queued behind it
+        # were committed together, the removal after the insert.
+        assert store.commits == 2
+        assert await _load_raw(store.path) == [first]
+
+
+async def _load_raw(path: Path) -> list[tuple[bytes, bytes]]:
+    def read() -> list[tuple[bytes, bytes]]:
+        with closing(sqlite3.connect(path)) as db:
+            return [(bytes(i), bytes(d)) for i, d in db.execute("SELECT id, data FROM ops")]
+
+    return await trio.to_thread.run_sync(read)
+
+
+async def test_failed_commit_fails_every_caller_and_keeps_nothing(tmp_path: Path) -> None:
+    blocker, good, later = (b"\x00" * 32, b"alone"), (b"\x01" * 32, b"good"), (b"\x03" * 32, b"x")
+    bad = (b"\x02" * 32, None)  # NOT NULL violated: the whole transaction fails
+    failed: dict[bytes, StoreError] = {}
+    async with Store.open(tmp_path / "room.db") as store:
+
+        async def append(row: tuple[bytes, bytes | None]) -> None:
+            try:
+                await store.append([row], durable=False)  # type: ignore[list-item]
+            except StoreError as exc:
+                failed[row[0]] = exc
+
+        # Hold the worker thread: good and bad queue up behind blocker, together.
+        async with trio.open_nursery() as nursery, store._limiter:
+            nursery.start_soon(append, blocker)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(append, good)
+            nursery.start_soon(append, bad)
+            await trio.testing.wait_all_tasks_blocked()
+        assert sorted(failed) == [good[0], bad[0]]
+        assert all(str(store.path) in one_line(exc) for exc in failed.values())
+        assert await _load_raw(store.path) == [blocker]
+        await store.append([later], durable=True)  # the store still works
+        assert await _load_raw(store.path) == [blocker, later]
+
+
+async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "room.db") as store:
+        await store.append([(b"\x01" * 32, b"x")], durable=False)
+    with pytest.raises(trio.ClosedResourceError):
+        await store.append([(b"\x02" * 32, b"y")], durable=False)
+    async with Store.open(tmp_path / "room.db") as store:
+        assert await store.load() == [b"x"]
+
+
+# -- schema versions and files that are not ours ------------------------------------------
+
+
+def _sql(path: Path, query: str) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(query).fetchall()
+
+
+async def test_fresh_file_gets_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "room.db"  # the directory is created too
+    async with Store.open(path) as store:
+        assert await store.integrity_check() == "ok"
+        assert await store.count() == 0
+    assert _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert _sql(path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {row[0] for row in _sql(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"meta", "ops"}
+
+
+async def test_newer_schema_is_refused(tmp_path: Path, verifier: Verifier) -> None:
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier, identity=ME) as history:
+        await history.author(Kind.MESSAGE, ("kept", None))
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError) as caught:
+        async with Store.open(path):
+            pytest.fail("opened a store from a newer rumor")
+    message = one_line(caught.value)
+    assert str(path) in message and str(SCHEMA_VERSION + 1) in message
+    # Nothing was changed or lost.
+    assert _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+    assert _sql(path, "SELECT count(*) FROM ops") == [(1,)]
+
+
+async def test_random_bytes_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "room.db"
+    junk = random.Random(3).randbytes(8192)
+    path.write_bytes(junk)
+    with pytest.raises(StoreError) as caught:
+        async with Store.open(path):
+            pytest.fail("opened random bytes as a store")
+    assert str(path) in one_line(caught.value)
+    assert path.read_bytes() == junk
+
+
+def _foreign_database(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE contacts (name TEXT, email TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('ada', 'ada@example.org')")
+        db.commit()
+
+
+async def test_foreign_sqlite_file_is_refused(tmp_path: Path, verifier: Verifier) -> None:
+    path = tmp_path / "contacts.db"
+    _foreign_database(path)
+    with pytest.raises(StoreError) as caught:
+        async with Store.open(path):
+            pytest.fail("opened another program's database as a store")
+    assert str(path) in one_line(caught.value)
+    with pytest.raises(StoreError):
+        async with open_history(path, verifier):
+            pytest.fail("opened another program's database as a history")
+    assert _sql(path, "SELECT * FROM contacts") == [("ada", "ada@example.org")]
+    assert _sql(path, "PRAGMA user_version") == [(0,)]
+
+
+async def test_refused_foreign_file_is_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.db"
+    _foreign_database(path)
+    before = path.read_bytes()
+    with pytest.raises(StoreError):
+        async with Store.open(path):
+            pytest.fail("opened another program's database as a store")
+    assert _sql(path, "PRAGMA journal_mode") == [("delete",)]
+    assert path.read_bytes() == before
+
+
+async def test_other_room_is_refused(tmp_path: Path, verifier: Verifier) -> None:
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier, identity=ME) as history:
+        await history.author(Kind.MESSAGE, ("in the first room", None))
+        rendered = history.replica.render()
+    with pytest.raises(StoreError) as caught:
+        async with open_history(path, verifier, room=OTHER_ROOM):
+            pytest.fail("opened a room's file as another room")
+    message = one_line(caught.value)
+    assert ROOM.hex() in message and OTHER_ROOM.hex() in message
+    async with open_history(path, verifier, room=None) as history:
+        assert history.room == ROOM
+        assert history.replica.render() == rendered
+
+
+async def test_new_file_needs_a_room(tmp_path: Path, verifier: Verifier) -> None:
+    with pytest.raises(StoreError) as caught:
+        async with open_history(tmp_path / "room.db", verifier, room=None):
+            pytest.fail("opened a history without a room")
+    one_line(caught.value)
+
+
+MIGRATION_STEP = (
+    "ALTER TABLE ops ADD COLUMN received_at INTEGER",
+    "CREATE TABLE migration_runs (step INTEGER NOT NULL)",
+    f"INSERT INTO migration_runs VALUES ({SCHEMA_VERSION})",
+)
+
+
+async def test_added_migration_runs_once(
+    tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "room.db"
+    peers, _ = conversation()
+    async with open_history(path, verifier, identity=ME) as history:
+        await ingest_all(history, peers.ops)
+        await history.author(Kind.MESSAGE, ("before the upgrade", None))
+        rendered = history.replica.render()
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, MIGRATION_STEP])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    for _ in range(3):
+        async with open_history(path, verifier, identity=ME) as history:
+            assert history.replica.render() == rendered
+            assert await history.store.integrity_check() == "ok"
+        assert _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+        assert _sql(path, "SELECT step FROM migration_runs") == [(SCHEMA_VERSION,)]
+    columns = [row[1] for row in _sql(path, "PRAGMA table_info(ops)")]
+    assert columns == ["n", "id", "data", "received_at"]
+
+    # This rumor again, without the step: the upgraded file is from a newer rumor.
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="schema version"):
+        async with Store.open(path):
+            pytest.fail("an older rumor opened an upgraded store")
+
+
+async def test_failed_migration_changes_nothing(
+    tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier, identity=ME) as history:
+        await history.author(Kind.MESSAGE, ("kept", None))
+        rendered = history.replica.render()
+    broken = (MIGRATION_STEP[0], "INSERT INTO no_such_table VALUES (1)")
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, broken])
+        patch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+        with pytest.raises(StoreError) as caught:
+            async with Store.open(path):
+                pytest.fail("a broken migration went through")
+        one_line(caught.value)
+    assert _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert "received_at" not in [row[1] for row in _sql(path, "PRAGMA table_info(ops)")]
+    async with open_history(path, verifier, identity=ME) as history:
+        assert history.replica.render() == rendered
+
+
+# -- bugs found and fixed ---------------------------------------------------------------------------
+
+
+async def test_cancelled_author_does_not_fork_own_chain(
+    tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier, identity=ME) as history:
+        await history.author(Kind.MESSAGE, ("one", None))
+        commit = history.store._commit
+        scope = trio.CancelScope()
+
+        async def cancel_then_commit(jobs: list[store_module._Write]) -> None:
+            scope.cancel()  # the author is cancelled while its commit is under way
+            await commit(jobs)
+
+        monkeypatch.setattr(history.store, "_commit", cancel_then_commit)
+        with scope:
+            await history.author(Kind.MESSAGE, ("two", None))
+        # A commit that began is seen through, and the op applied with it.
+        assert [m.text for m in history.replica.timeline()] == ["one", "two"]
+        monkeypatch.setattr(history.store, "_commit", commit)
+        await history.author(Kind.MESSAGE, ("three", None))
+        rendered = history.replica.render()
+    async with open_history(path, verifier, identity=ME) as history:
+        assert history.replica.forked_authors() == []
+        assert history.replica.render() == rendered
+
+
+async def test_ops_of_a_failed_ingest_commit_are_stored_when_delivered_again(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    peers = Peers(ALICE)
+    first, lost, later = (peers.message(ALICE, f"message {i}") for i in range(3))
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier) as history:
+        await ingest_all(history, [first])
+        store = history.store
+        await store._run(lambda: store._db.execute("PRAGMA busy_timeout=20"))
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            with pytest.raises(StoreError, match="locked"):
+                await history.ingest([lost.data])
+            other.execute("ROLLBACK")
+        # The peer sends the batch again, and more.
+        await history.ingest([lost.data, later.data])
+        rendered = history.replica.render()
+    async with open_history(path, verifier) as history:
+        assert history.replica.render() == rendered
