@@ -252,4 +252,5 @@ class History:
             # would take the same seq and fork our own chain: no cancelling in between.
             with trio.CancelScope(shield=True):
                 await self.store.append([(op.id, op.data)], durable=True)
-                return op, self.replica.admit(op)
+                result = self.replica.admit(op)
+        return op, result

@@ -7,6 +7,7 @@ pair (1 = signature valid). Exits at end of input. It only ever reads its parent
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import sys
 
@@ -40,7 +41,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    # If the parent went away (or was killed) there is nobody left to answer.
+    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
         main()
-    except (BrokenPipeError, KeyboardInterrupt):
-        pass  # the parent went away (or was killed): nobody is left to answer

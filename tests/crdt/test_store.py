@@ -697,7 +697,7 @@ async def test_failed_migration_changes_nothing(
         assert history.replica.render() == rendered
 
 
-# -- bugs found and fixed ---------------------------------------------------------------------------
+# -- bugs found and fixed ---------------------------------------------------------------
 
 
 async def test_cancelled_author_does_not_fork_own_chain(
