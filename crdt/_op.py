@@ -250,6 +250,15 @@ BODY_CHECKS: dict[int, Callable[[tuple[Any, ...]], None]] = {
 }
 _KINDS = frozenset(kind.value for kind in Kind)
 _pack = msgpack.Packer().pack
+_SHARED_MAX = 65_536
+_shared_ids: dict[bytes, bytes] = {}
+
+
+def _shared(value: bytes) -> bytes:
+    """One interned copy of a room id or author key (bounded: cleared when full)."""
+    if len(_shared_ids) >= _SHARED_MAX:
+        _shared_ids.clear()
+    return _shared_ids.setdefault(value, value)
 
 
 # -- decoding -----------------------------------------------------------------------------
@@ -312,6 +321,9 @@ def decode_op(data: bytes) -> Op:
         raise InvalidOp(Reason.NOT_CANONICAL)
     if len(payload) > MAX_BODY_BYTES and len(msgpack.packb(body)) > MAX_BODY_BYTES:
         raise InvalidOp(Reason.TOO_LARGE, "body over the limit")
+    # A room's ops share a handful of room ids and authors: keep one copy of each.
+    room = _shared(room)
+    author = _shared(author)
     return Op(op_id(payload), data, room, author, seq, prev, hlc, kind_value, body)
 
 

@@ -55,10 +55,10 @@ KEY_CACHE_SIZE = 1024
 class _MessageState:
     __slots__ = ("deleted", "op", "reactions", "text", "text_key")
 
-    def __init__(self, op: Op) -> None:
+    def __init__(self, op: Op, key: SortKey) -> None:
         self.op = op
         self.text: str = op.body[0]
-        self.text_key: SortKey = op.sort_key
+        self.text_key = key  # the key of the op the text comes from (shared, not copied)
         self.deleted = False
         # (author, emoji) -> (key of the latest react/unreact, reacted?); made when needed
         self.reactions: dict[tuple[bytes, str], tuple[SortKey, bool]] | None = None
@@ -79,7 +79,7 @@ class _MessageState:
             hlc=op.hlc,
             text="" if self.deleted else self.text,
             reply_to=op.body[1],
-            edited=self.text_key != op.sort_key,
+            edited=self.text_key[3] != op.id,
             deleted=self.deleted,
             reactions=reactions,
         )
@@ -291,7 +291,7 @@ class Replica:
         kind = op.kind
         key = op.sort_key
         if kind == Kind.MESSAGE:
-            self._messages[op.id] = _MessageState(op)
+            self._messages[op.id] = _MessageState(op, key)
             if not self._timeline or key > self._timeline[-1]:
                 self._timeline.append(key)
             else:

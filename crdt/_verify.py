@@ -7,65 +7,34 @@ interval (5 ms) for it. Measured on 2 cores: two verifying threads fall from 26,
 1,100 signatures per second while a third thread runs Python. Worker processes have no
 such coupling.
 
-Workers are `python -m crdt._verify_worker` children speaking length-prefixed msgpack on
-their stdin/stdout, so nothing depends on `multiprocessing` re-importing the caller's main
-module. Small batches, and any batch whose worker died, are verified in-process.
+Workers run `_verify_worker.py` as a script, speaking length-prefixed msgpack on their
+stdin and stdout: nothing depends on `multiprocessing` re-importing the caller's main
+module, and a worker loads only msgpack and cryptography. Small batches, and any batch
+whose worker died, are verified in-process.
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any
 
 import msgpack
 import trio
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from . import _verify_worker
 from ._nursery import open_nursery
 from ._op import SIGNING_CONTEXT, Op
+from ._verify_worker import LENGTH, verify_signatures
 
 __all__ = ["Verifier", "verify_signatures"]
 
 INLINE_BELOW = 32
 STARTUP_TIMEOUT = 30  # smaller batches are cheaper to verify than to ship to a worker
-KEY_CACHE_SIZE = 4096
-_LENGTH = struct.Struct(">I")
-_UNSEEN: Any = object()
-
-
-def verify_signatures(
-    items: Sequence[tuple[bytes, bytes]], keys: dict[bytes, Ed25519PublicKey | None]
-) -> bytes:
-    """One byte per `(author, op bytes)` item: 1 if the op's signature is valid, else 0.
-
-    `keys` caches parsed public keys across calls.
-    """
-    if len(keys) > KEY_CACHE_SIZE:
-        keys.clear()
-    verdicts = bytearray(len(items))
-    for i, (author, data) in enumerate(items):
-        key = keys.get(author, _UNSEEN)
-        if key is _UNSEEN:
-            try:
-                key = Ed25519PublicKey.from_public_bytes(author)
-            except ValueError:
-                key = None
-            keys[author] = key
-        if key is None:
-            continue
-        try:
-            key.verify(data[-64:], SIGNING_CONTEXT + data[:-64])
-        except InvalidSignature:
-            continue
-        verdicts[i] = 1
-    return bytes(verdicts)
 
 
 class _WorkerBroken(Exception):
@@ -100,10 +69,9 @@ class _Worker:
     @classmethod
     async def start(cls) -> _Worker:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "crdt._verify_worker"],
+            [sys.executable, _verify_worker.__file__, SIGNING_CONTEXT.hex()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": _import_root()},
         )
         return cls(process)
 
@@ -119,7 +87,7 @@ class _Worker:
                 # this one in the same step as writing it.
                 self._pending.append(reply)
                 try:
-                    await self._stdin.send_all(_LENGTH.pack(len(request)) + request)
+                    await self._stdin.send_all(LENGTH.pack(len(request)) + request)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                     self._fail(f"cannot write to worker: {exc}")
             await reply.done.wait()
@@ -136,12 +104,12 @@ class _Worker:
         buffer = bytearray()
         try:
             while True:
-                while len(buffer) >= _LENGTH.size:
-                    (length,) = _LENGTH.unpack_from(buffer)
-                    if len(buffer) < _LENGTH.size + length:
+                while len(buffer) >= LENGTH.size:
+                    (length,) = LENGTH.unpack_from(buffer)
+                    if len(buffer) < LENGTH.size + length:
                         break
-                    value = bytes(buffer[_LENGTH.size : _LENGTH.size + length])
-                    del buffer[: _LENGTH.size + length]
+                    value = bytes(buffer[LENGTH.size : LENGTH.size + length])
+                    del buffer[: LENGTH.size + length]
                     if not self._pending:
                         raise _WorkerBroken("unrequested reply")
                     reply = self._pending.popleft()
@@ -232,13 +200,13 @@ class Verifier:
         """One verdict per op, in order."""
         items = [(op.author, op.data) for op in ops]
         if len(items) < INLINE_BELOW or not self._workers:
-            return [bool(v) for v in verify_signatures(items, self._keys)]
+            return [bool(v) for v in verify_signatures(items, SIGNING_CONTEXT, self._keys)]
         worker = min(self._workers, key=lambda w: w.load)
         try:
             verdicts = await worker.verify(items)
         except _WorkerBroken:
             await self._replace(worker)
-            verdicts = verify_signatures(items, self._keys)
+            verdicts = verify_signatures(items, SIGNING_CONTEXT, self._keys)
         return [bool(v) for v in verdicts]
 
     async def _replace(self, broken: _Worker) -> None:
@@ -249,10 +217,3 @@ class Verifier:
         await broken.close()
         self.restarts += 1
         await self._add_worker()
-
-
-def _import_root() -> str:
-    """The directory holding the `crdt` package, so the worker imports this very copy."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    existing = os.environ.get("PYTHONPATH")
-    return here if not existing else here + os.pathsep + existing
