@@ -29,7 +29,7 @@ from ._views import ApplyResult, IngestReport, OpDropped, Outcome
 
 __all__ = ["History", "wall_clock_ms"]
 
-CHUNK = 256  # ops per verification job: large enough that thread hand-off is noise
+CHUNK = 256  # ops per verification job: large enough that process hand-off is noise
 
 
 def wall_clock_ms() -> int:
