@@ -162,8 +162,10 @@ def main() -> None:
     print(f"building {count:,} signed ops from {AUTHORS} authors ...", flush=True)
     room, ops = build_ops(count)
     sample = ops[: min(len(ops), 20_000)]
-    one = raw_verify_rate(sample, 1)
-    every = raw_verify_rate(sample, cores)
+    # Best of three: other load on the machine can only lower a rate, and a higher
+    # reference makes the ingest target harder, not easier.
+    one = max(raw_verify_rate(sample, 1) for _ in range(3))
+    every = max(raw_verify_rate(sample, cores) for _ in range(3))
     with tempfile.NamedTemporaryFile(suffix=".msgpack") as f:
         f.write(msgpack.packb(ops))
         f.flush()
