@@ -71,6 +71,7 @@ PEER_FAULT_REASONS = frozenset(
 )
 _FAULTS = {"oversized": Fault.OVERSIZED, "malformed": Fault.GARBAGE, "flow": Fault.FLOW}
 MAX_VECTOR_AUTHORS = 1_000_000  # a peer's whole vector, over all its chunks
+GRAFT_JITTER = 3.0  # the graft timeout is drawn from [1, GRAFT_JITTER] x graft_timeout
 
 
 class OpSource(Protocol):
@@ -102,6 +103,9 @@ class GossipConfig:
     announce_delay: float = 1.0  # after catching up, ask every peer for its vector
     push_queue: int = 1024  # ops queued for one peer before we fall back to catch-up
     max_missing: int = 10_000  # announced ops we track before relying on catch-up
+    # A pushed duplicate prunes its sender with this probability: when several ops race
+    # around one cycle at once, each would cut it somewhere else and split the tree.
+    prune_probability: float = 0.1
     flood: bool = False  # push to every peer and never prune (a baseline for benchmarks)
 
     def __post_init__(self) -> None:
@@ -117,6 +121,8 @@ class GossipConfig:
                    self.sync_interval, self.announce_delay)
         if min(timings) <= 0:
             raise GossipLocalError("intervals and timeouts must be positive")
+        if not 0 < self.prune_probability <= 1:
+            raise GossipLocalError("prune_probability must be in (0, 1]")
         if self.push_queue < 1 or self.max_missing < 1:
             raise GossipLocalError("push_queue and max_missing must be positive")
 
@@ -244,7 +250,7 @@ class RoomGossip:
     def authored(self, op: Op, now: float) -> list[Action]:
         """The local identity authored `op`, which is now durable and in the source."""
         out: list[Action] = []
-        self._forward(op, None, now, out)
+        self._forward(op, None, Mode.PUSH, now, out)
         return out
 
     def receive(self, peer: bytes, data: bytes, now: float) -> list[Action]:
@@ -285,7 +291,9 @@ class RoomGossip:
                 if self._announce_at is None:
                     self._announce_at = now + self.config.announce_delay
             else:
-                self._forward(op, ingesting.peer, now, out)
+                # An op that had to be pulled travels on as pulled: copies of it meeting each
+                # other are the repair's echo, not a cycle in the tree, so they prune nothing.
+                self._forward(op, ingesting.peer, ingesting.mode, now, out)
         state = self._peers.get(ingesting.peer)
         if state is not None:
             state.unacked -= 1
@@ -336,7 +344,7 @@ class RoomGossip:
         elif isinstance(message, IHave):
             self._on_ihave(state, message, now)
         elif isinstance(message, Want):
-            if message.graft and not state.eager:
+            if message.graft:
                 state.eager = True
             for op_id in message.ids:
                 op = self.source.get(op_id)
@@ -370,10 +378,11 @@ class RoomGossip:
         if (
             len(fresh) < len(message.ops)
             and message.mode is Mode.PUSH
-            and state.eager
             and not self.config.flood
+            and self.rng.random() < self.config.prune_probability
         ):
-            # Plumtree §3.2: a pushed duplicate means two eager paths; drop this one.
+            # Plumtree §3.2: a pushed duplicate means two eager paths; drop this one. The
+            # PRUNE goes out even if we count the sender lazy already: it may not know.
             state.eager = False
             self.stats.prunes_sent += 1
             out.append(Send(state.id, encode_message(Prune())))
@@ -412,20 +421,24 @@ class RoomGossip:
                 if state.id not in missing.announcers:
                     missing.announcers.append(state.id)
             elif len(self._missing) < self.config.max_missing:
-                # Plumtree: give the eager path `graft_timeout` to deliver it first.
-                deadline = now + self.config.graft_timeout
+                # Plumtree: give the eager path time to deliver it first. The jitter
+                # spreads the nodes that lack it, so the first to pull it can push it to
+                # the rest before they graft too (each graft beyond one makes a cycle).
+                deadline = now + self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
                 self._missing[op_id] = _Missing(deadline, [state.id])
                 heapq.heappush(self._missing_heap, (deadline, op_id))
 
     # -- sending ------------------------------------------------------------------------
 
-    def _forward(self, op: Op, source: bytes | None, now: float, out: list[Action]) -> None:
+    def _forward(
+        self, op: Op, source: bytes | None, mode: Mode, now: float, out: list[Action]
+    ) -> None:
         """Push `op` to the eager peers and announce it to the lazy ones, except `source`."""
         for state in self._peers.values():
             if state.id == source or state.have.get(op.author, 0) >= op.seq:
                 continue
             if state.eager:
-                self._enqueue(state, op, Mode.PUSH)
+                self._enqueue(state, op, mode)
                 self._pump(state, out)
             else:
                 state.ihave.append(op.id)
@@ -537,7 +550,6 @@ class RoomGossip:
             if not state.eager:
                 state.eager = True
                 state.graft = True
-                self.stats.grafts_sent += 1
             pulled_from.append(state)
             missing.deadline = now + self.config.retry_timeout
             heapq.heappush(heap, (missing.deadline, op_id))
@@ -548,6 +560,7 @@ class RoomGossip:
     def _flush_wants(self, state: _Peer, out: list[Action]) -> None:
         want, state.want = state.want, []
         graft, state.graft = state.graft, False
+        self.stats.grafts_sent += graft and bool(want)
         for start in range(0, len(want), MAX_IDS):
             ids = tuple(want[start : start + MAX_IDS])
             self.stats.wants_sent += len(ids)
