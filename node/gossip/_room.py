@@ -151,9 +151,11 @@ class _Peer:
     next_batch: int = 0
     outstanding: set[int] = field(default_factory=set)  # our batches it has not acked
     unacked: int = 0  # its batches we have not acked yet
-    queue: deque[tuple[Op, Mode]] = field(default_factory=deque)  # pushes and pulls
+    # ops to send before catch-up: (op, mode, asked for by a WANT)
+    queue: deque[tuple[Op, Mode, bool]] = field(default_factory=deque)
     have: dict[bytes, int] = field(default_factory=dict)  # what we believe it has
     syncing: bool = False  # stream what `have` lacks once the queue is empty
+    swapped: bool = False  # we have had a whole vector from it since the link opened
     vector: list[tuple[bytes, int]] = field(default_factory=list)  # chunks so far
     ihave: list[bytes] = field(default_factory=list)  # ids to announce
     want: list[bytes] = field(default_factory=list)  # ids to pull
@@ -349,7 +351,7 @@ class RoomGossip:
             for op_id in message.ids:
                 op = self.source.get(op_id)
                 if op is not None:
-                    self._enqueue(state, op, Mode.PULLED)
+                    self._enqueue(state, op, Mode.PULLED, asked=True)
             self._pump(state, out)
         else:  # Prune
             if not self.config.flood:
@@ -407,9 +409,21 @@ class RoomGossip:
             if seq > state.have.get(author, 0):
                 state.have[author] = seq
         state.vector = []
-        state.syncing = True
         if message.reply:
             self._send_vector(state, reply=False, out=out)
+        if state.swapped:
+            # A later swap mostly finds ops still on their way along the tree: announce a
+            # short list rather than send it, and the peer pulls what is still missing
+            # once its timeout has given the tree its chance.
+            lacking = self.source.missing_for(state.have, limit=MAX_IDS + 1)
+            if len(lacking) <= MAX_IDS:
+                if lacking:
+                    ids = tuple(op.id for op in lacking)
+                    self.stats.ihave_sent += len(ids)
+                    out.append(Send(state.id, encode_message(IHave(ids))))
+                return
+        state.swapped = True
+        state.syncing = True
         self._pump(state, out)
 
     def _on_ihave(self, state: _Peer, message: IHave, now: float) -> None:
@@ -447,13 +461,13 @@ class RoomGossip:
                 elif self._flush_at is None:
                     self._flush_at = now + self.config.ihave_interval
 
-    def _enqueue(self, state: _Peer, op: Op, mode: Mode) -> None:
+    def _enqueue(self, state: _Peer, op: Op, mode: Mode, *, asked: bool = False) -> None:
         if len(state.queue) >= self.config.push_queue:
             # The peer is not keeping up: stop queueing and let catch-up send it all.
             state.queue.clear()
             state.syncing = True
             return
-        state.queue.append((op, mode))
+        state.queue.append((op, mode, asked))
 
     def _pump(self, state: _Peer, out: list[Action]) -> None:
         """Send batches while the peer's window has room: queued ops first, then catch-up."""
@@ -481,10 +495,10 @@ class RoomGossip:
         batch_mode = Mode.PUSH
         queue = state.queue
         while queue:
-            op, mode = queue[0]
+            op, mode, asked = queue[0]
             if ops and (mode is not batch_mode or len(ops) >= MAX_OPS_PER_BATCH):
                 break
-            if mode is Mode.PUSH and state.have.get(op.author, 0) >= op.seq:
+            if not asked and state.have.get(op.author, 0) >= op.seq:
                 queue.popleft()  # it got this one some other way meanwhile
                 continue
             cost = len(op.data) + 5

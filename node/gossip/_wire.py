@@ -249,7 +249,7 @@ def decode_message(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Messag
             strict_map_key=True,
             max_str_len=0,
             max_bin_len=max_bytes,
-            max_array_len=max(MAX_OPS_PER_BATCH, MAX_IDS, MAX_VECTOR_ENTRIES),
+            max_array_len=max_bytes,
             max_map_len=0,
             max_ext_len=0,
         )
@@ -281,6 +281,11 @@ def _build(fields: tuple[Any, ...]) -> Message:
         return Vector(reply, more, entries)
     if kind == MsgType.OPS:
         batch, mode, ops = _arity(fields, 4)
+        if type(ops) is tuple and (
+            len(ops) > MAX_OPS_PER_BATCH
+            or any(type(op) is bytes and len(op) > MAX_OP_BYTES for op in ops)
+        ):
+            raise GossipRemoteError("oversized", "batch over its op count or an op too large")
         if type(mode) is not int or mode not in Mode._value2member_map_:
             raise GossipRemoteError("malformed", f"unknown mode {mode!r}")
         return Ops(batch, Mode(mode), ops)

@@ -57,6 +57,7 @@ class SimNode:
     hops: dict[bytes, int] = field(default_factory=dict)  # op id -> hops from its author
     arrived: dict[bytes, float] = field(default_factory=dict)  # op id -> virtual time
     receptions: int = 0  # op wire forms received in OPS batches (full bytes)
+    ingested: int = 0  # op wire forms the core handed to ingest
     penalties: list[Penalise] = field(default_factory=list)  # ones this node issued
     timer_at: float | None = None
 
@@ -232,6 +233,7 @@ class Cluster:
 
     def _on_ingest(self, i: int, action: Ingest) -> None:
         node = self.nodes[i]
+        node.ingested += len(action.ops)
         sender = self.nodes[self.by_id[action.peer]] if action.peer in self.by_id else None
         outcomes: list[Outcome] = []
         reasons: dict[int, Reason] = {}
