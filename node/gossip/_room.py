@@ -70,7 +70,7 @@ PEER_FAULT_REASONS = frozenset(
     }
 )
 _FAULTS = {"oversized": Fault.OVERSIZED, "malformed": Fault.GARBAGE, "flow": Fault.FLOW}
-MAX_VECTOR_AUTHORS = 1_000_000  # a peer's whole vector, over all its chunks
+MAX_VECTOR_AUTHORS = 100_000  # a peer's whole vector, over all its chunks
 GRAFT_JITTER = 3.0  # the graft timeout is drawn from [1, GRAFT_JITTER] x graft_timeout
 
 
@@ -156,6 +156,7 @@ class _Peer:
     have: dict[bytes, int] = field(default_factory=dict)  # what we believe it has
     syncing: bool = False  # stream what `have` lacks once the queue is empty
     swapped: bool = False  # we have had a whole vector from it since the link opened
+    overflowed: bool = False  # its queue overflowed: catch-up sends everything until done
     vector: list[tuple[bytes, int]] = field(default_factory=list)  # chunks so far
     ihave: list[bytes] = field(default_factory=list)  # ids to announce
     want: list[bytes] = field(default_factory=list)  # ids to pull
@@ -170,7 +171,7 @@ class _Missing:
 
 @dataclass(frozen=True, slots=True)
 class _Ingesting:
-    peer: bytes
+    peer: _Peer  # the link's state, so a result never acks into a later link to the peer
     batch: int
     mode: Mode
     ops: tuple[Op, ...]
@@ -279,9 +280,10 @@ class RoomGossip:
         out: list[Action] = []
         for op in ingesting.ops:
             self._inflight.pop(op.id, None)
+        source = ingesting.peer
         faults = sorted({r.value for r in report.reasons.values() if r in PEER_FAULT_REASONS})
         if faults:
-            self._penalise(ingesting.peer, Fault.BAD_OP, ", ".join(faults), out)
+            self._penalise(source.id, Fault.BAD_OP, ", ".join(faults), out)
         added = {op.id for op in report.added}
         for op in ingesting.ops:
             if op.id not in added:
@@ -295,11 +297,10 @@ class RoomGossip:
             else:
                 # An op that had to be pulled travels on as pulled: copies of it meeting each
                 # other are the repair's echo, not a cycle in the tree, so they prune nothing.
-                self._forward(op, ingesting.peer, ingesting.mode, now, out)
-        state = self._peers.get(ingesting.peer)
-        if state is not None:
-            state.unacked -= 1
-            out.append(Send(state.id, encode_message(Ack(ingesting.batch))))
+                self._forward(op, source.id, ingesting.mode, now, out)
+        if self._peers.get(source.id) is source:
+            source.unacked -= 1
+            out.append(Send(source.id, encode_message(Ack(ingesting.batch))))
         return out
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -396,7 +397,7 @@ class RoomGossip:
         self._next_token += 1
         for op in fresh:
             self._inflight[op.id] = token
-        self._ingests[token] = _Ingesting(state.id, message.batch, message.mode, tuple(fresh))
+        self._ingests[token] = _Ingesting(state, message.batch, message.mode, tuple(fresh))
         out.append(Ingest(state.id, token, tuple(op.data for op in fresh)))
 
     def _on_vector(self, state: _Peer, message: Vector, out: list[Action]) -> None:
@@ -462,12 +463,20 @@ class RoomGossip:
                     self._flush_at = now + self.config.ihave_interval
 
     def _enqueue(self, state: _Peer, op: Op, mode: Mode, *, asked: bool = False) -> None:
-        if len(state.queue) >= self.config.push_queue:
-            # The peer is not keeping up: stop queueing and let catch-up send it all.
-            state.queue.clear()
-            state.syncing = True
+        if asked:
+            # Answers to WANTs are bounded apart: a peer asking for more can ask again.
+            if len(state.queue) < self.config.push_queue + MAX_IDS:
+                state.queue.append((op, mode, True))
             return
-        state.queue.append((op, mode, asked))
+        if state.overflowed:
+            return  # catch-up will send it, in order
+        if len(state.queue) >= self.config.push_queue:
+            # The peer is not keeping up: stop queueing and let catch-up send it all
+            # (once its vector is in; until then the first swap will).
+            state.queue = deque(item for item in state.queue if item[2])
+            state.overflowed = state.syncing = state.swapped
+            return
+        state.queue.append((op, mode, False))
 
     def _pump(self, state: _Peer, out: list[Action]) -> None:
         """Send batches while the peer's window has room: queued ops first, then catch-up."""
@@ -519,7 +528,7 @@ class RoomGossip:
             ops.append(op)
             size += cost
         if not ops:
-            state.syncing = False
+            state.syncing = state.overflowed = False
         return Mode.SYNC, ops
 
     def _send_vector(self, state: _Peer, *, reply: bool, out: list[Action]) -> None:

@@ -334,3 +334,30 @@ def test_misuse_is_a_local_error() -> None:
         GossipConfig(window=0)
     with pytest.raises(GossipLocalError):
         GossipConfig(prune_probability=0.0)
+
+
+def test_an_ingest_finishing_after_the_link_reopened_acks_nothing() -> None:
+    core, replica = make()
+    connect(core, A)
+    op = authored(1)[0]
+    core.receive(A, encode_message(Ops(9, Mode.PUSH, (op.data,))), 1.0)
+    core.peer_down(A, 1.1)
+    connect(core, A)  # a new link: batch 9 means nothing on it
+    actions = core.ingested(0, report_for(replica, (op.data,)), 1.2)
+    assert of_type(actions, Ack) == []
+    assert op.id in replica
+
+
+def test_a_slow_peer_falls_back_from_queued_pushes_to_catch_up() -> None:
+    core, replica = make(window=1, push_queue=3)
+    connect(core, A, window=1)
+    ops = authored(8, who=0)
+    out: list[Action] = []
+    for op in ops:
+        replica.admit(op)
+        out += core.authored(op, 1.0)
+    assert [len(m.ops) for _, m in of_type(out, Ops)] == [1]
+    # The queue overflowed and was dropped; the rest comes as catch-up, in order.
+    rest = of_type(core.receive(A, encode_message(Ack(0)), 1.1), Ops)
+    assert [(m.mode, len(m.ops)) for _, m in rest] == [(Mode.SYNC, 7)]
+    assert rest[0][1].ops == tuple(op.data for op in ops[1:])
