@@ -10,7 +10,11 @@ Dissemination is Plumtree (Leitão, Pereira, Rodrigues, "Epidemic Broadcast Tree
 a new op is pushed to the eager peers and announced by id (IHAVE) to the lazy ones; a
 duplicate push demotes its sender to lazy (PRUNE); an op announced but not received in
 time is pulled from an announcer, which becomes eager (GRAFT). Eager links converge to a
-spanning tree, so each node receives each op about once. Catch-up is by version vectors
+spanning tree, so each node receives each op about once. Two changes make it hold up with
+many concurrent senders, where plain Plumtree keeps cutting cycles in two places at once
+and regrafting: a duplicate prunes only with probability `prune_probability`, and graft
+timeouts are jittered so one node repairs a split before the others pile in (an op that
+was pulled travels on as pulled, and its echoes prune nothing). Catch-up is by version vectors
 (as Secure Scuttlebutt's EBT does): when a link opens, periodically, and after catching up
 from someone, the two sides swap vectors and each streams what the other lacks, in
 bounded batches, with at most the receiver's window of unacknowledged batches in flight.
@@ -30,6 +34,7 @@ from crdt import IngestReport, InvalidOp, Op, Reason, decode_op
 from ._actions import Action, Fault, Ingest, Penalise, Send
 from ._errors import GossipLocalError, GossipRemoteError
 from ._wire import (
+    MAX_ADVERTISED_BYTES,
     MAX_IDS,
     MAX_MESSAGE_BYTES,
     MAX_OPS_PER_BATCH,
@@ -97,7 +102,7 @@ class GossipConfig:
     max_message_bytes: int = MAX_MESSAGE_BYTES  # the link's payload limit
     batch_ops: int = 128  # ops in one catch-up batch at most
     ihave_interval: float = 0.1  # announcements to lazy peers are gathered this long
-    graft_timeout: float = 0.5  # wait this long for a push after an IHAVE, then pull
+    graft_timeout: float = 0.3  # wait this long for a push after an IHAVE, then pull
     retry_timeout: float = 0.25  # then ask the next announcer after this long
     sync_interval: float = 60.0  # swap version vectors with each peer this often (±25%)
     announce_delay: float = 1.0  # after catching up, ask every peer for its vector
@@ -113,8 +118,10 @@ class GossipConfig:
             raise GossipLocalError("eager_peers must be >= 0")
         if not 1 <= self.window <= MAX_WINDOW:
             raise GossipLocalError(f"window must be in 1..{MAX_WINDOW}")
-        if self.max_message_bytes < MIN_MESSAGE_BYTES:
-            raise GossipLocalError(f"max_message_bytes must be >= {MIN_MESSAGE_BYTES}")
+        if not MIN_MESSAGE_BYTES <= self.max_message_bytes <= MAX_ADVERTISED_BYTES:
+            raise GossipLocalError(
+                f"max_message_bytes must be in {MIN_MESSAGE_BYTES}..{MAX_ADVERTISED_BYTES}"
+            )
         if not 1 <= self.batch_ops <= MAX_OPS_PER_BATCH:
             raise GossipLocalError(f"batch_ops must be in 1..{MAX_OPS_PER_BATCH}")
         timings = (self.ihave_interval, self.graft_timeout, self.retry_timeout,

@@ -30,6 +30,7 @@ from crdt import MAX_OP_BYTES
 from ._errors import GossipLocalError, GossipRemoteError
 
 __all__ = [
+    "MAX_ADVERTISED_BYTES",
     "MAX_IDS",
     "MAX_MESSAGE_BYTES",
     "MAX_OPS_PER_BATCH",
@@ -57,7 +58,7 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 60 * 1024
 # A batch must always have room for one op of the largest size.
 MIN_MESSAGE_BYTES = MAX_OP_BYTES + 1024
-MAX_ADVERTISED_BYTES = 1 << 20
+MAX_ADVERTISED_BYTES = 1 << 20  # the largest receive limit a HELLO may state
 MAX_OPS_PER_BATCH = 512
 MAX_IDS = 1024  # ids in one IHAVE or WANT: 1024 x 34 bytes fits the limit
 MAX_VECTOR_ENTRIES = 1024  # entries in one VECTOR chunk: 1024 x 45 bytes fits the limit
