@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from crdt import Replica
 from node.gossip import Fault, GossipConfig, Mode, Ops, encode_message
 from tests.gossip.cluster import ROOM, T0_MS, Cluster, identity
@@ -218,3 +221,21 @@ def test_churn_then_calm_converges() -> None:
     assert cluster.converged()
     assert len(cluster.nodes[0].replica) == 60
     assert all(not node.penalties for node in cluster.nodes)  # honest churn is no fault
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32), st.integers(3, 9), st.floats(0.0, 1.0))
+def test_any_connected_mesh_delivers_everything(seed: int, size: int, density: float) -> None:
+    cluster = Cluster(size, seed=seed)
+    rng = random.Random(seed)
+    for i in range(1, size):
+        cluster.link(i, rng.randrange(i))
+    for a in range(size):
+        for b in range(a + 1, size):
+            if frozenset((a, b)) not in cluster.links and rng.random() < density / 2:
+                cluster.link(a, b)
+    for n in range(3 * size):
+        cluster.author_at(rng.uniform(0.0, 2.0), rng.randrange(size), f"m{n}")
+    cluster.run(6.0)
+    assert cluster.converged()
+    assert len(cluster.nodes[0].replica) == 3 * size
