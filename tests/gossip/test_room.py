@@ -361,3 +361,30 @@ def test_a_slow_peer_falls_back_from_queued_pushes_to_catch_up() -> None:
     rest = of_type(core.receive(A, encode_message(Ack(0)), 1.1), Ops)
     assert [(m.mode, len(m.ops)) for _, m in rest] == [(Mode.SYNC, 7)]
     assert rest[0][1].ops == tuple(op.data for op in ops[1:])
+
+
+class _Fixed(random.Random):
+    """A generator whose `random()` always gives one value (for the prune draw)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+@pytest.mark.parametrize(("draw", "prunes"), [(0.05, True), (0.5, False)])
+def test_a_duplicate_prunes_with_the_configured_probability(draw: float, prunes: bool) -> None:
+    replica = Replica(ROOM)
+    config = GossipConfig(prune_probability=0.1)
+    core = RoomGossip(replica, rng=_Fixed(draw), config=config)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
+    core.receive(A, push, 1.0)
+    actions = core.receive(B, push, 1.0)
+    assert (of_type(actions, Prune) != []) is prunes
+    assert (B in core.eager_peers) is not prunes
+    assert of_type(actions, Ack) == [(B, Ack(0))]
