@@ -48,6 +48,7 @@ from ._wire import (
     Message,
     Mode,
     Ops,
+    Pause,
     Prune,
     Vector,
     Want,
@@ -164,6 +165,8 @@ class _Peer:
     syncing: bool = False  # stream what `have` lacks once the queue is empty
     swapped: bool = False  # we have had a whole vector from it since the link opened
     overflowed: bool = False  # its queue overflowed: catch-up sends everything until done
+    paused: bool = False  # we asked it to pause its catch-up (until our next vector)
+    resume: bool = False  # it paused our catch-up: its next vector resumes the stream
     vector: list[tuple[bytes, int]] = field(default_factory=list)  # chunks so far
     ihave: list[bytes] = field(default_factory=list)  # ids to announce
     want: list[bytes] = field(default_factory=list)  # ids to pull
@@ -206,6 +209,8 @@ class RoomGossip:
         self._missing_heap: list[tuple[float, bytes]] = []
         self._flush_at: float | None = None  # when queued IHAVEs and WANTs go out
         self._announce_at: float | None = None
+        self._feeder: bytes | None = None  # the peer whose catch-up last brought news
+        self._feeder_at = 0.0  # and when
 
     # -- introspection ------------------------------------------------------------------
 
@@ -297,10 +302,10 @@ class RoomGossip:
                 continue
             self._missing.pop(op.id, None)
             if ingesting.mode is Mode.SYNC:
-                # Catch-up data is not pushed on: the other peers learn of it by swapping
-                # vectors with us shortly, and fetch only what they lack.
-                if self._announce_at is None:
-                    self._announce_at = now + self.config.announce_delay
+                # Catch-up data is not pushed on: once the catch-up has gone quiet for
+                # `announce_delay`, we swap vectors with every peer, and they fetch only
+                # what they lack (and resume any catch-up we paused).
+                self._announce_at = now + self.config.announce_delay
             else:
                 # An op that had to be pulled travels on as pulled: copies of it meeting each
                 # other are the repair's echo, not a cycle in the tree, so they prune nothing.
@@ -361,6 +366,9 @@ class RoomGossip:
                 if op is not None:
                     self._enqueue(state, op, Mode.PULLED, asked=True)
             self._pump(state, out)
+        elif isinstance(message, Pause):
+            state.syncing = state.overflowed = False
+            state.resume = True
         else:  # Prune
             if not self.config.flood:
                 state.eager = False
@@ -396,6 +404,20 @@ class RoomGossip:
             state.eager = False
             self.stats.prunes_sent += 1
             out.append(Send(state.id, encode_message(Prune())))
+        if message.mode is Mode.SYNC:
+            feeding = (
+                self._feeder in self._peers
+                and now - self._feeder_at < self.config.announce_delay
+            )
+            if self._feeder == state.id or not feeding:
+                if fresh:
+                    self._feeder, self._feeder_at = state.id, now
+            elif not state.paused:
+                # Several peers streaming us history at once (links opened together)
+                # would send it several times: one stream at a time. Our vector swap
+                # after the catch-up resumes this one for whatever is still missing.
+                state.paused = True
+                out.append(Send(state.id, encode_message(Pause())))
         if not fresh:
             state.unacked -= 1
             out.append(Send(state.id, encode_message(Ack(message.batch))))
@@ -419,7 +441,7 @@ class RoomGossip:
         state.vector = []
         if message.reply:
             self._send_vector(state, reply=False, out=out)
-        if state.swapped:
+        if state.swapped and not state.resume:
             # A later swap mostly finds ops still on their way along the tree: announce a
             # short list rather than send it, and the peer pulls what is still missing
             # once its timeout has given the tree its chance.
@@ -431,6 +453,7 @@ class RoomGossip:
                     out.append(Send(state.id, encode_message(IHave(ids))))
                 return
         state.swapped = True
+        state.resume = False
         state.syncing = True
         self._pump(state, out)
 
@@ -539,6 +562,7 @@ class RoomGossip:
         return Mode.SYNC, ops
 
     def _send_vector(self, state: _Peer, *, reply: bool, out: list[Action]) -> None:
+        state.paused = False
         entries = sorted(self.source.version_vector().items())
         chunks = [
             tuple(entries[i : i + MAX_VECTOR_ENTRIES])

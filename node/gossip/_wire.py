@@ -11,6 +11,7 @@ checked that the peer may see it). Fields are positional, never maps:
     [4, [op id...]]                      IHAVE   ids of new ops, for lazy peers (Plumtree §3.2)
     [5, graft, [op id...]]               WANT    send me these ops; `graft`: and push to me
     [6]                                  PRUNE   stop pushing to me; announce instead
+    [7]                                  PAUSE   stop catch-up: someone else is sending it
 
 Decoding any bytes gives a valid message or raises `GossipRemoteError`, nothing else.
 Building a message with fields out of range raises `GossipLocalError`. This module
@@ -45,6 +46,7 @@ __all__ = [
     "Mode",
     "MsgType",
     "Ops",
+    "Pause",
     "Prune",
     "Vector",
     "Want",
@@ -77,6 +79,7 @@ class MsgType(enum.IntEnum):
     IHAVE = 4
     WANT = 5
     PRUNE = 6
+    PAUSE = 7
 
 
 class Mode(enum.IntEnum):
@@ -219,7 +222,16 @@ class Prune:
         return [MsgType.PRUNE]
 
 
-Message = Hello | Vector | Ops | Ack | IHave | Want | Prune
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Stop catch-up to me: another peer is sending me the same ops. My next VECTOR
+    resumes it, with whatever I still lack then."""
+
+    def fields(self) -> list[Any]:
+        return [MsgType.PAUSE]
+
+
+Message = Hello | Vector | Ops | Ack | IHave | Want | Prune | Pause
 
 _pack = msgpack.Packer().pack
 
@@ -302,4 +314,7 @@ def _build(fields: tuple[Any, ...]) -> Message:
     if kind == MsgType.PRUNE:
         _arity(fields, 1)
         return Prune()
+    if kind == MsgType.PAUSE:
+        _arity(fields, 1)
+        return Pause()
     raise GossipRemoteError("malformed", f"unknown message type {kind}")

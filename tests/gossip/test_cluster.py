@@ -239,3 +239,22 @@ def test_any_connected_mesh_delivers_everything(seed: int, size: int, density: f
     cluster.run(6.0)
     assert cluster.converged()
     assert len(cluster.nodes[0].replica) == 3 * size
+
+
+def test_joiner_on_several_links_gets_the_history_about_once() -> None:
+    # Four links open at once and every peer starts streaming the same history: the
+    # joiner keeps the stream that is ahead and pauses the others.
+    cluster = Cluster(5, seed=13, config=GossipConfig(batch_ops=20, window=2))
+    for a, b in ((0, 1), (1, 2), (2, 3), (3, 0)):
+        cluster.link(a, b)
+    rng = random.Random(13)
+    for n in range(400):
+        cluster.author(rng.randrange(4), f"m{n}")
+    cluster.run(3.0)
+    for peer in range(4):
+        cluster.link(4, peer)
+    cluster.run(10.0)
+    assert cluster.converged()
+    joiner = cluster.nodes[4]
+    assert joiner.ingested == 400
+    assert joiner.receptions < 1.5 * 400  # without pausing: 4 x 400

@@ -24,6 +24,7 @@ EXPECTED = {
     "MsgType",
     "OpSource",
     "Ops",
+    "Pause",
     "Penalise",
     "Prune",
     "RoomGossip",

@@ -21,6 +21,7 @@ from node.gossip import (
     Message,
     Mode,
     Ops,
+    Pause,
     Penalise,
     Prune,
     RoomGossip,
@@ -388,3 +389,33 @@ def test_a_duplicate_prunes_with_the_configured_probability(draw: float, prunes:
     assert (of_type(actions, Prune) != []) is prunes
     assert (B in core.eager_peers) is not prunes
     assert of_type(actions, Ack) == [(B, Ack(0))]
+
+
+def test_a_second_catch_up_stream_of_the_same_ops_is_paused() -> None:
+    core, _ = make()
+    connect(core, A)
+    connect(core, B)
+    ops = authored(4)
+    batch = encode_message(Ops(0, Mode.SYNC, tuple(op.data for op in ops[:2])))
+    assert [type(a) for a in core.receive(A, batch, 1.0)] == [Ingest]
+    # B's stream brings the same ops: B is paused, A goes on.
+    assert sent(core.receive(B, batch, 1.0)) == [(B, Pause()), (B, Ack(0))]
+    # Pausing is said once; our next vector resumes B's catch-up.
+    assert sent(core.receive(B, encode_message(Ops(1, Mode.SYNC, (ops[0].data,))), 1.0)) == [
+        (B, Ack(1))
+    ]
+
+
+def test_pause_stops_our_catch_up_until_the_next_vector() -> None:
+    core, replica = make(batch_ops=2)
+    for op in authored(10, who=0):
+        replica.admit(op)
+    core.peer_up(A, 0.0)
+    core.receive(A, encode_message(Hello(1, 1, MAX_MESSAGE_BYTES)), 0.0)
+    first = core.receive(A, encode_message(Vector(False, False, ())), 0.0)
+    assert len(of_type(first, Ops)) == 1
+    assert core.receive(A, encode_message(Pause()), 0.1) == []
+    assert of_type(core.receive(A, encode_message(Ack(0)), 0.2), Ops) == []
+    # A vector from it later: the rest (8 ops) is more than a short gap, so it streams.
+    resumed = core.receive(A, encode_message(Vector(True, False, ())), 5.0)
+    assert [len(m.ops) for _, m in of_type(resumed, Ops)] == [2]

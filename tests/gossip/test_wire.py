@@ -17,6 +17,7 @@ from node.gossip import (
     Message,
     Mode,
     Ops,
+    Pause,
     Prune,
     Vector,
     Want,
@@ -37,6 +38,7 @@ EXAMPLES: list[Message] = [
     Want(True, (ID, ID)),
     Want(False, ()),
     Prune(),
+    Pause(),
 ]
 
 
@@ -166,6 +168,7 @@ _messages = st.one_of(
     st.builds(IHave, _ids),
     st.builds(Want, st.booleans(), _ids),
     st.just(Prune()),
+    st.just(Pause()),
 )
 
 
