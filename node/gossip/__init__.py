@@ -3,6 +3,20 @@
 Sans-IO: `RoomGossip` takes link events, received bytes, ingest results and `now`, and
 returns actions (`Send`, `Ingest`, `Penalise`); the trio driver performs them. The wire
 format lives in `_wire.py`. Nothing here touches a socket, a clock or the store.
+
+The driver's side, per room (`core = RoomGossip(history.replica, rng=random.Random(seed))`):
+
+- link authorised for the room opens / closes: `core.peer_up(peer, now)` / `peer_down`;
+- a link message for the room arrives: `core.receive(peer, payload, now)`;
+- `History.author(...)` returned an op: `core.authored(op, now)`;
+- `Ingest(peer, token, ops)`: `report = await history.ingest(ops)`, then
+  `core.ingested(token, report, now)` (ingests may overlap; report each one);
+- `Send(peer, data)`: send `(room_id, data)` on that peer's link;
+- `Penalise(peer, fault, detail)`: count it, log once per peer and fault, close the link
+  (the core has already forgotten the peer);
+- call `core.handle_timer(now)` at `core.next_timer()`, re-read after every call.
+
+Every call returns the actions to perform, in order.
 """
 
 from ._actions import Action, Fault, Ingest, Penalise, Send

@@ -264,6 +264,8 @@ class RoomGossip:
 
     def authored(self, op: Op, now: float) -> list[Action]:
         """The local identity authored `op`, which is now durable and in the source."""
+        if op.id not in self.source:
+            raise GossipLocalError("apply an authored op to the source before gossiping it")
         out: list[Action] = []
         self._forward(op, None, Mode.PUSH, now, out)
         return out

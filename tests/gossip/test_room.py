@@ -332,6 +332,8 @@ def test_misuse_is_a_local_error() -> None:
     with pytest.raises(GossipLocalError):
         core.ingested(42, IngestReport([], {}, [], []), 0.0)
     with pytest.raises(GossipLocalError):
+        core.authored(authored(1)[0], 0.0)  # not in the source yet
+    with pytest.raises(GossipLocalError):
         GossipConfig(window=0)
     with pytest.raises(GossipLocalError):
         GossipConfig(prune_probability=0.0)
