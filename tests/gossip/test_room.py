@@ -6,6 +6,8 @@ import random
 from typing import TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crdt import IngestReport, Op, Outcome, Reason, Replica
 from node.gossip import (
@@ -421,3 +423,22 @@ def test_pause_stops_our_catch_up_until_the_next_vector() -> None:
     # A vector from it later: the rest (8 ops) is more than a short gap, so it streams.
     resumed = core.receive(A, encode_message(Vector(True, False, ())), 5.0)
     assert [len(m.ops) for _, m in of_type(resumed, Ops)] == [2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=120), min_size=1, max_size=4))
+def test_no_bytes_from_a_peer_make_the_core_raise(frames: list[bytes]) -> None:
+    core, _ = make()
+    connect(core, A)
+    connect(core, B)
+    for frame in frames:
+        was_up = A in core.peers
+        actions = core.receive(A, frame, 1.0)
+        penalties = [a for a in actions if isinstance(a, Penalise)]
+        if not was_up:
+            assert actions == []  # a forgotten peer is ignored
+        else:
+            # Whatever came in, the peer is still up, or penalised once and forgotten.
+            assert len(penalties) <= 1
+            assert (A in core.peers) is (not penalties)
+    assert B in core.peers  # one peer's garbage never costs another's link
