@@ -1,0 +1,272 @@
+"""An in-memory network of gossip cores, for tests and the propagation benchmark.
+
+Each node is a `RoomGossip` over a real `crdt.Replica`; the harness plays the driver:
+it carries `Send`s over links with a seeded latency per link and a little jitter per
+message (in order per direction, dropped when the link closes), performs `Ingest` by
+applying the ops to the replica after a short delay and reporting back, closes links on
+`Penalise`, and calls `handle_timer` when due.
+Time is virtual: an event queue ordered by (time, sequence), so a seed fixes every run.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crdt import (
+    ApplyResult,
+    Identity,
+    IngestReport,
+    InvalidOp,
+    Op,
+    Outcome,
+    Reason,
+    Replica,
+    decode_op,
+)
+from node.gossip import (
+    Ack,
+    Action,
+    GossipConfig,
+    Ingest,
+    Ops,
+    Penalise,
+    RoomGossip,
+    Send,
+    decode_message,
+)
+
+T0_MS = 1_780_000_000_000  # virtual time 0 on the wall clock (2026)
+ROOM = bytes(range(32))
+
+
+def identity(n: int) -> Identity:
+    """The n-th fixed test identity."""
+    return Identity.from_seed(n.to_bytes(4, "big") * 8)
+
+
+@dataclass
+class SimNode:
+    index: int
+    identity: Identity
+    replica: Replica
+    core: RoomGossip
+    hops: dict[bytes, int] = field(default_factory=dict)  # op id -> hops from its author
+    arrived: dict[bytes, float] = field(default_factory=dict)  # op id -> virtual time
+    receptions: int = 0  # op wire forms received in OPS batches (full bytes)
+    ingested: int = 0  # op wire forms the core handed to ingest
+    penalties: list[Penalise] = field(default_factory=list)  # ones this node issued
+    timer_at: float | None = None
+
+    @property
+    def peer_id(self) -> bytes:
+        return self.identity.peer_id
+
+
+class Cluster:
+    """N nodes of one room; link them, author ops, run virtual time, inspect."""
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        seed: int = 1,
+        config: GossipConfig | None = None,
+        latency: tuple[float, float] = (0.01, 0.05),
+        jitter: float = 0.1,
+        ingest_delay: float = 0.002,
+        cache_signatures: bool = False,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.latency = latency
+        self.jitter = jitter
+        self._base_latency: dict[frozenset[int], float] = {}
+        self.ingest_delay = ingest_delay
+        self.now = 0.0
+        self.nodes: list[SimNode] = []
+        self.by_id: dict[bytes, int] = {}
+        for i in range(n):
+            ident = identity(i)
+            replica = Replica(ROOM, identity=ident)
+            core = RoomGossip(replica, rng=random.Random(seed * 1_000_003 + i), config=config)
+            self.nodes.append(SimNode(i, ident, replica, core))
+            self.by_id[ident.peer_id] = i
+        self.links: set[frozenset[int]] = set()
+        self.outstanding: dict[tuple[int, int], int] = {}  # (sender, receiver) -> batches
+        self.max_outstanding = 0
+        self.messages = 0
+        self._queue: list[tuple[float, int, str, Any]] = []
+        self._seq = 0
+        self._link_free: dict[tuple[int, int], float] = {}
+        self._signatures: dict[bytes, bool] | None = {} if cache_signatures else None
+
+    # -- topology ---------------------------------------------------------------------------
+
+    def link(self, a: int, b: int) -> None:
+        """Open a link between nodes a and b (both cores see the peer come up)."""
+        assert a != b and frozenset((a, b)) not in self.links
+        self.links.add(frozenset((a, b)))
+        self._base_latency[frozenset((a, b))] = self.rng.uniform(*self.latency)
+        for x, y in ((a, b), (b, a)):
+            self.outstanding[(x, y)] = 0
+            self._link_free[(x, y)] = self.now
+        self._perform(a, self.nodes[a].core.peer_up(self.nodes[b].peer_id, self.now))
+        self._perform(b, self.nodes[b].core.peer_up(self.nodes[a].peer_id, self.now))
+
+    def unlink(self, a: int, b: int) -> None:
+        """Close the link between a and b; messages still on it are lost."""
+        if frozenset((a, b)) not in self.links:
+            return
+        self.links.discard(frozenset((a, b)))
+        self._perform(a, self.nodes[a].core.peer_down(self.nodes[b].peer_id, self.now))
+        self._perform(b, self.nodes[b].core.peer_down(self.nodes[a].peer_id, self.now))
+
+    def neighbours(self, a: int) -> list[int]:
+        return sorted(b for link in self.links if a in link for b in link if b != a)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def author(self, i: int, text: str) -> Op:
+        """Node i writes a message now."""
+        node = self.nodes[i]
+        op = node.replica.new_message(text, now_ms=self._now_ms())
+        assert node.replica.admit(op).added
+        node.hops[op.id] = 0
+        node.arrived[op.id] = self.now
+        self._perform(i, node.core.authored(op, self.now))
+        return op
+
+    def author_at(self, when: float, i: int, text: str) -> None:
+        self._push(when, "author", (i, text))
+
+    def inject(self, src: int, dst: int, data: bytes) -> None:
+        """Deliver raw bytes to dst as if src had sent them, now."""
+        self._push(self.now, "deliver", (src, dst, data))
+
+    def run(self, duration: float, *, max_events: int = 5_000_000) -> None:
+        """Process events for `duration` seconds of virtual time."""
+        end = self.now + duration
+        for _ in range(max_events):
+            if not self._queue or self._queue[0][0] > end:
+                self.now = end
+                return
+            when, _, kind, payload = heapq.heappop(self._queue)
+            self.now = when
+            getattr(self, "_on_" + kind)(*payload)
+        raise AssertionError("the cluster did not go quiet within max_events")
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def converged(self, nodes: Sequence[int] | None = None) -> bool:
+        picked = [self.nodes[i] for i in (nodes if nodes is not None else range(len(self.nodes)))]
+        first = picked[0].replica
+        return all(
+            len(n.replica) == len(first) and n.replica.render() == first.render()
+            for n in picked[1:]
+        )
+
+    # -- the driver's part ------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return T0_MS + int(self.now * 1000)
+
+    def _push(self, when: float, kind: str, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, self._seq, kind, payload))
+
+    def _perform(self, i: int, actions: list[Action]) -> None:
+        node = self.nodes[i]
+        for action in actions:
+            if isinstance(action, Send):
+                j = self.by_id[action.peer]
+                if frozenset((i, j)) not in self.links:
+                    continue
+                if isinstance(decode_message(action.data), Ops):
+                    self.outstanding[(i, j)] += 1
+                    self.max_outstanding = max(self.max_outstanding, self.outstanding[(i, j)])
+                base = self._base_latency[frozenset((i, j))]
+                delay = base * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
+                when = max(self.now + delay, self._link_free[(i, j)])
+                self._link_free[(i, j)] = when
+                self.messages += 1
+                self._push(when, "deliver", (i, j, action.data))
+            elif isinstance(action, Ingest):
+                self._push(self.now + self.ingest_delay, "ingest", (i, action))
+            else:
+                node.penalties.append(action)
+                self.unlink(i, self.by_id[action.peer])
+        self._schedule_timer(i)
+
+    def _schedule_timer(self, i: int) -> None:
+        node = self.nodes[i]
+        when = node.core.next_timer()
+        if when is not None and (node.timer_at is None or when < node.timer_at):
+            node.timer_at = when
+            self._push(max(when, self.now), "timer", (i, when))
+
+    def _on_timer(self, i: int, when: float) -> None:
+        node = self.nodes[i]
+        if node.timer_at != when:
+            return  # superseded by an earlier timer
+        node.timer_at = None
+        self._perform(i, node.core.handle_timer(self.now))
+
+    def _on_author(self, i: int, text: str) -> None:
+        self.author(i, text)
+
+    def _on_deliver(self, src: int, dst: int, data: bytes) -> None:
+        if frozenset((src, dst)) not in self.links:
+            return
+        try:
+            message = decode_message(data)
+        except Exception:
+            message = None
+        if isinstance(message, Ops):
+            self.nodes[dst].receptions += len(message.ops)
+        elif isinstance(message, Ack):
+            self.outstanding[(dst, src)] -= 1
+        node = self.nodes[dst]
+        self._perform(dst, node.core.receive(self.nodes[src].peer_id, data, self.now))
+
+    def _on_ingest(self, i: int, action: Ingest) -> None:
+        node = self.nodes[i]
+        node.ingested += len(action.ops)
+        sender = self.nodes[self.by_id[action.peer]] if action.peer in self.by_id else None
+        outcomes: list[Outcome] = []
+        reasons: dict[int, Reason] = {}
+        added: list[Op] = []
+        for n, data in enumerate(action.ops):
+            result = self._apply(node.replica, data)
+            outcomes.append(result.outcome)
+            if result.reason is not None:
+                reasons[n] = result.reason
+            if result.added and result.id is not None:
+                op = node.replica.get(result.id)
+                assert op is not None
+                added.append(op)
+                hops = sender.hops.get(op.id, 0) if sender is not None else 0
+                node.hops[op.id] = hops + 1
+                node.arrived[op.id] = self.now
+        report = IngestReport(outcomes, reasons, added, [])
+        self._perform(i, node.core.ingested(action.token, report, self.now))
+
+    def _apply(self, replica: Replica, data: bytes) -> ApplyResult:
+        if self._signatures is None:
+            return replica.apply(data, now_ms=self._now_ms())
+        # The benchmark verifies each distinct wire form once for the whole network.
+        try:
+            op = decode_op(data)
+        except InvalidOp as exc:
+            return ApplyResult(Outcome.REJECTED, None, exc.reason)
+        early = replica.check(op, now_ms=self._now_ms())
+        if early is not None:
+            return early
+        ok = self._signatures.get(data)
+        if ok is None:
+            ok = self._signatures[data] = op.signature_ok()
+        if not ok:
+            return ApplyResult(Outcome.REJECTED, op.id, Reason.BAD_SIGNATURE)
+        return replica.admit(op)

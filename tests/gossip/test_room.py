@@ -1,0 +1,444 @@
+"""One `RoomGossip` core driven by hand: exact actions for each event."""
+
+from __future__ import annotations
+
+import random
+from typing import TypeVar
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crdt import IngestReport, Op, Outcome, Reason, Replica
+from node.gossip import (
+    MAX_MESSAGE_BYTES,
+    Ack,
+    Action,
+    Fault,
+    GossipConfig,
+    GossipLocalError,
+    Hello,
+    IHave,
+    Ingest,
+    Message,
+    Mode,
+    Ops,
+    Pause,
+    Penalise,
+    Prune,
+    RoomGossip,
+    Send,
+    Vector,
+    Want,
+    decode_message,
+    encode_message,
+)
+from tests.gossip.cluster import ROOM, T0_MS, identity
+
+A, B, C = (bytes([n]) * 32 for n in (0xA, 0xB, 0xC))
+M = TypeVar("M", bound=Message)
+
+
+def authored(count: int, who: int = 5) -> list[Op]:
+    """`count` chained messages of one author, not applied anywhere we test."""
+    replica = Replica(ROOM, identity=identity(who))
+    ops = []
+    for n in range(count):
+        op = replica.new_message(f"m{n}", now_ms=T0_MS + n)
+        replica.admit(op)
+        ops.append(op)
+    return ops
+
+
+def sent(actions: list[Action]) -> list[tuple[bytes, Message]]:
+    return [(a.peer, decode_message(a.data)) for a in actions if isinstance(a, Send)]
+
+
+def of_type(actions: list[Action], kind: type[M]) -> list[tuple[bytes, M]]:
+    return [(peer, m) for peer, m in sent(actions) if isinstance(m, kind)]
+
+
+def report_for(replica: Replica, ops: tuple[bytes, ...]) -> IngestReport:
+    report = IngestReport([], {}, [], [])
+    for n, data in enumerate(ops):
+        result = replica.apply(data, now_ms=T0_MS + 10_000)
+        report.outcomes.append(result.outcome)
+        if result.reason is not None:
+            report.reasons[n] = result.reason
+        if result.added:
+            op = replica.get(result.id or b"")
+            assert op is not None
+            report.added.append(op)
+    return report
+
+
+def make(**config: object) -> tuple[RoomGossip, Replica]:
+    replica = Replica(ROOM)
+    settings = {"prune_probability": 1.0, **config}
+    core = RoomGossip(replica, rng=random.Random(0), config=GossipConfig(**settings))  # type: ignore[arg-type]
+    return core, replica
+
+
+def connect(core: RoomGossip, peer: bytes, *, window: int = 4) -> list[Action]:
+    actions = core.peer_up(peer, 0.0)
+    actions += core.receive(peer, encode_message(Hello(1, window, MAX_MESSAGE_BYTES)), 0.0)
+    actions += core.receive(peer, encode_message(Vector(False, False, ())), 0.0)
+    return actions
+
+
+def test_link_up_sends_hello_then_vector_and_sets_the_sync_timer() -> None:
+    core, _ = make(sync_interval=60.0)
+    messages = sent(core.peer_up(A, 10.0))
+    assert messages == [
+        (A, Hello(1, 4, MAX_MESSAGE_BYTES)),
+        (A, Vector(False, False, ())),
+    ]
+    timer = core.next_timer()
+    assert timer is not None and 10.0 + 45.0 <= timer <= 10.0 + 75.0
+    assert core.eager_peers == [A]
+
+
+def test_mesh_has_at_most_eager_peers_pushed_to() -> None:
+    core, _ = make(eager_peers=2)
+    for peer in (A, B, C):
+        connect(core, peer)
+    assert core.eager_peers == [A, B] and core.lazy_peers == [C]
+
+
+def test_ops_are_ingested_first_and_forwarded_only_once_added() -> None:
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.0)
+    assert actions == [Ingest(A, 0, (op.data,))]  # nothing sent on before verification
+    report = report_for(replica, (op.data,))
+    actions = core.ingested(0, report, 1.1)
+    assert sent(actions) == [(B, Ops(0, Mode.PUSH, (op.data,))), (A, Ack(0))]
+
+
+def test_rejected_ops_are_not_forwarded() -> None:
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    core.receive(A, encode_message(Ops(3, Mode.PUSH, (op.data,))), 1.0)
+    # The clock is a peer-independent refusal: no penalty, just an ack and nothing on.
+    report = IngestReport([Outcome.REJECTED], {0: Reason.CLOCK_SKEW}, [], [])
+    actions = core.ingested(0, report, 1.1)
+    assert sent(actions) == [(A, Ack(3))]
+    assert op.id not in replica
+
+
+def test_bad_signature_penalises_the_sender() -> None:
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    forged = op.data[:-1] + bytes([op.data[-1] ^ 1])
+    actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (forged,))), 1.0)
+    assert actions == [Ingest(A, 0, (forged,))]
+    actions = core.ingested(0, report_for(replica, (forged,)), 1.1)
+    assert actions == [Penalise(A, Fault.BAD_OP, "bad_signature")]
+    assert core.peers == [B] and len(replica) == 0
+    # Later messages from the closed peer are ignored; the genuine op still gets in.
+    assert core.receive(A, encode_message(Ops(1, Mode.PUSH, (op.data,))), 1.2) == []
+    assert core.receive(B, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.3) == [
+        Ingest(B, 1, (op.data,))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "fault"),
+    [
+        (b"\xc1garbage", Fault.GARBAGE),
+        (b"\x93" + b"\x00" * (MAX_MESSAGE_BYTES + 10), Fault.OVERSIZED),
+        (encode_message(Ops(0, Mode.PUSH, (b"\x00" * 100,))), Fault.BAD_OP),  # not an op
+        (encode_message(Ack(5)), Fault.FLOW),  # an ack for nothing we sent
+        (encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), Fault.PROTOCOL),  # a second HELLO
+    ],
+)
+def test_bad_input_penalises_and_forgets_the_peer(data: bytes, fault: Fault) -> None:
+    core, _ = make()
+    connect(core, A)
+    actions = core.receive(A, data, 1.0)
+    assert len(actions) == 1 and isinstance(actions[0], Penalise)
+    assert actions[0].fault is fault and actions[0].peer == A
+    assert core.peers == []
+    core.peer_down(A, 1.1)  # the driver's close arriving later is harmless
+
+
+def test_messages_before_hello_are_a_protocol_fault() -> None:
+    core, _ = make()
+    core.peer_up(A, 0.0)
+    actions = core.receive(A, encode_message(Vector(False, False, ())), 0.0)
+    assert actions == [Penalise(A, Fault.PROTOCOL, "message before HELLO")]
+
+
+def test_incompatible_version_is_a_protocol_fault() -> None:
+    core, _ = make()
+    core.peer_up(A, 0.0)
+    actions = core.receive(A, encode_message(Hello(2, 4, MAX_MESSAGE_BYTES)), 0.0)
+    assert [type(a) for a in actions] == [Penalise]
+
+
+def test_a_peer_overrunning_our_window_is_penalised() -> None:
+    core, _ = make(window=2)
+    connect(core, A)
+    ops = authored(3)
+    for n in range(2):
+        actions = core.receive(A, encode_message(Ops(n, Mode.SYNC, (ops[n].data,))), 1.0)
+        assert [type(a) for a in actions] == [Ingest]
+    actions = core.receive(A, encode_message(Ops(2, Mode.SYNC, (ops[2].data,))), 1.0)
+    assert actions == [Penalise(A, Fault.FLOW, "more than 2 batches")]
+
+
+def test_we_never_exceed_the_window_the_peer_grants() -> None:
+    core, replica = make()
+    connect(core, A, window=2)
+    ops = authored(6, who=0)
+    out: list[Action] = []
+    for op in ops:
+        replica.admit(op)
+        out += core.authored(op, 1.0)
+    batches = [m for _, m in of_type(out, Ops)]
+    assert [m.batch for m in batches] == [0, 1]
+    assert core.outstanding(A) == 2
+    # One ack, one more batch, holding everything queued meanwhile.
+    more = of_type(core.receive(A, encode_message(Ack(0)), 1.1), Ops)
+    assert len(more) == 1 and more[0][1] == Ops(2, Mode.PUSH, tuple(op.data for op in ops[2:]))
+    assert core.outstanding(A) == 2
+
+
+def test_duplicates_are_dropped_and_a_pushed_duplicate_prunes() -> None:
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
+    assert [type(a) for a in core.receive(A, push, 1.0)] == [Ingest]
+    # The same op from B while A's copy is still being verified: not ingested twice.
+    actions = core.receive(B, push, 1.0)
+    assert sent(actions) == [(B, Prune()), (B, Ack(0))]
+    assert core.eager_peers == [A] and core.lazy_peers == [B]
+    core.ingested(0, report_for(replica, (op.data,)), 1.1)
+    # And once stored, a copy in a catch-up batch is dropped without pruning.
+    actions = core.receive(A, encode_message(Ops(1, Mode.SYNC, (op.data,))), 1.2)
+    assert sent(actions) == [(A, Ack(1))]
+    assert core.stats.duplicates == 2
+
+
+def test_prune_turns_pushes_into_announcements() -> None:
+    core, replica = make(ihave_interval=0.1)
+    connect(core, A)
+    core.receive(A, encode_message(Prune()), 1.0)
+    op = authored(1, who=0)[0]
+    replica.admit(op)
+    assert core.authored(op, 2.0) == []
+    assert core.next_timer() == pytest.approx(2.1)
+    assert sent(core.handle_timer(2.1)) == [(A, IHave((op.id,)))]
+
+
+def test_an_announced_op_is_pulled_after_the_timeout_and_the_link_grafted() -> None:
+    core, _ = make(eager_peers=0, graft_timeout=0.5)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    assert core.receive(A, encode_message(IHave((op.id,))), 1.0) == []
+    assert core.receive(B, encode_message(IHave((op.id,))), 1.05) == []
+    deadline = core.next_timer()
+    assert deadline is not None and 1.5 <= deadline <= 2.5
+    assert core.handle_timer(deadline - 0.01) == []
+    assert sent(core.handle_timer(deadline)) == [(A, Want(True, (op.id,)))]
+    assert A in core.eager_peers
+    # No answer in time: the next announcer is asked, without grafting it twice.
+    retry = core.next_timer()
+    assert retry is not None and retry == pytest.approx(deadline + 0.25)
+    assert sent(core.handle_timer(retry)) == [(B, Want(True, (op.id,)))]
+
+
+def test_an_announced_op_that_arrives_is_not_pulled() -> None:
+    core, replica = make(eager_peers=1)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    core.receive(B, encode_message(IHave((op.id,))), 1.0)
+    core.receive(A, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.1)
+    core.ingested(0, report_for(replica, (op.data,)), 1.2)
+    assert all(not isinstance(m, Want) for _, m in sent(core.handle_timer(10.0)))
+
+
+def test_want_is_answered_with_the_ops_we_hold() -> None:
+    core, replica = make(eager_peers=0)
+    connect(core, A)
+    ops = authored(2, who=0)
+    replica.admit(ops[0])
+    actions = core.receive(A, encode_message(Want(True, (ops[0].id, ops[1].id))), 1.0)
+    assert sent(actions) == [(A, Ops(0, Mode.PULLED, (ops[0].data,)))]
+    assert core.eager_peers == [A]  # grafted
+
+
+def test_link_up_streams_what_the_peer_lacks_in_bounded_batches() -> None:
+    core, replica = make(batch_ops=10)
+    for op in authored(25, who=0):
+        replica.admit(op)
+    core.peer_up(A, 0.0)
+    core.receive(A, encode_message(Hello(1, 2, MAX_MESSAGE_BYTES)), 0.0)
+    vector = Vector(False, False, ((identity(0).peer_id, 3),))
+    actions = core.receive(A, encode_message(vector), 0.0)
+    batches = [m for _, m in of_type(actions, Ops)]
+    assert [len(m.ops) for m in batches] == [10, 10]
+    assert all(m.mode is Mode.SYNC for m in batches)
+    rest = of_type(core.receive(A, encode_message(Ack(0)), 0.1), Ops)
+    assert [len(m.ops) for _, m in rest] == [2]
+    assert of_type(core.receive(A, encode_message(Ack(1)), 0.1), Ops) == []
+
+
+def test_later_vector_swaps_announce_small_gaps_instead_of_sending() -> None:
+    core, replica = make()
+    connect(core, A)
+    op = authored(1, who=0)[0]
+    replica.admit(op)
+    actions = core.receive(A, encode_message(Vector(True, False, ())), 5.0)
+    assert sent(actions) == [
+        (A, Vector(False, False, ((identity(0).peer_id, 1),))),
+        (A, IHave((op.id,))),
+    ]
+
+
+def test_periodic_swap_asks_for_a_reply() -> None:
+    core, _ = make(sync_interval=10.0)
+    connect(core, A)
+    when = core.next_timer()
+    assert when is not None
+    assert sent(core.handle_timer(when)) == [(A, Vector(True, False, ()))]
+    later = core.next_timer()
+    assert later is not None and when + 7.5 <= later <= when + 12.5
+
+
+def test_long_vectors_are_chunked_and_reassembled() -> None:
+    core, replica = make()
+    authors = [Replica(ROOM, identity=identity(100 + n)) for n in range(1030)]
+    ops = [r.new_join(now_ms=T0_MS) for r in authors]
+    for op in ops:
+        replica.admit(op)
+    chunks = [m for _, m in of_type(core.peer_up(A, 0.0), Vector)]
+    assert [(len(m.entries), m.more) for m in chunks] == [(1024, True), (6, False)]
+
+
+def test_misuse_is_a_local_error() -> None:
+    core, _ = make()
+    core.peer_up(A, 0.0)
+    with pytest.raises(GossipLocalError):
+        core.peer_up(A, 0.0)
+    with pytest.raises(GossipLocalError):
+        core.ingested(42, IngestReport([], {}, [], []), 0.0)
+    with pytest.raises(GossipLocalError):
+        core.authored(authored(1)[0], 0.0)  # not in the source yet
+    with pytest.raises(GossipLocalError):
+        GossipConfig(window=0)
+    with pytest.raises(GossipLocalError):
+        GossipConfig(prune_probability=0.0)
+
+
+def test_an_ingest_finishing_after_the_link_reopened_acks_nothing() -> None:
+    core, replica = make()
+    connect(core, A)
+    op = authored(1)[0]
+    core.receive(A, encode_message(Ops(9, Mode.PUSH, (op.data,))), 1.0)
+    core.peer_down(A, 1.1)
+    connect(core, A)  # a new link: batch 9 means nothing on it
+    actions = core.ingested(0, report_for(replica, (op.data,)), 1.2)
+    assert of_type(actions, Ack) == []
+    assert op.id in replica
+
+
+def test_a_slow_peer_falls_back_from_queued_pushes_to_catch_up() -> None:
+    core, replica = make(window=1, push_queue=3)
+    connect(core, A, window=1)
+    ops = authored(8, who=0)
+    out: list[Action] = []
+    for op in ops:
+        replica.admit(op)
+        out += core.authored(op, 1.0)
+    assert [len(m.ops) for _, m in of_type(out, Ops)] == [1]
+    # The queue overflowed and was dropped; the rest comes as catch-up, in order.
+    rest = of_type(core.receive(A, encode_message(Ack(0)), 1.1), Ops)
+    assert [(m.mode, len(m.ops)) for _, m in rest] == [(Mode.SYNC, 7)]
+    assert rest[0][1].ops == tuple(op.data for op in ops[1:])
+
+
+class _Fixed(random.Random):
+    """A generator whose `random()` always gives one value (for the prune draw)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+@pytest.mark.parametrize(("draw", "prunes"), [(0.05, True), (0.5, False)])
+def test_a_duplicate_prunes_with_the_configured_probability(draw: float, prunes: bool) -> None:
+    replica = Replica(ROOM)
+    config = GossipConfig(prune_probability=0.1)
+    core = RoomGossip(replica, rng=_Fixed(draw), config=config)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
+    core.receive(A, push, 1.0)
+    actions = core.receive(B, push, 1.0)
+    assert (of_type(actions, Prune) != []) is prunes
+    assert (B in core.eager_peers) is not prunes
+    assert of_type(actions, Ack) == [(B, Ack(0))]
+
+
+def test_a_second_catch_up_stream_of_the_same_ops_is_paused() -> None:
+    core, _ = make()
+    connect(core, A)
+    connect(core, B)
+    ops = authored(4)
+    batch = encode_message(Ops(0, Mode.SYNC, tuple(op.data for op in ops[:2])))
+    assert [type(a) for a in core.receive(A, batch, 1.0)] == [Ingest]
+    # B's stream brings the same ops: B is paused, A goes on.
+    assert sent(core.receive(B, batch, 1.0)) == [(B, Pause()), (B, Ack(0))]
+    # Pausing is said once; our next vector resumes B's catch-up.
+    assert sent(core.receive(B, encode_message(Ops(1, Mode.SYNC, (ops[0].data,))), 1.0)) == [
+        (B, Ack(1))
+    ]
+
+
+def test_pause_stops_our_catch_up_until_the_next_vector() -> None:
+    core, replica = make(batch_ops=2)
+    for op in authored(10, who=0):
+        replica.admit(op)
+    core.peer_up(A, 0.0)
+    core.receive(A, encode_message(Hello(1, 1, MAX_MESSAGE_BYTES)), 0.0)
+    first = core.receive(A, encode_message(Vector(False, False, ())), 0.0)
+    assert len(of_type(first, Ops)) == 1
+    assert core.receive(A, encode_message(Pause()), 0.1) == []
+    assert of_type(core.receive(A, encode_message(Ack(0)), 0.2), Ops) == []
+    # A vector from it later: the rest (8 ops) is more than a short gap, so it streams.
+    resumed = core.receive(A, encode_message(Vector(True, False, ())), 5.0)
+    assert [len(m.ops) for _, m in of_type(resumed, Ops)] == [2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=120), min_size=1, max_size=4))
+def test_no_bytes_from_a_peer_make_the_core_raise(frames: list[bytes]) -> None:
+    core, _ = make()
+    connect(core, A)
+    connect(core, B)
+    for frame in frames:
+        was_up = A in core.peers
+        actions = core.receive(A, frame, 1.0)
+        penalties = [a for a in actions if isinstance(a, Penalise)]
+        if not was_up:
+            assert actions == []  # a forgotten peer is ignored
+        else:
+            # Whatever came in, the peer is still up, or penalised once and forgotten.
+            assert len(penalties) <= 1
+            assert (A in core.peers) is (not penalties)
+    assert B in core.peers  # one peer's garbage never costs another's link
