@@ -207,11 +207,13 @@ class History:
                     if not ok:
                         report.reasons[index] = Reason.BAD_SIGNATURE
                         continue
-                    outcome, reason, _ = admit(op, changes)
+                    outcome, reason, waiting_for = admit(op, changes)
                     report.outcomes[index] = outcome
                     if outcome is Outcome.ADDED:
                         rows.append((op.id, op.data))
                         report.added.append(op)
+                        if waiting_for is not None:
+                            report.waiting_for[op.id] = waiting_for
                     elif reason is not None:
                         report.reasons[index] = reason
                 removals = [c.id for c in changes[first_change:] if isinstance(c, OpDropped)]

@@ -472,8 +472,13 @@ class Replica:
         after its chain predecessor and its target (so the receiver never holds them)."""
         runs: list[list[tuple[int, Op]]] = []
         for author, chain in self._chains.items():
-            have = version_vector.get(author, 0)
-            if chain.head > have:
+            have = max(0, version_vector.get(author, 0))
+            if chain.head <= have:
+                continue
+            if not chain.forks:
+                # One op per seq, taking effect in seq order: seq n sits at position n - 1.
+                runs.append(list(zip(chain.indexes[have:], chain.ops[have:], strict=True)))
+            else:
                 runs.append(
                     [(i, op) for i, op in zip(chain.indexes, chain.ops, strict=True)
                      if op.seq > have]

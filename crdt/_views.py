@@ -138,6 +138,8 @@ class IngestReport:
     reasons: dict[int, Reason]  # batch index -> why that op was refused
     added: list[Op]  # the ops newly accepted (in effect or held), in the order applied
     changes: list[Change] = field(default_factory=list)  # what changed in the views
+    # held op id -> the op it waits for (its chain predecessor or its target), worth pulling
+    waiting_for: dict[bytes, bytes] = field(default_factory=dict)
 
     def count(self, outcome: Outcome) -> int:
         return self.outcomes.count(outcome)

@@ -251,6 +251,8 @@ def test_forks_are_kept_and_the_author_is_reported(alice: Replica) -> None:
         assert room.forked_authors() == [me.peer_id]
         assert sorted(m.text for m in room.timeline()) == ["after b", "fork a", "fork b", "one"]
         assert room.version_vector() == {me.peer_id: 3}
+        assert set(room.missing_for({me.peer_id: 1})) == {fork_a, fork_b, after_b}
+        assert room.missing_for({me.peer_id: 2}) == [after_b]
         rooms.append(room.render())
     assert rooms[0] == rooms[1]
 
@@ -441,6 +443,7 @@ def test_version_vector_and_missing_for(alice: Replica, bob: Replica) -> None:
     assert bob.version_vector() == {a: 4, b: 2}
     assert bob.missing_for({a: 2, b: 0}) == [a_ops[2], a_ops[3], *b_ops]
     assert bob.missing_for(bob.version_vector()) == []
+    assert bob.missing_for({a: -5, b: 10**9}) == a_ops  # hostile numbers do no harm
     assert bob.missing_for({a: 99}) == b_ops
     assert len(bob.missing_for({}, limit=3)) == 3
     # Whatever is missing, sent in this order, applies without anything being held.

@@ -94,6 +94,7 @@ async def test_ingest_reports_each_op_and_persists_the_added(tmp_path: Path) -> 
         assert report.count(Outcome.ADDED) == len(good)
         assert report.added == good
         assert len(report.changes) == len(good)  # one MessageAdded each
+        assert report.waiting_for == {}
         assert await history.store.count() == len(good)
         again = await history.ingest(batch)
         assert again.count(Outcome.ADDED) == 0
@@ -122,3 +123,19 @@ async def test_overlapping_ingests_apply_in_call_order(tmp_path: Path) -> None:
         assert results == {"first": 0, "second": 0}
         assert history.replica.held_count == 0
         assert len(history.replica.timeline()) == 400
+
+
+async def test_ingest_reports_what_held_ops_wait_for(tmp_path: Path) -> None:
+    ops = chain(0, 5)
+    async with History.open(tmp_path / "room.sqlite3", room=ROOM, verifier=None) as history:
+        report = await history.ingest([op.data for op in ops[2:]])
+        assert report.waiting_for == {
+            ops[2].id: ops[1].id,
+            ops[3].id: ops[2].id,
+            ops[4].id: ops[3].id,
+        }
+        assert [op.id for op in report.added] == [op.id for op in ops[2:]]
+        assert report.changes == []
+        report = await history.ingest([op.data for op in ops[:2]])
+        assert report.waiting_for == {}
+        assert len(report.changes) == 5
