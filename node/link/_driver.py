@@ -14,6 +14,7 @@ This module holds no protocol logic: every decision is the session's.
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -85,9 +86,7 @@ class Link:
     reader stops reading, which pushes back on the peer (and does not count as idle).
     """
 
-    def __init__(
-        self, ws: WebSocketConnection, session: LinkSession, *, event_buffer: int
-    ) -> None:
+    def __init__(self, ws: WebSocketConnection, session: LinkSession, *, event_buffer: int) -> None:
         self._ws = ws
         self._session = session
         self._events_in, self._events_out = trio.open_memory_channel[LinkEvent](event_buffer)
@@ -175,7 +174,8 @@ class Link:
         try:
             return await self._events_out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise self._closed_error() from None
+            pass
+        raise self._closed_error()
 
     def __aiter__(self) -> AsyncIterator[LinkEvent]:
         return self._iterate()
@@ -205,8 +205,11 @@ class Link:
 
     def _closed_error(self) -> LinkClosed:
         assert self._closed is not None
+        # A fresh exception per raise (tracebacks would pile up on a shared one), with the
+        # remote error that closed the link as its cause.
         error = LinkClosed(self._closed.reason, self._closed.detail)
         error.__cause__ = self._closed.__cause__
+        error.__suppress_context__ = True
         return error
 
     def _mark_closed(self, error: LinkClosed) -> None:
@@ -398,7 +401,12 @@ async def _unwrapping_nursery() -> AsyncIterator[trio.Nursery]:
             lone = lone.exceptions[0]
         if lone is group:
             raise
-        raise lone from None
+        context = lone.__context__  # keep its own cause and context, not the group
+        try:
+            raise lone
+        finally:
+            lone.__context__ = context
+            del lone, context
 
 
 @asynccontextmanager
@@ -438,6 +446,20 @@ async def open_link(
             await link.aclose()
 
 
+def _parse_url(url: str) -> tuple[str, int, str]:
+    """(host, port, resource) of a ``ws://`` URL; a bad URL is the caller's mistake."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port if parts.port is not None else 80
+    except ValueError as exc:
+        raise LinkLocalError(f"not a link URL: {url!r} ({exc})") from None
+    if parts.scheme != "ws" or not parts.hostname:
+        # Noise already encrypts and authenticates; TLS underneath would add nothing.
+        raise LinkLocalError(f"a link URL looks like ws://host:port/, not {url!r}")
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, resource
+
+
 @asynccontextmanager
 async def connect_link(
     url: str,
@@ -450,39 +472,49 @@ async def connect_link(
 ) -> AsyncIterator[Link]:
     """Dial ``url`` (``ws://host:port/``) and yield the :class:`Link`.
 
-    The WebSocket opening and the Noise handshake together must finish within
-    ``config.handshake_timeout``; any failure to open raises :class:`LinkClosed`.
+    The TCP connect, the WebSocket opening and the Noise handshake together must finish
+    within ``config.handshake_timeout``; any failure to open raises :class:`LinkClosed`
+    (``transport``, ``handshake-timeout`` or ``protocol``).
     """
     config = config if config is not None else LinkConfig()
+    host, port, resource = _parse_url(url)
+    host_header = (f"[{host}]" if ":" in host else host) + ("" if port == 80 else f":{port}")
     started = trio.current_time()
     opened = False
     try:
-        async with trio_websocket.open_websocket_url(
-            url,
-            max_message_size=MAX_MESSAGE,
-            connect_timeout=config.handshake_timeout,
-            disconnect_timeout=CLOSE_TIMEOUT,
-        ) as ws:
-            opened = True
-            async with open_link(
-                ws,
-                identity,
-                initiator=True,
-                config=config,
-                static=static,
-                expected_peer_id=expected_peer_id,
-                event_buffer=event_buffer,
-                started_at=started,
-            ) as link:
-                yield link
-    except trio_websocket.ConnectionTimeout:
+        async with _unwrapping_nursery() as nursery:
+            with trio.move_on_at(started + config.handshake_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+                try:
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery, stream, host_header, resource, max_message_size=MAX_MESSAGE
+                    )
+                    opened = True
+                finally:
+                    if not opened:
+                        await trio.aclose_forcefully(stream)
+            if not opened:
+                raise LinkClosed("handshake-timeout", f"no WebSocket from {url}")
+            try:
+                async with open_link(
+                    ws,
+                    identity,
+                    initiator=True,
+                    config=config,
+                    static=static,
+                    expected_peer_id=expected_peer_id,
+                    event_buffer=event_buffer,
+                    started_at=started,
+                ) as link:
+                    yield link
+            finally:
+                # We own the TCP stream: trio-websocket leaves a client's stream open when
+                # the server closes first, so close it here whatever happened.
+                await trio.aclose_forcefully(stream)
+    except (OSError, trio_websocket.HandshakeError) as exc:
         if opened:
             raise
-        raise LinkClosed("handshake-timeout", f"no WebSocket from {url}") from None
-    except (trio_websocket.HandshakeError, OSError) as exc:
-        if opened:
-            raise
-        raise LinkClosed("transport", f"cannot open {url}: {exc!r}") from exc
+        raise LinkClosed("transport", f"cannot open {url}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,6 +553,10 @@ async def serve_links(
     async def on_request(request: WebSocketRequest) -> None:
         started = trio.current_time()
         try:
+            remote = str(request.remote)  # the socket is gone once the link is closed
+        except OSError:
+            remote = "?"
+        try:
             ws = await request.accept()
         except ConnectionClosed:
             return
@@ -536,7 +572,7 @@ async def serve_links(
             ) as link:
                 await handler(link)
         except LinkClosed as error:
-            log.debug("inbound link from %s ended: %s", request.remote, error)
+            log.debug("inbound link from %s ended: %s", remote, error)
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(

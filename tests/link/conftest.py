@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
+import pytest
+
 from crdt import Identity
 from node.link import Event, LinkConfig, LinkSession
 
@@ -64,3 +69,11 @@ def established(
     converse(a, b, now)
     assert a.is_established and b.is_established
     return a, b
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test, so a leaked socket's ResourceWarning fails the test that
+    leaked it (pytest turns unraisable exceptions into errors) instead of a random one."""
+    yield
+    gc.collect()

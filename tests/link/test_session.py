@@ -234,8 +234,12 @@ def test_a_refused_room_stays_refused_on_that_link() -> None:
     converse(a, b)
     a.join_room(ROOM_A, SECRET_A)  # no new offer
     assert a.pending_messages == 0
-    b._queue(RoomProof(ROOM_A, room_proof(SECRET_A, initiator=False,
-                                           handshake_hash=b.handshake_hash, room_id=ROOM_A)))
+    b._queue(
+        RoomProof(
+            ROOM_A,
+            room_proof(SECRET_A, initiator=False, handshake_hash=b.handshake_hash, room_id=ROOM_A),
+        )
+    )
     seen_a, seen_b = converse(a, b)
     assert seen_a == [] and seen_b == [RoomDenied(ROOM_A)]
     assert a.rooms == frozenset()
@@ -272,8 +276,9 @@ def test_a_reflected_proof_is_refused() -> None:
     a, b = established()
     a.join_room(ROOM_A, SECRET_A)
     converse(a, b)  # Bob lacks the room; he saw Alice's proof go by
-    alices_proof = room_proof(SECRET_A, initiator=True, handshake_hash=a.handshake_hash,
-                              room_id=ROOM_A)
+    alices_proof = room_proof(
+        SECRET_A, initiator=True, handshake_hash=a.handshake_hash, room_id=ROOM_A
+    )
     b._queue(RoomProof(ROOM_A, alices_proof))
     assert pump(b, a) == [RoomRefused(ROOM_A)]
     assert a.rooms == frozenset() and a.pending_messages == 1  # the "unknown room" answer
@@ -284,8 +289,9 @@ def test_a_proof_from_another_link_is_refused() -> None:
     other_a, _ = established()
     a.join_room(ROOM_A, SECRET_A)
     converse(a, b)
-    replayed = room_proof(SECRET_A, initiator=False, handshake_hash=other_a.handshake_hash,
-                          room_id=ROOM_A)
+    replayed = room_proof(
+        SECRET_A, initiator=False, handshake_hash=other_a.handshake_hash, room_id=ROOM_A
+    )
     b._queue(RoomProof(ROOM_A, replayed))
     assert pump(b, a) == [RoomRefused(ROOM_A)]
 
