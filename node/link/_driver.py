@@ -75,6 +75,17 @@ def _protocol_error(exc: LinkRemoteError) -> LinkClosed:
     return error
 
 
+def _describe_remote(ws: WebSocketConnection | WebSocketRequest) -> str:
+    try:
+        remote = ws.remote
+    except OSError:
+        return "?"
+    if isinstance(remote, trio_websocket.Endpoint):
+        host = f"[{remote.address}]" if ":" in str(remote.address) else str(remote.address)
+        return f"{host}:{remote.port}"
+    return remote
+
+
 def _short(peer_id: bytes | None) -> str:
     return format_peer_id(peer_id)[:8] if peer_id else "?"
 
@@ -89,6 +100,7 @@ class Link:
     def __init__(self, ws: WebSocketConnection, session: LinkSession, *, event_buffer: int) -> None:
         self._ws = ws
         self._session = session
+        self._remote = _describe_remote(ws)  # read now: the socket is gone once closed
         self._events_in, self._events_out = trio.open_memory_channel[LinkEvent](event_buffer)
         self._room_waiters: dict[bytes, trio.Event] = {}
         self._closed: LinkClosed | None = None
@@ -126,6 +138,11 @@ class Link:
     def refused_rooms(self) -> frozenset[bytes]:
         """Joined rooms the peer sent a wrong proof for."""
         return self._session.refused_rooms
+
+    @property
+    def remote(self) -> str:
+        """The peer's transport address as text (for logs; the peer id is what counts)."""
+        return self._remote
 
     @property
     def closed(self) -> LinkClosed | None:
@@ -336,14 +353,14 @@ class Link:
             return
         except trio.WouldBlock:
             pass
-        except trio.ClosedResourceError:
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
             return
         # Backpressure: we stop reading, so our silence must not count as the peer's.
         self._session.pause_receiving()
         self._reschedule()
         try:
             await self._events_in.send(event)
-        except trio.ClosedResourceError:
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
             return
         finally:
             self._session.resume_receiving(trio.current_time())
@@ -543,8 +560,10 @@ async def serve_links(
 ) -> NoReturn:
     """Accept links on ``host:port`` and run ``handler(link)`` for each, until cancelled.
 
-    Start it with ``listener = await nursery.start(serve_links, ...)``. A connection whose
-    handshake fails or times out is logged and dropped; the server keeps serving. The
+    Start it with ``listener = await nursery.start(serve_links, ...)``. The WebSocket
+    upgrade and then the Noise handshake each get ``config.handshake_timeout``. A
+    connection whose handshake fails or times out is logged and dropped; the server keeps
+    serving. The
     link closes when ``handler`` returns; :class:`LinkClosed` out of ``handler`` (its
     link died) is logged, any other error propagates.
     """
@@ -552,10 +571,7 @@ async def serve_links(
 
     async def on_request(request: WebSocketRequest) -> None:
         started = trio.current_time()
-        try:
-            remote = str(request.remote)  # the socket is gone once the link is closed
-        except OSError:
-            remote = "?"
+        remote = _describe_remote(request)  # the socket is gone once the link is closed
         try:
             ws = await request.accept()
         except ConnectionClosed:

@@ -16,6 +16,7 @@ from node.link import (
     MAX_PAYLOAD,
     Link,
     LinkClosed,
+    LinkConfig,
     LinkLocalError,
     LinkRemoteError,
     Message,
@@ -151,6 +152,30 @@ async def test_server_survives_garbage_and_keeps_serving() -> None:
                 assert await link.join_room(ROOM_A, SECRET_A)
                 assert await link.receive() == RoomAuthorized(ROOM_A)
                 assert await link.receive() == Message(ROOM_A, b"welcome " + who.peer_id[:4])
+        nursery.cancel_scope.cancel()
+
+
+async def test_server_handshake_timeout_on_the_real_clock() -> None:
+    config = LinkConfig(handshake_timeout=0.3)
+    handled: list[Link] = []
+
+    async def handler(link: Link) -> None:
+        handled.append(link)
+
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(
+            partial(serve_links, handler, "127.0.0.1", 0, BOB, config=config)
+        )
+        async with raw_client(listener.port) as raw:  # upgrades, then says nothing
+            started = trio.current_time()
+            with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await raw.get_message()
+            assert close_code(closed.value) == 4003
+            assert 0.3 <= trio.current_time() - started < 2.0
+        assert handled == []
+        async with connect_link(listener.url, ALICE, config=config) as link:
+            assert link.peer_id == BOB.peer_id
+            assert link.remote == f"127.0.0.1:{listener.port}"
         nursery.cancel_scope.cancel()
 
 
