@@ -64,9 +64,7 @@ EVENT_BUFFER: Final = 64
 _CLOSE_NORMAL: Final = 1000
 _CLOSE_TOO_BIG: Final = 1009
 _CLOSE_ABNORMAL: Final = 1006
-_CLOSE_PROTOCOL: Final = 4001
-_CLOSE_IDLE: Final = 4002
-_CLOSE_HANDSHAKE_TIMEOUT: Final = 4003
+_CLOSE_CODES: Final = {"protocol": 4001, "idle": 4002, "handshake-timeout": 4003}
 
 
 def _protocol_error(exc: LinkRemoteError) -> LinkClosed:
@@ -247,12 +245,12 @@ class Link:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             await self._ws.aclose(code, reason)
 
-    async def _fail(self, error: LinkClosed, code: int) -> None:
+    async def _fail(self, error: LinkClosed) -> None:
         if self._closed is None:
             level = logging.INFO if error.reason in ("protocol", "idle") else logging.DEBUG
             log.log(level, "link to %s closed: %s", _short(self._peer_or_none()), error)
             self._mark_closed(error)
-        await self._close_ws(code, error.reason)
+        await self._close_ws(_CLOSE_CODES.get(error.reason, _CLOSE_NORMAL), error.reason)
         self._tasks.cancel()
 
     def _peer_or_none(self) -> bytes | None:
@@ -304,11 +302,10 @@ class Link:
             session.handle_timer(trio.current_time())
             raise LinkClosed("handshake-timeout")
         except LinkRemoteError as exc:
-            await self._fail(_protocol_error(exc), _CLOSE_PROTOCOL)
+            await self._fail(_protocol_error(exc))
             raise self._closed_error() from exc
         except LinkClosed as error:
-            code = _CLOSE_HANDSHAKE_TIMEOUT if error.reason == "handshake-timeout" else 1000
-            await self._fail(error, code)
+            await self._fail(error)
             raise
 
     async def _write_now(self) -> None:
@@ -333,10 +330,10 @@ class Link:
                 data = await self._get_message()
                 events = session.receive_message(data, trio.current_time())
             except LinkClosed as closed:
-                await self._fail(closed, _CLOSE_PROTOCOL)
+                await self._fail(closed)
                 return
             except LinkRemoteError as exc:
-                await self._fail(_protocol_error(exc), _CLOSE_PROTOCOL)
+                await self._fail(_protocol_error(exc))
                 return
             self._wake_sender()
             for event in events:
@@ -382,7 +379,7 @@ class Link:
                 try:
                     await self._ws.send_message(message)
                 except ConnectionClosed:
-                    await self._fail(self._transport_closed(), _CLOSE_NORMAL)
+                    await self._fail(self._transport_closed())
                     return
                 self._written += 1
                 self._progress.set()
@@ -400,7 +397,7 @@ class Link:
             self._timer_scope = None
             for event in session.handle_timer(trio.current_time()):
                 assert isinstance(event, TimedOut)
-                await self._fail(LinkClosed("idle", "nothing received"), _CLOSE_IDLE)
+                await self._fail(LinkClosed("idle", "nothing received"))
                 return
             self._wake_sender()
 

@@ -79,6 +79,27 @@ async def test_messages_flow_both_ways_in_order(pair: Pair) -> None:
             await a.send(ROOM_A, big + b"!")
 
 
+async def test_concurrent_senders_share_one_link(pair: Pair) -> None:
+    async with pair(ALICE, BOB) as (a, b):
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        assert await join_both(a, b, ROOM_B, SECRET_B, SECRET_B) == (True, True)
+
+        async def sender(task: int) -> None:
+            for i in range(30):
+                await a.send(ROOM_A if task % 2 else ROOM_B, b"%d:%d" % (task, i))
+
+        async with trio.open_nursery() as nursery:
+            for task in range(4):
+                nursery.start_soon(sender, task)
+        events = [e for e in await _events(b, 2 + 120) if isinstance(e, Message)]
+        by_task: dict[bytes, list[int]] = {}
+        for event in events:
+            task_id, i = event.payload.split(b":")
+            assert event.room_id == (ROOM_A if int(task_id) % 2 else ROOM_B)
+            by_task.setdefault(task_id, []).append(int(i))
+        assert by_task == {b"%d" % t: list(range(30)) for t in range(4)}
+
+
 async def test_two_rooms_on_one_link_and_one_the_peer_cannot_prove(pair: Pair) -> None:
     async with pair(ALICE, BOB) as (a, b):
         assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
