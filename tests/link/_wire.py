@@ -29,10 +29,17 @@ from node.link import (
 
 
 @asynccontextmanager
-async def memory_websockets() -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection]]:
-    """A client and a server WebSocket over an in-memory stream pair."""
+async def memory_websockets(
+    *, lockstep: bool = False
+) -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection]]:
+    """A client and a server WebSocket over an in-memory stream pair.
+
+    ``lockstep``: a write blocks until the other side reads it (no buffer at all), so a
+    reader that stops reading pushes back on the writer, as a full TCP window does.
+    """
     async with trio.open_nursery() as nursery:
-        client_stream, server_stream = trio.testing.memory_stream_pair()
+        pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+        client_stream, server_stream = pair()
         accepted: list[WebSocketConnection] = []
 
         async def server() -> None:
@@ -64,9 +71,13 @@ async def memory_links(
     config_b: LinkConfig | None = None,
     expected_peer_id: bytes | None = None,
     event_buffer_b: int = 64,
+    lockstep: bool = False,
 ) -> AsyncIterator[tuple[Link, Link]]:
     """``a`` dials ``b`` over memory streams; yields (a's link, b's link)."""
-    async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
+    async with (
+        memory_websockets(lockstep=lockstep) as (client, server),
+        trio.open_nursery() as nursery,
+    ):
         send, receive = trio.open_memory_channel[Link | LinkClosed](1)
 
         async def responder() -> None:

@@ -142,6 +142,29 @@ async def test_an_unread_event_buffer_is_backpressure_not_idleness(
             assert await b.receive() == Message(ROOM_A, b"%d" % i)
 
 
+async def test_a_cancelled_send_is_still_sent_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = LinkConfig(keepalive=50.0, idle_timeout=150.0)
+    async with memory_links(
+        ALICE, BOB, config_a=config, config_b=config, event_buffer_b=1, lockstep=True
+    ) as (a, b):
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        # b's application reads nothing, so b's buffers fill and a's writes block.
+        sent, t0 = 0, trio.current_time()
+        with trio.move_on_after(10.0) as blocked:
+            for sent in range(1, 20):
+                await a.send(ROOM_A, b"%d" % sent)
+        assert blocked.cancelled_caught and 1 <= sent < 19
+        assert trio.current_time() - t0 == 10.0
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        for i in range(1, sent + 1):  # including the send that was cancelled
+            assert await b.receive() == Message(ROOM_A, b"%d" % i)
+        await a.send(ROOM_A, b"after")
+        assert await b.receive() == Message(ROOM_A, b"after")
+        assert a.closed is None and b.closed is None
+
+
 async def _hostile(payload: bytes | str) -> tuple[Link, LinkClosed, int]:
     """A hand-driven peer completes the handshake, then sends ``payload``."""
     async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
