@@ -400,14 +400,16 @@ class LinkSession:
         except NoiseRemoteError as exc:
             raise LinkRemoteError("handshake", str(exc)) from exc
         if self._initiator:
-            # XX message 2, "<- e, ee, s, es": the responder's identity binding.
+            # Noise §7.5 XX message 2, "<- e, ee, s, es": the responder's identity binding
+            # (§7.7 confidentiality 1: anyone who dials the responder learns it).
             assert hs.remote_static is not None
             self._accept_identity(read_identity_payload(payload, hs.remote_static))
-            # XX message 3, "-> s, se": ours.
+            # XX message 3, "-> s, se": ours (§7.7 confidentiality 5), sent only once the
+            # responder proved itself, so a prober never learns who dialed.
             self._outbox.append(hs.write_message(self._identity_payload()))
             return self._finish_handshake()
         if not hs.is_finished and hs.remote_static is None:
-            # XX message 1, "-> e": nothing may ride on it (it is not encrypted).
+            # XX message 1, "-> e": nothing may ride on it (§7.7 confidentiality 0: clear).
             if payload:
                 raise LinkRemoteError("handshake", "message 1 carries a payload")
             self._outbox.append(hs.write_message(self._identity_payload()))
