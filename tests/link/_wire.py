@@ -30,16 +30,19 @@ from node.link import (
 
 @asynccontextmanager
 async def memory_websockets(
-    *, lockstep: bool = False
+    *, lockstep: bool = False, streams: list[trio.abc.Stream] | None = None
 ) -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection]]:
     """A client and a server WebSocket over an in-memory stream pair.
 
     ``lockstep``: a write blocks until the other side reads it (no buffer at all), so a
     reader that stops reading pushes back on the writer, as a full TCP window does.
+    ``streams`` receives the (client, server) byte streams underneath, to break them.
     """
     async with trio.open_nursery() as nursery:
         pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
         client_stream, server_stream = pair()
+        if streams is not None:
+            streams += [client_stream, server_stream]
         accepted: list[WebSocketConnection] = []
 
         async def server() -> None:

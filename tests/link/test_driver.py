@@ -165,6 +165,30 @@ async def test_a_cancelled_send_is_still_sent_in_order(
         assert a.closed is None and b.closed is None
 
 
+async def test_a_broken_connection_is_a_transport_close(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    streams: list[trio.abc.Stream] = []
+    async with (
+        memory_websockets(streams=streams) as (client, server),
+        trio.open_nursery() as nursery,
+    ):
+        peer = LinkSession(BOB, initiator=False, now=trio.current_time())
+
+        async def vanishing_peer() -> None:
+            await drive_handshake(server, peer)
+            await trio.sleep(1.0)
+            await trio.aclose_forcefully(streams[1])  # no WebSocket close: the wire is cut
+
+        nursery.start_soon(vanishing_peer)
+        async with open_link(client, ALICE, initiator=True) as link:
+            with pytest.raises(LinkClosed) as caught:
+                await link.receive()
+            assert caught.value.reason == "transport"
+            with pytest.raises(LinkClosed):
+                await link.join_room(ROOM_A, SECRET_A)
+
+
 async def _hostile(payload: bytes | str) -> tuple[Link, LinkClosed, int]:
     """A hand-driven peer completes the handshake, then sends ``payload``."""
     async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
