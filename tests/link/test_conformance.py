@@ -187,8 +187,8 @@ async def test_server_handshake_timeout_on_the_real_clock() -> None:
         listener = await nursery.start(
             partial(serve_links, handler, "127.0.0.1", 0, BOB, config=config)
         )
+        started = trio.current_time()  # before the server's own clock for this link starts
         async with raw_client(listener.port) as raw:  # upgrades, then says nothing
-            started = trio.current_time()
             with pytest.raises(trio_websocket.ConnectionClosed) as closed:
                 await raw.get_message()
             assert close_code(closed.value) == 4003
