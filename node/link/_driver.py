@@ -1,0 +1,605 @@
+"""The trio driver: a :class:`LinkSession` over a trio-websocket connection.
+
+:func:`open_link` runs a link over a WebSocket someone else opened (memory streams in
+tests and the simulator); :func:`connect_link` dials a ``ws://`` URL and
+:func:`serve_links` accepts links, both over TCP. A :class:`Link` has three tasks: one
+reader (the only caller of ``get_message``), one sender (the only caller of
+``send_message``, so Noise nonces go out in order and a cancelled :meth:`Link.send` never
+tears a frame) and one timer for keepalives and timeouts. Errors from trio-websocket are
+turned into :class:`LinkClosed` here and never escape.
+
+This module holds no protocol logic: every decision is the session's.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Final, NoReturn
+
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+from crdt import Identity, format_peer_id
+
+from ..noise import KeyPair
+from ._errors import LinkClosed, LinkLocalError, LinkRemoteError
+from ._session import (
+    MAX_MESSAGE,
+    LinkConfig,
+    LinkSession,
+    Message,
+    RoomAuthorized,
+    RoomDenied,
+    RoomRefused,
+    TimedOut,
+)
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "Link",
+    "LinkEvent",
+    "LinkListener",
+    "connect_link",
+    "open_link",
+    "serve_links",
+]
+
+log = logging.getLogger("node.link")
+
+LinkEvent = Message | RoomAuthorized | RoomRefused | RoomDenied
+"""What :meth:`Link.receive` returns."""
+
+CLOSE_TIMEOUT: Final = 2.0
+"""Seconds the WebSocket closing handshake may take before the stream is just closed."""
+
+EVENT_BUFFER: Final = 64
+
+# WebSocket close codes (RFC 6455 §7.4.2: 4000-4999 are for applications).
+_CLOSE_NORMAL: Final = 1000
+_CLOSE_TOO_BIG: Final = 1009
+_CLOSE_ABNORMAL: Final = 1006
+_CLOSE_CODES: Final = {"protocol": 4001, "idle": 4002, "handshake-timeout": 4003}
+
+
+def _protocol_error(exc: LinkRemoteError) -> LinkClosed:
+    error = LinkClosed("protocol", str(exc))
+    error.__cause__ = exc
+    return error
+
+
+def _describe_remote(ws: WebSocketConnection | WebSocketRequest) -> str:
+    try:
+        remote = ws.remote
+    except OSError:
+        return "?"
+    if isinstance(remote, trio_websocket.Endpoint):
+        host = f"[{remote.address}]" if ":" in str(remote.address) else str(remote.address)
+        return f"{host}:{remote.port}"
+    return remote
+
+
+def _short(peer_id: bytes | None) -> str:
+    return format_peer_id(peer_id)[:8] if peer_id else "?"
+
+
+class Link:
+    """An open, authenticated link to one peer. Made by :func:`open_link` and friends.
+
+    Consume :meth:`receive` (or ``async for event in link``): while its buffer is full the
+    reader stops reading, which pushes back on the peer (and does not count as idle).
+    """
+
+    def __init__(self, ws: WebSocketConnection, session: LinkSession, *, event_buffer: int) -> None:
+        self._ws = ws
+        self._session = session
+        self._remote = _describe_remote(ws)  # read now: the socket is gone once closed
+        self._events_in, self._events_out = trio.open_memory_channel[LinkEvent](event_buffer)
+        self._room_waiters: dict[bytes, trio.Event] = {}
+        self._closed: LinkClosed | None = None
+        self._ws_closed = False
+        self._tasks = trio.CancelScope()
+        self._timer_scope: trio.CancelScope | None = None
+        self._wakeup = trio.Event()
+        self._progress = trio.Event()
+        self._taken = 0
+        self._written = 0
+
+    # -- what callers see -------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> bytes:
+        """The peer's Ed25519 public key, proven by the handshake."""
+        return self._session.peer_id
+
+    @property
+    def handshake_hash(self) -> bytes:
+        """The Noise handshake hash; both ends of a link see the same one."""
+        return self._session.handshake_hash
+
+    @property
+    def initiator(self) -> bool:
+        """Whether this side dialed."""
+        return self._session.initiator
+
+    @property
+    def rooms(self) -> frozenset[bytes]:
+        """Rooms authorized on this link (joined here and proven by the peer)."""
+        return self._session.rooms
+
+    @property
+    def refused_rooms(self) -> frozenset[bytes]:
+        """Joined rooms the peer sent a wrong proof for."""
+        return self._session.refused_rooms
+
+    @property
+    def remote(self) -> str:
+        """The peer's transport address as text (for logs; the peer id is what counts)."""
+        return self._remote
+
+    @property
+    def closed(self) -> LinkClosed | None:
+        """Why the link closed, or None while it is open."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = f"closed: {self._closed.reason}" if self._closed else "open"
+        return f"<Link to {_short(self._peer_or_none())} ({state})>"
+
+    async def join_room(self, room_id: bytes, secret: bytes) -> bool:
+        """Prove we hold ``room_id``'s secret; True once the peer proved it too.
+
+        False if the peer answered "unknown room" (it may join later: a
+        :class:`RoomAuthorized` event says so) or sent a wrong proof (refused for good).
+        Calling it again after a denial offers the room again.
+        """
+        self._check_open()
+        self._session.join_room(room_id, secret)
+        if room_id in self._session.rooms:
+            return True
+        if room_id in self._session.refused_rooms:
+            return False
+        waiter = self._room_waiters.setdefault(room_id, trio.Event())
+        self._wake_sender()
+        await waiter.wait()
+        self._check_open()
+        return room_id in self._session.rooms
+
+    async def send(self, room_id: bytes, payload: bytes) -> None:
+        """Send ``payload`` (≤ ``MAX_PAYLOAD`` bytes) to an authorized room.
+
+        Returns once it is written; if cancelled earlier it is still sent, in order.
+        Raises :class:`LinkLocalError` for a room that is not authorized.
+        """
+        self._check_open()
+        self._session.send(room_id, payload)
+        target = self._taken + self._session.pending_messages
+        self._wake_sender()
+        while self._written < target:
+            await self._progress.wait()
+            self._check_open()
+
+    async def receive(self) -> LinkEvent:
+        """The next event; raises :class:`LinkClosed` once the link is closed and drained."""
+        try:
+            return await self._events_out.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            pass
+        raise self._closed_error()
+
+    def __aiter__(self) -> AsyncIterator[LinkEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[LinkEvent]:
+        """Events until the link closes; the reason is then in :attr:`closed`."""
+        while True:
+            try:
+                event = await self.receive()
+            except LinkClosed:
+                return
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the link (idempotent); pending events are dropped."""
+        if self._closed is None:
+            self._mark_closed(LinkClosed("local"))
+        await self._close_ws(_CLOSE_NORMAL, "")
+        self._events_out.close()
+        self._tasks.cancel()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed_error()
+
+    def _closed_error(self) -> LinkClosed:
+        assert self._closed is not None
+        # A fresh exception per raise (tracebacks would pile up on a shared one), with the
+        # remote error that closed the link as its cause.
+        error = LinkClosed(self._closed.reason, self._closed.detail)
+        error.__cause__ = self._closed.__cause__
+        error.__suppress_context__ = True
+        return error
+
+    def _mark_closed(self, error: LinkClosed) -> None:
+        self._closed = error
+        self._session.close()
+        self._events_in.close()
+        for waiter in self._room_waiters.values():
+            waiter.set()
+        self._room_waiters.clear()
+        self._progress.set()
+        self._wakeup.set()
+
+    async def _close_ws(self, code: int, reason: str) -> None:
+        if self._ws_closed:
+            return
+        self._ws_closed = True
+        # Shielded and bounded: closing must finish even when the caller is cancelled.
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            await self._ws.aclose(code, reason)
+
+    async def _fail(self, error: LinkClosed) -> None:
+        if self._closed is None:
+            level = logging.INFO if error.reason in ("protocol", "idle") else logging.DEBUG
+            log.log(level, "link to %s closed: %s", _short(self._peer_or_none()), error)
+            self._mark_closed(error)
+        await self._close_ws(_CLOSE_CODES.get(error.reason, _CLOSE_NORMAL), error.reason)
+        self._tasks.cancel()
+
+    def _peer_or_none(self) -> bytes | None:
+        try:
+            return self._session.peer_id
+        except LinkLocalError:  # closed before the handshake proved anyone
+            return None
+
+    def _transport_closed(self) -> LinkClosed:
+        reason = self._ws.closed
+        if reason is None or reason.code == _CLOSE_ABNORMAL:
+            return LinkClosed("transport", "the connection broke")
+        if reason.code == _CLOSE_TOO_BIG:
+            return LinkClosed("protocol", "a WebSocket message over the size limit")
+        return LinkClosed("peer", f"code {reason.code} {reason.reason or ''}".strip())
+
+    def _wake_sender(self) -> None:
+        self._wakeup.set()
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        if self._timer_scope is not None:
+            deadline = self._session.next_deadline()
+            self._timer_scope.deadline = float("inf") if deadline is None else deadline
+
+    async def _get_message(self) -> bytes:
+        try:
+            data = await self._ws.get_message()
+        except ConnectionClosed:
+            raise self._transport_closed() from None
+        if not isinstance(data, bytes):
+            raise LinkClosed("protocol", "a text WebSocket message") from LinkRemoteError(
+                "malformed", "text message"
+            )
+        return data
+
+    async def _handshake(self) -> None:
+        session = self._session
+        deadline = session.next_deadline()
+        assert deadline is not None
+        try:
+            with trio.move_on_at(deadline):
+                await self._write_now()
+                while not session.is_established:
+                    data = await self._get_message()
+                    session.receive_message(data, trio.current_time())
+                    await self._write_now()
+                return
+            session.handle_timer(trio.current_time())
+            raise LinkClosed("handshake-timeout")
+        except LinkRemoteError as exc:
+            await self._fail(_protocol_error(exc))
+            raise self._closed_error() from exc
+        except LinkClosed as error:
+            await self._fail(error)
+            raise
+
+    async def _write_now(self) -> None:
+        # Only during the handshake, before the sender task exists.
+        for message in self._session.messages_to_send(trio.current_time()):
+            try:
+                await self._ws.send_message(message)
+            except ConnectionClosed:
+                raise self._transport_closed() from None
+
+    async def _run(self) -> None:
+        with self._tasks:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._sender)
+                nursery.start_soon(self._timer)
+
+    async def _reader(self) -> None:
+        session = self._session
+        while True:
+            try:
+                data = await self._get_message()
+                events = session.receive_message(data, trio.current_time())
+            except LinkClosed as closed:
+                await self._fail(closed)
+                return
+            except LinkRemoteError as exc:
+                await self._fail(_protocol_error(exc))
+                return
+            self._wake_sender()
+            for event in events:
+                await self._deliver(event)
+
+    async def _deliver(self, event: object) -> None:
+        assert isinstance(event, Message | RoomAuthorized | RoomRefused | RoomDenied)
+        if not isinstance(event, Message):
+            waiter = self._room_waiters.pop(event.room_id, None)
+            if waiter is not None:
+                waiter.set()
+        try:
+            self._events_in.send_nowait(event)
+            return
+        except trio.WouldBlock:
+            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+        # Backpressure: we stop reading, so our silence must not count as the peer's.
+        self._session.pause_receiving()
+        self._reschedule()
+        try:
+            await self._events_in.send(event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+        finally:
+            self._session.resume_receiving(trio.current_time())
+            self._reschedule()
+
+    async def _sender(self) -> None:
+        session = self._session
+        while True:
+            messages = session.messages_to_send(trio.current_time())
+            self._reschedule()
+            if not messages:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                if self._closed is not None:
+                    return
+                continue
+            self._taken += len(messages)
+            for message in messages:
+                try:
+                    await self._ws.send_message(message)
+                except ConnectionClosed:
+                    await self._fail(self._transport_closed())
+                    return
+                self._written += 1
+                self._progress.set()
+                self._progress = trio.Event()
+
+    async def _timer(self) -> None:
+        session = self._session
+        while True:
+            deadline = session.next_deadline()
+            if deadline is None:
+                return
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            for event in session.handle_timer(trio.current_time()):
+                assert isinstance(event, TimedOut)
+                await self._fail(LinkClosed("idle", "nothing received"))
+                return
+            self._wake_sender()
+
+
+@asynccontextmanager
+async def _unwrapping_nursery() -> AsyncIterator[trio.Nursery]:
+    # With strict exception groups an error from the caller's own body would come out
+    # wrapped; our tasks never raise, so a lone error is the caller's and comes out as is.
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as group:
+        lone: BaseException = group
+        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+            lone = lone.exceptions[0]
+        if lone is group:
+            raise
+        context = lone.__context__  # keep its own cause and context, not the group
+        try:
+            raise lone
+        finally:
+            lone.__context__ = context
+            del lone, context
+
+
+@asynccontextmanager
+async def open_link(
+    ws: WebSocketConnection,
+    identity: Identity,
+    *,
+    initiator: bool,
+    config: LinkConfig | None = None,
+    static: KeyPair | None = None,
+    expected_peer_id: bytes | None = None,
+    event_buffer: int = EVENT_BUFFER,
+    started_at: float | None = None,
+) -> AsyncIterator[Link]:
+    """Run the handshake over an open WebSocket and yield the :class:`Link`.
+
+    Raises :class:`LinkClosed` if the handshake fails (``protocol``), times out
+    (``handshake-timeout``, counted from ``started_at``, default now) or the connection
+    breaks. The link is closed when the block exits; ``ws`` is closed with it.
+    """
+    session = LinkSession(
+        identity,
+        initiator=initiator,
+        now=trio.current_time() if started_at is None else started_at,
+        config=config,
+        static=static,
+        expected_peer_id=expected_peer_id,
+    )
+    link = Link(ws, session, event_buffer=event_buffer)
+    await link._handshake()
+    log.debug("link to %s open", _short(session.peer_id))
+    async with _unwrapping_nursery() as nursery:
+        nursery.start_soon(link._run)
+        try:
+            yield link
+        finally:
+            await link.aclose()
+
+
+def _parse_url(url: str) -> tuple[str, int, str]:
+    """(host, port, resource) of a ``ws://`` URL; a bad URL is the caller's mistake."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port if parts.port is not None else 80
+    except ValueError as exc:
+        raise LinkLocalError(f"not a link URL: {url!r} ({exc})") from None
+    if parts.scheme != "ws" or not parts.hostname:
+        # Noise already encrypts and authenticates; TLS underneath would add nothing.
+        raise LinkLocalError(f"a link URL looks like ws://host:port/, not {url!r}")
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, resource
+
+
+@asynccontextmanager
+async def connect_link(
+    url: str,
+    identity: Identity,
+    *,
+    config: LinkConfig | None = None,
+    static: KeyPair | None = None,
+    expected_peer_id: bytes | None = None,
+    event_buffer: int = EVENT_BUFFER,
+) -> AsyncIterator[Link]:
+    """Dial ``url`` (``ws://host:port/``) and yield the :class:`Link`.
+
+    The TCP connect, the WebSocket opening and the Noise handshake together must finish
+    within ``config.handshake_timeout``; any failure to open raises :class:`LinkClosed`
+    (``transport``, ``handshake-timeout`` or ``protocol``).
+    """
+    config = config if config is not None else LinkConfig()
+    host, port, resource = _parse_url(url)
+    host_header = (f"[{host}]" if ":" in host else host) + ("" if port == 80 else f":{port}")
+    started = trio.current_time()
+    opened = False
+    try:
+        async with _unwrapping_nursery() as nursery:
+            with trio.move_on_at(started + config.handshake_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+                try:
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery, stream, host_header, resource, max_message_size=MAX_MESSAGE
+                    )
+                    opened = True
+                finally:
+                    if not opened:
+                        await trio.aclose_forcefully(stream)
+            if not opened:
+                raise LinkClosed("handshake-timeout", f"no WebSocket from {url}")
+            try:
+                async with open_link(
+                    ws,
+                    identity,
+                    initiator=True,
+                    config=config,
+                    static=static,
+                    expected_peer_id=expected_peer_id,
+                    event_buffer=event_buffer,
+                    started_at=started,
+                ) as link:
+                    yield link
+            finally:
+                # We own the TCP stream: trio-websocket leaves a client's stream open when
+                # the server closes first, so close it here whatever happened.
+                await trio.aclose_forcefully(stream)
+    except (OSError, trio_websocket.HandshakeError) as exc:
+        if opened:
+            raise
+        raise LinkClosed("transport", f"cannot open {url}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class LinkListener:
+    """Where :func:`serve_links` listens; ``url`` is what peers dial."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}/"
+
+
+async def serve_links(
+    handler: Callable[[Link], Awaitable[None]],
+    host: str,
+    port: int,
+    identity: Identity,
+    *,
+    config: LinkConfig | None = None,
+    static: KeyPair | None = None,
+    event_buffer: int = EVENT_BUFFER,
+    task_status: trio.TaskStatus[LinkListener] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Accept links on ``host:port`` and run ``handler(link)`` for each, until cancelled.
+
+    Start it with ``listener = await nursery.start(serve_links, ...)``. The WebSocket
+    upgrade and then the Noise handshake each get ``config.handshake_timeout``. A
+    connection whose handshake fails or times out is logged and dropped; the server keeps
+    serving. The
+    link closes when ``handler`` returns; :class:`LinkClosed` out of ``handler`` (its
+    link died) is logged, any other error propagates.
+    """
+    config = config if config is not None else LinkConfig()
+
+    async def on_request(request: WebSocketRequest) -> None:
+        started = trio.current_time()
+        remote = _describe_remote(request)  # the socket is gone once the link is closed
+        try:
+            ws = await request.accept()
+        except ConnectionClosed:
+            return
+        try:
+            async with open_link(
+                ws,
+                identity,
+                initiator=False,
+                config=config,
+                static=static,
+                event_buffer=event_buffer,
+                started_at=started,
+            ) as link:
+                await handler(link)
+        except LinkClosed as error:
+            log.debug("inbound link from %s ended: %s", remote, error)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            partial(
+                trio_websocket.serve_websocket,
+                on_request,
+                host,
+                port,
+                None,
+                max_message_size=MAX_MESSAGE,
+                connect_timeout=config.handshake_timeout,
+                disconnect_timeout=CLOSE_TIMEOUT,
+            )
+        )
+        task_status.started(LinkListener(host, server.port))
+        await trio.sleep_forever()
+    raise AssertionError("unreachable")

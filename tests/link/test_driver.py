@@ -1,0 +1,267 @@
+"""The trio driver under MockClock over memory streams: exact keepalive, idle and handshake
+times, backpressure, and what a misbehaving peer gets."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from node.link import (
+    MAX_MESSAGE,
+    Link,
+    LinkClosed,
+    LinkConfig,
+    LinkRemoteError,
+    LinkSession,
+    Message,
+    RoomAuthorized,
+    open_link,
+)
+from node.link._frames import Data
+
+from ._wire import close_code, drive_handshake, join_both, memory_links, memory_websockets
+from .conftest import ALICE, BOB, FAST, ROOM_A, SECRET_A
+
+Arrival = float | tuple[str, float, int]
+
+
+async def _record(ws: WebSocketConnection, session: LinkSession, log: list[Arrival]) -> None:
+    """Log when each message arrives (asserting it carries no event), then the close."""
+    try:
+        while True:
+            data = await ws.get_message()
+            assert isinstance(data, bytes)
+            assert session.receive_message(data, trio.current_time()) == []
+            log.append(trio.current_time())
+    except ConnectionClosed as closed:
+        log.append(("closed", trio.current_time(), close_code(closed)))
+
+
+async def test_keepalive_pings_then_idle_timeout_at_exact_times(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    t0 = trio.current_time()
+    arrivals: list[Arrival] = []
+    async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
+        peer = LinkSession(BOB, initiator=False, now=t0)  # never calls handle_timer: silent
+
+        async def silent_peer() -> None:
+            await drive_handshake(server, peer)
+            await _record(server, peer, arrivals)
+
+        nursery.start_soon(silent_peer)
+        async with open_link(client, ALICE, initiator=True, config=FAST) as link:
+            with pytest.raises(LinkClosed) as caught:
+                await link.receive()
+            assert trio.current_time() - t0 == 15.0
+            assert caught.value.reason == "idle"
+    assert arrivals == [t0 + 5.0, t0 + 10.0, ("closed", t0 + 15.0, 4002)]
+
+
+async def test_any_received_frame_pushes_the_idle_timeout_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    t0 = trio.current_time()
+    arrivals: list[Arrival] = []
+    async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
+        config = LinkConfig(keepalive=12.0, idle_timeout=100.0)
+        peer = LinkSession(BOB, initiator=False, now=t0, config=config)
+
+        async def one_ping_peer() -> None:
+            await drive_handshake(server, peer)
+            nursery.start_soon(_record, server, peer, arrivals)
+            await trio.sleep_until(t0 + 12.0)
+            peer.handle_timer(trio.current_time())  # its keepalive is due: one ping
+            (ping,) = peer.messages_to_send(trio.current_time())
+            await server.send_message(ping)
+
+        nursery.start_soon(one_ping_peer)
+        async with open_link(client, ALICE, initiator=True, config=FAST) as link:
+            with pytest.raises(LinkClosed):
+                await link.receive()
+            assert trio.current_time() - t0 == 27.0
+    assert arrivals == [t0 + t for t in (5.0, 10.0, 15.0, 20.0, 25.0)] + [
+        ("closed", t0 + 27.0, 4002)
+    ]
+
+
+async def test_two_links_keep_each_other_alive(autojump_clock: trio.testing.MockClock) -> None:
+    async with memory_links(ALICE, BOB, config_a=FAST, config_b=FAST) as (a, b):
+        t0 = trio.current_time()
+        await trio.sleep(200.0)
+        assert a.closed is None and b.closed is None
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        await a.send(ROOM_A, b"still here")
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        assert await b.receive() == Message(ROOM_A, b"still here")
+        assert trio.current_time() - t0 == 200.0
+
+
+async def test_initiator_handshake_timeout_is_exact(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    t0 = trio.current_time()
+    async with memory_websockets() as (client, server):
+        with pytest.raises(LinkClosed) as caught:
+            async with open_link(client, ALICE, initiator=True, config=FAST):
+                pytest.fail("the link must not open")
+        assert caught.value.reason == "handshake-timeout"
+        assert trio.current_time() - t0 == 3.0
+        assert len(await server.get_message()) == 32  # message 1 went out
+        with pytest.raises(ConnectionClosed) as closed:
+            await server.get_message()
+        assert close_code(closed.value) == 4003
+
+
+async def test_responder_handshake_timeout_counts_from_started_at(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    t0 = trio.current_time()
+    async with memory_websockets() as (_client, server):
+        await trio.sleep(1.0)
+        with pytest.raises(LinkClosed) as caught:
+            async with open_link(server, BOB, initiator=False, config=FAST, started_at=t0):
+                pytest.fail("the link must not open")
+        assert caught.value.reason == "handshake-timeout"
+        assert trio.current_time() - t0 == 3.0
+
+
+async def test_an_unread_event_buffer_is_backpressure_not_idleness(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with memory_links(ALICE, BOB, config_a=FAST, config_b=FAST, event_buffer_b=1) as (a, b):
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        for i in range(5):
+            await a.send(ROOM_A, b"%d" % i)
+        await trio.sleep(100.0)  # b's application reads nothing; far past idle_timeout
+        assert a.closed is None and b.closed is None
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        for i in range(5):
+            assert await b.receive() == Message(ROOM_A, b"%d" % i)
+
+
+async def test_a_cancelled_send_is_still_sent_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = LinkConfig(keepalive=50.0, idle_timeout=150.0)
+    async with memory_links(
+        ALICE, BOB, config_a=config, config_b=config, event_buffer_b=1, lockstep=True
+    ) as (a, b):
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        # b's application reads nothing, so b's buffers fill and a's writes block.
+        sent, t0 = 0, trio.current_time()
+        with trio.move_on_after(10.0) as blocked:
+            for sent in range(1, 20):
+                await a.send(ROOM_A, b"%d" % sent)
+        assert blocked.cancelled_caught and 1 <= sent < 19
+        assert trio.current_time() - t0 == 10.0
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        for i in range(1, sent + 1):  # including the send that was cancelled
+            assert await b.receive() == Message(ROOM_A, b"%d" % i)
+        await a.send(ROOM_A, b"after")
+        assert await b.receive() == Message(ROOM_A, b"after")
+        assert a.closed is None and b.closed is None
+
+
+async def test_a_broken_connection_is_a_transport_close(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    streams: list[trio.abc.Stream] = []
+    async with (
+        memory_websockets(streams=streams) as (client, server),
+        trio.open_nursery() as nursery,
+    ):
+        peer = LinkSession(BOB, initiator=False, now=trio.current_time())
+
+        async def vanishing_peer() -> None:
+            await drive_handshake(server, peer)
+            await trio.sleep(1.0)
+            await trio.aclose_forcefully(streams[1])  # no WebSocket close: the wire is cut
+
+        nursery.start_soon(vanishing_peer)
+        async with open_link(client, ALICE, initiator=True) as link:
+            with pytest.raises(LinkClosed) as caught:
+                await link.receive()
+            assert caught.value.reason == "transport"
+            with pytest.raises(LinkClosed):
+                await link.join_room(ROOM_A, SECRET_A)
+
+
+async def _hostile(payload: bytes | str) -> tuple[Link, LinkClosed, int]:
+    """A hand-driven peer completes the handshake, then sends ``payload``."""
+    async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
+        peer = LinkSession(BOB, initiator=False, now=trio.current_time())
+        codes: list[int] = []
+
+        async def hostile_peer() -> None:
+            await drive_handshake(server, peer)
+            await server.send_message(payload)
+            try:
+                while True:
+                    await server.get_message()
+            except ConnectionClosed as closed:
+                codes.append(close_code(closed))
+
+        nursery.start_soon(hostile_peer)
+        async with open_link(client, ALICE, initiator=True) as link:
+            with pytest.raises(LinkClosed) as caught:
+                await link.receive()
+        await trio.testing.wait_all_tasks_blocked()
+        return link, caught.value, codes[0]
+
+
+@pytest.mark.parametrize(
+    ("payload", "cause"),
+    [(b"\x00" * 40, "decrypt"), (b"", "decrypt"), (b"\x01" * (MAX_MESSAGE + 1), None)],
+)
+async def test_a_bad_frame_closes_the_link_as_a_protocol_error(
+    autojump_clock: trio.testing.MockClock, payload: bytes, cause: str | None
+) -> None:
+    link, error, code = await _hostile(payload)
+    assert error.reason == "protocol" and link.closed is not None
+    assert link.closed.reason == "protocol"
+    if cause is None:  # over the WebSocket limit: trio-websocket closes with 1009
+        assert code == 1009
+    else:
+        assert isinstance(error.__cause__, LinkRemoteError) and error.__cause__.reason == cause
+        assert code == 4001
+
+
+async def test_a_text_message_is_a_protocol_error(autojump_clock: trio.testing.MockClock) -> None:
+    _, error, code = await _hostile("hello")
+    assert error.reason == "protocol" and code == 4001
+
+
+async def test_data_for_an_unproven_room_closes_the_link(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
+        peer = LinkSession(BOB, initiator=False, now=trio.current_time())
+
+        async def sneaky_peer() -> None:
+            await drive_handshake(server, peer)
+            peer._queue(Data(ROOM_A, b"unproven"))
+            for message in peer.messages_to_send(trio.current_time()):
+                await server.send_message(message)
+
+        nursery.start_soon(sneaky_peer)
+        async with open_link(client, ALICE, initiator=True) as link:
+            with pytest.raises(LinkClosed):
+                await link.receive()
+            with pytest.raises(LinkClosed):
+                await link.join_room(ROOM_A, SECRET_A)
+    assert link.closed is not None and link.closed.reason == "protocol"
+    assert isinstance(link.closed.__cause__, LinkRemoteError)
+    assert link.closed.__cause__.reason == "unauthorized-room"
+
+
+async def test_an_error_in_the_body_comes_out_unwrapped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with memory_websockets() as (client, server), trio.open_nursery() as nursery:
+        nursery.start_soon(drive_handshake, server, LinkSession(BOB, initiator=False, now=0.0))
+        with pytest.raises(KeyError):
+            async with open_link(client, ALICE, initiator=True):
+                raise KeyError("mine")
