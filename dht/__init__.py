@@ -4,6 +4,7 @@ Speaks the wire format of the `kademlia` package (so its nodes are full peers) p
 RPCs of ours, `get_peers` and `announce`, for signed peer records.  See the README.
 """
 
+from ._driver import DatagramTransport, DHTNode, UDPTransport
 from ._errors import DHTError, LocalProtocolError, RecordError, RemoteProtocolError
 from ._ids import (
     Address,
@@ -27,6 +28,7 @@ from ._protocol import (
 )
 from ._records import PeerRecord
 from ._routing import RoutingTable
+from ._sim import LinkSpec, SimNetwork, SimSocket, SimSwarm
 from ._storage import StorageLimits, ValueStore
 from ._wire import MAX_DATAGRAM, Value
 
@@ -38,10 +40,13 @@ __all__ = [
     "Contact",
     "DHTConfig",
     "DHTError",
+    "DHTNode",
     "DHTProtocol",
     "DatagramDropped",
+    "DatagramTransport",
     "GetPeersResult",
     "GetResult",
+    "LinkSpec",
     "LocalProtocolError",
     "Lookup",
     "LookupResult",
@@ -52,7 +57,11 @@ __all__ = [
     "RemoteProtocolError",
     "RoutingTable",
     "SetResult",
+    "SimNetwork",
+    "SimSocket",
+    "SimSwarm",
     "StorageLimits",
+    "UDPTransport",
     "Value",
     "ValueStore",
     "distance",
