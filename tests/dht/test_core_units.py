@@ -39,9 +39,7 @@ def contact(value: int, host: str | None = None) -> Contact:
 
 def test_public_surface() -> None:
     assert sorted(dht.__all__) == sorted(set(dht.__all__))
-    assert {"DHTNode", "SimNetwork", "DHTProtocol", "PeerRecord", "key_digest"} <= set(
-        dht.__all__
-    )
+    assert {"DHTNode", "SimNetwork", "DHTProtocol", "PeerRecord", "key_digest"} <= set(dht.__all__)
     for name in dht.__all__:
         assert getattr(dht, name) is not None
 
