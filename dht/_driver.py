@@ -13,6 +13,7 @@ what to send, store or trust belongs in the core.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -63,11 +64,21 @@ SAVED_CONTACTS = 200
 
 
 class DatagramTransport(Protocol):
-    """What the driver needs from a socket: real UDP or the simulator."""
+    """What the driver needs from a socket: real UDP or the simulator.
 
-    async def sendto(self, data: bytes, address: Address) -> None: ...
+    Sends are synchronous when the socket has room (UDP almost always has), so the core's
+    output goes out without a task switch per datagram; receives come in batches.
+    """
 
-    async def recvfrom(self) -> tuple[bytes, Address]: ...
+    def send_nowait(self, data: bytes, address: Address) -> bool:
+        """Send now; False if the socket would block.  OSError for a refused send."""
+        ...
+
+    async def wait_writable(self) -> None: ...
+
+    async def receive_batch(self) -> list[tuple[bytes, Address]]:
+        """Wait for at least one datagram; return all that are ready (bounded)."""
+        ...
 
     def getsockname(self) -> Address: ...
 
@@ -75,30 +86,36 @@ class DatagramTransport(Protocol):
 
 
 class UDPTransport:
-    """A trio UDP socket speaking canonical (host, port) addresses.
+    """A non-blocking UDP socket speaking canonical (host, port) addresses.
 
     Bound to "::" it is dual-stack: IPv4 peers arrive as IPv4-mapped addresses and are
     named as plain IPv4, so the core sees one address per peer whatever the socket.
     """
 
-    def __init__(self, sock: trio.socket.SocketType) -> None:
+    BATCH = 64
+
+    def __init__(self, sock: _stdlib_socket.socket) -> None:
+        sock.setblocking(False)
         self._sock = sock
         self._v6 = sock.family == _stdlib_socket.AF_INET6
 
     @classmethod
     async def bind(cls, host: str | None = None, port: int = 0) -> UDPTransport:
         """Bind `host` ("::" dual-stack by default, falling back to IPv4) and `port`."""
+        await trio.lowlevel.checkpoint()
         if host is None:
             try:
                 return await cls.bind("::", port)
             except OSError:
                 return await cls.bind("0.0.0.0", port)
+        if canonical_host(host) is None:
+            raise LocalProtocolError(f"bind to an IP literal, not {host!r}")
         family = _stdlib_socket.AF_INET6 if ":" in host else _stdlib_socket.AF_INET
-        sock = trio.socket.socket(family, _stdlib_socket.SOCK_DGRAM)
+        sock = _stdlib_socket.socket(family, _stdlib_socket.SOCK_DGRAM)
         try:
             if family == _stdlib_socket.AF_INET6 and host == "::":
                 sock.setsockopt(_stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_V6ONLY, 0)
-            await sock.bind((host, port))
+            sock.bind((host, port))  # an IP literal: no name lookup, does not block
         except BaseException:
             sock.close()
             raise
@@ -108,26 +125,50 @@ class UDPTransport:
         name = self._sock.getsockname()
         return (canonical_host(name[0]) or name[0], name[1])
 
-    async def sendto(self, data: bytes, address: Address) -> None:
+    def send_nowait(self, data: bytes, address: Address) -> bool:
         host, port = address
-        if self._v6:
-            if ":" not in host:
-                host = "::ffff:" + host
-            await self._sock.sendto(data, (host, port, 0, 0))
-        elif ":" in host:
-            raise OSError("IPv6 destination on an IPv4 socket")
-        else:
-            await self._sock.sendto(data, (host, port))
+        try:
+            if self._v6:
+                if ":" not in host:
+                    host = "::ffff:" + host
+                self._sock.sendto(data, (host, port, 0, 0))
+            elif ":" in host:
+                raise OSError("IPv6 destination on an IPv4 socket")
+            else:
+                self._sock.sendto(data, (host, port))
+        except BlockingIOError:
+            return False
+        return True
 
-    async def recvfrom(self) -> tuple[bytes, Address]:
-        while True:
-            # One byte over the limit, so an oversized datagram is seen as oversized.
-            data, address = await self._sock.recvfrom(MAX_DATAGRAM + 1)
+    async def wait_writable(self) -> None:
+        await trio.lowlevel.wait_writable(self._sock)
+
+    async def receive_batch(self) -> list[tuple[bytes, Address]]:
+        batch: list[tuple[bytes, Address]] = []
+        waited = False
+        while len(batch) < self.BATCH:
+            try:
+                # One byte over the limit, so an oversized datagram is seen as oversized.
+                data, address = self._sock.recvfrom(MAX_DATAGRAM + 1)
+            except BlockingIOError:
+                if batch:
+                    break
+                await trio.lowlevel.wait_readable(self._sock)
+                waited = True
+                continue
+            except OSError:
+                # ICMP errors surface here on some systems; they are not fatal.
+                continue
             host = canonical_host(address[0])
             if host is not None:
-                return data, (host, address[1])
+                batch.append((data, (host, address[1])))
+        if not waited:
+            await trio.lowlevel.checkpoint()
+        return batch
 
     def close(self) -> None:
+        if self._sock.fileno() != -1:
+            trio.lowlevel.notify_closing(self._sock)
         self._sock.close()
 
 
@@ -180,6 +221,7 @@ class DHTNode:
         self._nursery: trio.Nursery | None = None
         self._waiters: dict[int, _Waiter] = {}
         self._send_wake = trio.Event()
+        self._backlog: collections.deque[tuple[bytes, Address]] = collections.deque()
         self._timer_scope: trio.CancelScope | None = None
         self._closed = False
         self.send_errors = 0
@@ -351,37 +393,58 @@ class DHTNode:
                     waiter.event.set()
             elif isinstance(event, DatagramDropped):
                 log.info("dropped input from %s: %s", event.address, event.reason)
-        self._send_wake.set()
+        self._flush()
         if self._timer_scope is not None:
-            self._timer_scope.deadline = protocol.get_timer()
+            timer = protocol.get_timer()
+            if timer != self._timer_scope.deadline:
+                self._timer_scope.deadline = timer
 
     async def _reader(self) -> None:
         transport = self._transport
         assert transport is not None
         while True:
             try:
-                data, address = await transport.recvfrom()
-            except (OSError, trio.ClosedResourceError) as exc:
-                if isinstance(exc, trio.ClosedResourceError):
-                    return
-                # ICMP errors surface here on some systems; they are not fatal.
-                continue
-            self.protocol.receive_datagram(data, address, trio.current_time())
+                batch = await transport.receive_batch()
+            except (trio.ClosedResourceError, OSError):
+                return
+            protocol = self.protocol
+            for data, address in batch:
+                protocol.receive_datagram(data, address, trio.current_time())
             self._pump()
 
+    def _flush(self) -> None:
+        """Send the core's output now; what the socket cannot take waits for the sender."""
+        transport = self._transport
+        assert transport is not None
+        for item in self.protocol.datagrams_to_send():
+            if self._backlog:
+                self._backlog.append(item)
+                continue
+            try:
+                if not transport.send_nowait(*item):
+                    self._backlog.append(item)
+                    self._send_wake.set()
+            except OSError:
+                self.send_errors += 1
+            except trio.ClosedResourceError:
+                return
+
     async def _sender(self) -> None:
+        """The only task that waits on the socket for writing: drains the backlog."""
         transport = self._transport
         assert transport is not None
         while True:
             await self._send_wake.wait()
             self._send_wake = trio.Event()
-            for data, address in self.protocol.datagrams_to_send():
-                try:
-                    await transport.sendto(data, address)
-                except OSError:
-                    self.send_errors += 1
-                except trio.ClosedResourceError:
-                    return
+            while self._backlog:
+                await transport.wait_writable()
+                while self._backlog:
+                    try:
+                        if not transport.send_nowait(*self._backlog[0]):
+                            break
+                    except OSError:
+                        self.send_errors += 1
+                    self._backlog.popleft()
 
     async def _timer(self) -> None:
         while True:

@@ -123,6 +123,17 @@ class Contact:
         # The integer id, cached: every routing decision XORs it.
         object.__setattr__(self, "distance_key", id_to_int(self.node_id))
 
+    @classmethod
+    def trusted(cls, node_id: bytes, host: str, port: int) -> Contact:
+        """Build without validation: only for parts already checked (a parsed id, an
+        address from our own socket).  Hot path: every datagram observes its sender."""
+        contact = object.__new__(cls)
+        object.__setattr__(contact, "node_id", node_id)
+        object.__setattr__(contact, "host", host)
+        object.__setattr__(contact, "port", port)
+        object.__setattr__(contact, "distance_key", int.from_bytes(node_id, "big"))
+        return contact
+
     @property
     def address(self) -> Address:
         return (self.host, self.port)

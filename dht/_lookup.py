@@ -94,8 +94,9 @@ class Lookup:
 
     def _closest_live(self) -> list[_Candidate]:
         live = []
+        by_id = self._by_id
         for _, node_id in self._order:
-            cand = self._by_id[node_id]
+            cand = by_id[node_id]
             if cand.state != _FAILED:
                 live.append(cand)
                 if len(live) == self.k:
@@ -108,6 +109,25 @@ class Lookup:
         if self._finished:
             return True
         return all(c.state == _ANSWERED for c in self._closest_live())
+
+    def advance(self) -> list[Contact] | None:
+        """`next_queries()`, or None if the lookup is done: one pass over the candidates."""
+        if self._finished:
+            return None
+        live = self._closest_live()
+        picked = []
+        unanswered = False
+        for cand in live:
+            state = cand.state
+            if state == _ANSWERED:
+                continue
+            unanswered = True
+            if state == _NEW and self.in_flight < self.alpha:
+                cand.state = _IN_FLIGHT
+                self.in_flight += 1
+                self.rpcs += 1
+                picked.append(cand.contact)
+        return picked if unanswered else None
 
     def finish(self) -> None:
         """Stop early (a value was found); later outcomes are still accepted."""

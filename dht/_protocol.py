@@ -90,9 +90,10 @@ class DHTConfig:
     k: int = 20
     alpha: int = 3
     # Each RPC is sent up to `rpc_attempts` times, `rpc_timeout` apart, before the peer
-    # counts as failed: 5 x 1 s matches the package's single 5 s wait, and survives loss.
-    rpc_timeout: float = 1.0
-    rpc_attempts: int = 5
+    # counts as failed: 6 x 0.8 s is within the package's single 5 s wait, and with 10%
+    # datagram loss a live peer still fails only once in ~20,000 RPCs (0.19 ** 6).
+    rpc_timeout: float = 0.8
+    rpc_attempts: int = 6
     refresh_interval: float = 3600.0
     maintenance_interval: float = 60.0
     token_rotation: float = 300.0
@@ -189,6 +190,13 @@ class _Pending:
 # -- iterative lookups -------------------------------------------------------------------
 
 
+_REPLY_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "find_node": parse_contacts,
+    "find_value": parse_find_value_reply,
+    "get_peers": parse_get_peers_reply,
+}
+
+
 class _LookupRun:
     """One iterative lookup driven through the protocol's RPC machinery."""
 
@@ -215,17 +223,14 @@ class _LookupRun:
     def step(self, now: float) -> None:
         if self._reported:
             return
-        if self.lookup.done:
+        queries = self.lookup.advance()
+        if queries is None:
             self._reported = True
             self.proto.routing.touch(self.target, now)
             self.on_done(self, now)
             return
-        parse = {
-            "find_node": parse_contacts,
-            "find_value": parse_find_value_reply,
-            "get_peers": parse_get_peers_reply,
-        }[self.rpc]
-        for contact in self.lookup.next_queries():
+        parse = _REPLY_PARSERS[self.rpc]
+        for contact in queries:
             self.proto._request(
                 contact.address,
                 self.rpc,
@@ -693,7 +698,7 @@ class DHTProtocol:
             pending.on_timeout(now)
             raise
         if pending.node_id is not None:
-            self._observe(Contact(pending.node_id, *address), now)
+            self._observe(Contact.trusted(pending.node_id, *address), now)
         pending.on_reply(result, now)
 
     def _observe(self, contact: Contact, now: float) -> None:
@@ -732,7 +737,7 @@ class DHTProtocol:
         return True
 
     def _on_request(self, request: Request, address: Address, now: float) -> None:
-        if not self._allow(address[0], now):
+        if not self._allow(_source(address), now):
             self.counters["rate limited"] += 1
             return
         rpc = parse_request(request)
@@ -744,7 +749,8 @@ class DHTProtocol:
         if isinstance(rpc, Stun):
             self._reply(msg_id, [address[0], address[1]], address)
             return
-        self._observe(Contact(rpc.sender_id, *address), now)
+        # The id was checked by parse_request, the address comes from our socket.
+        self._observe(Contact.trusted(rpc.sender_id, *address), now)
         self.counters["served " + request.name] += 1
         if isinstance(rpc, Ping):
             self._reply(msg_id, self.node_id, address)
@@ -758,7 +764,7 @@ class DHTProtocol:
                 self._reply(msg_id, {"value": value}, address)
         elif isinstance(rpc, Store):
             try:
-                self.storage.put_value(rpc.key, rpc.value, address[0], now)
+                self.storage.put_value(rpc.key, rpc.value, _source(address), now)
             except StoreRefused as exc:
                 self._dropped(address, "store refused: " + exc.reason)
                 self._reply(msg_id, False, address)
@@ -815,7 +821,7 @@ class DHTProtocol:
             self._dropped(address, "record names another host")
             return False
         try:
-            self.storage.put_record(rpc.key, record, address[0], self.wall(now))
+            self.storage.put_record(rpc.key, record, _source(address), self.wall(now))
         except StoreRefused as exc:
             self._dropped(address, "announce refused: " + exc.reason)
             return False
@@ -855,6 +861,18 @@ class DHTProtocol:
         if key not in self._reported and len(self._reported) < 65536:
             self._reported.add(key)
             self._events.append(DatagramDropped(address, reason))
+
+
+def _source(address: Address) -> str:
+    """Whom rate limits and storage quotas are counted against: the source host.
+
+    On loopback every peer shares one host (a local swarm, a benchmark), and the kernel
+    vouches for the port, so there the whole address counts as the source.
+    """
+    host = address[0]
+    if host == "::1" or host.startswith("127."):
+        return f"{host}:{address[1]}"
+    return host
 
 
 def _checked_address(address: Address) -> Address:

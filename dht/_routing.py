@@ -17,6 +17,7 @@ caller should ping, and the caller reports the outcome with `observe` or `failed
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -78,6 +79,8 @@ class RoutingTable:
         # One id per address: a second id claiming a known address is ignored, so one
         # host cannot fill a bucket by answering under many ids.
         self._by_address: dict[Address, bytes] = {}
+        # Every live contact, flat, for `closest` (the hot path of serving find_node).
+        self._all: dict[bytes, Contact] = {}
 
     # -- lookups into the table -------------------------------------------------------
 
@@ -100,10 +103,10 @@ class RoutingTable:
         return entry.contact if entry is not None else None
 
     def __contains__(self, node_id: bytes) -> bool:
-        return node_id in self.bucket_for(node_id).entries
+        return node_id in self._all
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self.buckets)
+        return len(self._all)
 
     def __iter__(self) -> Iterator[Contact]:
         for bucket in self.buckets:
@@ -116,9 +119,10 @@ class RoutingTable:
         """The `count` (default k) known contacts closest to `target` by XOR distance."""
         count = self.k if count is None else count
         t = id_to_int(target)
-        contacts = [c for c in self if c.address != exclude] if exclude else list(self)
-        contacts.sort(key=lambda c: c.distance_key ^ t)
-        return contacts[:count]
+        contacts = self._all.values()
+        if exclude is not None:
+            contacts = [c for c in contacts if c.address != exclude]  # type: ignore[assignment]
+        return heapq.nsmallest(count, contacts, key=lambda c: c.distance_key ^ t)
 
     # -- updates ----------------------------------------------------------------------
 
@@ -215,9 +219,11 @@ class RoutingTable:
     def _add(self, bucket: Bucket, contact: Contact, now: float) -> None:
         bucket.entries[contact.node_id] = _Entry(contact, now)
         self._by_address[contact.address] = contact.node_id
+        self._all[contact.node_id] = contact
 
     def _remove(self, bucket: Bucket, node_id: bytes) -> None:
         entry = bucket.entries.pop(node_id)
+        del self._all[node_id]
         if self._by_address.get(entry.contact.address) == node_id:
             del self._by_address[entry.contact.address]
 

@@ -1,11 +1,12 @@
 """An in-memory datagram network for running many DHT nodes in one process.
 
-Each simulated socket has the same two coroutines as the driver's UDP transport
-(`sendto`, `recvfrom`), so `DHTNode` runs over it unchanged.  Delivery takes a per-link
-latency (a per-host component plus seeded jitter) and may drop datagrams (global or
-per-link loss, or a blocked link); a closed socket's datagrams vanish, so nodes that
-come and go are just sockets opened and closed.  All timing is trio's clock, so under
-`trio.testing.MockClock(autojump_threshold=0)` a thousand nodes run in virtual time.
+Each simulated socket has the same methods as the driver's UDP transport
+(`send_nowait`, `receive_batch`, ...), so `DHTNode` runs over it unchanged.  Delivery
+takes a per-link latency (a per-host component plus seeded jitter) and may drop
+datagrams (global or per-link loss, or a blocked link); a closed socket's datagrams
+vanish, so nodes that come and go are just sockets opened and closed.  All timing is
+trio's clock, so under `trio.testing.MockClock(autojump_threshold=0)` a thousand nodes
+run in virtual time.
 
 There is no central pump task: a send pushes onto the receiver's own heap, and the
 receiver sleeps until its earliest datagram is due.
@@ -50,21 +51,27 @@ class SimSocket:
     def getsockname(self) -> Address:
         return self.address
 
-    async def sendto(self, data: bytes, address: Address) -> None:
+    def send_nowait(self, data: bytes, address: Address) -> bool:
         if self.closed:
             raise trio.ClosedResourceError("socket is closed")
-        await trio.lowlevel.checkpoint()
         self._network._send(self, bytes(data), address)
+        return True
 
-    async def recvfrom(self) -> tuple[bytes, Address]:
+    async def wait_writable(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_batch(self) -> list[tuple[bytes, Address]]:
         while True:
             if self.closed:
                 raise trio.ClosedResourceError("socket is closed")
             now = trio.current_time()
             if self._heap and self._heap[0][0] <= now:
-                _, _, data, source = heapq.heappop(self._heap)
+                batch = []
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, data, source = heapq.heappop(self._heap)
+                    batch.append((data, source))
                 await trio.lowlevel.checkpoint()
-                return data, source
+                return batch
             deadline = self._heap[0][0] if self._heap else math.inf
             self._wake = trio.Event()
             with trio.move_on_at(deadline):
