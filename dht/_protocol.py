@@ -777,10 +777,13 @@ class DHTProtocol:
 
     def _neighbours(self, target: bytes, address: Address) -> list[tuple[bytes, str, int]]:
         # Only contacts the requester can reach: an IPv4 node gets IPv4 contacts.
+        k = self.config.k
         v6 = is_ipv6(address[0])
-        closest = self.routing.closest(target, 2 * self.config.k, exclude=address)
-        same_family = [c for c in closest if is_ipv6(c.host) == v6]
-        return [c.to_wire() for c in same_family[: self.config.k]]
+        closest = self.routing.closest(target, k, exclude=address)
+        if any(is_ipv6(c.host) != v6 for c in closest):
+            closest = self.routing.closest(target, 3 * k, exclude=address)
+            closest = [c for c in closest if is_ipv6(c.host) == v6][:k]
+        return [(c.node_id, c.host, c.port) for c in closest]
 
     def _token(self, secret: bytes, address: Address, key: bytes) -> bytes:
         message = msgpack.packb([address[0], address[1], key], use_bin_type=True)

@@ -119,10 +119,12 @@ class RoutingTable:
         """The `count` (default k) known contacts closest to `target` by XOR distance."""
         count = self.k if count is None else count
         t = id_to_int(target)
-        contacts = self._all.values()
-        if exclude is not None:
-            contacts = [c for c in contacts if c.address != exclude]  # type: ignore[assignment]
-        return heapq.nsmallest(count, contacts, key=lambda c: c.distance_key ^ t)
+        if exclude is None:
+            return heapq.nsmallest(count, self._all.values(), key=lambda c: c.distance_key ^ t)
+        # One id per address, so excluding an address drops at most one contact.
+        closest = heapq.nsmallest(count + 1, self._all.values(), key=lambda c: c.distance_key ^ t)
+        kept = [c for c in closest if c.port != exclude[1] or c.host != exclude[0]]
+        return kept[:count]
 
     # -- updates ----------------------------------------------------------------------
 

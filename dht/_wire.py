@@ -308,13 +308,15 @@ def parse_contacts(result: Any) -> tuple[Contact, ...]:
         if not isinstance(item, list) or len(item) != 3:
             raise RemoteProtocolError("a contact is [id, ip, port]")
         node_id, host, port = item
-        node_id = _node_id(node_id, "contact id")
-        if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool):
-            raise RemoteProtocolError("a contact is [id, ip: str, port: int]")
+        if not isinstance(node_id, bytes) or len(node_id) != ID_BYTES:
+            raise RemoteProtocolError("contact id is not a 20-byte id")
+        if not isinstance(host, str) or type(port) is not int or not 0 < port < 65536:
+            raise RemoteProtocolError("a contact is [id, ip: str, port: 1..65535]")
         canonical = canonical_host(host)
-        if canonical is None or not 0 < port < 65536:
+        if canonical is None:
             raise RemoteProtocolError("a contact has a bad address")
-        contacts.append(Contact(node_id, canonical, port))
+        # Every field is checked above: skip the constructor's second check (hot path).
+        contacts.append(Contact.trusted(node_id, canonical, port))
     return tuple(contacts)
 
 
