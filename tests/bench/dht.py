@@ -51,10 +51,17 @@ class Sizes:
     keys: int
     lookups: int
     concurrency: int
+    # Each batch of lookups runs this many times; the best rate counts (the machine is
+    # shared, so the best run is the least disturbed one), success counts over all runs.
+    repeats: int
 
 
-FULL = Sizes(sim_nodes=1000, sim_lookups=300, udp_nodes=64, keys=100, lookups=1000, concurrency=16)
-QUICK = Sizes(sim_nodes=150, sim_lookups=50, udp_nodes=32, keys=20, lookups=200, concurrency=8)
+FULL = Sizes(
+    sim_nodes=1000, sim_lookups=300, udp_nodes=64, keys=100, lookups=1000, concurrency=16, repeats=3
+)
+QUICK = Sizes(
+    sim_nodes=150, sim_lookups=50, udp_nodes=32, keys=20, lookups=200, concurrency=8, repeats=1
+)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -98,7 +105,7 @@ def bench_sim(sizes: Sizes, loss: float) -> dict[str, float]:
 #   value     a get of a stored key from a node that does not hold it (find_value);
 #   node      a lookup of the k closest nodes to a random id (find_node), a success
 #             only if the result is exactly the true k closest (brute force).
-# Lookups run one at a time and then `concurrency` at a time.
+# Lookups run one at a time and then `concurrency` at a time, each batch `repeats` times.
 
 
 def workload(sizes: Sizes, ids: list[bytes]) -> dict[str, Any]:
@@ -172,13 +179,14 @@ def bench_package(sizes: Sizes) -> dict[str, Any]:
                         async with gate:
                             return bool(await run(*job))
 
-                    start = time.perf_counter()
-                    results = await asyncio.gather(*(one(job) for job in jobs[kind]))
-                    elapsed = time.perf_counter() - start
-                    rates[(kind, concurrency)] = (
-                        len(results) / elapsed,
-                        sum(results) / len(results),
-                    )
+                    best, ok, total = 0.0, 0, 0
+                    for _ in range(sizes.repeats):
+                        start = time.perf_counter()
+                        results = await asyncio.gather(*(one(job) for job in jobs[kind]))
+                        elapsed = time.perf_counter() - start
+                        best = max(best, len(results) / elapsed)
+                        ok, total = ok + sum(results), total + len(results)
+                    rates[(kind, concurrency)] = (best, ok / total)
             return summary(latencies, rates)
         finally:
             for server in servers:
@@ -241,7 +249,7 @@ def bench_ours(sizes: Sizes) -> dict[str, Any]:
             for kind, run in (("value", value), ("node", lookup)):
                 for concurrency in (1, sizes.concurrency):
                     limiter = trio.CapacityLimiter(concurrency)
-                    results: list[bool] = []  # one list per batch, bound below
+                    results: list[bool] = []  # bound into `one` below
 
                     async def one(
                         job: tuple[Any, ...],
@@ -252,15 +260,16 @@ def bench_ours(sizes: Sizes) -> dict[str, Any]:
                         async with limiter:
                             results.append(bool(await run(*job)))
 
-                    start = time.perf_counter()
-                    async with trio.open_nursery() as batch:
-                        for job in jobs[kind]:
-                            batch.start_soon(one, job)
-                    elapsed = time.perf_counter() - start
-                    rates[(kind, concurrency)] = (
-                        len(results) / elapsed,
-                        sum(results) / len(results),
-                    )
+                    best = 0.0
+                    for _ in range(sizes.repeats):
+                        done = len(results)
+                        start = time.perf_counter()
+                        async with trio.open_nursery() as batch:
+                            for job in jobs[kind]:
+                                batch.start_soon(one, job)
+                        elapsed = time.perf_counter() - start
+                        best = max(best, (len(results) - done) / elapsed)
+                    rates[(kind, concurrency)] = (best, sum(results) / len(results))
             nursery.cancel_scope.cancel()
         return summary(latencies, rates)
 
