@@ -275,14 +275,17 @@ class DHTNode:
                 with trio.CancelScope(shield=True):
                     await self._save_state()
         finally:
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
-            if self._stack is not None:
-                await self._stack.aclose()
-            if self._transport is not None:
-                self._transport.close()
-            for waiter in self._waiters.values():
-                waiter.event.set()
+            try:
+                if self._nursery is not None:
+                    self._nursery.cancel_scope.cancel()
+                if self._stack is not None:
+                    # Raises Cancelled if our caller is being cancelled: close anyway.
+                    await self._stack.aclose()
+            finally:
+                if self._transport is not None:
+                    self._transport.close()
+                for waiter in self._waiters.values():
+                    waiter.event.set()
 
     # -- properties ------------------------------------------------------------------------
 
@@ -407,27 +410,29 @@ class DHTNode:
                 batch = await transport.receive_batch()
             except (trio.ClosedResourceError, OSError):
                 return
-            protocol = self.protocol
+            receive = self.protocol.receive_datagram
+            now = trio.current_time()
             for data, address in batch:
-                protocol.receive_datagram(data, address, trio.current_time())
+                receive(data, address, now)
             self._pump()
 
     def _flush(self) -> None:
         """Send the core's output now; what the socket cannot take waits for the sender."""
         transport = self._transport
         assert transport is not None
+        backlog = self._backlog
         for item in self.protocol.datagrams_to_send():
-            if self._backlog:
-                self._backlog.append(item)
-                continue
-            try:
-                if not transport.send_nowait(*item):
-                    self._backlog.append(item)
-                    self._send_wake.set()
-            except OSError:
-                self.send_errors += 1
-            except trio.ClosedResourceError:
-                return
+            if not backlog:
+                try:
+                    if transport.send_nowait(*item):
+                        continue
+                except OSError:
+                    self.send_errors += 1
+                    continue
+                except trio.ClosedResourceError:
+                    return
+            backlog.append(item)
+            self._send_wake.set()
 
     async def _sender(self) -> None:
         """The only task that waits on the socket for writing: drains the backlog."""

@@ -76,6 +76,9 @@ class Lookup:
         self._add(seeds, 0)
 
     def _add(self, contacts: Iterable[Contact], depth: int) -> None:
+        if not self._order:
+            self._add_first(contacts, depth)
+            return
         for contact in contacts:
             node_id = contact.node_id
             if node_id in self._by_id or node_id == self._own_id:
@@ -91,6 +94,18 @@ class Lookup:
                 del self._by_id[far_id]
             self._by_id[node_id] = _Candidate(contact, dist, depth)
             bisect.insort(self._order, (dist, node_id))
+
+    def _add_first(self, contacts: Iterable[Contact], depth: int) -> None:
+        """Seed an empty lookup: one sort instead of an insertion per contact."""
+        t = self._t
+        for contact in contacts:
+            node_id = contact.node_id
+            if node_id not in self._by_id and node_id != self._own_id:
+                self._by_id[node_id] = _Candidate(contact, contact.distance_key ^ t, depth)
+        order = sorted((cand.distance, node_id) for node_id, cand in self._by_id.items())
+        for _, node_id in order[self._max :]:
+            del self._by_id[node_id]
+        self._order = order[: self._max]
 
     def _closest_live(self) -> list[_Candidate]:
         live = []

@@ -190,6 +190,11 @@ class _Pending:
 # -- iterative lookups -------------------------------------------------------------------
 
 
+_RPCS = ("ping", "stun", "store", "find_node", "find_value", "get_peers", "announce")
+# Counter keys, built once: the hot path does no string concatenation.
+_SERVED = {name: "served " + name for name in _RPCS}
+_SENT = {name: "rpc " + name for name in _RPCS}
+
 _REPLY_PARSERS: dict[str, Callable[[Any], Any]] = {
     "find_node": parse_contacts,
     "find_value": parse_find_value_reply,
@@ -676,7 +681,7 @@ class DHTProtocol:
         self._pending[msg_id] = pending
         heapq.heappush(self._deadlines, (now + self.config.rpc_timeout, msg_id))
         self._out.append((datagram, address))
-        self.counters["rpc " + name] += 1
+        self.counters[_SENT.get(name, "rpc ?")] += 1
 
     def _reply(self, msg_id: bytes, result: Any, address: Address) -> None:
         self._out.append((encode_response(msg_id, result), address))
@@ -697,8 +702,9 @@ class DHTProtocol:
                 self.routing.failed(pending.node_id)
             pending.on_timeout(now)
             raise
-        if pending.node_id is not None:
-            self._observe(Contact.trusted(pending.node_id, *address), now)
+        node_id = pending.node_id
+        if node_id is not None and not self.routing.seen(node_id, address, now):
+            self._observe(Contact.trusted(node_id, *address), now)
         pending.on_reply(result, now)
 
     def _observe(self, contact: Contact, now: float) -> None:
@@ -750,8 +756,9 @@ class DHTProtocol:
             self._reply(msg_id, [address[0], address[1]], address)
             return
         # The id was checked by parse_request, the address comes from our socket.
-        self._observe(Contact.trusted(rpc.sender_id, *address), now)
-        self.counters["served " + request.name] += 1
+        if not self.routing.seen(rpc.sender_id, address, now):
+            self._observe(Contact.trusted(rpc.sender_id, *address), now)
+        self.counters[_SERVED.get(request.name, "served ?")] += 1
         if isinstance(rpc, Ping):
             self._reply(msg_id, self.node_id, address)
         elif isinstance(rpc, FindNode):

@@ -128,6 +128,23 @@ class RoutingTable:
 
     # -- updates ----------------------------------------------------------------------
 
+    def seen(self, node_id: bytes, address: Address, now: float) -> bool:
+        """Fast path of `observe` for a known contact at its known address.
+
+        Returns False if `node_id` is not in the table at `address`; then call `observe`.
+        """
+        contact = self._all.get(node_id)
+        if contact is None or contact.port != address[1] or contact.host != address[0]:
+            return False
+        bucket = self.bucket_for(node_id)
+        entry = bucket.entries[node_id]
+        entry.last_seen = now
+        entry.fails = 0
+        bucket.entries.move_to_end(node_id)
+        if bucket.pinging == node_id:
+            bucket.pinging = None
+        return True
+
     def observe(self, contact: Contact, now: float) -> Contact | None:
         """A message from `contact` arrived.  Returns a contact to ping, or None.
 

@@ -53,6 +53,9 @@ class KademliaLoop:
         async def stop() -> None:
             for server in self.servers:
                 server.stop()
+            # Transports close their sockets in a callback on the next loop iteration.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
         self.call(stop)
         self.loop.call_soon_threadsafe(self.loop.stop)
