@@ -18,7 +18,7 @@ import hashlib
 import heapq
 import hmac
 import random
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +184,8 @@ class _Pending:
     on_stall: Callable[[float], None] | None
     datagram: bytes
     attempts_left: int
+    # Whether a timeout counts against the peer in the routing table.
+    blame: bool = True
     sent: bool = True
 
 
@@ -194,6 +196,10 @@ _RPCS = ("ping", "stun", "store", "find_node", "find_value", "get_peers", "annou
 # Counter keys, built once: the hot path does no string concatenation.
 _SERVED = {name: "served " + name for name in _RPCS}
 _SENT = {name: "rpc " + name for name in _RPCS}
+_EXTENSIONS = frozenset({"get_peers", "announce"})
+# How long a node that ignored get_peers is left out of get_peers lookups.
+_PLAIN_FOR = 3600.0
+_PLAIN_MAX = 4096
 
 _REPLY_PARSERS: dict[str, Callable[[Any], Any]] = {
     "find_node": parse_contacts,
@@ -211,6 +217,7 @@ class _LookupRun:
         rpc: str,
         target: bytes,
         on_done: Callable[[_LookupRun, float], None],
+        now: float,
     ) -> None:
         cfg = proto.config
         self.proto = proto
@@ -218,6 +225,8 @@ class _LookupRun:
         self.target = target
         self.on_done = on_done
         seeds = proto.routing.closest(target, cfg.k)
+        if rpc == "get_peers":
+            seeds = [c for c in seeds if not proto._is_plain(c.node_id, now)]
         self.lookup = Lookup(target, seeds, k=cfg.k, alpha=cfg.alpha, own_id=proto.node_id)
         self.value: Value | None = None
         self.tokens: dict[bytes, bytes] = {}
@@ -258,9 +267,10 @@ class _LookupRun:
             self.step(now)
             return
         if isinstance(result, PeersReply):
+            self.proto._plain.pop(contact.node_id, None)
             self.tokens[contact.node_id] = result.token
             self._take_records(contact, result.records, now)
-            contacts = result.nodes
+            contacts = tuple(c for c in result.nodes if not self.proto._is_plain(c.node_id, now))
         else:
             contacts = result
         if self.rpc == "find_value":
@@ -283,6 +293,8 @@ class _LookupRun:
                 self.records[record.peer_id] = record
 
     def _fail(self, contact: Contact, now: float) -> None:
+        if self.rpc == "get_peers":
+            self.proto._mark_plain(contact.node_id, now)
         self.lookup.on_failure(contact.node_id)
         self.step(now)
 
@@ -327,6 +339,8 @@ class DHTProtocol:
         self._next_maintenance = now + self.config.maintenance_interval
         self._rate: dict[str, tuple[float, float]] = {}
         self._reported: set[tuple[str, str]] = set()
+        # Nodes that ignored get_peers (likely `kademlia` package nodes): id -> when.
+        self._plain: OrderedDict[bytes, float] = OrderedDict()
         # Our own records, re-announced until they expire: key -> (record, next time).
         self._own_records: dict[bytes, tuple[PeerRecord, float]] = {}
 
@@ -371,7 +385,7 @@ class DHTProtocol:
             del self._pending[msg_id]
             if pending.sent:
                 self.counters["rpc timeout"] += 1
-                if pending.node_id is not None:
+                if pending.node_id is not None and pending.blame:
                     self.routing.failed(pending.node_id)
             pending.on_timeout(now)
         if now >= self._next_maintenance:
@@ -633,7 +647,7 @@ class DHTProtocol:
         now: float,
         on_done: Callable[[_LookupRun, float], None],
     ) -> None:
-        _LookupRun(self, rpc, target, on_done).step(now)
+        _LookupRun(self, rpc, target, on_done, now).step(now)
 
     # -- RPC plumbing ----------------------------------------------------------------------
 
@@ -658,6 +672,9 @@ class DHTProtocol:
         node_id: bytes | None = None,
         on_stall: Callable[[float], None] | None = None,
     ) -> None:
+        # Nodes of the `kademlia` package ignore our own RPCs: silence there is no
+        # sign of death, so it must not evict them from the routing table.
+        blame = name not in _EXTENSIONS
         msg_id = self.rng.randbytes(20)
         datagram = encode_request(msg_id, name, args)
         pending = _Pending(
@@ -670,6 +687,7 @@ class DHTProtocol:
             on_stall,
             datagram,
             self.config.rpc_attempts - 1,
+            blame,
         )
         if len(self._pending) >= self.config.max_pending:
             # Too much in flight: fail this one at the next timer, without blaming the peer.
@@ -864,6 +882,16 @@ class DHTProtocol:
         ]
         for host in full:
             del self._rate[host]
+
+    def _mark_plain(self, node_id: bytes, now: float) -> None:
+        self._plain[node_id] = now
+        self._plain.move_to_end(node_id)
+        while len(self._plain) > _PLAIN_MAX:
+            self._plain.popitem(last=False)
+
+    def _is_plain(self, node_id: bytes, now: float) -> bool:
+        since = self._plain.get(node_id)
+        return since is not None and now - since < _PLAIN_FOR
 
     def _dropped(self, address: Address, reason: str) -> None:
         self.counters["dropped: " + reason.split(":")[0]] += 1

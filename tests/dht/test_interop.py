@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from dht import DHTNode, Value, key_digest
+from dht import DHTConfig, DHTNode, PeerRecord, Value, key_digest
 from tests.dht.kadloop import KademliaLoop
 
 LOCAL = "127.0.0.1"
@@ -72,7 +73,8 @@ async def test_mixed_network_of_10_and_10_lookups_from_either_side(kad: Kademlia
         ours: list[DHTNode] = []
 
         async def run_ours(task_status: trio.TaskStatus[DHTNode]) -> None:
-            async with DHTNode(LOCAL) as node:
+            # Short retries: package nodes never answer get_peers, and this is real time.
+            async with DHTNode(LOCAL, config=DHTConfig(rpc_timeout=0.2, rpc_attempts=2)) as node:
                 task_status.started(node)
                 await trio.sleep_forever()
 
@@ -106,4 +108,24 @@ async def test_mixed_network_of_10_and_10_lookups_from_either_side(kad: Kademlia
                 assert await kad.run(functools.partial(servers[i].set, key, value))
                 got = await ours[9 - i].get(key)
             assert got == value, key
+
+        # Our records travel among our nodes; the package nodes ignore get_peers, yet
+        # stay in our routing tables, and are left out of the next lookups.
+        room = bytes(range(20))
+        expires = int(ours[0].protocol.wall(trio.current_time())) + 600
+        records = []
+        for node in ours[:2]:
+            record = PeerRecord.create(Ed25519PrivateKey.generate(), room, [node.address], expires)
+            assert await node.announce(room, record) > 0
+            records.append(record)
+        for node in ours[5:9]:
+            peers = await node.get_peers(room)
+            assert {r.peer_id for r in peers} == {r.peer_id for r in records}
+        for node in ours:
+            assert ids_theirs & {c.node_id for c in node.contacts()}
+        timeouts = sum(n.protocol.counters["rpc timeout"] for n in ours)
+        with trio.fail_after(1):  # no waiting on the package nodes any more
+            for node in ours[5:9]:
+                assert len(await node.get_peers(room)) == 2
+        assert sum(n.protocol.counters["rpc timeout"] for n in ours) == timeouts
         nursery.cancel_scope.cancel()
