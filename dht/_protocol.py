@@ -37,7 +37,7 @@ from ._ids import (
 from ._lookup import Lookup, LookupStats
 from ._records import PeerRecord
 from ._routing import RoutingTable
-from ._storage import StorageLimits, StoreRefused, ValueStore
+from ._storage import LOCAL_SOURCE, StorageLimits, StoreRefused, ValueStore
 from ._wire import (
     MAX_DATAGRAM,
     Announce,
@@ -80,7 +80,6 @@ __all__ = [
     "SetResult",
 ]
 
-LOCAL_SOURCE = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +199,8 @@ _EXTENSIONS = frozenset({"get_peers", "announce"})
 # How long a node that ignored get_peers is left out of get_peers lookups.
 _PLAIN_FOR = 3600.0
 _PLAIN_MAX = 4096
+# Hosts whose request rate is tracked at once.
+_RATE_HOSTS = 65536
 
 _REPLY_PARSERS: dict[str, Callable[[Any], Any]] = {
     "find_node": parse_contacts,
@@ -752,13 +753,16 @@ class DHTProtocol:
     def _allow(self, host: str, now: float) -> bool:
         """Token bucket per source host, so one host cannot flood us."""
         cfg = self.config
-        tokens, last = self._rate.get(host, (cfg.rate_burst, now))
+        rate = self._rate
+        tokens, last = rate.pop(host, (cfg.rate_burst, now))
         tokens = min(cfg.rate_burst, tokens + (now - last) * cfg.rate_limit)
-        if tokens < 1.0:
-            self._rate[host] = (tokens, now)
-            return False
-        self._rate[host] = (tokens - 1.0, now)
-        return True
+        # Re-inserted at the end, so the dict is in least-recently-seen order and a flood
+        # of spoofed sources only pushes out the oldest entries (memory stays bounded).
+        allowed = tokens >= 1.0
+        rate[host] = (tokens - 1.0 if allowed else tokens, now)
+        if len(rate) > _RATE_HOSTS:
+            del rate[next(iter(rate))]
+        return allowed
 
     def _on_request(self, request: Request, address: Address, now: float) -> None:
         if not self._allow(_source(address), now):

@@ -24,15 +24,21 @@ from ._errors import LocalProtocolError
 from ._records import PeerRecord
 from ._wire import Value
 
-__all__ = ["StorageLimits", "StoreRefused", "ValueStore"]
+__all__ = ["LOCAL_SOURCE", "StorageLimits", "StoreRefused", "ValueStore"]
+
+LOCAL_SOURCE = "local"
+"""The source of what this node stores itself: exempt from per-source quotas."""
 
 
 @dataclass(frozen=True, slots=True)
 class StorageLimits:
+    # Worst case held: max_keys values of max_value_bytes (64 MiB) plus max_records
+    # records of at most 512 bytes (32 MiB).
     max_value_bytes: int = 4096
     max_records_per_key: int = 64
     max_keys_per_source: int = 256
-    max_keys: int = 65536
+    max_keys: int = 16384
+    max_records: int = 65536
     value_ttl: float = 86400.0
     republish_interval: float = 3600.0
     # A record is kept at most this long, whatever expiry it claims.
@@ -83,6 +89,7 @@ class ValueStore:
         self._values: dict[bytes, _StoredValue] = {}
         self._records: dict[bytes, dict[bytes, _StoredRecord]] = {}
         self._keys_by_source: dict[str, set[bytes]] = {}
+        self._record_count = 0
 
     # -- plain values -------------------------------------------------------------------
 
@@ -150,16 +157,20 @@ class ValueStore:
             held = self._records.get(key)
         if held is not None and len(held) >= self.limits.max_records_per_key:
             raise StoreRefused("too many records for key")
+        if self._record_count >= self.limits.max_records:
+            raise StoreRefused("store full")
         self._admit(key, source)
         expires_at = min(float(record.expires), now_wall + self.limits.max_record_ttl)
         self._records.setdefault(key, {})[record.peer_id] = _StoredRecord(
             record, source, expires_at
         )
+        self._record_count += 1
         self._keys_by_source.setdefault(source, set()).add(key)
 
     def _drop_record(self, key: bytes, peer_id: bytes) -> None:
         held = self._records[key]
         stored = held.pop(peer_id)
+        self._record_count -= 1
         if not held:
             del self._records[key]
         self._release(key, stored.source)
@@ -181,9 +192,10 @@ class ValueStore:
             raise StoreRefused("store full")
         owned = self._keys_by_source.get(source)
         if (
-            owned is not None
+            source != LOCAL_SOURCE
+            and owned is not None
             and key not in owned
-            and (len(owned) >= self.limits.max_keys_per_source)
+            and len(owned) >= self.limits.max_keys_per_source
         ):
             raise StoreRefused("too many keys from source")
 

@@ -305,3 +305,25 @@ def test_stalled_query_frees_its_slot_but_is_still_awaited() -> None:
     lookup.on_response(first.node_id)
     assert lookup.done
     assert lookup.result() == seeds
+
+
+def test_own_values_are_exempt_from_the_per_source_quota_but_not_the_total() -> None:
+    from dht._storage import LOCAL_SOURCE
+
+    store = ValueStore(StorageLimits(max_keys_per_source=2, max_keys=5))
+    for i in range(5):
+        store.put_value(int_to_id(i), b"v", LOCAL_SOURCE, 0.0, original=True)
+    with pytest.raises(StoreRefused, match="store full"):
+        store.put_value(int_to_id(99), b"v", LOCAL_SOURCE, 0.0, original=True)
+
+
+def test_total_records_are_capped() -> None:
+    store = ValueStore(StorageLimits(max_records=3))
+    for i in range(3):
+        record = PeerRecord.create(Ed25519PrivateKey.generate(), int_to_id(i), [], NOW_WALL + 9)
+        store.put_record(int_to_id(i), record, f"10.0.0.{i + 1}", NOW_WALL)
+    late = PeerRecord.create(Ed25519PrivateKey.generate(), int_to_id(7), [], NOW_WALL + 9)
+    with pytest.raises(StoreRefused, match="store full"):
+        store.put_record(int_to_id(7), late, "10.0.0.9", NOW_WALL)
+    assert store.get_records(int_to_id(0), NOW_WALL + 10) == []  # expiry frees room
+    store.put_record(int_to_id(7), late, "10.0.0.9", NOW_WALL)

@@ -274,3 +274,15 @@ async def test_driver_survives_garbage_on_a_real_socket() -> None:
             with trio.fail_after(5):
                 assert await friend.ping(node.address) == node.node_id
         assert node.protocol.counters["datagrams in"] >= 400
+
+
+def test_spoofed_source_flood_keeps_the_rate_table_bounded() -> None:
+    from dht._protocol import _RATE_HOSTS
+
+    node = make_node()
+    ping = encode_request(bytes(20), "ping", (int_to_id(5),))
+    for i in range(_RATE_HOSTS + 5000):
+        node.receive_datagram(ping, (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 9), 0.0)
+    node.datagrams_to_send()
+    assert len(node._rate) <= _RATE_HOSTS
+    assert pings_answered(node, ALICE, 1.0)
