@@ -199,6 +199,8 @@ _EXTENSIONS = frozenset({"get_peers", "announce"})
 # How long a node that ignored get_peers is left out of get_peers lookups.
 _PLAIN_FOR = 3600.0
 _PLAIN_MAX = 4096
+# Stored keys looked at when a new contact appears (Kademlia §2.5 hand-over).
+_WELCOME_KEYS = 16
 # Hosts whose request rate is tracked at once.
 _RATE_HOSTS = 65536
 
@@ -726,8 +728,13 @@ class DHTProtocol:
             self._observe(Contact.trusted(node_id, *address), now)
         pending.on_reply(result, now)
 
-    def _observe(self, contact: Contact, now: float) -> None:
+    def _observe(self, contact: Contact, now: float, *, welcome: bool = False) -> None:
+        # Newcomers show up by asking us things (their joining lookup); contacts we
+        # find through our own lookups are old members, with the values already.
+        is_new = welcome and contact.node_id not in self.routing
         to_ping = self.routing.observe(contact, now)
+        if is_new and contact.node_id in self.routing:
+            self._welcome(contact, now)
         if to_ping is None:
             return
 
@@ -747,6 +754,27 @@ class DHTProtocol:
             on_reply=reply,
             on_timeout=lambda t: None,
         )
+
+    def _welcome(self, newcomer: Contact, now: float) -> None:
+        """Kademlia §2.5: hand a newcomer the values it should now hold.
+
+        For each value whose key is near the newcomer (a bounded candidate list): if the
+        newcomer is among the k closest nodes we know to the key, and we are closer to it
+        than every other node we know (so one node, not k, hands it over), store it there.
+        """
+        k = self.config.k
+        for key in self.storage.keys_near(newcomer.node_id, _WELCOME_KEYS):
+            value = self.storage.get_value(key, now)
+            if value is None:
+                continue
+            closest = self.routing.closest(key, k)
+            if all(c.node_id != newcomer.node_id for c in closest):
+                continue
+            others = [c for c in closest if c.node_id != newcomer.node_id]
+            if others and distance(self.node_id, key) > distance(others[0].node_id, key):
+                continue
+            self.counters["welcome store"] += 1
+            self._store_at(newcomer, key, value, now, lambda ok, t: None)
 
     # -- serving requests ------------------------------------------------------------------
 
@@ -779,7 +807,7 @@ class DHTProtocol:
             return
         # The id was checked by parse_request, the address comes from our socket.
         if not self.routing.seen(rpc.sender_id, address, now):
-            self._observe(Contact.trusted(rpc.sender_id, *address), now)
+            self._observe(Contact.trusted(rpc.sender_id, *address), now, welcome=True)
         self.counters[_SERVED.get(request.name, "served ?")] += 1
         if isinstance(rpc, Ping):
             self._reply(msg_id, self.node_id, address)

@@ -17,6 +17,7 @@ never reads the clock: every call takes `now`.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -90,6 +91,8 @@ class ValueStore:
         self._records: dict[bytes, dict[bytes, _StoredRecord]] = {}
         self._keys_by_source: dict[str, set[bytes]] = {}
         self._record_count = 0
+        # Keys of plain values as integers, sorted: finds keys near a newcomer's id.
+        self._sorted_keys: list[int] = []
 
     # -- plain values -------------------------------------------------------------------
 
@@ -114,6 +117,8 @@ class ValueStore:
             # A store from someone else never clears our own publisher role.
             original = original or old.original
             self._release(key, old.source)
+        else:
+            bisect.insort(self._sorted_keys, int.from_bytes(key, "big"))
         self._values[key] = _StoredValue(value, source, now, now, original)
         self._keys_by_source.setdefault(source, set()).add(key)
 
@@ -131,6 +136,19 @@ class ValueStore:
     def _drop_value(self, key: bytes) -> None:
         stored = self._values.pop(key)
         self._release(key, stored.source)
+        value = int.from_bytes(key, "big")
+        index = bisect.bisect_left(self._sorted_keys, value)
+        del self._sorted_keys[index]
+
+    def keys_near(self, node_id: bytes, count: int) -> list[bytes]:
+        """About `count` value keys numerically around `node_id`.
+
+        Keys close to an id by XOR share a prefix with it, so they sit next to it in
+        sorted order (the converse does not hold; this is a cheap candidate list).
+        """
+        index = bisect.bisect_left(self._sorted_keys, int.from_bytes(node_id, "big"))
+        low = max(0, index - count // 2)
+        return [k.to_bytes(20, "big") for k in self._sorted_keys[low : low + count]]
 
     # -- peer records -------------------------------------------------------------------
 

@@ -98,19 +98,44 @@ def test_buckets_are_refreshed_after_an_hour_without_lookups() -> None:
     assert node.counters["rpc find_node"] > before
 
 
-def test_values_are_republished_to_nodes_that_join_later() -> None:
+def test_a_newcomer_is_handed_the_values_it_should_hold() -> None:
     c = Cluster(5)
     addrs = build(c, 30)
-    key = key_digest("republished")
+    key = key_digest("handed over")
     result = c.settle(addrs[0], c.nodes[addrs[0]].start_set(key, b"v", c.now))
     assert isinstance(result, SetResult)
     assert result.stored == 20
-    # A newcomer whose id is the key itself: it is the closest node from now on.
+    # A newcomer whose id is the key itself: the closest node from now on.  Kademlia
+    # §2.5: the closest old holder stores the value there as soon as it sees it.
+    def handed() -> int:
+        return sum(n.counters["welcome store"] for n in c.nodes.values())
+
+    before = handed()
     newcomer = c.add(node_id=key)
     c.settle(newcomer, c.nodes[newcomer].start_bootstrap([addrs[3]], c.now))
-    assert c.nodes[newcomer].storage.get_value(key, c.now) is None
-    c.advance(3700.0)
     assert c.nodes[newcomer].storage.get_value(key, c.now) == b"v"
+    assert handed() - before == 1  # one node hands it over, not all k
+
+
+def test_values_are_republished_after_an_hour() -> None:
+    c = Cluster(5)
+    addrs = build(c, 30)
+    key = key_digest("republished")
+    c.settle(addrs[0], c.nodes[addrs[0]].start_set(key, b"v", c.now))
+    holders = [a for a in addrs if c.nodes[a].storage.get_value(key, c.now) is not None]
+    assert len(holders) >= 20
+    lost = holders[5]
+    c.nodes[lost].storage._drop_value(key)  # a holder loses it (e.g. restarted)
+
+    def stores() -> int:
+        return sum(n.counters["served store"] for n in c.nodes.values())
+
+    before = stores()
+    c.advance(3500.0)
+    assert stores() == before
+    c.advance(300.0)
+    assert stores() > before
+    assert c.nodes[lost].storage.get_value(key, c.now) == b"v"
     got = c.settle(addrs[7], c.nodes[addrs[7]].start_get(key, c.now))
     assert isinstance(got, GetResult)
     assert got.value == b"v"
