@@ -144,26 +144,21 @@ class UDPTransport:
         await trio.lowlevel.wait_writable(self._sock)
 
     async def receive_batch(self) -> list[tuple[bytes, Address]]:
+        # Wait first: a reader that just drained the socket would only find it empty.
+        await trio.lowlevel.wait_readable(self._sock)
         batch: list[tuple[bytes, Address]] = []
-        waited = False
         while len(batch) < self.BATCH:
             try:
                 # One byte over the limit, so an oversized datagram is seen as oversized.
                 data, address = self._sock.recvfrom(MAX_DATAGRAM + 1)
             except BlockingIOError:
-                if batch:
-                    break
-                await trio.lowlevel.wait_readable(self._sock)
-                waited = True
-                continue
+                break
             except OSError:
                 # ICMP errors surface here on some systems; they are not fatal.
                 continue
             host = canonical_host(address[0])
             if host is not None:
                 batch.append((data, (host, address[1])))
-        if not waited:
-            await trio.lowlevel.checkpoint()
         return batch
 
     def close(self) -> None:
@@ -306,7 +301,14 @@ class DHTNode:
         return self._transport.getsockname()
 
     def contacts(self) -> list[Contact]:
+        """The contacts in the routing table."""
         return list(self.protocol.routing)
+
+    def counters(self) -> dict[str, int]:
+        """A snapshot of the node's counters (RPCs, retries, drops by reason), for metrics."""
+        counters = dict(self.protocol.counters)
+        counters["send errors"] = self.send_errors
+        return counters
 
     # -- operations ------------------------------------------------------------------------
 

@@ -273,7 +273,10 @@ async def test_driver_survives_garbage_on_a_real_socket() -> None:
                 await sock.sendto(data, node.address)
             with trio.fail_after(5):
                 assert await friend.ping(node.address) == node.node_id
-        assert node.protocol.counters["datagrams in"] >= 400
+        counters = node.counters()
+        assert counters["datagrams in"] >= 400
+        dropped = sum(v for k, v in counters.items() if k.startswith("dropped: "))
+        assert dropped >= 250  # the other garbage decodes, e.g. as stray responses
 
 
 def test_spoofed_source_flood_keeps_the_rate_table_bounded() -> None:
