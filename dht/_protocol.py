@@ -98,6 +98,8 @@ class DHTConfig:
     token_rotation: float = 300.0
     announce_interval: float = 600.0
     max_fails: int = 2
+    # Routing-table contacts per IP address (loopback exempt); None for no limit.
+    max_contacts_per_host: int | None = 8
     # Per source host: sustained requests per second and burst.
     rate_limit: float = 50.0
     rate_burst: float = 200.0
@@ -327,7 +329,11 @@ class DHTProtocol:
         # Wall-clock time is `now + wall_offset`; records carry Unix expiry times.
         self.wall_offset = wall_offset
         self.routing = RoutingTable(
-            node_id, k=self.config.k, max_fails=self.config.max_fails, now=now
+            node_id,
+            k=self.config.k,
+            max_fails=self.config.max_fails,
+            max_per_host=self.config.max_contacts_per_host,
+            now=now,
         )
         self.storage = ValueStore(self.config.limits)
         self.counters: Counter[str] = Counter()

@@ -66,6 +66,7 @@ class RoutingTable:
         k: int = 20,
         replacement_size: int | None = None,
         max_fails: int = 2,
+        max_per_host: int | None = None,
         now: float = 0.0,
     ) -> None:
         if k < 1 or max_fails < 1:
@@ -75,6 +76,10 @@ class RoutingTable:
         self.k = k
         self.replacement_size = k if replacement_size is None else replacement_size
         self.max_fails = max_fails
+        # At most this many contacts per IP (loopback exempt): one host cannot fill the
+        # table with made-up ids on many ports (a cheap Sybil attack).
+        self.max_per_host = max_per_host
+        self._per_host: dict[str, int] = {}
         self.buckets: list[Bucket] = [Bucket(0, 1 << ID_BITS, now)]
         # One id per address: a second id claiming a known address is ignored, so one
         # host cannot fill a bucket by answering under many ids.
@@ -154,6 +159,13 @@ class RoutingTable:
         """
         node_id = contact.node_id
         if node_id == self.own_id:
+            return None
+        if (
+            self.max_per_host is not None
+            and node_id not in self._all
+            and self._per_host.get(contact.host, 0) >= self.max_per_host
+            and not _is_loopback(contact.host)
+        ):
             return None
         known_id = self._by_address.get(contact.address)
         if known_id is not None and known_id != node_id and known_id in self:
@@ -239,10 +251,16 @@ class RoutingTable:
         bucket.entries[contact.node_id] = _Entry(contact, now)
         self._by_address[contact.address] = contact.node_id
         self._all[contact.node_id] = contact
+        self._per_host[contact.host] = self._per_host.get(contact.host, 0) + 1
 
     def _remove(self, bucket: Bucket, node_id: bytes) -> None:
         entry = bucket.entries.pop(node_id)
         del self._all[node_id]
+        host = entry.contact.host
+        if self._per_host[host] == 1:
+            del self._per_host[host]
+        else:
+            self._per_host[host] -= 1
         if self._by_address.get(entry.contact.address) == node_id:
             del self._by_address[entry.contact.address]
 
@@ -256,3 +274,7 @@ class RoutingTable:
         for node_id, contact in bucket.replacements.items():
             (left if contact.distance_key < mid else right).replacements[node_id] = contact
         self.buckets[index : index + 1] = [left, right]
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "::1" or host.startswith("127.")

@@ -327,3 +327,22 @@ def test_total_records_are_capped() -> None:
         store.put_record(int_to_id(7), late, "10.0.0.9", NOW_WALL)
     assert store.get_records(int_to_id(0), NOW_WALL + 10) == []  # expiry frees room
     store.put_record(int_to_id(7), late, "10.0.0.9", NOW_WALL)
+
+
+def test_one_host_cannot_fill_the_table() -> None:
+    table = RoutingTable(int_to_id(0), k=20, max_per_host=3)
+    rng = random.Random(2)
+    for port in range(1000, 1100):
+        table.observe(Contact(int_to_id(rng.getrandbits(160)), "203.0.113.9", port), 0.0)
+    assert len(table) == 3
+    # Loopback is exempt: local swarms put every node on 127.0.0.1.
+    for port in range(2000, 2050):
+        table.observe(Contact(int_to_id(rng.getrandbits(160)), "127.0.0.1", port), 0.0)
+    loopback = sum(c.host == "127.0.0.1" for c in table)
+    assert loopback > 3  # limited by the k-buckets only
+    assert len(table) == 3 + loopback
+    # A slot frees up when a contact goes.
+    gone = next(c for c in table if c.host == "203.0.113.9")
+    table.remove(gone.node_id)
+    table.observe(Contact(int_to_id(rng.getrandbits(160)), "203.0.113.9", 3000), 0.0)
+    assert sum(c.host == "203.0.113.9" for c in table) == 3
