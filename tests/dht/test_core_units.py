@@ -344,5 +344,5 @@ def test_one_host_cannot_fill_the_table() -> None:
     # A slot frees up when a contact goes.
     gone = next(c for c in table if c.host == "203.0.113.9")
     table.remove(gone.node_id)
-    table.observe(Contact(int_to_id(rng.getrandbits(160)), "203.0.113.9", 3000), 0.0)
+    table.observe(Contact(gone.node_id, "203.0.113.9", 3000), 0.0)  # same bucket: room
     assert sum(c.host == "203.0.113.9" for c in table) == 3
