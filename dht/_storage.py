@@ -28,6 +28,7 @@ from ._wire import Value
 __all__ = ["LOCAL_SOURCE", "StorageLimits", "StoreRefused", "ValueStore"]
 
 LOCAL_SOURCE = "local"
+MAX_VALUE_BYTES = 8000
 """The source of what this node stores itself: exempt from per-source quotas."""
 
 
@@ -48,6 +49,9 @@ class StorageLimits:
     def __post_init__(self) -> None:
         if min(self.max_value_bytes, self.max_records_per_key, self.max_keys_per_source) < 1:
             raise LocalProtocolError("storage limits must be positive")
+        # A find_value reply carries the value in one datagram of at most 8 KiB.
+        if self.max_value_bytes > MAX_VALUE_BYTES:
+            raise LocalProtocolError(f"max_value_bytes is at most {MAX_VALUE_BYTES}")
 
 
 class StoreRefused(Exception):

@@ -346,3 +346,11 @@ def test_one_host_cannot_fill_the_table() -> None:
     table.remove(gone.node_id)
     table.observe(Contact(gone.node_id, "203.0.113.9", 3000), 0.0)  # same bucket: room
     assert sum(c.host == "203.0.113.9" for c in table) == 3
+
+
+def test_the_largest_allowed_value_fits_a_find_value_reply() -> None:
+    from dht._storage import MAX_VALUE_BYTES
+
+    with pytest.raises(LocalProtocolError):
+        StorageLimits(max_value_bytes=MAX_VALUE_BYTES + 1)
+    assert len(encode_response(bytes(20), {"value": "x" * MAX_VALUE_BYTES})) <= MAX_DATAGRAM

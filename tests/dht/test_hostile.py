@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dht import DHTConfig, DHTNode, DHTProtocol, PeerRecord, RemoteProtocolError, StorageLimits
-from dht._ids import Address, int_to_id
+from dht._ids import Address, Contact, int_to_id
 from dht._wire import (
     Request,
     decode_datagram,
@@ -289,3 +289,28 @@ def test_spoofed_source_flood_keeps_the_rate_table_bounded() -> None:
     node.datagrams_to_send()
     assert len(node._rate) <= _RATE_HOSTS
     assert pings_answered(node, ALICE, 1.0)
+
+
+def test_get_peers_reply_stays_in_one_datagram_with_a_full_key() -> None:
+    node = make_node(rate_limit=1e9, rate_burst=1e9)
+    for i in range(64):
+        host = f"10.1.{i}.1"
+        record = PeerRecord.create(
+            Ed25519PrivateKey.generate(),
+            KEY,
+            [(host, p) for p in range(1000, 1008)],
+            int(WALL) + 60,
+        )
+        token = get_token(node, (host, 4000))
+        assert call(node, (host, 4000), "announce", int_to_id(i + 10), KEY, token, record.encode())
+    for i in range(40):  # and a full list of nodes
+        node.routing.observe(Contact(int_to_id(1000 + i), f"10.2.{i}.1", 4000), 0.0)
+    msg_id = bytes(20)
+    node.receive_datagram(
+        encode_request(msg_id, "get_peers", (int_to_id(3), KEY)), ("10.3.0.1", 4000), 0.0
+    )
+    [(reply, _)] = node.datagrams_to_send()
+    assert len(reply) <= 8192
+    body = msgpack.unpackb(reply[21:], raw=False)
+    assert 10 <= len(body["peers"]) < 64
+    assert len(body["nodes"]) == 20
