@@ -365,6 +365,10 @@ class DHTNode:
         result = await self._run(lambda now: self.protocol.start_announce(key, record, now))
         return cast(AnnounceResult, result).stored
 
+    def stop_announcing(self, key: bytes) -> None:
+        """Stop re-announcing our record under `key` (it lives on until it expires)."""
+        self.protocol.stop_announcing(key)
+
     async def get_peers(self, key: bytes) -> list[PeerRecord]:
         """The verified, unexpired records under the 20-byte `key`, newest first."""
         result = await self._run(lambda now: self.protocol.start_get_peers(key, now))

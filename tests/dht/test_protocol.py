@@ -141,7 +141,7 @@ def test_values_are_republished_after_an_hour() -> None:
     assert got.value == b"v"
 
 
-def test_own_records_are_reannounced_until_they_expire() -> None:
+def test_own_records_are_reannounced_until_stopped_or_expired() -> None:
     c = Cluster(6, DHTConfig(announce_interval=600.0))
     addrs = build(c, 30)
     key = int_to_id(0xABCDEF)
@@ -155,7 +155,12 @@ def test_own_records_are_reannounced_until_they_expire() -> None:
     assert c.nodes[newcomer].storage.get_records(key, wall) == []
     c.advance(700.0)
     assert c.nodes[newcomer].storage.get_records(key, announcer.wall(c.now)) == [record]
-    c.advance(1000.0)  # past its expiry: gone everywhere, and no longer announced
+    # Stopped before its next re-announce (due at 1200 s, before the 1500 s expiry).
+    announcer.stop_announcing(key)
+    announced = announcer.counters["rpc announce"]
+    c.advance(620.0)
+    assert announcer.counters["rpc announce"] == announced
+    c.advance(400.0)  # past its expiry: gone everywhere
     found = c.settle(addrs[9], c.nodes[addrs[9]].start_get_peers(key, c.now))
     assert isinstance(found, GetPeersResult)
     assert found.records == ()
