@@ -314,3 +314,33 @@ def test_get_peers_reply_stays_in_one_datagram_with_a_full_key() -> None:
     body = msgpack.unpackb(reply[21:], raw=False)
     assert 10 <= len(body["peers"]) < 64
     assert len(body["nodes"]) == 20
+
+
+async def test_driver_under_a_flood_from_one_address_keeps_answering() -> None:
+    limits = StorageLimits(max_keys_per_source=100)
+    async with (
+        DHTNode("127.0.0.1", config=DHTConfig(limits=limits)) as node,
+        DHTNode("127.0.0.1") as friend,
+    ):
+        flooder = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        with flooder:
+            await flooder.bind(("127.0.0.1", 0))
+            source = f"127.0.0.1:{flooder.getsockname()[1]}"
+
+            async def flood() -> None:
+                rng = random.Random(9)
+                for _ in range(5000):
+                    request = encode_request(
+                        rng.randbytes(20), "store", (rng.randbytes(20), rng.randbytes(20), b"v")
+                    )
+                    await flooder.sendto(request, node.address)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                with trio.fail_after(5):
+                    for _ in range(20):
+                        assert await friend.ping(node.address) == node.node_id
+        counters = node.counters()
+        assert counters["rate limited"] > 0  # the flood outran the per-source rate
+        assert node.protocol.storage.keys_of(source) <= 100
+        assert counters["served store"] <= 200 + 50 * 10  # burst plus the sustained rate
