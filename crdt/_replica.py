@@ -52,39 +52,6 @@ REMEMBERED_REJECTIONS = 10_000
 KEY_CACHE_SIZE = 1024
 
 
-class _MessageState:
-    __slots__ = ("deleted", "op", "reactions", "text", "text_key")
-
-    def __init__(self, op: Op, key: SortKey) -> None:
-        self.op = op
-        self.text: str = op.body[0]
-        self.text_key = key  # the key of the op the text comes from (shared, not copied)
-        self.deleted = False
-        # (author, emoji) -> (key of the latest react/unreact, reacted?); made when needed
-        self.reactions: dict[tuple[bytes, str], tuple[SortKey, bool]] | None = None
-
-    def snapshot(self) -> Message:
-        op = self.op
-        reactions: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
-        if not self.deleted and self.reactions is not None:
-            by_emoji: dict[str, list[bytes]] = {}
-            for (author, emoji), (_, present) in self.reactions.items():
-                if present:
-                    by_emoji.setdefault(emoji, []).append(author)
-            reactions = tuple((e, tuple(sorted(a))) for e, a in sorted(by_emoji.items()))
-        return Message(
-            id=op.id,
-            author=op.author,
-            seq=op.seq,
-            hlc=op.hlc,
-            text="" if self.deleted else self.text,
-            reply_to=op.body[1],
-            edited=self.text_key[3] != op.id,
-            deleted=self.deleted,
-            reactions=reactions,
-        )
-
-
 class _Chain:
     """One author's ops that took effect. Their seqs are always 1..head with no gap."""
 
@@ -125,7 +92,12 @@ class Replica:
         self._rejected: OrderedDict[bytes, Reason] = OrderedDict()
         self._keys: OrderedDict[bytes, Ed25519PublicKey] = OrderedDict()
         self._chains: dict[bytes, _Chain] = {}
-        self._messages: dict[bytes, _MessageState] = {}
+        # Message state lives in flat maps of plain tuples rather than an object per
+        # message: the garbage collector then has far fewer objects to walk.
+        self._edits: dict[bytes, tuple[SortKey, str]] = {}  # message -> latest edit
+        self._deleted: set[bytes] = set()
+        # message -> (author, emoji) -> (key of the latest react/unreact, reacted?)
+        self._reactions: dict[bytes, dict[tuple[bytes, str], tuple[SortKey, bool]]] = {}
         self._timeline: list[SortKey] = []
         self._topic: tuple[SortKey, str, bytes] | None = None
         self._nicks: dict[bytes, tuple[SortKey, str]] = {}
@@ -291,35 +263,36 @@ class Replica:
         kind = op.kind
         key = op.sort_key
         if kind == Kind.MESSAGE:
-            self._messages[op.id] = _MessageState(op, key)
             if not self._timeline or key > self._timeline[-1]:
                 self._timeline.append(key)
             else:
                 bisect.insort(self._timeline, key)
             changes.append(MessageAdded(op.id))
         elif kind == Kind.EDIT:
-            message = self._messages[op.body[0]]
-            if key > message.text_key:
-                message.text, message.text_key = op.body[1], key
-                if not message.deleted:
-                    changes.append(MessageChanged(message.op.id))
+            target = op.body[0]
+            current = self._edits.get(target)
+            if key > (current[0] if current is not None else self._ops[target].sort_key):
+                self._edits[target] = (key, op.body[1])
+                if target not in self._deleted:
+                    changes.append(MessageChanged(target))
         elif kind == Kind.DELETE:
-            message = self._messages[op.body[0]]
-            if not message.deleted:
-                message.deleted = True
-                changes.append(MessageChanged(message.op.id))
+            target = op.body[0]
+            if target not in self._deleted:
+                self._deleted.add(target)
+                changes.append(MessageChanged(target))
         elif kind == Kind.REACT or kind == Kind.UNREACT:
-            message = self._messages[op.body[0]]
+            target = op.body[0]
+            reactions = self._reactions.get(target)
+            if reactions is None:
+                reactions = self._reactions[target] = {}
             slot = (op.author, op.body[1])
-            if message.reactions is None:
-                message.reactions = {}
-            current = message.reactions.get(slot)
-            if current is None or key > current[0]:
+            current_reaction = reactions.get(slot)
+            if current_reaction is None or key > current_reaction[0]:
                 present = kind == Kind.REACT
-                message.reactions[slot] = (key, present)
-                was_present = current is not None and current[1]
-                if present != was_present and not message.deleted:
-                    changes.append(MessageChanged(message.op.id))
+                reactions[slot] = (key, present)
+                was_present = current_reaction is not None and current_reaction[1]
+                if present != was_present and target not in self._deleted:
+                    changes.append(MessageChanged(target))
         elif kind == Kind.TOPIC:
             if self._topic is None or key > self._topic[0]:
                 self._topic = (key, op.body[0], op.author)
@@ -363,10 +336,10 @@ class Replica:
         me = self.identity.peer_id
         target_id = body[0] if kind in (Kind.EDIT, Kind.DELETE, Kind.REACT, Kind.UNREACT) else None
         if target_id is not None:
-            target = self._messages.get(target_id)
-            if target is None:
+            target = self._ops.get(target_id)
+            if target is None or target.kind != Kind.MESSAGE or not self.in_effect(target_id):
                 raise ValueError("no such message")
-            if kind in (Kind.EDIT, Kind.DELETE) and target.op.author != me:
+            if kind in (Kind.EDIT, Kind.DELETE) and target.author != me:
                 raise ValueError("only a message's author may edit or delete it")
         chain = self._chains.get(me)
         if chain is not None and chain.head:
@@ -413,12 +386,37 @@ class Replica:
 
     def timeline(self) -> list[Message]:
         """Every message in (hlc, author, seq) order, as it stands now."""
-        messages = self._messages
-        return [messages[key[3]].snapshot() for key in self._timeline]
+        return [self._snapshot(key[3]) for key in self._timeline]
 
     def message(self, op_id: bytes) -> Message | None:
-        state = self._messages.get(op_id)
-        return None if state is None else state.snapshot()
+        op = self._ops.get(op_id)
+        if op is None or op.kind != Kind.MESSAGE or op_id not in self._effect_index:
+            return None
+        return self._snapshot(op_id)
+
+    def _snapshot(self, op_id: bytes) -> Message:
+        op = self._ops[op_id]
+        edit = self._edits.get(op_id)
+        deleted = op_id in self._deleted
+        reactions: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
+        slots = self._reactions.get(op_id)
+        if not deleted and slots:
+            by_emoji: dict[str, list[bytes]] = {}
+            for (author, emoji), (_, present) in slots.items():
+                if present:
+                    by_emoji.setdefault(emoji, []).append(author)
+            reactions = tuple((e, tuple(sorted(a))) for e, a in sorted(by_emoji.items()))
+        return Message(
+            id=op_id,
+            author=op.author,
+            seq=op.seq,
+            hlc=op.hlc,
+            text="" if deleted else (op.body[0] if edit is None else edit[1]),
+            reply_to=op.body[1],
+            edited=edit is not None,
+            deleted=deleted,
+            reactions=reactions,
+        )
 
     @property
     def topic(self) -> str:
