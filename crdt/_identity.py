@@ -78,6 +78,11 @@ class Identity:
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """The key itself, for other protocols that sign as this node (DHT peer records)."""
+        return self._private
+
+    @property
     def peer_id_text(self) -> str:
         return format_peer_id(self.peer_id)
 

@@ -21,6 +21,7 @@ def test_save_and_load_give_the_same_key(tmp_path: Path) -> None:
     signature = again.sign(b"message")
     assert verify_signature(me.peer_id, signature, b"message")
     assert not verify_signature(me.peer_id, signature, b"other message")
+    assert again.private_key.public_key().public_bytes_raw() == me.peer_id
     assert [p.name for p in path.parent.iterdir()] == ["identity.pem"]  # no temp files left
 
 
