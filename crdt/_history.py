@@ -29,6 +29,7 @@ from ._views import ApplyResult, IngestReport, OpDropped, Outcome
 
 __all__ = ["History", "wall_clock_ms"]
 
+FLUSH_TIMEOUT = 5.0  # seconds a closing history may spend saving what failed to save
 CHUNK = 256  # ops per verification job: large enough that process hand-off is noise
 
 
@@ -101,8 +102,12 @@ class History:
             try:
                 yield history
             finally:
-                with trio.CancelScope(shield=True), contextlib.suppress(StoreError):
-                    await history._flush()  # best effort: peers still hold these ops
+                # Best effort, and bounded: peers still hold these ops.
+                with trio.CancelScope(shield=True) as flushing, contextlib.suppress(
+                    StoreError, trio.ClosedResourceError
+                ):
+                    flushing.deadline = trio.current_time() + FLUSH_TIMEOUT
+                    await history._flush()
 
     async def _restore(self) -> None:
         """Rebuild the replica from the store, in the order the ops were first stored.

@@ -71,6 +71,7 @@ class Store:
         self._queue: list[_Write] = []
         self._wakeup = trio.Event()
         self._closed = False
+        self._writer_gone = False
         self._synchronous = "NORMAL"
         self.commits = 0  # transactions committed by appends, for tests and metrics
 
@@ -89,7 +90,8 @@ class Store:
                     store._closed = True
                     store._wakeup.set()
         finally:
-            await trio.to_thread.run_sync(connection.close)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(connection.close)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await trio.to_thread.run_sync(fn, limiter=self._limiter)
@@ -113,7 +115,7 @@ class Store:
     ) -> None:
         """Insert `rows`, then delete `removals`, in the order calls were made; returns once
         committed. Writes from concurrent callers share a transaction."""
-        if self._closed:
+        if self._closed or self._writer_gone:
             raise trio.ClosedResourceError("store is closed")
         job = _Write(list(rows), list(removals), durable)
         if not job.rows and not job.removals:
@@ -125,14 +127,23 @@ class Store:
             raise StoreError(f"could not write to {self.path}: {job.error}") from job.error
 
     async def _write_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            jobs, self._queue = self._queue, []
-            if jobs:
-                await self._commit(jobs)
-            if self._closed and not self._queue:
-                return
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                jobs, self._queue = self._queue, []
+                if jobs:
+                    await self._commit(jobs)
+                if self._closed and not self._queue:
+                    return
+        finally:
+            # Cancelled (the block holding the store was): fail what is still queued
+            # rather than leave its callers waiting for a writer that is gone.
+            self._writer_gone = True
+            for job in self._queue:
+                job.error = trio.ClosedResourceError("store closed before this write")
+                job.done.set()
+            self._queue = []
 
     async def _commit(self, jobs: list[_Write]) -> None:
         durable = any(job.durable for job in jobs)

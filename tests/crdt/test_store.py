@@ -746,3 +746,26 @@ async def test_ops_of_a_failed_ingest_commit_are_stored_when_delivered_again(
         rendered = history.replica.render()
     async with open_history(path, verifier) as history:
         assert history.replica.render() == rendered
+
+
+async def test_cancelled_history_block_closes_promptly_with_unsaved_ops(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    """Cancelling the block that holds a History also cancels its store's writer; the
+    final save of unsaved ops must then give up at once, not wait for that writer."""
+    peers = Peers(ALICE)
+    first, pending = peers.message(ALICE, "stored"), peers.message(ALICE, "unsaved")
+    path = tmp_path / "room.db"
+    with trio.fail_after(2):
+        with trio.CancelScope() as scope:
+            async with open_history(path, verifier) as history:
+                await ingest_all(history, [first])
+                history._unsaved[pending.id] = pending.data  # as after a failed commit
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+    async with open_history(path, verifier) as history:
+        assert [m.text for m in history.replica.timeline()] == ["stored"]
+        assert await history.store.integrity_check() == "ok"
+    with pytest.raises(trio.ClosedResourceError):
+        await history.store.append([(pending.id, pending.data)], durable=False)
