@@ -418,9 +418,18 @@ class Node:
                 await node._start(host, port, advertise, dht_port, dht_host, bootstrap)
                 yield node
             finally:
+                await node._close_links()
                 nursery.cancel_scope.cancel()
                 for driver in node._rooms.values():
                     driver.close_subscribers()
+
+    async def _close_links(self) -> None:
+        """Close every link while the tasks serving them still run, so each closing
+        handshake is answered instead of timing out; shielded, since closing is cleanup."""
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for handle in list(self._links.values()):
+                    nursery.start_soon(handle.link.aclose)
 
     async def _start(
         self,
