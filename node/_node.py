@@ -737,10 +737,15 @@ class Node:
                     await dht.announce(key, record)
                     announced_until = expires
                 for found in await dht.get_peers(key):
-                    if found.peer_id == self.peer_id or found.peer_id in self._links:
+                    if found.peer_id == self.peer_id:
                         continue
-                    for ip, found_port in found.addresses:
-                        self._dial(_join_host_port(ip, found_port), found.peer_id)
+                    addresses = [_join_host_port(ip, p) for ip, p in found.addresses]
+                    # Only holders of the secret know the key: these are members' addresses.
+                    await driver.remember_peers(addresses)
+                    if found.peer_id in self._links:
+                        continue
+                    for address in addresses:
+                        self._dial(address, found.peer_id)
             except DHTError as exc:
                 log.debug("DHT discovery for room %s: %s", driver.room_id.hex()[:8], exc)
             await trio.sleep(self._discovery_interval)
