@@ -67,6 +67,7 @@ SETTINGS_FILE: Final = "settings.json"
 RECORD_TTL: Final = 3600  # seconds a DHT record of ours stays valid
 INBOX: Final = 256  # room-task queue; a full one pushes back on the links feeding it
 MAX_KNOWN_PEERS: Final = 32  # link addresses remembered per room
+STOP_TIMEOUT: Final = 10.0  # seconds the rooms may take to save and close on shutdown
 
 
 def room_dht_key(secret: bytes) -> bytes:
@@ -208,6 +209,10 @@ class _RoomDriver:
         self.core = core
         self.links: dict[bytes, _LinkHandle] = {}  # peers up in the core
         self.ingesting = 0
+        # Cancelled to stop the room's task before its history closes, so that the
+        # store's writer still runs while the history saves what ingests left unsaved.
+        self.scope = trio.CancelScope()
+        self.stopped = trio.Event()
         self._subscribers: set[RoomEvents] = set()
         self._inbox_in, self._inbox_out = trio.open_memory_channel[_Item](INBOX)
 
@@ -419,9 +424,20 @@ class Node:
                 yield node
             finally:
                 await node._close_links()
+                await node._stop_rooms()
                 nursery.cancel_scope.cancel()
                 for driver in node._rooms.values():
                     driver.close_subscribers()
+
+    async def _stop_rooms(self) -> None:
+        """Stop every room's task and let it close its history itself: cancelling a
+        history's whole block would also stop its store's writer, and the history's last
+        save on close would then wait forever (see the report on `crdt.History.open`)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT):
+            for driver in self._rooms.values():
+                driver.scope.cancel()
+            for driver in self._rooms.values():
+                await driver.stopped.wait()
 
     async def _close_links(self) -> None:
         """Close every link while the tasks serving them still run, so each closing
@@ -498,7 +514,9 @@ class Node:
             name = meta.get("name", b"").decode("utf-8", "replace")
             driver = self._start_room(history, meta["secret"], name, peers)
             task_status.started(driver)
-            await driver.run()
+            with driver.scope:
+                await driver.run()
+        driver.stopped.set()
 
     def _start_room(
         self, history: History, secret: bytes, name: str, peers: list[str]
