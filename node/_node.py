@@ -500,22 +500,26 @@ class Node:
     ) -> None:
         """Open a room's history (storing `new_meta` in a new one) and run its driver
         until the node closes; the history is closed with this task."""
-        async with History.open(
-            path, room=room_id, identity=self.identity, verifier=self._verifier
-        ) as history:
-            if new_meta is not None:
-                await history.store.set_meta(new_meta)
-            meta = await history.store.meta()
-            if "secret" not in meta:  # created, but the node stopped before it stored this
-                log.warning("room file %s holds no secret; skipped", path)
-                task_status.started(None)
-                return
-            peers = [p for p in msgpack.unpackb(meta.get("peers", b"\x90")) if isinstance(p, str)]
-            name = meta.get("name", b"").decode("utf-8", "replace")
-            driver = self._start_room(history, meta["secret"], name, peers)
-            task_status.started(driver)
-            with driver.scope:
-                await driver.run()
+        # Shielded: only `driver.scope` stops a room (see `_stop_rooms`), even when the
+        # node's block is cancelled from outside.
+        with trio.CancelScope(shield=True):
+            async with History.open(
+                path, room=room_id, identity=self.identity, verifier=self._verifier
+            ) as history:
+                if new_meta is not None:
+                    await history.store.set_meta(new_meta)
+                meta = await history.store.meta()
+                if "secret" not in meta:  # created, but the node stopped before it stored it
+                    log.warning("room file %s holds no secret; skipped", path)
+                    task_status.started(None)
+                    return
+                stored_peers = msgpack.unpackb(meta.get("peers", b"\x90"))
+                peers = [p for p in stored_peers if isinstance(p, str)]
+                name = meta.get("name", b"").decode("utf-8", "replace")
+                driver = self._start_room(history, meta["secret"], name, peers)
+                task_status.started(driver)
+                with driver.scope:
+                    await driver.run()
         driver.stopped.set()
 
     def _start_room(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, TopicChanged
@@ -181,19 +182,25 @@ async def test_events_end_when_the_node_closes(tmp_path: Path) -> None:
         assert [change async for change in events] == []
 
 
-async def test_node_restarted_mid_sync_finishes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["closed", "cancelled"])
+async def test_node_restarted_mid_sync_finishes(tmp_path: Path, stop: str) -> None:
     total = 1500
     with trio.fail_after(30):
         async with open_node(tmp_path / "a") as a:
             ra = await a.create_room("big")
             for n in range(total):
                 await ra.send(f"message {n}")
-            async with open_node(tmp_path / "b") as b:
-                rb = await b.join(ra.invite())
-                async with rb.events() as events:
-                    async for change in events:
-                        if isinstance(change, MessageAdded):
-                            break  # the first catch-up batch is in: stop right here
+            with trio.CancelScope() as outside:
+                async with open_node(tmp_path / "b") as b:
+                    rb = await b.join(ra.invite())
+                    async with rb.events() as events:
+                        async for change in events:
+                            if isinstance(change, MessageAdded):
+                                break  # the first catch-up batch is in: stop right here
+                    if stop == "cancelled":  # as an embedder's timeout or Ctrl-C would
+                        outside.cancel()
+                        await trio.sleep_forever()
+            assert outside.cancelled_caught == (stop == "cancelled")
             async with open_node(tmp_path / "b") as b:
                 (rb,) = b.rooms()
                 kept = len(rb.timeline())
