@@ -641,10 +641,11 @@ class Node:
 
             if dialer(existing.link) <= dialer(link):
                 return
-            await existing.link.aclose()
         handle = _LinkHandle(link)
-        self._links[peer] = handle
+        self._links[peer] = handle  # before the old one closes: never a moment without
         try:
+            if existing is not None:
+                await existing.link.aclose()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(handle.writer)
                 for driver in list(self._rooms.values()):
