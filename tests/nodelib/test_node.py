@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, TopicChanged
-from node import Invite, Room, parse_invite
+from node import Invite, InviteError, Room, parse_invite
 
 from ._helpers import open_node, same_room, texts, wait_until
 
@@ -208,3 +208,22 @@ async def test_node_restarted_mid_sync_finishes(tmp_path: Path, stop: str) -> No
                 await wait_until(lambda: len(rb.timeline()) == total and same_room(ra, rb))
                 # Redundant batches may still be on their way in; they settle too.
                 await wait_until(lambda: b.status().rooms[0].synced)
+
+
+async def test_join_checks_invites_and_is_idempotent(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
+            ra = await a.create_room("once")
+            with pytest.raises(InviteError):
+                await b.join("rumor://invite/nonsense")
+            invite = ra.invite()
+            rb = await b.join(invite)
+            assert await b.join(invite) == rb  # the same room, joined once
+            assert b.rooms() == [rb]
+            real = parse_invite(invite)
+            with pytest.raises(InviteError):
+                await b.join(Invite(real.room, bytes(32), real.name, ()))
+            assert await a.join(invite) == ra  # our own invite: nothing new
+            await wait_until(lambda: set(ra.members()) == {a.peer_id, b.peer_id})
+            assert len([m for m in ra.members() if m == b.peer_id]) == 1
+            assert len(list((tmp_path / "b" / "rooms").glob("*.sqlite3"))) == 1
