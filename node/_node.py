@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -370,6 +371,7 @@ class Node:
         self._penalties_logged: set[tuple[bytes, str]] = set()
         self._refusals = 0
         self._nick = ""
+        self._closing = False  # no new links once set
 
     # -- opening -----------------------------------------------------------------------
 
@@ -395,7 +397,9 @@ class Node:
         exits.
 
         `listen` is where links are accepted (port 0: any free port); `advertise` is the
-        host:port put in invites and DHT records (default: the listening address).
+        host:port put in invites and DHT records (default: the listening address, with a
+        wildcard host replaced by loopback: set it when peers on other machines should
+        dial in; DHT records need it to be an IP address).
         `dht_port=None` runs without a DHT; `bootstrap` lists DHT nodes ("host:port").
         `verify_workers` is the number of signature-verification processes (default one
         per core; 0 verifies in this process).
@@ -423,6 +427,7 @@ class Node:
                 await node._start(host, port, advertise, dht_port, dht_host, bootstrap)
                 yield node
             finally:
+                node._closing = True
                 await node._close_links()
                 await node._stop_rooms()
                 nursery.cancel_scope.cancel()
@@ -458,7 +463,11 @@ class Node:
     ) -> None:
         self._nick = await trio.to_thread.run_sync(_read_nick, self.data_dir)
         listener = await self._nursery.start(
-            serve_links, self._serve_link, host, port, self.identity
+            partial(serve_links, config=self._link_config),
+            self._serve_link,
+            host,
+            port,
+            self.identity,
         )
         if advertise is None:
             advertise_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
@@ -631,7 +640,7 @@ class Node:
     async def _serve_link(self, link: Link, dialed: str | None = None) -> None:
         """Run one link until it closes: offer our rooms, dispatch its events by room."""
         peer = link.peer_id
-        if peer == self.peer_id:
+        if peer == self.peer_id or self._closing:
             return  # we dialed ourselves (our own address came back in an invite)
         existing = self._links.get(peer)
         if existing is not None:
@@ -715,7 +724,7 @@ class Node:
     async def _dial_loop(self, address: str, peer_id: bytes | None) -> None:
         backoff, breaker = Backoff(base=self._dial_backoff, cap=300.0), Breaker()
         url = _link_url(address)
-        while True:
+        while not self._closing:
             existing = self._links.get(peer_id) if peer_id is not None else None
             if existing is not None:
                 await existing.done.wait()
