@@ -9,6 +9,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import trio
+import trio_websocket
 
 from crdt import Identity, Kind, Replica
 from node import parse_invite
@@ -73,3 +74,25 @@ async def test_misbehaving_member_is_cut_off_and_nothing_is_lost(
                 rb = await b.join(ra.invite())
                 await rb.send("still here?")
                 await wait_until(lambda: len(ra.timeline()) == 11 and same_room(ra, rb))
+
+
+async def read_until_closed(ws: trio_websocket.WebSocketConnection) -> None:
+    while True:
+        await ws.get_message()
+
+
+async def test_garbage_frames_before_the_handshake_are_dropped(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with open_node(tmp_path / "a") as a:
+            ra = await a.create_room("target")
+            await ra.send("kept")
+            host, port = a.address.rsplit(":", 1)
+            # Not a Noise handshake: the link layer drops the connection.
+            async with trio_websocket.open_websocket(host, int(port), "/", use_ssl=False) as ws:
+                await ws.send_message(b"\x00" * 100 + b"garbage")
+                with pytest.raises(trio_websocket.ConnectionClosed):
+                    await read_until_closed(ws)
+            assert a.status().links == ()
+            async with open_node(tmp_path / "b") as b:
+                rb = await b.join(ra.invite())
+                await wait_until(lambda: same_room(ra, rb) and len(rb.timeline()) == 1)
