@@ -1,0 +1,803 @@
+"""The Node: one identity, its rooms, its links and its DHT node, run on trio.
+
+`Node.open(data_dir, ...)` loads (or creates) the identity and every stored room, listens
+for links, dials the peers it knows and finds more through the DHT. Per room, one task
+(`_RoomDriver.run`) feeds the room's sans-IO gossip core (`node.gossip.RoomGossip`) with
+link events, received messages, ingest results and timers, and performs the actions it
+returns. Per link, one reader task dispatches events by room and one writer task sends.
+
+This module is a driver: it must never decide what to gossip, what to accept or what an
+op means. Those decisions belong to `node.gossip`, `node.link` and `crdt`.
+
+Data dir layout::
+
+    identity.pem                the node's Ed25519 key (0600)
+    settings.json               the nickname
+    rooms/<room id hex>.sqlite3 one room's history; its secret, name and peers in the meta
+    dht-state.msgpack           DHT node id and contacts (written by the DHT node)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Final
+
+import msgpack
+import trio
+
+from crdt import Change, History, Identity, IngestReport, Kind, Op, Verifier, format_peer_id
+from dht import Address, DHTError, DHTNode, PeerRecord
+
+from ._backoff import Backoff, Breaker
+from ._invite import Invite, InviteError, check_address, parse_invite
+from ._room import Room, RoomEvents
+from .gossip import Action as GossipAction
+from .gossip import GossipConfig, Ingest, Penalise, RoomGossip, Send
+from .link import (
+    Link,
+    LinkClosed,
+    LinkConfig,
+    LinkError,
+    Message,
+    RoomAuthorized,
+    RoomDenied,
+    RoomRefused,
+    connect_link,
+    serve_links,
+)
+
+__all__ = ["Node", "NodeStatus", "RoomStatus", "room_dht_key"]
+
+log = logging.getLogger("node")
+
+ROOMS_DIR: Final = "rooms"
+IDENTITY_FILE: Final = "identity.pem"
+SETTINGS_FILE: Final = "settings.json"
+RECORD_TTL: Final = 3600  # seconds a DHT record of ours stays valid
+INBOX: Final = 256  # room-task queue; a full one pushes back on the links feeding it
+MAX_KNOWN_PEERS: Final = 32  # link addresses remembered per room
+STOP_TIMEOUT: Final = 10.0  # seconds the rooms may take to save and close on shutdown
+
+
+def room_dht_key(secret: bytes) -> bytes:
+    """The DHT key under which a room's members announce themselves (DESIGN.md: derived
+    from the secret, so the DHT never learns the room and only invite holders find it)."""
+    return hashlib.blake2b(secret, digest_size=20, person=b"rumor-room-dht").digest()
+
+
+def _short(peer_id: bytes) -> str:
+    return format_peer_id(peer_id)[:8]
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected host:port, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _link_url(address: str) -> str:
+    if address.startswith("ws://"):
+        return address
+    return f"ws://{address}/"
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStatus:
+    """One room as `Node.status()` sees it."""
+
+    room_id: bytes
+    name: str
+    peers: tuple[bytes, ...]  # peers whose link is authorised for the room and up
+    ops: int  # ops stored (in effect or held)
+    held: int  # of those, waiting for an op we lack: still syncing
+    authors: int
+    ingesting: int  # batches from peers being verified and stored right now
+    received: int  # op wire forms received from peers so far
+    penalties: int  # peers cut off for misbehaving in this room
+
+    @property
+    def synced(self) -> bool:
+        """Nothing held, nothing being ingested: all we know of is in effect."""
+        return self.held == 0 and self.ingesting == 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """A snapshot of a node: its links, its DHT contacts and each room's sync progress."""
+
+    peer_id: bytes
+    address: str
+    links: tuple[bytes, ...]  # peer ids of open links
+    dht_contacts: int | None  # None without a DHT
+    refusals: int  # room proofs peers got wrong (a wrong secret)
+    rooms: tuple[RoomStatus, ...]
+
+
+class _LinkHandle:
+    """One open link: a writer task sends in order without blocking the room tasks."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.peer_id = link.peer_id
+        self.done = trio.Event()
+        self.rooms: set[bytes] = set()  # rooms whose core was told this link is up
+        self._out, self._in = trio.open_memory_channel[tuple[bytes, bytes]](math.inf)
+
+    def send(self, room_id: bytes, data: bytes) -> None:
+        # A closed outbox: the link is gone, and the core hears peer_down soon.
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            self._out.send_nowait((room_id, data))
+
+    async def writer(self) -> None:
+        async with self._in:
+            async for room_id, data in self._in:
+                try:
+                    await self.link.send(room_id, data)
+                except LinkError:
+                    return
+
+    def close(self) -> None:
+        self._out.close()
+        self.done.set()
+
+
+# What the link readers and the API post to a room task.
+@dataclass(frozen=True, slots=True)
+class _Up:
+    handle: _LinkHandle
+
+
+@dataclass(frozen=True, slots=True)
+class _Down:
+    handle: _LinkHandle
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    handle: _LinkHandle
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Authored:
+    op: Op
+
+
+@dataclass(frozen=True, slots=True)
+class _Ingested:
+    token: int
+    report: IngestReport
+
+
+_Item = _Up | _Down | _Received | _Authored | _Ingested
+
+
+class _RoomDriver:
+    """Runs one room's gossip core: events in, actions performed, timers kept."""
+
+    def __init__(
+        self,
+        node: Node,
+        history: History,
+        secret: bytes,
+        name: str,
+        peers: list[str],
+        core: RoomGossip,
+    ) -> None:
+        self.node = node
+        self.history = history
+        self.room_id = history.room
+        self.secret = secret
+        self.name = name
+        self.peers = peers  # link addresses of members we have reached or were given
+        self.core = core
+        self.links: dict[bytes, _LinkHandle] = {}  # peers up in the core
+        self.ingesting = 0
+        # Cancelled to stop the room's task before its history closes, so that the
+        # store's writer still runs while the history saves what ingests left unsaved.
+        self.scope = trio.CancelScope()
+        self.stopped = trio.Event()
+        self._subscribers: set[RoomEvents] = set()
+        self._inbox_in, self._inbox_out = trio.open_memory_channel[_Item](INBOX)
+
+    # -- called by the API and the link readers ----------------------------------------
+
+    async def post(self, item: _Item) -> None:
+        await self._inbox_in.send(item)
+
+    def post_nowait(self, item: _Item) -> None:
+        self._inbox_in.send_nowait(item)
+
+    async def author(self, kind: Kind, body: tuple[object, ...]) -> Op:
+        op, result = await self.history.author(kind, body)
+        self._publish(list(result.changes))
+        await self.post(_Authored(op))
+        return op
+
+    def subscribe(self) -> RoomEvents:
+        stream = RoomEvents(self._subscribers.discard)
+        self._subscribers.add(stream)
+        return stream
+
+    def close_subscribers(self) -> None:
+        for stream in self._subscribers:
+            stream._end()
+        self._subscribers.clear()
+
+    async def remember_peers(self, addresses: Iterable[str]) -> None:
+        new = [a for a in addresses if a not in self.peers and a != self.node.address]
+        if not new:
+            return
+        self.peers[:] = [*self.peers, *new][-MAX_KNOWN_PEERS:]
+        await self.history.store.set_meta({"peers": msgpack.packb(self.peers)})
+
+    def status(self) -> RoomStatus:
+        replica = self.history.replica
+        return RoomStatus(
+            room_id=self.room_id,
+            name=self.name,
+            peers=tuple(self.links),
+            ops=len(replica),
+            held=replica.held_count,
+            authors=len(replica.version_vector()),
+            ingesting=self.ingesting,
+            received=self.core.stats.ops_received,
+            penalties=self.core.stats.penalties,
+        )
+
+    # -- the room task -----------------------------------------------------------------
+
+    def _publish(self, changes: list[Change]) -> None:
+        for stream in self._subscribers:
+            stream._push(changes)
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                deadline = self.core.next_timer()
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    item = await self._inbox_out.receive()
+                    self._perform(self._handle(item), nursery)
+                    continue
+                self._perform(self.core.handle_timer(trio.current_time()), nursery)
+
+    def _handle(self, item: _Item) -> list[GossipAction]:
+        core, now = self.core, trio.current_time()
+        if isinstance(item, _Received):
+            if self.links.get(item.handle.peer_id) is not item.handle:
+                return []
+            return core.receive(item.handle.peer_id, item.data, now)
+        if isinstance(item, _Authored):
+            return core.authored(item.op, now)
+        if isinstance(item, _Ingested):
+            self.ingesting -= 1
+            self._publish(item.report.changes)
+            return core.ingested(item.token, item.report, now)
+        peer = item.handle.peer_id
+        if isinstance(item, _Up):
+            actions: list[GossipAction] = []
+            if peer in self.links:  # a newer link replaced the old one
+                actions += core.peer_down(peer, now)
+            self.links[peer] = item.handle
+            return actions + core.peer_up(peer, now)
+        if self.links.get(peer) is item.handle:
+            del self.links[peer]
+            return core.peer_down(peer, now)
+        return []
+
+    def _perform(self, actions: list[GossipAction], nursery: trio.Nursery) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                handle = self.links.get(action.peer)
+                if handle is not None:
+                    handle.send(self.room_id, action.data)
+            elif isinstance(action, Ingest):
+                self.ingesting += 1
+                nursery.start_soon(self._ingest, action)
+            elif isinstance(action, Penalise):
+                handle = self.links.pop(action.peer, None)
+                self.node._penalise(self, action, handle)
+
+    async def _ingest(self, action: Ingest) -> None:
+        report = await self.history.ingest(action.ops)
+        await self.post(_Ingested(action.token, report))
+
+
+@asynccontextmanager
+async def _open_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery from which a lone error comes out as itself, not in an ExceptionGroup:
+    an embedder's own exception must leave `async with Node.open(...)` unchanged."""
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if error is group:
+            raise
+        raise error from None
+
+
+class Node:
+    """A rumor node. Open with ``async with Node.open(data_dir) as node``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        identity: Identity,
+        verifier: Verifier,
+        nursery: trio.Nursery,
+        *,
+        rng: random.Random,
+        gossip_config: GossipConfig | None,
+        link_config: LinkConfig | None,
+        discovery_interval: float,
+        dial_backoff: float,
+    ) -> None:
+        self.data_dir = data_dir
+        self.identity = identity
+        self.address = ""  # host:port peers dial; set once listening
+        self.dht: DHTNode | None = None
+        self._verifier = verifier
+        self._nursery = nursery
+        self._rng = rng
+        self._gossip_config = gossip_config
+        self._link_config = link_config
+        self._discovery_interval = discovery_interval
+        self._dial_backoff = dial_backoff
+        self._rooms: dict[bytes, _RoomDriver] = {}
+        self._links: dict[bytes, _LinkHandle] = {}
+        self._dialing: set[str] = set()
+        self._dht_ready = trio.Event()
+        self._room_lock = trio.Lock()
+        self._penalties_logged: set[tuple[bytes, str]] = set()
+        self._refusals = 0
+        self._nick = ""
+        self._closing = False  # no new links once set
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        data_dir: str | Path,
+        *,
+        listen: str = "127.0.0.1:0",
+        advertise: str | None = None,
+        dht_port: int | None = 0,
+        dht_host: str = "127.0.0.1",
+        bootstrap: Sequence[str | Address] = (),
+        verify_workers: int | None = None,
+        gossip_config: GossipConfig | None = None,
+        link_config: LinkConfig | None = None,
+        discovery_interval: float = 60.0,
+        dial_backoff: float = 1.0,
+        seed: int | None = None,
+    ) -> AsyncIterator[Node]:
+        """Open the node stored in `data_dir` (created if new) and run it until the block
+        exits.
+
+        `listen` is where links are accepted (port 0: any free port); `advertise` is the
+        host:port put in invites and DHT records (default: the listening address, with a
+        wildcard host replaced by loopback: set it when peers on other machines should
+        dial in; DHT records need it to be an IP address).
+        `dht_port=None` runs without a DHT; `bootstrap` lists DHT nodes ("host:port").
+        `verify_workers` is the number of signature-verification processes (default one
+        per core; 0 verifies in this process).
+        """
+        data_dir = Path(data_dir)
+        host, port = _split_host_port(listen)
+        identity = await trio.to_thread.run_sync(_prepare_dir, data_dir)
+        rng = random.Random(seed) if seed is not None else random.Random(secrets.randbits(64))
+        async with (
+            Verifier.open(verify_workers) as verifier,
+            _open_nursery() as nursery,
+        ):
+            node = cls(
+                data_dir,
+                identity,
+                verifier,
+                nursery,
+                rng=rng,
+                gossip_config=gossip_config,
+                link_config=link_config,
+                discovery_interval=discovery_interval,
+                dial_backoff=dial_backoff,
+            )
+            try:
+                await node._start(host, port, advertise, dht_port, dht_host, bootstrap)
+                yield node
+            finally:
+                node._closing = True
+                await node._close_links()
+                await node._stop_rooms()
+                nursery.cancel_scope.cancel()
+                for driver in node._rooms.values():
+                    driver.close_subscribers()
+
+    async def _stop_rooms(self) -> None:
+        """Stop every room's task and let it close its history itself: cancelling a
+        history's whole block would also stop its store's writer, and the history's last
+        save on close would then wait forever (see the report on `crdt.History.open`)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT):
+            for driver in self._rooms.values():
+                driver.scope.cancel()
+            for driver in self._rooms.values():
+                await driver.stopped.wait()
+
+    async def _close_links(self) -> None:
+        """Close every link while the tasks serving them still run, so each closing
+        handshake is answered instead of timing out; shielded, since closing is cleanup."""
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for handle in list(self._links.values()):
+                    nursery.start_soon(handle.link.aclose)
+
+    async def _start(
+        self,
+        host: str,
+        port: int,
+        advertise: str | None,
+        dht_port: int | None,
+        dht_host: str,
+        bootstrap: Sequence[str | Address],
+    ) -> None:
+        self._nick = await trio.to_thread.run_sync(_read_nick, self.data_dir)
+        listener = await self._nursery.start(
+            partial(serve_links, config=self._link_config),
+            self._serve_link,
+            host,
+            port,
+            self.identity,
+        )
+        if advertise is None:
+            advertise_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+            advertise_host = "::1" if advertise_host == "::" else advertise_host
+            advertise = _join_host_port(advertise_host, listener.port)
+        self.address = check_address(advertise)
+        if dht_port is not None:
+            addresses = [_split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
+            self.dht = await self._nursery.start(self._run_dht, dht_host, dht_port, addresses)
+        paths = await trio.to_thread.run_sync(
+            lambda: sorted((self.data_dir / ROOMS_DIR).glob("*.sqlite3"))
+        )
+        for path in paths:
+            await self._nursery.start(self._run_room, path, None, None)
+
+    async def _run_dht(
+        self,
+        host: str,
+        port: int,
+        bootstrap: list[Address],
+        task_status: trio.TaskStatus[DHTNode] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the DHT node until the node closes (it saves its contacts then)."""
+        key = self.identity.private_key
+        async with DHTNode(host, port, identity=key, data_dir=self.data_dir) as dht:
+            task_status.started(dht)
+            if bootstrap:
+                answered = await dht.bootstrap(bootstrap)
+                log.debug("DHT bootstrap: %d of %d answered", answered, len(bootstrap))
+            self._dht_ready.set()
+            await trio.sleep_forever()
+
+    async def _run_room(
+        self,
+        path: Path,
+        room_id: bytes | None,
+        new_meta: dict[str, bytes] | None,
+        task_status: trio.TaskStatus[_RoomDriver | None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open a room's history (storing `new_meta` in a new one) and run its driver
+        until the node closes; the history is closed with this task."""
+        # Shielded: only `driver.scope` stops a room (see `_stop_rooms`), even when the
+        # node's block is cancelled from outside.
+        with trio.CancelScope(shield=True):
+            async with History.open(
+                path, room=room_id, identity=self.identity, verifier=self._verifier
+            ) as history:
+                if new_meta is not None:
+                    await history.store.set_meta(new_meta)
+                meta = await history.store.meta()
+                if "secret" not in meta:  # created, but the node stopped before it stored it
+                    log.warning("room file %s holds no secret; skipped", path)
+                    task_status.started(None)
+                    return
+                stored_peers = msgpack.unpackb(meta.get("peers", b"\x90"))
+                peers = [p for p in stored_peers if isinstance(p, str)]
+                name = meta.get("name", b"").decode("utf-8", "replace")
+                driver = self._start_room(history, meta["secret"], name, peers)
+                task_status.started(driver)
+                with driver.scope:
+                    await driver.run()
+        driver.stopped.set()
+
+    def _start_room(
+        self, history: History, secret: bytes, name: str, peers: list[str]
+    ) -> _RoomDriver:
+        core = RoomGossip(
+            history.replica,
+            rng=random.Random(self._rng.getrandbits(64)),
+            config=self._gossip_config,
+        )
+        driver = _RoomDriver(self, history, secret, name, peers, core)
+        self._rooms[driver.room_id] = driver
+        for handle in list(self._links.values()):
+            self._nursery.start_soon(self._offer, handle, driver)
+        for address in peers:
+            self._dial(address)
+        if self.dht is not None:
+            self._nursery.start_soon(self._discover, driver)
+        return driver
+
+    # -- the API -----------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> bytes:
+        """This node's 32-byte Ed25519 public key."""
+        return self.identity.peer_id
+
+    @property
+    def peer_id_text(self) -> str:
+        """The peer id as people see it (lowercase base32)."""
+        return format_peer_id(self.peer_id)
+
+    @property
+    def nick(self) -> str:
+        return self._nick
+
+    def rooms(self) -> list[Room]:
+        """Every room this node holds."""
+        return [Room(driver) for driver in self._rooms.values()]
+
+    def room(self, room_id: bytes) -> Room:
+        """The room with this id; KeyError if the node does not hold it."""
+        return Room(self._rooms[room_id])
+
+    async def set_nick(self, nick: str) -> None:
+        """Set our nickname in every room (and in rooms created or joined later)."""
+        self._nick = nick
+        await trio.to_thread.run_sync(_write_nick, self.data_dir, nick)
+        for driver in list(self._rooms.values()):
+            await driver.author(Kind.NICK, (nick,))
+
+    async def create_room(self, name: str = "") -> Room:
+        """A new room with a random id and secret, with us as its first member."""
+        room_id, secret = secrets.token_bytes(32), secrets.token_bytes(32)
+        Invite(room_id, secret, name)  # checks the name as an invite would
+        driver = await self._add_room(room_id, secret, name, [])
+        return Room(driver)
+
+    async def join(self, invite: str | Invite) -> Room:
+        """Join the room an invite names: store it, dial its peers, look for more members
+        through the DHT. Raises `InviteError` for an invite that cannot be used."""
+        if isinstance(invite, str):
+            invite = parse_invite(invite)
+        driver = self._rooms.get(invite.room) or await self._add_room(
+            invite.room, invite.secret, invite.name, invite.peers
+        )
+        if driver.secret != invite.secret:
+            raise InviteError("this node holds that room with another secret")
+        await driver.remember_peers(invite.peers)
+        for address in invite.peers:
+            self._dial(address)
+        return Room(driver)
+
+    async def _add_room(
+        self, room_id: bytes, secret: bytes, name: str, peers: Iterable[str]
+    ) -> _RoomDriver:
+        async with self._room_lock:
+            existing = self._rooms.get(room_id)
+            if existing is not None:
+                return existing
+            path = self.data_dir / ROOMS_DIR / f"{room_id.hex()}.sqlite3"
+            addresses = [p for p in dict.fromkeys(peers) if p != self.address]
+            meta = {
+                "secret": secret,
+                "name": name.encode("utf-8"),
+                "peers": msgpack.packb(addresses),
+            }
+            started = await self._nursery.start(self._run_room, path, room_id, meta)
+            assert isinstance(started, _RoomDriver)
+            driver = started
+        await driver.author(Kind.JOIN, ())
+        if self._nick:
+            await driver.author(Kind.NICK, (self._nick,))
+        return driver
+
+    def status(self) -> NodeStatus:
+        """Links, DHT contacts and each room's sync progress, now."""
+        return NodeStatus(
+            peer_id=self.peer_id,
+            address=self.address,
+            links=tuple(self._links),
+            dht_contacts=len(self.dht.contacts()) if self.dht is not None else None,
+            refusals=self._refusals,
+            rooms=tuple(driver.status() for driver in self._rooms.values()),
+        )
+
+    # -- links -------------------------------------------------------------------------
+
+    async def _serve_link(self, link: Link, dialed: str | None = None) -> None:
+        """Run one link until it closes: offer our rooms, dispatch its events by room."""
+        peer = link.peer_id
+        if peer == self.peer_id or self._closing:
+            return  # we dialed ourselves (our own address came back in an invite)
+        existing = self._links.get(peer)
+        if existing is not None:
+            # Both sides dialed at once: both keep the link the lower peer id dialed.
+            def dialer(handle_link: Link) -> bytes:
+                return self.peer_id if handle_link.initiator else handle_link.peer_id
+
+            if dialer(existing.link) <= dialer(link):
+                return
+        handle = _LinkHandle(link)
+        self._links[peer] = handle  # before the old one closes: never a moment without
+        try:
+            if existing is not None:
+                await existing.link.aclose()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(handle.writer)
+                for driver in list(self._rooms.values()):
+                    nursery.start_soon(self._offer, handle, driver)
+                await self._read(handle, dialed)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._links.get(peer) is handle:
+                del self._links[peer]
+            handle.close()
+            for room_id in handle.rooms:
+                room = self._rooms.get(room_id)
+                if room is not None:
+                    try:
+                        room.post_nowait(_Down(handle))
+                    except trio.WouldBlock:
+                        self._nursery.start_soon(room.post, _Down(handle))
+
+    async def _read(self, handle: _LinkHandle, dialed: str | None) -> None:
+        async for event in handle.link:
+            driver = self._rooms.get(event.room_id)
+            if driver is None:
+                continue
+            if isinstance(event, Message):
+                await driver.post(_Received(handle, event.payload))
+            elif isinstance(event, RoomAuthorized):
+                handle.rooms.add(event.room_id)
+                await driver.post(_Up(handle))
+                if dialed is not None:
+                    await driver.remember_peers([dialed])
+            elif isinstance(event, RoomRefused):
+                self._refusals += 1
+                log.warning(
+                    "peer %s does not hold room %s's secret",
+                    _short(handle.peer_id),
+                    event.room_id.hex()[:8],
+                )
+            elif isinstance(event, RoomDenied):
+                log.debug("peer %s does not hold room %s", _short(handle.peer_id),
+                          event.room_id.hex()[:8])
+
+    async def _offer(self, handle: _LinkHandle, driver: _RoomDriver) -> None:
+        with contextlib.suppress(LinkError):  # the link closed; its reader cleans up
+            await handle.link.join_room(driver.room_id, driver.secret)
+
+    def _penalise(self, driver: _RoomDriver, action: Penalise, handle: _LinkHandle | None) -> None:
+        key = (action.peer, action.fault.value)
+        if key not in self._penalties_logged:
+            self._penalties_logged.add(key)
+            log.warning(
+                "closing the link to %s: %s in room %s (%s)",
+                _short(action.peer),
+                action.fault.value,
+                driver.room_id.hex()[:8],
+                action.detail,
+            )
+        if handle is not None:
+            self._nursery.start_soon(handle.link.aclose)
+
+    def _dial(self, address: str, peer_id: bytes | None = None) -> None:
+        """Keep a link open to `address` (with backoff and a circuit breaker)."""
+        if address in self._dialing or address == self.address:
+            return
+        self._dialing.add(address)
+        self._nursery.start_soon(self._dial_loop, address, peer_id)
+
+    async def _dial_loop(self, address: str, peer_id: bytes | None) -> None:
+        backoff, breaker = Backoff(base=self._dial_backoff, cap=300.0), Breaker()
+        url = _link_url(address)
+        while not self._closing:
+            existing = self._links.get(peer_id) if peer_id is not None else None
+            if existing is not None:
+                await existing.done.wait()
+                continue
+            now = trio.current_time()
+            if not breaker.allow(now):
+                await trio.sleep_until(breaker.reopens_at() or now)
+                continue
+            try:
+                async with connect_link(url, self.identity, config=self._link_config) as link:
+                    breaker.succeeded()
+                    backoff.reset()
+                    peer_id = link.peer_id
+                    if peer_id == self.peer_id:
+                        return
+                    await self._serve_link(link, address)
+            except LinkClosed as exc:
+                breaker.failed(now)
+                log.debug("dial %s: %s", address, exc)
+            except LinkError as exc:  # a bad address: our caller's mistake, not the peer's
+                log.warning("cannot dial %s: %s", address, exc)
+                return
+            await trio.sleep(backoff.next_delay(self._rng))
+
+    # -- the DHT -----------------------------------------------------------------------
+
+    async def _discover(self, driver: _RoomDriver) -> None:
+        """Announce ourselves under the room's DHT key and dial whoever else is there."""
+        dht = self.dht
+        assert dht is not None
+        await self._dht_ready.wait()
+        key = room_dht_key(driver.secret)
+        host, port = _split_host_port(self.address)
+        announced_until = 0.0
+        while True:
+            try:
+                if time.time() > announced_until - RECORD_TTL / 2:
+                    expires = int(time.time()) + RECORD_TTL
+                    record = PeerRecord.create(
+                        self.identity.private_key, key, [(host, port)], expires
+                    )
+                    await dht.announce(key, record)
+                    announced_until = expires
+                for found in await dht.get_peers(key):
+                    if found.peer_id == self.peer_id:
+                        continue
+                    addresses = [_join_host_port(ip, p) for ip, p in found.addresses]
+                    # Only holders of the secret know the key: these are members' addresses.
+                    await driver.remember_peers(addresses)
+                    if found.peer_id in self._links:
+                        continue
+                    for address in addresses:
+                        self._dial(address, found.peer_id)
+            except DHTError as exc:
+                log.debug("DHT discovery for room %s: %s", driver.room_id.hex()[:8], exc)
+            await trio.sleep(self._discovery_interval)
+
+
+def _prepare_dir(data_dir: Path) -> Identity:
+    (data_dir / ROOMS_DIR).mkdir(parents=True, exist_ok=True)
+    return Identity.load_or_create(data_dir / IDENTITY_FILE)
+
+
+def _read_nick(data_dir: Path) -> str:
+    path = data_dir / SETTINGS_FILE
+    if not path.exists():
+        return ""
+    nick = json.loads(path.read_text("utf-8")).get("nick", "")
+    return nick if isinstance(nick, str) else ""
+
+
+def _write_nick(data_dir: Path, nick: str) -> None:
+    path = data_dir / SETTINGS_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"nick": nick}), "utf-8")
+    temporary.replace(path)

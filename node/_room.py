@@ -1,0 +1,163 @@
+"""The `Room` handle embedders use, and `RoomEvents`, the stream of what changes in a room.
+
+A `Room` is a thin view over one room of a running `Node`: writes author an op through
+the room's history (durable before anyone sees it) and hand it to the room's gossip;
+reads are views of the replica. It holds no state of its own and must never touch a
+socket or the store directly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import trio
+
+from crdt import Change, Kind, Message
+
+from ._invite import MAX_PEERS, Invite
+
+if TYPE_CHECKING:
+    from ._node import _RoomDriver
+
+__all__ = ["Room", "RoomEvents"]
+
+
+class RoomEvents:
+    """An async iterator of a room's change events (`crdt.MessageAdded`, `TopicChanged`, ...).
+
+    It sees every change made after it was created, by anyone, in order. It buffers
+    without bound until read: iterate it, or close it (`aclose()`, or `async with`) when
+    done. It ends when the node closes.
+    """
+
+    def __init__(self, unsubscribe: Callable[[RoomEvents], None]) -> None:
+        self._queue: deque[Change] = deque()
+        self._wake = trio.Event()
+        self._ended = False
+        self._unsubscribe = unsubscribe
+
+    def _push(self, changes: list[Change]) -> None:
+        if changes and not self._ended:
+            self._queue.extend(changes)
+            self._wake.set()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._wake.set()
+
+    def __aiter__(self) -> RoomEvents:
+        return self
+
+    async def __anext__(self) -> Change:
+        while not self._queue:
+            if self._ended:
+                raise StopAsyncIteration
+            await self._wake.wait()
+            self._wake = trio.Event()
+        return self._queue.popleft()
+
+    async def aclose(self) -> None:
+        """Stop receiving events; buffered ones are dropped."""
+        self._unsubscribe(self)
+        self._queue.clear()
+        self._end()
+
+    async def __aenter__(self) -> RoomEvents:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Room:
+    """One room of a running `Node`; get it from `create_room`, `join` or `rooms()`."""
+
+    def __init__(self, driver: _RoomDriver) -> None:
+        self._driver = driver
+
+    def __repr__(self) -> str:
+        return f"<Room {self.id.hex()[:8]} {self.name!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Room) and other._driver is self._driver
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def id(self) -> bytes:
+        """The room's 32-byte id."""
+        return self._driver.room_id
+
+    @property
+    def name(self) -> str:
+        """The name the room was created (or invited) with; local, not replicated."""
+        return self._driver.name
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def send(self, text: str, *, reply_to: bytes | None = None) -> bytes:
+        """Post a message; returns its id once it is durable and on its way to peers."""
+        op = await self._driver.author(Kind.MESSAGE, (text, reply_to))
+        return op.id
+
+    async def edit(self, message_id: bytes, text: str) -> None:
+        """Replace the text of one of our messages (ValueError for anyone else's)."""
+        await self._driver.author(Kind.EDIT, (message_id, text))
+
+    async def delete(self, message_id: bytes) -> None:
+        """Delete one of our messages (ValueError for anyone else's)."""
+        await self._driver.author(Kind.DELETE, (message_id,))
+
+    async def react(self, message_id: bytes, emoji: str) -> None:
+        """Add our reaction `emoji` to a message."""
+        await self._driver.author(Kind.REACT, (message_id, emoji))
+
+    async def unreact(self, message_id: bytes, emoji: str) -> None:
+        """Take back our reaction `emoji` on a message."""
+        await self._driver.author(Kind.UNREACT, (message_id, emoji))
+
+    async def set_topic(self, topic: str) -> None:
+        """Set the room's topic (the last writer wins)."""
+        await self._driver.author(Kind.TOPIC, (topic,))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def timeline(self) -> list[Message]:
+        """Every message in (hlc, author, seq) order, as it stands now."""
+        return self._driver.history.replica.timeline()
+
+    def message(self, message_id: bytes) -> Message | None:
+        """One message as it stands now, or None if we do not have it (yet)."""
+        return self._driver.history.replica.message(message_id)
+
+    def members(self) -> list[bytes]:
+        """The peer ids of the members (latest join or leave of each author)."""
+        return self._driver.history.replica.members()
+
+    @property
+    def topic(self) -> str:
+        return self._driver.history.replica.topic
+
+    def nicknames(self) -> dict[bytes, str]:
+        """Peer id -> nickname, for every author who set one in this room."""
+        return self._driver.history.replica.nicknames()
+
+    def invite(self) -> str:
+        """An invite URI: the room's id and secret, its name, and addresses to dial
+        (this node's first, then other members' this node has reached)."""
+        driver = self._driver
+        peers = [driver.node.address, *(p for p in driver.peers if p != driver.node.address)]
+        return Invite(driver.room_id, driver.secret, driver.name, tuple(peers[:MAX_PEERS])).to_uri()
+
+    def events(self) -> RoomEvents:
+        """What changes in the room from now on, for messages from anyone."""
+        return self._driver.subscribe()

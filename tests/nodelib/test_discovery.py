@@ -1,0 +1,38 @@
+"""Discovery through the DHT: members that share only a bootstrap node find each other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from dht import DHTNode
+from node import Invite, parse_invite
+
+from ._helpers import open_node, same_room, wait_until
+
+
+async def test_members_find_each_other_through_the_dht(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with DHTNode("127.0.0.1", 0) as boot:
+            host, port = boot.address[:2]
+            options = {"dht_port": 0, "bootstrap": [f"{host}:{port}"], "discovery_interval": 0.2}
+            async with (
+                open_node(tmp_path / "a", **options) as a,
+                open_node(tmp_path / "b", **options) as b,
+            ):
+                ra = await a.create_room("found")
+                await ra.send("anyone there?")
+                real = parse_invite(ra.invite())
+                # No address at all: only the secret, from which the DHT key is derived.
+                rb = await b.join(Invite(real.room, real.secret, real.name, ()))
+                await rb.send("here!")
+                await wait_until(lambda: len(ra.timeline()) == 2 and same_room(ra, rb))
+                # Both may have dialed; both keep the same one link.
+                await wait_until(
+                    lambda: a.status().links == (b.peer_id,) and b.status().links == (a.peer_id,)
+                )
+                status = b.status()
+                assert status.dht_contacts is not None and status.dht_contacts >= 1
+                # B remembers where it found A, for invites and the next start.
+                assert a.address in parse_invite(rb.invite()).peers

@@ -1,0 +1,229 @@
+"""Nodes on real loopback sockets: convergence, relays, late joins, wrong secrets, restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, TopicChanged
+from node import Invite, InviteError, Room, parse_invite
+
+from ._helpers import open_node, same_room, texts, wait_until
+
+
+async def test_two_nodes_converge(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
+            await a.set_nick("alice")
+            await b.set_nick("bob")
+            ra = await a.create_room("plans")
+            await ra.send("hello from a")
+            rb = await b.join(ra.invite())
+            assert rb.id == ra.id and rb.name == "plans"
+            await rb.send("hello from b")
+            await ra.send("and again from a")
+            await wait_until(lambda: len(ra.timeline()) == 3 and same_room(ra, rb))
+            assert sorted(texts(rb)) == ["and again from a", "hello from a", "hello from b"]
+            assert set(ra.members()) == {a.peer_id, b.peer_id}
+            assert ra.nicknames() == {a.peer_id: "alice", b.peer_id: "bob"}
+            status = a.status()
+            assert status.links == (b.peer_id,)
+            (room_status,) = status.rooms
+            assert room_status.peers == (b.peer_id,)
+            await wait_until(lambda: a.status().rooms[0].synced)
+
+
+async def test_line_a_b_c_relays_through_b(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with (
+            open_node(tmp_path / "a") as a,
+            open_node(tmp_path / "b") as b,
+            open_node(tmp_path / "c") as c,
+        ):
+            ra = await a.create_room("line")
+            rb = await b.join(ra.invite())
+            await wait_until(lambda: b.peer_id in ra.members())
+            # C learns only B's address.
+            invite = parse_invite(rb.invite())
+            only_b = Invite(invite.room, invite.secret, invite.name, (b.address,))
+            rc = await c.join(only_b)
+            await wait_until(lambda: c.peer_id in ra.members())
+            for n in range(5):
+                await ra.send(f"from a {n}")
+            await rc.send("from c")
+            await wait_until(lambda: len(rc.timeline()) == 6 and same_room(ra, rb, rc))
+            assert a.peer_id not in c.status().links  # it really went through B
+            assert c.peer_id not in a.status().links
+
+
+async def test_late_joiner_gets_the_whole_history(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
+            ra = await a.create_room("history")
+            first = await ra.send("message 0")
+            for n in range(1, 300):
+                await ra.send(f"message {n}")
+            await ra.edit(first, "message 0 (edited)")
+            rb = await b.join(ra.invite())
+            await wait_until(lambda: len(rb.timeline()) == 300 and same_room(ra, rb))
+            assert texts(rb)[0] == "message 0 (edited)"
+            assert texts(rb)[-1] == "message 299"
+            await wait_until(lambda: b.status().rooms[0].synced)
+
+
+async def test_wrong_secret_gets_nothing(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "m") as m:
+            ra = await a.create_room("private")
+            await ra.send("secret plans")
+            real = parse_invite(ra.invite())
+            forged = Invite(real.room, bytes(32), real.name, (a.address,))
+            rm = await m.join(forged)
+            # A refuses M's proof; from then on the room is closed to M on that link.
+            await wait_until(lambda: a.status().refusals == 1)
+            await ra.send("more secret plans")
+            await wait_until(lambda: len(ra.timeline()) == 2)
+            assert m.status().links == (a.peer_id,)  # linked, but not in the room
+            assert rm.timeline() == []
+            assert rm.members() == [m.peer_id]
+            assert ra.members() == [a.peer_id]
+            assert a.status().rooms[0].peers == ()
+
+
+async def test_restarted_node_keeps_everything_and_catches_up(tmp_path: Path) -> None:
+    with trio.fail_after(25):
+        async with open_node(tmp_path / "a") as a:
+            ra = await a.create_room("durable")
+            async with open_node(tmp_path / "b") as b:
+                await b.set_nick("bob")
+                rb = await b.join(ra.invite())
+                await rb.send("before the restart")
+                await wait_until(lambda: len(ra.timeline()) == 1)
+                b_id, before = b.peer_id, rb.timeline()
+            # While B is down, A writes on.
+            for n in range(20):
+                await ra.send(f"while b was down {n}")
+            await ra.set_topic("after the restart")
+            await wait_until(lambda: a.status().links == ())
+            async with open_node(tmp_path / "b") as b:
+                assert b.peer_id == b_id and b.nick == "bob"
+                (rb,) = b.rooms()
+                assert rb.id == ra.id and rb.name == "durable"
+                assert rb.timeline() == before  # from disk, before any link is up
+                await wait_until(lambda: len(rb.timeline()) == 21 and same_room(ra, rb))
+                assert rb.topic == "after the restart"
+                await rb.send("back again")
+                await wait_until(lambda: len(ra.timeline()) == 22)
+
+
+async def test_edits_deletes_reactions_and_topic_reach_the_others(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
+            ra = await a.create_room("changes")
+            rb = await b.join(ra.invite())
+            kept = await ra.send("typo hree")
+            gone = await ra.send("regrettable")
+            await wait_until(lambda: len(rb.timeline()) == 2)
+            await ra.edit(kept, "typo here")
+            await ra.delete(gone)
+            await rb.react(kept, "👍")
+            await rb.react(kept, "🎉")
+            await rb.unreact(kept, "🎉")
+            await rb.set_topic("fixed")
+
+            def settled() -> bool:
+                message = ra.message(kept)
+                return (
+                    message is not None
+                    and message.reactions == (("👍", (b.peer_id,)),)
+                    and ra.topic == "fixed"
+                    and same_room(ra, rb)
+                )
+
+            await wait_until(settled)
+            kept_b, gone_b = rb.message(kept), rb.message(gone)
+            assert kept_b is not None and kept_b.text == "typo here" and kept_b.edited
+            assert gone_b is not None and gone_b.deleted and gone_b.text == ""
+
+
+async def test_events_yield_the_changes(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
+            ra = await a.create_room("events")
+            seen: list[object] = []
+            async with ra.events() as events:
+                rb = await b.join(ra.invite())
+                await b.set_nick("bob")
+                message_id = await rb.send("hi a")
+                await rb.set_topic("news")
+                await rb.edit(message_id, "hi alice")
+                async for change in events:
+                    seen.append(change)
+                    if isinstance(change, MessageChanged):
+                        break
+            assert MemberJoined(b.peer_id) in seen
+            assert NickChanged(b.peer_id, "bob") in seen
+            assert MessageAdded(message_id) in seen
+            assert TopicChanged("news", b.peer_id) in seen
+            assert seen.index(MessageAdded(message_id)) < seen.index(MessageChanged(message_id))
+            # Our own writes show up too.
+            async with ra.events() as events:
+                mine = await ra.send("hello b")
+                assert await events.__anext__() == MessageAdded(mine)
+
+
+async def test_events_end_when_the_node_closes(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with open_node(tmp_path / "a") as a:
+            room: Room = await a.create_room("short")
+            events = room.events()
+        assert [change async for change in events] == []
+
+
+@pytest.mark.parametrize("stop", ["closed", "cancelled"])
+async def test_node_restarted_mid_sync_finishes(tmp_path: Path, stop: str) -> None:
+    total = 1500
+    with trio.fail_after(30):
+        async with open_node(tmp_path / "a") as a:
+            ra = await a.create_room("big")
+            for n in range(total):
+                await ra.send(f"message {n}")
+            with trio.CancelScope() as outside:
+                async with open_node(tmp_path / "b") as b:
+                    rb = await b.join(ra.invite())
+                    async with rb.events() as events:
+                        async for change in events:
+                            if isinstance(change, MessageAdded):
+                                break  # the first catch-up batch is in: stop right here
+                    if stop == "cancelled":  # as an embedder's timeout or Ctrl-C would
+                        outside.cancel()
+                        await trio.sleep_forever()
+            assert outside.cancelled_caught == (stop == "cancelled")
+            async with open_node(tmp_path / "b") as b:
+                (rb,) = b.rooms()
+                kept = len(rb.timeline())
+                assert 0 < kept < total  # it really stopped mid-sync, and kept what it had
+                await wait_until(lambda: len(rb.timeline()) == total and same_room(ra, rb))
+                # Redundant batches may still be on their way in; they settle too.
+                await wait_until(lambda: b.status().rooms[0].synced)
+
+
+async def test_join_checks_invites_and_is_idempotent(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
+            ra = await a.create_room("once")
+            with pytest.raises(InviteError):
+                await b.join("rumor://invite/nonsense")
+            invite = ra.invite()
+            rb = await b.join(invite)
+            assert await b.join(invite) == rb  # the same room, joined once
+            assert b.rooms() == [rb]
+            real = parse_invite(invite)
+            with pytest.raises(InviteError):
+                await b.join(Invite(real.room, bytes(32), real.name, ()))
+            assert await a.join(invite) == ra  # our own invite: nothing new
+            await wait_until(lambda: set(ra.members()) == {a.peer_id, b.peer_id})
+            assert len([m for m in ra.members() if m == b.peer_id]) == 1
+            assert len(list((tmp_path / "b" / "rooms").glob("*.sqlite3"))) == 1
