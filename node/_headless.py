@@ -1,0 +1,169 @@
+"""`rumor run`: a long-running node with operator logs, an inbox for new rooms, metrics.
+
+The node runs until SIGINT or SIGTERM; then `Node.open`'s block exits, which closes the
+links with their closing handshakes and every room's history (each op was durable before
+anyone saw it), so a clean stop loses nothing. Rooms created or joined by other processes
+(`rumor create`, `rumor join`) arrive as invites in the data dir's inbox
+(`node._datadir`): the node looks every `INBOX_POLL` seconds, and at once on SIGHUP.
+
+Operator logs go to stderr, one line per event: started, room joined, link up or down,
+DHT reachable or not, a room caught up, shutting down. Links and DHT contacts are seen by
+comparing `Node.status()` snapshots (`Watcher`), since the Node offers no event stream for
+them. This module only drives a `Node` through its public API; it never decides anything
+about gossip or storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import signal
+from pathlib import Path
+from typing import Final
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from crdt import format_peer_id
+
+from ._config import Config
+from ._datadir import Lock, pending_invites
+from ._invite import InviteError
+from ._metrics import NodeCollector, serve_metrics
+from ._node import Node, NodeStatus
+
+__all__ = ["Watcher", "run_node"]
+
+log = logging.getLogger("rumor")
+
+INBOX_POLL: Final = 1.0  # seconds between looks at the inbox
+WATCH_INTERVAL: Final = 0.25  # seconds between status snapshots compared for the log
+CAUGHT_UP_EVERY: Final = 10.0  # at most one "caught up" line per room this often
+
+
+def _short(peer_id: bytes) -> str:
+    return format_peer_id(peer_id)[:8]
+
+
+class Watcher:
+    """Turns successive `NodeStatus` snapshots into log lines (pure: no clock, no IO)."""
+
+    def __init__(self, first: NodeStatus) -> None:
+        self._last = first
+        self._logged_ops = {room.room_id: room.ops for room in first.rooms}
+        self._logged_at: dict[bytes, float] = {}
+
+    def update(self, status: NodeStatus, now: float) -> list[str]:
+        lines: list[str] = []
+        before = self._last
+        for peer in status.links:
+            if peer not in before.links:
+                lines.append(f"link up: peer {_short(peer)}")
+        for peer in before.links:
+            if peer not in status.links:
+                lines.append(f"link down: peer {_short(peer)}")
+        if status.dht_contacts and not before.dht_contacts:
+            lines.append(f"DHT reachable: {status.dht_contacts} contacts")
+        elif before.dht_contacts and not status.dht_contacts:
+            lines.append("DHT unreachable: no contacts left")
+        for room in status.rooms:
+            logged = self._logged_ops.setdefault(room.room_id, room.ops)
+            due = now >= self._logged_at.get(room.room_id, -CAUGHT_UP_EVERY) + CAUGHT_UP_EVERY
+            if room.synced and room.ops != logged and due:
+                lines.append(
+                    f"room {room.room_id.hex()[:8]} caught up: {room.ops} ops "
+                    f"({room.ops - logged:+d}) from {room.authors} authors, "
+                    f"{len(room.peers)} peers"
+                )
+                self._logged_ops[room.room_id] = room.ops
+                self._logged_at[room.room_id] = now
+        self._last = status
+        return lines
+
+
+async def _watch(node: Node) -> None:
+    watcher = Watcher(node.status())
+    while True:
+        await trio.sleep(WATCH_INTERVAL)
+        for line in watcher.update(node.status(), trio.current_time()):
+            log.info("%s", line)
+
+
+async def _join_pending(node: Node, data_dir: Path) -> None:
+    """Join every invite waiting in the inbox; each file goes once its room is stored."""
+    for path in await trio.to_thread.run_sync(pending_invites, data_dir):
+        try:
+            text = await trio.to_thread.run_sync(path.read_text, "utf-8")
+            room = await node.join(text)
+        except (InviteError, UnicodeDecodeError) as exc:
+            log.warning("inbox %s: unusable invite (%s); removed", path.name, exc)
+        except OSError as exc:
+            log.warning("inbox %s: %s", path.name, exc)
+            continue
+        else:
+            log.info(
+                "room joined: %s %r (%d ops)", room.id.hex()[:8], room.name, len(room.timeline())
+            )
+        # Removed only after `join` stored the room: a crash in between joins it again,
+        # which is harmless.
+        await trio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
+
+
+async def _inbox_loop(node: Node, data_dir: Path, kicks: trio.MemoryReceiveChannel[None]) -> None:
+    while True:
+        await _join_pending(node, data_dir)
+        with trio.move_on_after(INBOX_POLL):
+            await kicks.receive()
+
+
+async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
+    """Run the node in `data_dir` until SIGINT or SIGTERM; 0 after a clean stop."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with Node.open(
+            data_dir,
+            listen=config.listen,
+            advertise=config.advertise or None,
+            dht_port=config.dht_port,
+            dht_host=config.dht_host,
+            bootstrap=list(config.bootstrap),
+            verify_workers=config.verify_workers,
+        ) as node:
+            lock.announce(node.address)
+            dht = f"{node.dht.address[0]}:{node.dht.address[1]}" if node.dht else "off"
+            log.info(
+                "started: peer %s, links on %s, DHT on %s, %d rooms",
+                node.peer_id_text,
+                node.address,
+                dht,
+                len(node.rooms()),
+            )
+            for room in node.rooms():
+                log.info(
+                    "room joined: %s %r (%d ops)",
+                    room.id.hex()[:8],
+                    room.name,
+                    len(room.timeline()),
+                )
+            async with trio.open_nursery() as nursery:
+                if config.metrics:
+                    registry = CollectorRegistry(auto_describe=True)
+                    registry.register(NodeCollector(node.status))
+                    host, _, port = config.metrics.rpartition(":")
+                    bound = await nursery.start(
+                        serve_metrics, registry, host.strip("[]"), int(port)
+                    )
+                    log.info("metrics on http://%s:%d/metrics", host, bound)
+                kick, kicks = trio.open_memory_channel[None](1)
+                nursery.start_soon(_inbox_loop, node, data_dir, kicks)
+                nursery.start_soon(_watch, node)
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        with contextlib.suppress(trio.WouldBlock):  # a look is due anyway
+                            kick.send_nowait(None)
+                        continue
+                    log.info("shutting down (%s)", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+        log.info("stopped")
+    return 0
