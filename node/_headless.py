@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
@@ -32,14 +33,19 @@ from ._datadir import Lock, pending_invites
 from ._invite import InviteError
 from ._metrics import NodeCollector, serve_metrics
 from ._node import Node, NodeStatus
+from ._room import Room
 
-__all__ = ["Watcher", "run_node"]
+__all__ = ["RunError", "Watcher", "run_node"]
 
 log = logging.getLogger("rumor")
 
 INBOX_POLL: Final = 1.0  # seconds between looks at the inbox
 WATCH_INTERVAL: Final = 0.25  # seconds between status snapshots compared for the log
 CAUGHT_UP_EVERY: Final = 10.0  # at most one "caught up" line per room this often
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _short(peer_id: bytes) -> str:
@@ -90,6 +96,11 @@ async def _watch(node: Node) -> None:
             log.info("%s", line)
 
 
+def _log_joined(room: Room) -> None:
+    messages = len(room.timeline())
+    log.info("room joined: %s %r (%d messages)", room.id.hex()[:8], room.name, messages)
+
+
 async def _join_pending(node: Node, data_dir: Path) -> None:
     """Join every invite waiting in the inbox; each file goes once its room is stored."""
     for path in await trio.to_thread.run_sync(pending_invites, data_dir):
@@ -102,9 +113,7 @@ async def _join_pending(node: Node, data_dir: Path) -> None:
             log.warning("inbox %s: %s", path.name, exc)
             continue
         else:
-            log.info(
-                "room joined: %s %r (%d ops)", room.id.hex()[:8], room.name, len(room.timeline())
-            )
+            _log_joined(room)
         # Removed only after `join` stored the room: a crash in between joins it again,
         # which is harmless.
         await trio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
@@ -117,53 +126,78 @@ async def _inbox_loop(node: Node, data_dir: Path, kicks: trio.MemoryReceiveChann
             await kicks.receive()
 
 
+class RunError(Exception):
+    """The node cannot start as configured; the message is one line for people."""
+
+
 async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
     """Run the node in `data_dir` until SIGINT or SIGTERM; 0 after a clean stop."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with Node.open(
-            data_dir,
-            listen=config.listen,
-            advertise=config.advertise or None,
-            dht_port=config.dht_port,
-            dht_host=config.dht_host,
-            bootstrap=list(config.bootstrap),
-            verify_workers=config.verify_workers,
-        ) as node:
-            lock.announce(node.address)
-            dht = f"{node.dht.address[0]}:{node.dht.address[1]}" if node.dht else "off"
-            log.info(
-                "started: peer %s, links on %s, DHT on %s, %d rooms",
-                node.peer_id_text,
-                node.address,
-                dht,
-                len(node.rooms()),
-            )
-            for room in node.rooms():
-                log.info(
-                    "room joined: %s %r (%d ops)",
-                    room.id.hex()[:8],
-                    room.name,
-                    len(room.timeline()),
-                )
-            async with trio.open_nursery() as nursery:
-                if config.metrics:
-                    registry = CollectorRegistry(auto_describe=True)
-                    registry.register(NodeCollector(node.status))
-                    host, _, port = config.metrics.rpartition(":")
-                    bound = await nursery.start(
-                        serve_metrics, registry, host.strip("[]"), int(port)
+        listeners: list[trio.SocketListener] = []
+        if config.metrics:
+            host, _, port = config.metrics.rpartition(":")
+            try:
+                listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
+            except OSError as exc:
+                raise RunError(
+                    f"cannot serve metrics on {config.metrics}: {exc.strerror or exc}"
+                ) from None
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                node = await stack.enter_async_context(
+                    Node.open(
+                        data_dir,
+                        listen=config.listen,
+                        advertise=config.advertise or None,
+                        dht_port=config.dht_port,
+                        dht_host=config.dht_host,
+                        bootstrap=list(config.bootstrap),
+                        verify_workers=config.verify_workers,
                     )
-                    log.info("metrics on http://%s:%d/metrics", host, bound)
-                kick, kicks = trio.open_memory_channel[None](1)
-                nursery.start_soon(_inbox_loop, node, data_dir, kicks)
-                nursery.start_soon(_watch, node)
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        with contextlib.suppress(trio.WouldBlock):  # a look is due anyway
-                            kick.send_nowait(None)
-                        continue
-                    log.info("shutting down (%s)", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
+                )
+            except OSError as exc:
+                raise RunError(
+                    f"cannot start the node (links on {config.listen}, DHT on UDP port "
+                    f"{config.dht_port}): {exc.strerror or exc}"
+                ) from None
+            lock.announce(node.address)
+            await _serve(node, data_dir, listeners, signals)
         log.info("stopped")
     return 0
+
+
+async def _serve(
+    node: Node,
+    data_dir: Path,
+    listeners: list[trio.SocketListener],
+    signals: AsyncIterator[int],
+) -> None:
+    """Log the start, serve metrics, watch the inbox, until SIGINT or SIGTERM."""
+    dht = f"{node.dht.address[0]}:{node.dht.address[1]}" if node.dht else "off"
+    log.info(
+        "started: peer %s, links on %s, DHT on %s, %d rooms",
+        node.peer_id_text,
+        node.address,
+        dht,
+        len(node.rooms()),
+    )
+    for room in node.rooms():
+        _log_joined(room)
+    async with trio.open_nursery() as nursery:
+        if listeners:
+            registry = CollectorRegistry(auto_describe=True)
+            registry.register(NodeCollector(node.status))
+            nursery.start_soon(serve_metrics, registry, listeners)
+            host, port = listeners[0].socket.getsockname()[:2]
+            log.info("metrics on http://%s/metrics", _join_host_port(host, port))
+        kick, kicks = trio.open_memory_channel[None](1)
+        nursery.start_soon(_inbox_loop, node, data_dir, kicks)
+        nursery.start_soon(_watch, node)
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                with contextlib.suppress(trio.WouldBlock):  # a look is due anyway
+                    kick.send_nowait(None)
+                continue
+            log.info("shutting down (%s)", signal.Signals(signum).name)
+            nursery.cancel_scope.cancel()
+            break

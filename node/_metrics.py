@@ -83,16 +83,9 @@ class NodeCollector(Collector):
         yield from families.values()
 
 
-async def serve_metrics(
-    registry: CollectorRegistry,
-    host: str,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Answer `GET /metrics` (and `/`) on host:port until cancelled; reports the port."""
-    listeners = await trio.open_tcp_listeners(port, host=host or None)
-    task_status.started(listeners[0].socket.getsockname()[1])
+async def serve_metrics(registry: CollectorRegistry, listeners: list[trio.SocketListener]) -> None:
+    """Answer `GET /metrics` (and `/`) on `listeners` until cancelled. The caller opens
+    them (`trio.open_tcp_listeners`), so a port in use is an error before the node starts."""
 
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:

@@ -38,7 +38,7 @@ from ._datadir import (
     queue_invite,
     require_initialised,
 )
-from ._headless import run_node
+from ._headless import RunError, run_node
 from ._invite import Invite, InviteError, parse_invite
 from ._node import IDENTITY_FILE, Node
 
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dispatch(args)
         except BaseExceptionGroup as group:
             raise _leaf(group) from None
-    except (ConfigError, DataDirError, InviteError, IdentityError, StoreError) as exc:
+    except (ConfigError, DataDirError, InviteError, IdentityError, RunError, StoreError) as exc:
         print(f"rumor: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

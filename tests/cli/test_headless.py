@@ -235,8 +235,22 @@ def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path
         node.process.send_signal(signal.SIGHUP)  # look now (it would within a second anyway)
         wait_for(lambda: f"room joined: {invite.room.hex()[:8]} 'later'" in node.log, "pickup")
         wait_for(lambda: not list((a / "inbox").glob("*.invite")), "inbox emptied")
+
+        # A join goes the same way; an unusable invite in the inbox is dropped with a warning.
+        (a / "inbox" / "0-damaged.invite").write_text("rumor://invite/damaged\n")
+        other = tmp_path / "other"
+        init(other, "--listen", "127.0.0.1:0", "--dht-port", "0")
+        elsewhere = parse_invite(rumor("create", "elsewhere", "--data-dir", other).stdout)
+        joined = rumor("join", elsewhere.to_uri(), "--data-dir", a)
+        assert joined.returncode == 0 and "handed to the node running" in joined.stderr
+        wait_for(lambda: f"room joined: {elsewhere.room.hex()[:8]}" in node.log, "join pickup")
+        assert "0-damaged.invite: unusable invite" in node.log
+        wait_for(lambda: not list((a / "inbox").glob("*.invite")), "inbox emptied")
+        assert node.process.poll() is None
         assert node.stop() == 0, node.log
-    assert [p.name for p in (a / "rooms").glob("*.sqlite3")] == [f"{invite.room.hex()}.sqlite3"]
+    assert sorted(p.name for p in (a / "rooms").glob("*.sqlite3")) == sorted(
+        f"{room.hex()}.sqlite3" for room in (invite.room, elsewhere.room)
+    )
 
 
 # -- bad input -------------------------------------------------------------------------
@@ -264,6 +278,18 @@ def test_unreadable_config_and_uninitialised_dir_give_one_line(tmp_path: Path) -
     (tmp_path / "config.toml").unlink()
     (tmp_path / "config.toml").mkdir()  # unreadable as a file, whoever we run as
     assert "cannot read config file" in one_line_error(rumor("run", "--data-dir", tmp_path))
+
+
+def test_address_in_use_gives_one_line(tmp_path: Path) -> None:
+    init(tmp_path, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        for option, complaint in (("--listen", "cannot start the node"), ("--metrics", "metrics")):
+            done = rumor("run", "--data-dir", tmp_path, option, address)
+            assert complaint in one_line_error(done) and "in use" in done.stderr
+    assert not (tmp_path / "lock").read_text()  # nobody holds it now
 
 
 @pytest.mark.parametrize(
