@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,47 +54,52 @@ def _short(peer_id: bytes) -> str:
 
 
 class Watcher:
-    """Turns successive `NodeStatus` snapshots into log lines (pure: no clock, no IO)."""
+    """Turns successive `NodeStatus` snapshots into log lines (pure: no clock, no IO).
 
-    def __init__(self, first: NodeStatus) -> None:
-        self._last = first
-        self._logged_ops = {room.room_id: room.ops for room in first.rooms}
+    It starts from nothing (no links, no DHT contacts, nothing received), so links and
+    contacts made before the first snapshot are logged too."""
+
+    def __init__(self) -> None:
+        self._links: tuple[bytes, ...] = ()
+        self._contacts = 0
+        self._logged_received: dict[bytes, int] = {}  # per room, as of the last line
         self._logged_at: dict[bytes, float] = {}
 
     def update(self, status: NodeStatus, now: float) -> list[str]:
         lines: list[str] = []
-        before = self._last
         for peer in status.links:
-            if peer not in before.links:
+            if peer not in self._links:
                 lines.append(f"link up: peer {_short(peer)}")
-        for peer in before.links:
+        for peer in self._links:
             if peer not in status.links:
                 lines.append(f"link down: peer {_short(peer)}")
-        if status.dht_contacts and not before.dht_contacts:
-            lines.append(f"DHT reachable: {status.dht_contacts} contacts")
-        elif before.dht_contacts and not status.dht_contacts:
+        contacts = status.dht_contacts or 0
+        if contacts and not self._contacts:
+            lines.append(f"DHT reachable: {contacts} contacts")
+        elif self._contacts and not contacts:
             lines.append("DHT unreachable: no contacts left")
         for room in status.rooms:
-            logged = self._logged_ops.setdefault(room.room_id, room.ops)
-            due = now >= self._logged_at.get(room.room_id, -CAUGHT_UP_EVERY) + CAUGHT_UP_EVERY
-            if room.synced and room.ops != logged and due:
+            # A line when ops came from peers and all is in effect, at most once a while.
+            logged = self._logged_received.get(room.room_id, 0)
+            due = now >= self._logged_at.get(room.room_id, -math.inf) + CAUGHT_UP_EVERY
+            if room.synced and room.received > logged and due:
                 lines.append(
                     f"room {room.room_id.hex()[:8]} caught up: {room.ops} ops "
-                    f"({room.ops - logged:+d}) from {room.authors} authors, "
+                    f"({room.received - logged} more received) from {room.authors} authors, "
                     f"{len(room.peers)} peers"
                 )
-                self._logged_ops[room.room_id] = room.ops
+                self._logged_received[room.room_id] = room.received
                 self._logged_at[room.room_id] = now
-        self._last = status
+        self._links, self._contacts = status.links, contacts
         return lines
 
 
 async def _watch(node: Node) -> None:
-    watcher = Watcher(node.status())
+    watcher = Watcher()
     while True:
-        await trio.sleep(WATCH_INTERVAL)
         for line in watcher.update(node.status(), trio.current_time()):
             log.info("%s", line)
+        await trio.sleep(WATCH_INTERVAL)
 
 
 def _log_joined(room: Room) -> None:

@@ -204,6 +204,8 @@ async def test_two_nodes_sync_and_stop_cleanly_losing_nothing(tmp_path: Path) ->
         with pytest.raises(urllib.error.HTTPError, match="404"):
             scrape(f"http://{metrics}/elsewhere")
         wait_for(lambda: "link up: peer" in node_a.log and "link up: peer" in node_b.log, "logs")
+        wait_for(lambda: "caught up: 7 ops (6 more received)" in node_b.log, "B's catch-up line")
+        assert "DHT reachable" in node_b.log
 
         assert node_a.stop(signal.SIGINT) == 0, node_a.log
         wait_for(lambda: "link down: peer" in node_b.log, "B to see the link go")
@@ -346,23 +348,29 @@ def test_config_round_trips_and_options_override(tmp_path: Path) -> None:
         Config(listen="::1:9")
 
 
-def _status(links: tuple[bytes, ...], contacts: int, ops: int, held: int = 0) -> NodeStatus:
-    room = RoomStatus(b"r" * 32, "general", links, ops, held, 1, 0, 0, 0)
+def _status(
+    links: tuple[bytes, ...], contacts: int, ops: int, received: int, held: int = 0
+) -> NodeStatus:
+    room = RoomStatus(b"r" * 32, "general", links, ops, held, 2, 0, received, 0)
     return NodeStatus(b"p" * 32, "127.0.0.1:1", links, contacts, 0, (room,))
 
 
-def test_watcher_logs_links_dht_and_catch_up_once() -> None:
-    peer = b"\x01" * 32
-    watcher = Watcher(_status((), 0, 1))
-    assert watcher.update(_status((peer,), 3, 1), 0.0) == [
-        f"link up: peer {format_peer_id(peer)[:8]}",
+def test_watcher_logs_links_dht_and_catch_up_at_most_every_10_s() -> None:
+    peer, short = b"\x01" * 32, format_peer_id(b"\x01" * 32)[:8]
+    watcher = Watcher()
+    assert watcher.update(_status((), 0, 1, 0), 0.0) == []  # our own ops: nothing to say
+    assert watcher.update(_status((peer,), 3, 1, 0), 1.0) == [
+        f"link up: peer {short}",
         "DHT reachable: 3 contacts",
     ]
-    assert watcher.update(_status((peer,), 3, 9, held=2), 1.0) == []  # still syncing
-    [line] = watcher.update(_status((peer,), 3, 9), 2.0)
-    assert line.startswith("room 72727272 caught up: 9 ops (+8)")
-    assert watcher.update(_status((peer,), 3, 9), 3.0) == []
-    assert watcher.update(_status((), 0, 9), 4.0) == [
-        f"link down: peer {format_peer_id(peer)[:8]}",
+    assert watcher.update(_status((peer,), 3, 9, 8, held=2), 2.0) == []  # still syncing
+    assert watcher.update(_status((peer,), 3, 9, 8), 3.0) == [
+        "room 72727272 caught up: 9 ops (8 more received) from 2 authors, 1 peers"
+    ]
+    assert watcher.update(_status((peer,), 3, 10, 9), 4.0) == []  # not again so soon
+    [line] = watcher.update(_status((peer,), 3, 10, 9), 13.0)
+    assert "caught up: 10 ops (1 more received)" in line
+    assert watcher.update(_status((), 0, 10, 9), 14.0) == [
+        f"link down: peer {short}",
         "DHT unreachable: no contacts left",
     ]
