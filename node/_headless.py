@@ -4,7 +4,9 @@ The node runs until SIGINT or SIGTERM; then `Node.open`'s block exits, which clo
 links with their closing handshakes and every room's history (each op was durable before
 anyone saw it), so a clean stop loses nothing. Rooms created or joined by other processes
 (`rumor create`, `rumor join`) arrive as invites in the data dir's inbox
-(`node._datadir`): the node looks every `INBOX_POLL` seconds, and at once on SIGHUP.
+(`node._datadir`): the node looks every `INBOX_POLL` seconds. SIGHUP stops the node
+cleanly like SIGINT and SIGTERM: a closed terminal or tmux session must not leave a node
+running unseen (and a reload signal would have nothing to reload: the inbox is polled).
 
 Operator logs go to stderr, one line per event: started, room joined, link up or down,
 DHT reachable or not, a room caught up, shutting down. Links and DHT contacts are seen by
@@ -125,11 +127,10 @@ async def _join_pending(node: Node, data_dir: Path) -> None:
         await trio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
 
 
-async def _inbox_loop(node: Node, data_dir: Path, kicks: trio.MemoryReceiveChannel[None]) -> None:
+async def _inbox_loop(node: Node, data_dir: Path) -> None:
     while True:
         await _join_pending(node, data_dir)
-        with trio.move_on_after(INBOX_POLL):
-            await kicks.receive()
+        await trio.sleep(INBOX_POLL)
 
 
 class RunError(Exception):
@@ -196,14 +197,9 @@ async def _serve(
             nursery.start_soon(serve_metrics, registry, listeners)
             host, port = listeners[0].socket.getsockname()[:2]
             log.info("metrics on http://%s/metrics", _join_host_port(host, port))
-        kick, kicks = trio.open_memory_channel[None](1)
-        nursery.start_soon(_inbox_loop, node, data_dir, kicks)
+        nursery.start_soon(_inbox_loop, node, data_dir)
         nursery.start_soon(_watch, node)
         async for signum in signals:
-            if signum == signal.SIGHUP:
-                with contextlib.suppress(trio.WouldBlock):  # a look is due anyway
-                    kick.send_nowait(None)
-                continue
             log.info("shutting down (%s)", signal.Signals(signum).name)
             nursery.cancel_scope.cancel()
             break

@@ -110,10 +110,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="run the node until SIGINT/SIGTERM",
+        help="run the node until SIGINT, SIGTERM or SIGHUP",
         description="Run the node, joining every room in the data dir. Options override "
-        "config.toml. Rooms created or joined meanwhile are picked up within a second "
-        "(at once on SIGHUP).",
+        "config.toml. Rooms created or joined meanwhile (rumor create/join) are picked up "
+        "within a second. SIGINT, SIGTERM and SIGHUP stop it cleanly.",
     )
     run.add_argument("--data-dir", type=Path, help=data_dir_help)
     _add_node_options(run)

@@ -234,7 +234,6 @@ def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path
         assert "handed to the node running" in created.stderr
         invite = parse_invite(created.stdout)
         assert invite.peers == (address.group(1),)  # the running node's real address
-        node.process.send_signal(signal.SIGHUP)  # look now (it would within a second anyway)
         wait_for(lambda: f"room joined: {invite.room.hex()[:8]} 'later'" in node.log, "pickup")
         wait_for(lambda: not list((a / "inbox").glob("*.invite")), "inbox emptied")
 
@@ -249,7 +248,8 @@ def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path
         assert "0-damaged.invite: unusable invite" in node.log
         wait_for(lambda: not list((a / "inbox").glob("*.invite")), "inbox emptied")
         assert node.process.poll() is None
-        assert node.stop() == 0, node.log
+        assert node.stop(signal.SIGHUP) == 0, node.log  # a closed terminal stops it cleanly
+    assert "shutting down (SIGHUP)" in node.log
     assert sorted(p.name for p in (a / "rooms").glob("*.sqlite3")) == sorted(
         f"{room.hex()}.sqlite3" for room in (invite.room, elsewhere.room)
     )
