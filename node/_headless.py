@@ -21,7 +21,9 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import signal
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
@@ -45,6 +47,7 @@ log = logging.getLogger("rumor")
 INBOX_POLL: Final = 1.0  # seconds between looks at the inbox
 WATCH_INTERVAL: Final = 0.25  # seconds between status snapshots compared for the log
 CAUGHT_UP_EVERY: Final = 10.0  # at most one "caught up" line per room this often
+SHUTDOWN_GRACE: Final = 10.0  # seconds a stop may take (links close in 2 s, workers in 5 s)
 
 
 def _join_host_port(host: str, port: int) -> str:
@@ -133,6 +136,36 @@ async def _inbox_loop(node: Node, data_dir: Path) -> None:
         await trio.sleep(INBOX_POLL)
 
 
+class _Watchdog:
+    """Ends the process if a shutdown does not finish within `grace` seconds.
+
+    A node whose rooms were cancelled in the middle of storing a batch can wait forever
+    in its close (crdt: `History`'s shielded final flush waits for `Store`'s write loop,
+    which the same cancellation already ended). Ops that were committed are safe in
+    SQLite's WAL; what was received but not yet committed is fetched from peers again.
+    A thread, because the wait is shielded from trio's cancellation."""
+
+    def __init__(self, grace: float) -> None:
+        self._timer = threading.Timer(grace, self._give_up, args=(grace,))
+        self._timer.daemon = True
+
+    def arm(self) -> None:
+        self._timer.start()
+
+    def disarm(self) -> None:
+        self._timer.cancel()
+
+    @staticmethod
+    def _give_up(grace: float) -> None:
+        log.error(
+            "shutdown did not finish within %g s; exiting anyway (ops received but not "
+            "yet stored will be fetched from peers again)",
+            grace,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+
 class RunError(Exception):
     """The node cannot start as configured; the message is one line for people."""
 
@@ -149,6 +182,7 @@ async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
                 raise RunError(
                     f"cannot serve metrics on {config.metrics}: {exc.strerror or exc}"
                 ) from None
+        watchdog = _Watchdog(SHUTDOWN_GRACE)
         async with contextlib.AsyncExitStack() as stack:
             try:
                 node = await stack.enter_async_context(
@@ -169,6 +203,8 @@ async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
                 ) from None
             lock.announce(node.address)
             await _serve(node, data_dir, listeners, signals)
+            watchdog.arm()  # from here on, the node closes
+        watchdog.disarm()
         log.info("stopped")
     return 0
 

@@ -22,6 +22,7 @@ import pytest
 from crdt import format_peer_id
 from node import Node, NodeStatus, RoomStatus, parse_invite
 from node._config import Config, ConfigError, load_config, write_config
+from node._datadir import hold_lock
 from node._headless import Watcher
 from node.cli import main
 
@@ -217,6 +218,75 @@ async def test_two_nodes_sync_and_stop_cleanly_losing_nothing(tmp_path: Path) ->
         room = reopened.room(invite.room)
         assert [m.text for m in room.timeline()] == sent
         assert len(room.members()) == 2
+
+
+async def test_sigterm_mid_sync_keeps_what_was_stored_and_a_restart_finishes(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    init(a, "--listen", f"127.0.0.1:{free_port()}", "--dht-port", "0")
+    init(b, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    invite_text = rumor("create", "big", "--data-dir", a).stdout.strip()
+    invite = parse_invite(invite_text)
+    async with Node.open(a, dht_port=None, verify_workers=0) as author:
+        room = author.room(invite.room)
+        for i in range(1000):
+            await room.send(f"message {i}")
+    assert rumor("join", invite_text, "--data-dir", b).returncode == 0
+    total = 1002  # A's JOIN and messages, B's JOIN
+
+    metrics = f"127.0.0.1:{free_port()}"
+    url = f"http://{metrics}/metrics"
+    with running(a):
+        with running(b, "--metrics", metrics) as node_b:
+            wait_for(
+                lambda: (metric(scrape(url), "rumor_room_ops", invite.room.hex()) or 0) > 1,
+                "the first ops",
+            )
+            stored = metric(scrape(url), "rumor_room_ops", invite.room.hex())
+            first_stop = node_b.stop()
+        if first_stop == 0:
+            async with Node.open(b, dht_port=None, verify_workers=0) as reopened:
+                [status] = reopened.status().rooms
+                assert stored is not None and stored <= status.ops <= total
+        else:  # the watchdog ended a close that waited forever (the crdt bug in its docstring)
+            assert first_stop == 1 and "shutdown did not finish within" in node_b.log
+        with running(b, "--metrics", metrics) as node_b:
+            wait_for(
+                lambda: metric(scrape(url), "rumor_room_ops", invite.room.hex()) == total,
+                "the rest after a restart",
+            )
+            assert node_b.stop() == 0, node_b.log
+    if first_stop != 0:
+        pytest.xfail(
+            "crdt: a batch cancelled mid-commit hangs History's final flush (Store's write "
+            "loop is already cancelled); the watchdog ended the process and a restart "
+            "fetched the rest"
+        )
+
+
+def test_an_invite_queued_while_no_node_ran_is_joined_at_start(tmp_path: Path) -> None:
+    """`rumor create` while another process briefly held the data dir queues the room;
+    the next `rumor run` joins it as it starts."""
+    init(tmp_path, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    with hold_lock(tmp_path):
+        created = rumor("create", "queued", "--data-dir", tmp_path)
+    assert created.returncode == 0 and "handed to the node running" in created.stderr
+    assert not list((tmp_path / "rooms").glob("*.sqlite3"))
+    invite = parse_invite(created.stdout)
+    with running(tmp_path) as node:
+        wait_for(lambda: f"room joined: {invite.room.hex()[:8]} 'queued'" in node.log, "join")
+        assert node.stop() == 0
+    assert not list((tmp_path / "inbox").glob("*.invite"))
+
+
+def test_default_data_dir_is_the_platforms(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "node.cli", "init", "--dht-port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rumor" / "config.toml").is_file()
+    assert (tmp_path / "rumor" / "identity.pem").is_file()
 
 
 def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path) -> None:
