@@ -1,12 +1,15 @@
 """`rumor run`: a long-running node with operator logs, an inbox for new rooms, metrics.
 
-The node runs until SIGINT or SIGTERM; then `Node.open`'s block exits, which closes the
-links with their closing handshakes and every room's history (each op was durable before
-anyone saw it), so a clean stop loses nothing. Rooms created or joined by other processes
-(`rumor create`, `rumor join`) arrive as invites in the data dir's inbox
-(`node._datadir`): the node looks every `INBOX_POLL` seconds. SIGHUP stops the node
-cleanly like SIGINT and SIGTERM: a closed terminal or tmux session must not leave a node
-running unseen (and a reload signal would have nothing to reload: the inbox is polled).
+The node runs until SIGINT, SIGTERM or SIGHUP; then `Node.open`'s block exits, which
+closes the links with their closing handshakes and every room's history (ops we author
+are durable before anyone sees them; received ones are committed in batches), so a clean
+stop loses nothing. A stop that takes over `SHUTDOWN_GRACE` seconds is ended by a
+watchdog with exit status 1 (see `_Watchdog` for the one known cause).
+
+Rooms created or joined by other processes (`rumor create`, `rumor join`) arrive as
+invites in the data dir's inbox (`node._datadir`): the node looks every `INBOX_POLL`
+seconds. SIGHUP stops the node like SIGINT and SIGTERM: a closed terminal or tmux session
+must not leave a node running unseen (and a reload signal would have nothing to reload).
 
 Operator logs go to stderr, one line per event: started, room joined, link up or down,
 DHT reachable or not, a room caught up, shutting down. Links and DHT contacts are seen by
@@ -171,7 +174,7 @@ class RunError(Exception):
 
 
 async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
-    """Run the node in `data_dir` until SIGINT or SIGTERM; 0 after a clean stop."""
+    """Run the node in `data_dir` until SIGINT, SIGTERM or SIGHUP; 0 after a clean stop."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         listeners: list[trio.SocketListener] = []
         if config.metrics:

@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     data_dir_help = f"the node's data dir (default: {default_data_dir()})"
 
     init = commands.add_parser("init", help="create the identity and config file")
-    init.add_argument("--data-dir", type=Path, help=data_dir_help)
+    init.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
     _add_node_options(init)
 
     run = commands.add_parser(
@@ -115,16 +115,16 @@ def _parser() -> argparse.ArgumentParser:
         "config.toml. Rooms created or joined meanwhile (rumor create/join) are picked up "
         "within a second. SIGINT, SIGTERM and SIGHUP stop it cleanly.",
     )
-    run.add_argument("--data-dir", type=Path, help=data_dir_help)
+    run.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
     _add_node_options(run)
 
     create = commands.add_parser("create", help="create a room and print its invite")
     create.add_argument("name", metavar="NAME", help="the room's name (local to each member)")
-    create.add_argument("--data-dir", type=Path, help=data_dir_help)
+    create.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
 
     join = commands.add_parser("join", help="join the room an invite names")
     join.add_argument("invite", metavar="INVITE", help="a rumor://invite/... URI")
-    join.add_argument("--data-dir", type=Path, help=data_dir_help)
+    join.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
 
     demo = commands.add_parser(
         "demo", help="two replicas of one room write apart, sync, and converge"
