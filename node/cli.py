@@ -1,14 +1,24 @@
 """The `rumor` command line.
 
-Until the peer network lands, `rumor demo` shows the replicated history at work: two
-people write in the same room while apart, then their nodes sync, and both end up showing
-the same room. Bad arguments give one line on stderr and exit status 2, never a traceback.
+    rumor init    create the identity and config.toml in the data dir
+    rumor run     a long-running headless node (`node._headless`)
+    rumor create  create a room and print its invite
+    rumor join    store the room an invite names
+    rumor demo    two replicas of one room write apart, sync, and converge
+
+`create` and `join` store the room themselves when no node runs on the data dir; while a
+`rumor run` holds the data dir's lock they hand the invite to it through the data dir's
+inbox instead (`node._datadir`), so two processes never open the same room. Bad
+arguments, a bad invite, a bad config file or an unusable data dir give one line on
+stderr and a non-zero exit (2 for usage, 1 for the rest), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
+import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -17,7 +27,20 @@ from typing import NoReturn
 
 import trio
 
-from crdt import History, Identity, Kind, Message, StoreError, Verifier
+from crdt import History, Identity, IdentityError, Kind, Message, StoreError, Verifier
+
+from ._config import CONFIG_FILE, Config, ConfigError, load_config, parse_host_port, write_config
+from ._datadir import (
+    DataDirError,
+    LockHeld,
+    default_data_dir,
+    hold_lock,
+    queue_invite,
+    require_initialised,
+)
+from ._headless import RunError, run_node
+from ._invite import Invite, InviteError, parse_invite
+from ._node import IDENTITY_FILE, Node
 
 __all__ = ["main"]
 
@@ -27,10 +50,82 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _address(text: str) -> str:
+    try:
+        return parse_host_port(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return int(text)
+
+
+def _add_node_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        type=_address,
+        metavar="HOST:PORT",
+        help="accept links from peers here (TCP; port 0: any free port)",
+    )
+    parser.add_argument(
+        "--advertise",
+        type=_address,
+        metavar="HOST:PORT",
+        help="the address put in invites and DHT records",
+    )
+    parser.add_argument(
+        "--dht-port",
+        type=_port,
+        metavar="N",
+        help="UDP port of the DHT node, on the listen host (0: any free port)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=_address,
+        nargs="+",
+        action="extend",
+        metavar="HOST:PORT",
+        help="DHT nodes to join through",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rumor", description="A self-hosted peer-to-peer chat node.")
     parser.add_argument("--version", action="version", version="rumor 0.1.0")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    data_dir_help = f"the node's data dir (default: {default_data_dir()})"
+
+    init = commands.add_parser("init", help="create the identity and config file")
+    init.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    _add_node_options(init)
+
+    run = commands.add_parser(
+        "run",
+        help="run the node until SIGINT, SIGTERM or SIGHUP",
+        description="Run the node, joining every room in the data dir. Options override "
+        "config.toml. Rooms created or joined meanwhile (rumor create/join) are picked up "
+        "within a second. SIGINT, SIGTERM and SIGHUP stop it cleanly.",
+    )
+    run.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    _add_node_options(run)
+
+    create = commands.add_parser("create", help="create a room and print its invite")
+    create.add_argument("name", metavar="NAME", help="the room's name (local to each member)")
+    create.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    join = commands.add_parser("join", help="join the room an invite names")
+    join.add_argument("invite", metavar="INVITE", help="a rumor://invite/... URI")
+    join.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
     demo = commands.add_parser(
         "demo", help="two replicas of one room write apart, sync, and converge"
     )
@@ -40,21 +135,118 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _leaf(error: BaseException) -> BaseException:
+    """The one error inside nested single-error groups (trio nurseries wrap errors)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
         return 0
     try:
-        if args.data_dir is not None:
-            return trio.run(_demo, args.data_dir)
-        with tempfile.TemporaryDirectory(prefix="rumor-demo-") as tmp:
-            return trio.run(_demo, Path(tmp))
-    except (StoreError, OSError) as exc:
+        try:
+            return _dispatch(args)
+        except BaseExceptionGroup as group:
+            raise _leaf(group) from None
+    except (ConfigError, DataDirError, InviteError, IdentityError, RunError, StoreError) as exc:
+        print(f"rumor: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
         print(f"rumor: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        if args.data_dir is not None:
+            return trio.run(_demo, args.data_dir)
+        with tempfile.TemporaryDirectory(prefix="rumor-demo-") as tmp:
+            return trio.run(_demo, Path(tmp))
+    data_dir: Path = args.data_dir if args.data_dir is not None else default_data_dir()
+    if args.command == "init":
+        return _init(data_dir, args)
+    require_initialised(data_dir)
+    config = load_config(data_dir / CONFIG_FILE)
+    if args.command == "run":
+        return _run(data_dir, config.override(**_node_options(args)))
+    if args.command == "create":
+        room = Invite(secrets.token_bytes(32), secrets.token_bytes(32), args.name)
+        return _deliver(data_dir, config, room, announce=True)
+    return _deliver(data_dir, config, parse_invite(args.invite), announce=False)
+
+
+def _node_options(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "listen": args.listen,
+        "advertise": args.advertise,
+        "dht_port": args.dht_port,
+        "bootstrap": args.bootstrap,
+        "metrics": args.metrics,
+    }
+
+
+def _init(data_dir: Path, args: argparse.Namespace) -> int:
+    config_path = data_dir / CONFIG_FILE
+    if config_path.exists():
+        raise DataDirError(f"{data_dir} is already initialised; nothing changed")
+    config = Config().override(**_node_options(args))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # An identity already there (a data dir the TUI or an embedder made) is kept.
+    identity = Identity.load_or_create(data_dir / IDENTITY_FILE)
+    write_config(config_path, config)
+    print(identity.peer_id_text)
+    print(f"rumor: initialised {data_dir}; settings in {config_path}", file=sys.stderr)
+    return 0
+
+
+def _run(data_dir: Path, config: Config) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    with hold_lock(data_dir) as lock:
+        return trio.run(run_node, data_dir, config, lock)
+
+
+def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) -> int:
+    """Store the room of `invite` (through the running node, if there is one); print the
+    invite for others if `announce`, else what happened."""
+    try:
+        with hold_lock(data_dir):
+            trio.run(_store_room, data_dir, invite)
+            running = None
+    except LockHeld as held:
+        queue_invite(data_dir, invite.to_uri())
+        running = held.holder
+    if announce:
+        # The running node's address if it told us, else the configured one.
+        address = running.address if running and running.address else config.invite_address
+        peers = (address,) if address else ()
+        print(Invite(invite.room, invite.secret, invite.name, peers).to_uri())
+    elif running is None:
+        print(f"joined room {invite.room.hex()[:8]} {invite.name!r}")
+    if running is not None:
+        pid = f" (pid {running.pid})" if running.pid else ""
+        print(
+            f"rumor: handed to the node running on {data_dir}{pid}; it joins the room "
+            "within a second",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _store_room(data_dir: Path, invite: Invite) -> None:
+    # No DHT and loopback only: this node lives just long enough to store the room.
+    async with Node.open(data_dir, listen="127.0.0.1:0", dht_port=None, verify_workers=0) as node:
+        await node.join(invite)
 
 
 async def _demo(data_dir: Path) -> int:

@@ -1,0 +1,446 @@
+"""The headless node as an operator runs it: `rumor init/create/join/run` as real processes
+on loopback. Every wait polls a condition until a deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from crdt import format_peer_id
+from node import Node, NodeStatus, RoomStatus, parse_invite
+from node._config import Config, ConfigError, load_config, write_config
+from node._datadir import hold_lock
+from node._headless import Watcher
+from node.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 20.0  # seconds any one condition may take to come true
+POLL = 0.05
+
+
+def rumor(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(POLL)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The stderr of a failed command, checked to be one line and no traceback."""
+    assert done.returncode != 0, done.stdout
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("rumor"), done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stderr
+
+
+class Running:
+    """A `rumor run` process; its log (stderr) goes to a file we can poll."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "run", "--data-dir", str(data_dir), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_started(self) -> None:
+        wait_for(lambda: "started: peer" in self.log or self.process.poll() is not None, "start")
+        assert self.process.poll() is None, self.log
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=DEADLINE)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(data_dir: Path, *args: str) -> Iterator[Running]:
+    node = Running(data_dir, *args)
+    try:
+        node.wait_started()
+        yield node
+    finally:
+        node.kill()  # a no-op after a clean stop; a failed test leaves no process behind
+
+
+def init(data_dir: Path, *args: str) -> None:
+    """Initialise in-process: fast, and `rumor init` itself is tested as a process."""
+    assert main(["init", "--data-dir", str(data_dir), *args]) == 0
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return str(response.read().decode())
+
+
+def metric(text: str, name: str, room: str | None = None) -> float | None:
+    label = "" if room is None else re.escape(f'{{room="{room[:16]}"}}')
+    found = re.search(rf"^{name}{label} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+# -- init, create, join ----------------------------------------------------------------
+
+
+def test_init_create_join_round_trip(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    done = rumor("init", "--data-dir", a, "--listen", "127.0.0.1:7391", "--dht-port", "0")
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"[a-z2-7]{52}\n", done.stdout)
+    config = tomllib.loads((a / "config.toml").read_text())
+    assert config["listen"] == "127.0.0.1:7391" and config["dht_port"] == 0
+    assert (a / "identity.pem").stat().st_mode & 0o077 == 0
+
+    again = rumor("init", "--data-dir", a)
+    assert "already initialised" in one_line_error(again)
+    assert tomllib.loads((a / "config.toml").read_text()) == config  # untouched
+
+    created = rumor("create", "general", "--data-dir", a)
+    assert created.returncode == 0, created.stderr
+    invite = parse_invite(created.stdout)
+    assert invite.name == "general"
+    assert invite.peers == ("127.0.0.1:7391",)  # the configured address: no node runs
+    assert [p.name for p in (a / "rooms").glob("*.sqlite3")] == [f"{invite.room.hex()}.sqlite3"]
+
+    init(b)
+    for _ in range(2):  # joining twice is harmless
+        joined = rumor("join", created.stdout.strip(), "--data-dir", b)
+        assert joined.returncode == 0, joined.stderr
+        assert invite.room.hex()[:8] in joined.stdout
+    assert [p.name for p in (b / "rooms").glob("*.sqlite3")] == [f"{invite.room.hex()}.sqlite3"]
+
+
+# -- running nodes ---------------------------------------------------------------------
+
+
+async def test_two_nodes_sync_and_stop_cleanly_losing_nothing(tmp_path: Path) -> None:
+    """A's messages are written with the Node library on A's data dir before A runs;
+    B joins A's invite; both run; B ends up holding them, and keeps them after SIGTERM."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a_dht = free_port(socket.SOCK_DGRAM)
+    init(a, "--listen", f"127.0.0.1:{free_port()}", "--dht-port", str(a_dht))
+    init(b, "--listen", "127.0.0.1:0", "--dht-port", "0", "--bootstrap", f"127.0.0.1:{a_dht}")
+    invite_text = rumor("create", "general", "--data-dir", a).stdout.strip()
+    invite = parse_invite(invite_text)
+    sent = [f"message {i}" for i in range(5)]
+    async with Node.open(a, dht_port=None, verify_workers=0) as author:
+        room = author.room(invite.room)
+        for text in sent:
+            await room.send(text)
+    assert rumor("join", invite_text, "--data-dir", b).returncode == 0
+
+    metrics = f"127.0.0.1:{free_port()}"
+    with running(a) as node_a, running(b, "--metrics", metrics) as node_b:
+        url = f"http://{metrics}/metrics"
+        # A: JOIN and five messages; B: its JOIN.
+        wait_for(lambda: metric(scrape(url), "rumor_room_ops", invite.room.hex()) == 7, "sync")
+        text = scrape(url)
+        for name in (
+            "rumor_links",
+            "rumor_dht_contacts",
+            "rumor_rooms",
+            "rumor_room_peers",
+            "rumor_room_ops",
+            "rumor_room_sync_lag_ops",
+            "rumor_room_ops_received_total",
+            "rumor_room_penalties_total",
+            "rumor_room_refusals_total",
+        ):
+            assert re.search(rf"^# TYPE {name} (gauge|counter)$", text, re.MULTILINE), name
+        assert metric(text, "rumor_links") == 1
+        assert metric(text, "rumor_rooms") == 1
+        assert metric(text, "rumor_room_sync_lag_ops", invite.room.hex()) == 0
+        received = metric(text, "rumor_room_ops_received_total", invite.room.hex())
+        assert received is not None and received >= 6
+        wait_for(lambda: (metric(scrape(url), "rumor_dht_contacts") or 0) >= 1, "DHT contact")
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            scrape(f"http://{metrics}/elsewhere")
+        wait_for(lambda: "link up: peer" in node_a.log and "link up: peer" in node_b.log, "logs")
+        wait_for(lambda: "caught up: 7 ops (6 more received)" in node_b.log, "B's catch-up line")
+        assert "DHT reachable" in node_b.log
+
+        assert node_a.stop(signal.SIGINT) == 0, node_a.log
+        wait_for(lambda: "link down: peer" in node_b.log, "B to see the link go")
+        assert node_b.stop(signal.SIGTERM) == 0, node_b.log
+    assert node_a.log.rstrip().endswith("stopped") and "shutting down (SIGINT)" in node_a.log
+    assert "shutting down (SIGTERM)" in node_b.log and "Traceback" not in node_b.log
+
+    async with Node.open(b, dht_port=None, verify_workers=0) as reopened:
+        room = reopened.room(invite.room)
+        assert [m.text for m in room.timeline()] == sent
+        assert len(room.members()) == 2
+
+
+async def test_sigterm_mid_sync_keeps_what_was_stored_and_a_restart_finishes(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    init(a, "--listen", f"127.0.0.1:{free_port()}", "--dht-port", "0")
+    init(b, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    invite_text = rumor("create", "big", "--data-dir", a).stdout.strip()
+    invite = parse_invite(invite_text)
+    async with Node.open(a, dht_port=None, verify_workers=0) as author:
+        room = author.room(invite.room)
+        for i in range(1000):
+            await room.send(f"message {i}")
+    assert rumor("join", invite_text, "--data-dir", b).returncode == 0
+    total = 1002  # A's JOIN and messages, B's JOIN
+
+    metrics = f"127.0.0.1:{free_port()}"
+    url = f"http://{metrics}/metrics"
+    with running(a):
+        with running(b, "--metrics", metrics) as node_b:
+            wait_for(
+                lambda: (metric(scrape(url), "rumor_room_ops", invite.room.hex()) or 0) > 1,
+                "the first ops",
+            )
+            stored = metric(scrape(url), "rumor_room_ops", invite.room.hex())
+            first_stop = node_b.stop()
+        if first_stop == 0:
+            async with Node.open(b, dht_port=None, verify_workers=0) as reopened:
+                [status] = reopened.status().rooms
+                assert stored is not None and stored <= status.ops <= total
+        else:  # the watchdog ended a close that waited forever (the crdt bug in its docstring)
+            assert first_stop == 1 and "shutdown did not finish within" in node_b.log
+        with running(b, "--metrics", metrics) as node_b:
+            wait_for(
+                lambda: metric(scrape(url), "rumor_room_ops", invite.room.hex()) == total,
+                "the rest after a restart",
+            )
+            assert node_b.stop() == 0, node_b.log
+    if first_stop != 0:
+        pytest.xfail(
+            "crdt: a batch cancelled mid-commit hangs History's final flush (Store's write "
+            "loop is already cancelled); the watchdog ended the process and a restart "
+            "fetched the rest"
+        )
+
+
+def test_an_invite_queued_while_no_node_ran_is_joined_at_start(tmp_path: Path) -> None:
+    """`rumor create` while another process briefly held the data dir queues the room;
+    the next `rumor run` joins it as it starts."""
+    init(tmp_path, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    with hold_lock(tmp_path):
+        created = rumor("create", "queued", "--data-dir", tmp_path)
+    assert created.returncode == 0 and "handed to the node running" in created.stderr
+    assert not list((tmp_path / "rooms").glob("*.sqlite3"))
+    invite = parse_invite(created.stdout)
+    with running(tmp_path) as node:
+        wait_for(lambda: f"room joined: {invite.room.hex()[:8]} 'queued'" in node.log, "join")
+        assert node.stop() == 0
+    assert not list((tmp_path / "inbox").glob("*.invite"))
+
+
+def test_default_data_dir_is_the_platforms(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "node.cli", "init", "--dht-port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rumor" / "config.toml").is_file()
+    assert (tmp_path / "rumor" / "identity.pem").is_file()
+
+
+def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    init(a, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    with running(a) as node:
+        address = re.search(r"links on (\S+),", node.log)
+        assert address is not None
+
+        second = rumor("run", "--data-dir", a)
+        assert f"in use by another rumor process (pid {node.process.pid})" in one_line_error(second)
+
+        created = rumor("create", "later", "--data-dir", a)
+        assert created.returncode == 0, created.stderr
+        assert "handed to the node running" in created.stderr
+        invite = parse_invite(created.stdout)
+        assert invite.peers == (address.group(1),)  # the running node's real address
+        wait_for(lambda: f"room joined: {invite.room.hex()[:8]} 'later'" in node.log, "pickup")
+        wait_for(lambda: not list((a / "inbox").glob("*.invite")), "inbox emptied")
+
+        # A join goes the same way; an unusable invite in the inbox is dropped with a warning.
+        (a / "inbox" / "0-damaged.invite").write_text("rumor://invite/damaged\n")
+        other = tmp_path / "other"
+        init(other, "--listen", "127.0.0.1:0", "--dht-port", "0")
+        elsewhere = parse_invite(rumor("create", "elsewhere", "--data-dir", other).stdout)
+        joined = rumor("join", elsewhere.to_uri(), "--data-dir", a)
+        assert joined.returncode == 0 and "handed to the node running" in joined.stderr
+        wait_for(lambda: f"room joined: {elsewhere.room.hex()[:8]}" in node.log, "join pickup")
+        assert "0-damaged.invite: unusable invite" in node.log
+        wait_for(lambda: not list((a / "inbox").glob("*.invite")), "inbox emptied")
+        assert node.process.poll() is None
+        assert node.stop(signal.SIGHUP) == 0, node.log  # a closed terminal stops it cleanly
+    assert "shutting down (SIGHUP)" in node.log
+    assert sorted(p.name for p in (a / "rooms").glob("*.sqlite3")) == sorted(
+        f"{room.hex()}.sqlite3" for room in (invite.room, elsewhere.room)
+    )
+
+
+# -- bad input -------------------------------------------------------------------------
+
+BAD_CONFIGS = {
+    "not TOML": "listen = \n",
+    "unknown key": 'listne = "127.0.0.1:1"\n',
+    "wrong type": 'dht_port = "7340"\n',
+    "bad address": 'listen = "nowhere"\n',
+    "bad bootstrap": 'bootstrap = ["127.0.0.1"]\n',
+    "port out of range": "dht_port = 70000\n",
+}
+
+
+@pytest.mark.parametrize("problem", BAD_CONFIGS)
+def test_bad_config_gives_one_line(tmp_path: Path, problem: str) -> None:
+    init(tmp_path)
+    (tmp_path / "config.toml").write_text(BAD_CONFIGS[problem])
+    assert "config file" in one_line_error(rumor("run", "--data-dir", tmp_path))
+
+
+def test_unreadable_config_and_uninitialised_dir_give_one_line(tmp_path: Path) -> None:
+    assert "not a rumor data dir" in one_line_error(rumor("create", "x", "--data-dir", tmp_path))
+    init(tmp_path)
+    (tmp_path / "config.toml").unlink()
+    (tmp_path / "config.toml").mkdir()  # unreadable as a file, whoever we run as
+    assert "cannot read config file" in one_line_error(rumor("run", "--data-dir", tmp_path))
+
+
+def test_address_in_use_gives_one_line(tmp_path: Path) -> None:
+    init(tmp_path, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        for option, complaint in (("--listen", "cannot start the node"), ("--metrics", "metrics")):
+            done = rumor("run", "--data-dir", tmp_path, option, address)
+            assert complaint in one_line_error(done) and "in use" in done.stderr
+    assert not (tmp_path / "lock").read_text()  # nobody holds it now
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--listen", "nope"],
+        ["run", "--dht-port", "http"],
+        ["run", "--bootstrap"],
+        ["create"],
+        ["join"],
+        ["init", "--metrics", "127.0.0.1:99999"],
+    ],
+)
+def test_bad_arguments_give_one_line_and_status_2(tmp_path: Path, args: list[str]) -> None:
+    done = rumor(*args, "--data-dir", tmp_path)
+    assert done.returncode == 2
+    one_line_error(done)
+
+
+@pytest.mark.parametrize(
+    ("invite", "complaint"),
+    [
+        ("hello", "starts with rumor://invite/"),
+        ("rumor://invite/abc", "damaged"),
+        ("rumor://invite/" + "a" * 40, "damaged"),
+    ],
+)
+def test_bad_invite_gives_one_line(tmp_path: Path, invite: str, complaint: str) -> None:
+    init(tmp_path)
+    done = rumor("join", invite, "--data-dir", tmp_path)
+    assert done.returncode == 1
+    assert complaint in one_line_error(done)
+    assert not list((tmp_path / "rooms").glob("*.sqlite3"))
+
+
+def test_bad_room_name_gives_one_line(tmp_path: Path) -> None:
+    init(tmp_path)
+    assert "room name" in one_line_error(rumor("create", "x" * 100, "--data-dir", tmp_path))
+
+
+# -- the pieces, in-process ------------------------------------------------------------
+
+
+def test_config_round_trips_and_options_override(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    config = Config(listen="[::1]:9", bootstrap=("10.0.0.1:7340", "h:1"), metrics="0.0.0.0:9")
+    write_config(path, config)
+    assert load_config(path) == config
+    assert config.override(listen="1.2.3.4:5", bootstrap=None).listen == "1.2.3.4:5"
+    assert config.override(bootstrap=["h:2"]).bootstrap == ("h:2",)
+    assert Config(listen="0.0.0.0:7340").invite_address == "127.0.0.1:7340"
+    assert Config(listen="127.0.0.1:0").invite_address is None
+    with pytest.raises(ConfigError, match="brackets"):
+        Config(listen="::1:9")
+
+
+def _status(
+    links: tuple[bytes, ...], contacts: int, ops: int, received: int, held: int = 0
+) -> NodeStatus:
+    room = RoomStatus(b"r" * 32, "general", links, ops, held, 2, 0, received, 0)
+    return NodeStatus(b"p" * 32, "127.0.0.1:1", links, contacts, 0, (room,))
+
+
+def test_watcher_logs_links_dht_and_catch_up_at_most_every_10_s() -> None:
+    peer, short = b"\x01" * 32, format_peer_id(b"\x01" * 32)[:8]
+    watcher = Watcher()
+    assert watcher.update(_status((), 0, 1, 0), 0.0) == []  # our own ops: nothing to say
+    assert watcher.update(_status((peer,), 3, 1, 0), 1.0) == [
+        f"link up: peer {short}",
+        "DHT reachable: 3 contacts",
+    ]
+    assert watcher.update(_status((peer,), 3, 9, 8, held=2), 2.0) == []  # still syncing
+    assert watcher.update(_status((peer,), 3, 9, 8), 3.0) == [
+        "room 72727272 caught up: 9 ops (8 more received) from 2 authors, 1 peers"
+    ]
+    assert watcher.update(_status((peer,), 3, 10, 9), 4.0) == []  # not again so soon
+    [line] = watcher.update(_status((peer,), 3, 10, 9), 13.0)
+    assert "caught up: 10 ops (1 more received)" in line
+    assert watcher.update(_status((), 0, 10, 9), 14.0) == [
+        f"link down: peer {short}",
+        "DHT unreachable: no contacts left",
+    ]
