@@ -4,7 +4,7 @@ The node runs until SIGINT, SIGTERM or SIGHUP; then `Node.open`'s block exits, w
 closes the links with their closing handshakes and every room's history (ops we author
 are durable before anyone sees them; received ones are committed in batches), so a clean
 stop loses nothing. A stop that takes over `SHUTDOWN_GRACE` seconds is ended by a
-watchdog with exit status 1 (see `_Watchdog` for the one known cause).
+watchdog with exit status 1, a safety net for shutdowns that hang.
 
 Rooms created or joined by other processes (`rumor create`, `rumor join`) arrive as
 invites in the data dir's inbox (`node._datadir`): the node looks every `INBOX_POLL`
@@ -142,11 +142,10 @@ async def _inbox_loop(node: Node, data_dir: Path) -> None:
 class _Watchdog:
     """Ends the process if a shutdown does not finish within `grace` seconds.
 
-    A node whose rooms were cancelled in the middle of storing a batch can wait forever
-    in its close (crdt: `History`'s shielded final flush waits for `Store`'s write loop,
-    which the same cancellation already ended). Ops that were committed are safe in
-    SQLite's WAL; what was received but not yet committed is fetched from peers again.
-    A thread, because the wait is shielded from trio's cancellation."""
+    A safety net: closing waits in shielded scopes (a history saving its last batch), and
+    a bug there must not leave an operator's node hanging. Ops that were committed are
+    safe in SQLite's WAL; what was received but not yet committed is fetched from peers
+    again. A thread, because the waits it guards are shielded from trio's cancellation."""
 
     def __init__(self, grace: float) -> None:
         self._timer = threading.Timer(grace, self._give_up, args=(grace,))
