@@ -56,9 +56,14 @@ class NodeCollector(Collector):
             "authors": GaugeMetricFamily(
                 "rumor_room_authors", "Authors seen in the room.", labels=labels
             ),
-            "held": GaugeMetricFamily(
+            "behind": GaugeMetricFamily(
                 "rumor_room_sync_lag_ops",
-                "Ops held waiting for an op not yet received (sync lag).",
+                "Ops that linked peers' version vectors show this node lacks (sync lag).",
+                labels=labels,
+            ),
+            "held": GaugeMetricFamily(
+                "rumor_room_held_ops",
+                "Ops stored but waiting for an op not yet received.",
                 labels=labels,
             ),
             "ingesting": GaugeMetricFamily(

@@ -107,6 +107,7 @@ class RoomStatus:
     peers: tuple[bytes, ...]  # peers whose link is authorised for the room and up
     ops: int  # ops stored (in effect or held)
     held: int  # of those, waiting for an op we lack: still syncing
+    behind: int  # ops our peers' version vectors show that we lack: the sync lag
     authors: int
     ingesting: int  # batches from peers being verified and stored right now
     received: int  # op wire forms received from peers so far
@@ -114,8 +115,8 @@ class RoomStatus:
 
     @property
     def synced(self) -> bool:
-        """Nothing held, nothing being ingested: all we know of is in effect."""
-        return self.held == 0 and self.ingesting == 0
+        """Nothing held, nothing being ingested, nothing a peer has that we lack."""
+        return self.held == 0 and self.ingesting == 0 and self.behind == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +257,7 @@ class _RoomDriver:
             peers=tuple(self.links),
             ops=len(replica),
             held=replica.held_count,
+            behind=self.core.behind(),
             authors=len(replica.version_vector()),
             ingesting=self.ingesting,
             received=self.core.stats.ops_received,

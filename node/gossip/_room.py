@@ -230,6 +230,18 @@ class RoomGossip:
         """Our batches `peer` has not acknowledged yet."""
         return len(self._peers[peer].outstanding)
 
+    def behind(self) -> int:
+        """Sync lag: how many ops our linked peers' version vectors show that we lack."""
+        ahead: dict[bytes, int] = {}
+        for peer in self._peers.values():
+            for author, seq in peer.have.items():
+                if seq > ahead.get(author, 0):
+                    ahead[author] = seq
+        if not ahead:
+            return 0
+        ours = self.source.version_vector()
+        return sum(max(0, seq - ours.get(author, 0)) for author, seq in ahead.items())
+
     def next_timer(self) -> float | None:
         """When `handle_timer` must next be called (None: only after another event)."""
         times = [p.next_sync for p in self._peers.values()]

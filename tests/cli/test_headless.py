@@ -191,6 +191,7 @@ async def test_two_nodes_sync_and_stop_cleanly_losing_nothing(tmp_path: Path) ->
             "rumor_room_peers",
             "rumor_room_ops",
             "rumor_room_sync_lag_ops",
+            "rumor_room_held_ops",
             "rumor_room_ops_received_total",
             "rumor_room_penalties_total",
             "rumor_room_refusals_total",
@@ -413,7 +414,7 @@ def test_config_round_trips_and_options_override(tmp_path: Path) -> None:
 def _status(
     links: tuple[bytes, ...], contacts: int, ops: int, received: int, held: int = 0
 ) -> NodeStatus:
-    room = RoomStatus(b"r" * 32, "general", links, ops, held, 2, 0, received, 0)
+    room = RoomStatus(b"r" * 32, "general", links, ops, held, 0, 2, 0, received, 0)
     return NodeStatus(b"p" * 32, "127.0.0.1:1", links, contacts, 0, (room,))
 
 

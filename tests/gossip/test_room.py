@@ -442,3 +442,30 @@ def test_no_bytes_from_a_peer_make_the_core_raise(frames: list[bytes]) -> None:
             assert len(penalties) <= 1
             assert (A in core.peers) is (not penalties)
     assert B in core.peers  # one peer's garbage never costs another's link
+
+
+def test_behind_counts_what_peers_vectors_show_we_lack() -> None:
+    """The sync lag: ops a linked peer's version vector shows that we lack."""
+    import random as _random
+
+    from crdt import Identity, Replica
+    from node.gossip import RoomGossip
+    from node.gossip._wire import Hello, Vector, encode_message
+
+    room = bytes(32)
+    ours, theirs = Replica(room), Replica(room, identity=Identity.from_seed(b"\x07" * 32))
+    for i in range(5):
+        theirs.admit(theirs.new_message(f"m{i}", now_ms=1_000 + i))
+    core = RoomGossip(ours, rng=_random.Random(1))
+    peer = b"\x09" * 32
+    assert core.behind() == 0
+    core.peer_up(peer, 0.0)
+    core.receive(peer, encode_message(Hello(1, 4, 60 * 1024)), 0.0)
+    vector = tuple(theirs.version_vector().items())
+    core.receive(peer, encode_message(Vector(False, False, vector)), 0.0)
+    assert core.behind() == 5
+    for op in theirs.missing_for({})[:2]:
+        ours.apply(op.data)
+    assert core.behind() == 3
+    core.peer_down(peer, 1.0)
+    assert core.behind() == 0
