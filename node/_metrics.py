@@ -79,13 +79,27 @@ class NodeCollector(Collector):
                 "Peers cut off for misbehaving in the room.",
                 labels=labels,
             ),
+            "sent": CounterMetricFamily(
+                "rumor_room_ops_sent", "Op wire forms sent to peers.", labels=labels
+            ),
+            "duplicates": CounterMetricFamily(
+                "rumor_room_ops_duplicate", "Received ops already held.", labels=labels
+            ),
         }
+        rejected = CounterMetricFamily(
+            "rumor_room_ops_rejected",
+            "Received ops refused by verification, by reason.",
+            labels=["room", "reason"],
+        )
         for room in status.rooms:
             label = [room.room_id.hex()[:16]]
             for field, family in families.items():
                 value = getattr(room, field)
                 family.add_metric(label, len(value) if isinstance(value, tuple) else value)
+            for reason, count in room.rejected:
+                rejected.add_metric([*label, reason], count)
         yield from families.values()
+        yield rejected
 
 
 async def serve_metrics(registry: CollectorRegistry, listeners: list[trio.SocketListener]) -> None:

@@ -112,6 +112,9 @@ class RoomStatus:
     ingesting: int  # batches from peers being verified and stored right now
     received: int  # op wire forms received from peers so far
     penalties: int  # peers cut off for misbehaving in this room
+    sent: int = 0  # op wire forms sent to peers
+    duplicates: int = 0  # received ops we already had
+    rejected: tuple[tuple[str, int], ...] = ()  # received ops refused, by reason, sorted
 
     @property
     def synced(self) -> bool:
@@ -211,6 +214,7 @@ class _RoomDriver:
         self.core = core
         self.links: dict[bytes, _LinkHandle] = {}  # peers up in the core
         self.ingesting = 0
+        self.rejected: dict[str, int] = {}  # received ops refused by crdt/, by reason
         # Cancelled to stop the room's task before its history closes, so that the
         # store's writer still runs while the history saves what ingests left unsaved.
         self.scope = trio.CancelScope()
@@ -262,6 +266,9 @@ class _RoomDriver:
             ingesting=self.ingesting,
             received=self.core.stats.ops_received,
             penalties=self.core.stats.penalties,
+            sent=self.core.stats.ops_sent,
+            duplicates=self.core.stats.duplicates,
+            rejected=tuple(sorted(self.rejected.items())),
         )
 
     # -- the room task -----------------------------------------------------------------
@@ -290,6 +297,8 @@ class _RoomDriver:
             return core.authored(item.op, now)
         if isinstance(item, _Ingested):
             self.ingesting -= 1
+            for reason, count in item.report.rejected.items():
+                self.rejected[reason.value] = self.rejected.get(reason.value, 0) + count
             self._publish(item.report.changes)
             return core.ingested(item.token, item.report, now)
         peer = item.handle.peer_id

@@ -193,6 +193,9 @@ async def test_two_nodes_sync_and_stop_cleanly_losing_nothing(tmp_path: Path) ->
             "rumor_room_sync_lag_ops",
             "rumor_room_held_ops",
             "rumor_room_ops_received_total",
+            "rumor_room_ops_sent_total",
+            "rumor_room_ops_duplicate_total",
+            "rumor_room_ops_rejected_total",
             "rumor_room_penalties_total",
             "rumor_room_refusals_total",
         ):

@@ -67,6 +67,9 @@ async def test_misbehaving_member_is_cut_off_and_nothing_is_lost(
             await wait_until(lambda: a.status().links == ())
             status = a.status().rooms[0]
             assert status.penalties == 1
+            # Only a batch that reached verification shows among the refusals.
+            expected = (("bad_signature", 1),) if attack is bad_signature else ()
+            assert status.rejected == expected
             assert ra.timeline() == before and status.ops == ops_before
             assert mallory.peer_id not in ra.members()
             # And A keeps serving: an honest member joins and gets everything.
