@@ -67,18 +67,25 @@ async def fill_room(data_dir: Path, room: bytes, ops: list[bytes]) -> None:
         assert await history.store.count() == len(ops)
 
 
-def child_serve(data_dir: str) -> None:
+def child_serve(data_dir: str, profile_to: str | None) -> None:
     """Run in a fresh process: open node A, print its room's invite, serve until stdin
-    closes."""
+    closes (profiled from the invite on, when `profile_to` names a file for the stats)."""
+    profiler = cProfile.Profile() if profile_to else None
 
     async def run() -> None:
         # A only serves (it verifies nothing but B's join op), so no verify workers.
         async with Node.open(data_dir, dht_port=None, verify_workers=0) as node:
             (room,) = node.rooms()
             print(room.invite(), flush=True)
+            if profiler is not None:
+                profiler.enable()
             await trio.to_thread.run_sync(sys.stdin.read)
+            if profiler is not None:
+                profiler.disable()
 
     trio.run(run)
+    if profiler is not None and profile_to:
+        profiler.dump_stats(profile_to)
 
 
 # -- node B: the fresh node that syncs ------------------------------------------------------
@@ -165,11 +172,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 ops instead of 100,000")
     parser.add_argument("--ops", type=int, default=None)
-    parser.add_argument("--profile", action="store_true", help="cProfile node B's process")
+    parser.add_argument("--profile", action="store_true", help="cProfile both nodes")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-profile", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        child_serve(args.serve)
+        child_serve(args.serve, args.serve_profile)
         return
     count = args.ops or (10_000 if args.quick else 100_000)
     cores = os.cpu_count() or 1
@@ -187,8 +195,10 @@ def main() -> None:
         print("storing them in node A's room ...", flush=True)
         trio.run(fill_room, dir_a, room, ops)
         del sample
+        a_stats = Path(tmp) / "a.pstats"
+        profile_a = ["--serve-profile", str(a_stats)] if args.profile else []
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(dir_a)],
+            [sys.executable, __file__, "--serve", str(dir_a), *profile_a],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -204,6 +214,11 @@ def main() -> None:
             if server.stdin is not None:
                 server.stdin.close()
             server.wait(timeout=30)
+        a_profile = ""
+        if args.profile and a_stats.exists():
+            out = io.StringIO()
+            pstats.Stats(str(a_stats), stream=out).sort_stats("tottime").print_stats(25)
+            a_profile = out.getvalue()
     assert result.stored == count + 1, f"B stored {result.stored} of {count + 1} ops"
 
     wire = result.bytes_sent + result.bytes_received
@@ -250,7 +265,11 @@ def main() -> None:
     )
     print(f"CPU during the sync:                  {busy}")
     if result.profile:
+        print("node B (this process), from the join until synced:")
         print(result.profile)
+    if a_profile:
+        print("node A (the serving process), from its invite until it stops:")
+        print(a_profile)
 
 
 if __name__ == "__main__":
