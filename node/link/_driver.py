@@ -109,6 +109,8 @@ class Link:
         self._progress = trio.Event()
         self._taken = 0
         self._written = 0
+        self._bytes_sent = 0
+        self._bytes_received = 0
 
     # -- what callers see -------------------------------------------------------------
 
@@ -141,6 +143,16 @@ class Link:
     def remote(self) -> str:
         """The peer's transport address as text (for logs; the peer id is what counts)."""
         return self._remote
+
+    @property
+    def bytes_sent(self) -> int:
+        """WebSocket message bytes written so far, handshake included (not framing)."""
+        return self._bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """WebSocket message bytes read so far, handshake included (not framing)."""
+        return self._bytes_received
 
     @property
     def closed(self) -> LinkClosed | None:
@@ -285,6 +297,7 @@ class Link:
             raise LinkClosed("protocol", "a text WebSocket message") from LinkRemoteError(
                 "malformed", "text message"
             )
+        self._bytes_received += len(data)
         return data
 
     async def _handshake(self) -> None:
@@ -315,6 +328,7 @@ class Link:
                 await self._ws.send_message(message)
             except ConnectionClosed:
                 raise self._transport_closed() from None
+            self._bytes_sent += len(message)
 
     async def _run(self) -> None:
         with self._tasks:
@@ -381,6 +395,7 @@ class Link:
                 except ConnectionClosed:
                     await self._fail(self._transport_closed())
                     return
+                self._bytes_sent += len(message)
                 self._written += 1
                 self._progress.set()
                 self._progress = trio.Event()

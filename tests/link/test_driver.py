@@ -265,3 +265,23 @@ async def test_an_error_in_the_body_comes_out_unwrapped(
         with pytest.raises(KeyError):
             async with open_link(client, ALICE, initiator=True):
                 raise KeyError("mine")
+
+
+async def test_byte_counters_count_websocket_messages_both_ways(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = LinkConfig(keepalive=50.0, idle_timeout=150.0)
+    async with memory_links(ALICE, BOB, config_a=config, config_b=config) as (a, b):
+        # The handshake: a wrote messages 1 and 3, b wrote message 2, and each was read.
+        assert a.bytes_sent > 0 and b.bytes_sent > 0
+        assert (a.bytes_sent, a.bytes_received) == (b.bytes_received, b.bytes_sent)
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        assert await a.receive() == RoomAuthorized(ROOM_A)
+        sent, received = a.bytes_sent, b.bytes_received
+        assert sent == received
+        await a.send(ROOM_A, b"x" * 1000)
+        assert await b.receive() == Message(ROOM_A, b"x" * 1000)
+        # One Noise transport message: the payload, its frame header and the 16-byte tag.
+        assert a.bytes_sent - sent == b.bytes_received - received
+        assert 1000 + 16 < a.bytes_sent - sent < 1000 + 80
