@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import msgpack
@@ -50,6 +50,12 @@ DEFAULT_MAX_PENDING = 10_000
 DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 REMEMBERED_REJECTIONS = 10_000
 KEY_CACHE_SIZE = 1024
+
+
+def _positions(chain: _Chain, start: int) -> Iterator[tuple[int, Op]]:
+    indexes, ops = chain.indexes, chain.ops
+    for position in range(start, len(ops)):
+        yield indexes[position], ops[position]
 
 
 class _Chain:
@@ -468,18 +474,20 @@ class Replica:
     ) -> list[Op]:
         """The ops in effect here beyond `version_vector`, in an order where each op comes
         after its chain predecessor and its target (so the receiver never holds them)."""
-        runs: list[list[tuple[int, Op]]] = []
+        # Lazy runs: a sync batch asks for a few hundred ops of a history that may hold
+        # millions, so nothing is copied beyond what is taken.
+        runs: list[Iterator[tuple[int, Op]]] = []
         for author, chain in self._chains.items():
             have = max(0, version_vector.get(author, 0))
             if chain.head <= have:
                 continue
             if not chain.forks:
                 # One op per seq, taking effect in seq order: seq n sits at position n - 1.
-                runs.append(list(zip(chain.indexes[have:], chain.ops[have:], strict=True)))
+                runs.append(_positions(chain, have))
             else:
                 runs.append(
-                    [(i, op) for i, op in zip(chain.indexes, chain.ops, strict=True)
-                     if op.seq > have]
+                    (i, op) for i, op in zip(chain.indexes, chain.ops, strict=True)
+                    if op.seq > have
                 )
         merged = (op for _, op in heapq.merge(*runs, key=lambda entry: entry[0]))
         if limit is None:

@@ -99,7 +99,7 @@ class GossipConfig:
     """Tuning for one room. The defaults suit a chat room of up to a few hundred members."""
 
     eager_peers: int = 4  # eager (push) peers a node starts with; the rest are lazy
-    window: int = 4  # OPS batches a peer may have outstanding with us (we advertise it)
+    window: int = 16  # OPS batches a peer may have outstanding with us (we advertise it)
     max_message_bytes: int = MAX_MESSAGE_BYTES  # the link's payload limit
     batch_ops: int = 128  # ops in one catch-up batch at most
     ihave_interval: float = 0.1  # announcements to lazy peers are gathered this long

@@ -90,7 +90,7 @@ def test_link_up_sends_hello_then_vector_and_sets_the_sync_timer() -> None:
     core, _ = make(sync_interval=60.0)
     messages = sent(core.peer_up(A, 10.0))
     assert messages == [
-        (A, Hello(1, 4, MAX_MESSAGE_BYTES)),
+        (A, Hello(1, GossipConfig().window, MAX_MESSAGE_BYTES)),
         (A, Vector(False, False, ())),
     ]
     timer = core.next_timer()
