@@ -131,8 +131,11 @@ class History:
 
     # -- ops from peers ---------------------------------------------------------------------
 
-    async def ingest(self, batch: Sequence[bytes]) -> IngestReport:
+    async def ingest(self, batch: Sequence[bytes] | Sequence[Op]) -> IngestReport:
         """Decode, verify, apply and persist ops from a peer.
+
+        `batch` holds op wire forms, or ops already made by `decode_op` (which are then
+        not decoded again; their signatures are still verified).
 
         Returns after every op it added is committed (with `synchronous=NORMAL`). The
         report gives each op's outcome, the reasons for refusals, the ops added and the
@@ -171,17 +174,21 @@ class History:
             self._turn_changed = trio.Event()
 
     def _screen(
-        self, batch: Sequence[bytes], start: int, report: IngestReport, now_ms: int
+        self, batch: Sequence[bytes] | Sequence[Op], start: int, report: IngestReport, now_ms: int
     ) -> _Chunk:
         """Decode one chunk; settle what needs no signature check, return the rest."""
         chunk = _Chunk()
         check = self.replica.check
         for index in range(start, min(start + CHUNK, len(batch))):
-            try:
-                op = decode_op(batch[index])
-            except InvalidOp as exc:
-                report.reasons[index] = exc.reason
-                continue
+            item = batch[index]
+            if type(item) is Op:
+                op = item
+            else:
+                try:
+                    op = decode_op(item)  # type: ignore[arg-type]
+                except InvalidOp as exc:
+                    report.reasons[index] = exc.reason
+                    continue
             # Copies within the batch are all verified: the first might be a forgery.
             early = check(op, now_ms=now_ms)
             if early is not None:

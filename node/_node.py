@@ -327,7 +327,7 @@ class _RoomDriver:
                 self.node._penalise(self, action, handle)
 
     async def _ingest(self, action: Ingest) -> None:
-        report = await self.history.ingest(action.ops)
+        report = await self.history.ingest(action.decoded or action.ops)
         await self.post(_Ingested(action.token, report))
 
 

@@ -7,7 +7,9 @@ driver should perform them. This module must never import trio or touch IO.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from crdt import Op
 
 __all__ = ["Action", "Fault", "Ingest", "Penalise", "Send"]
 
@@ -38,6 +40,9 @@ class Ingest:
     peer: bytes
     token: int
     ops: tuple[bytes, ...]
+    # The same ops as the core decoded them, so the driver can hand them to
+    # `History.ingest` without decoding every op a second time.
+    decoded: tuple[Op, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

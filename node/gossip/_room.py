@@ -441,7 +441,7 @@ class RoomGossip:
         for op in fresh:
             self._inflight[op.id] = token
         self._ingests[token] = _Ingesting(state, message.batch, message.mode, tuple(fresh))
-        out.append(Ingest(state.id, token, tuple(op.data for op in fresh)))
+        out.append(Ingest(state.id, token, tuple(op.data for op in fresh), tuple(fresh)))
 
     def _on_vector(self, state: _Peer, message: Vector, out: list[Action]) -> None:
         state.vector.extend(message.entries)

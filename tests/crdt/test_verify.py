@@ -139,3 +139,15 @@ async def test_ingest_reports_what_held_ops_wait_for(tmp_path: Path) -> None:
         report = await history.ingest([op.data for op in ops[:2]])
         assert report.waiting_for == {}
         assert len(report.changes) == 5
+
+
+async def test_ingest_takes_decoded_ops_and_still_verifies_them(tmp_path: Path) -> None:
+    ops = chain(0, 40)
+    ops[5] = forged(ops[5])
+    async with History.open(tmp_path / "room.sqlite3", room=ROOM, verifier=None) as history:
+        report = await history.ingest(ops)
+        assert report.reasons == {5: Reason.BAD_SIGNATURE}
+        # The rest of the chain is kept, held until the genuine op 5 arrives.
+        assert [op.id for op in report.added] == [op.id for op in ops[:5] + ops[6:]]
+        assert report.waiting_for == {ops[i].id: ops[i - 1].id for i in range(6, 40)}
+        assert len(history.replica.timeline()) == 5
