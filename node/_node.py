@@ -392,7 +392,7 @@ class Node:
         cls,
         data_dir: str | Path,
         *,
-        listen: str = "127.0.0.1:0",
+        listen: str | None = "127.0.0.1:0",
         advertise: str | None = None,
         dht_port: int | None = 0,
         dht_host: str = "127.0.0.1",
@@ -407,7 +407,8 @@ class Node:
         """Open the node stored in `data_dir` (created if new) and run it until the block
         exits.
 
-        `listen` is where links are accepted (port 0: any free port); `advertise` is the
+        `listen` is where links are accepted (port 0: any free port; None: accept none, and
+        take part by dialing out only); `advertise` is the
         host:port put in invites and DHT records (default: the listening address, with a
         wildcard host replaced by loopback: set it when peers on other machines should
         dial in; DHT records need it to be an IP address).
@@ -416,7 +417,7 @@ class Node:
         per core; 0 verifies in this process).
         """
         data_dir = Path(data_dir)
-        host, port = _split_host_port(listen)
+        host, port = _split_host_port(listen) if listen is not None else (None, 0)
         identity = await trio.to_thread.run_sync(_prepare_dir, data_dir)
         rng = random.Random(seed) if seed is not None else random.Random(secrets.randbits(64))
         async with (
@@ -465,7 +466,7 @@ class Node:
 
     async def _start(
         self,
-        host: str,
+        host: str | None,
         port: int,
         advertise: str | None,
         dht_port: int | None,
@@ -473,18 +474,21 @@ class Node:
         bootstrap: Sequence[str | Address],
     ) -> None:
         self._nick = await trio.to_thread.run_sync(_read_nick, self.data_dir)
-        listener = await self._nursery.start(
-            partial(serve_links, config=self._link_config),
-            self._serve_link,
-            host,
-            port,
-            self.identity,
-        )
-        if advertise is None:
-            advertise_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-            advertise_host = "::1" if advertise_host == "::" else advertise_host
-            advertise = _join_host_port(advertise_host, listener.port)
-        self.address = check_address(advertise)
+        if host is not None:
+            listener = await self._nursery.start(
+                partial(serve_links, config=self._link_config),
+                self._serve_link,
+                host,
+                port,
+                self.identity,
+            )
+            if advertise is None:
+                advertise_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+                advertise_host = "::1" if advertise_host == "::" else advertise_host
+                advertise = _join_host_port(advertise_host, listener.port)
+        # With no listener (dial-out only) there is nothing to advertise, unless a relay or
+        # port forward was given as `advertise`.
+        self.address = check_address(advertise) if advertise is not None else ""
         if dht_port is not None:
             addresses = [_split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
             self.dht = await self._nursery.start(self._run_dht, dht_host, dht_port, addresses)
@@ -768,11 +772,11 @@ class Node:
         assert dht is not None
         await self._dht_ready.wait()
         key = room_dht_key(driver.secret)
-        host, port = _split_host_port(self.address)
+        host, port = _split_host_port(self.address) if self.address else ("", 0)
         announced_until = 0.0
         while True:
             try:
-                if time.time() > announced_until - RECORD_TTL / 2:
+                if self.address and time.time() > announced_until - RECORD_TTL / 2:
                     expires = int(time.time()) + RECORD_TTL
                     record = PeerRecord.create(
                         self.identity.private_key, key, [(host, port)], expires

@@ -155,7 +155,8 @@ class Room:
         """An invite URI: the room's id and secret, its name, and addresses to dial
         (this node's first, then other members' this node has reached)."""
         driver = self._driver
-        peers = [driver.node.address, *(p for p in driver.peers if p != driver.node.address)]
+        own = [driver.node.address] if driver.node.address else []  # none when dial-out only
+        peers = [*own, *(p for p in driver.peers if p != driver.node.address)]
         return Invite(driver.room_id, driver.secret, driver.name, tuple(peers[:MAX_PEERS])).to_uri()
 
     def events(self) -> RoomEvents:

@@ -35,6 +35,22 @@ async def test_two_nodes_converge(tmp_path: Path) -> None:
             await wait_until(lambda: a.status().rooms[0].synced)
 
 
+async def test_a_node_that_accepts_no_links_takes_part_by_dialing_out(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b", listen=None) as b:
+            assert b.address == ""
+            ra = await a.create_room("behind a NAT")
+            await ra.send("from the open node")
+            rb = await b.join(ra.invite())
+            await rb.send("from the dial-out node")
+            await wait_until(lambda: len(ra.timeline()) == 2 and same_room(ra, rb))
+            # Its invites name only peers it has reached, never an address of its own.
+            assert parse_invite(rb.invite()).peers == (a.address,)
+            # A room it creates has no address of its own to hand out.
+            rb2 = await b.create_room("started behind the NAT")
+            assert parse_invite(rb2.invite()).peers == ()
+
+
 async def test_line_a_b_c_relays_through_b(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with (
