@@ -34,8 +34,7 @@ from typing import Final
 import trio
 from prometheus_client import CollectorRegistry
 
-from crdt import format_peer_id
-
+from ._addresses import join_host_port, short_peer_id
 from ._config import Config
 from ._datadir import Lock, pending_invites
 from ._invite import InviteError
@@ -51,14 +50,6 @@ INBOX_POLL: Final = 1.0  # seconds between looks at the inbox
 WATCH_INTERVAL: Final = 0.25  # seconds between status snapshots compared for the log
 CAUGHT_UP_EVERY: Final = 10.0  # at most one "caught up" line per room this often
 SHUTDOWN_GRACE: Final = 10.0  # seconds a stop may take (links close in 2 s, workers in 5 s)
-
-
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _short(peer_id: bytes) -> str:
-    return format_peer_id(peer_id)[:8]
 
 
 class Watcher:
@@ -77,10 +68,10 @@ class Watcher:
         lines: list[str] = []
         for peer in status.links:
             if peer not in self._links:
-                lines.append(f"link up: peer {_short(peer)}")
+                lines.append(f"link up: peer {short_peer_id(peer)}")
         for peer in self._links:
             if peer not in status.links:
-                lines.append(f"link down: peer {_short(peer)}")
+                lines.append(f"link down: peer {short_peer_id(peer)}")
         contacts = status.dht_contacts or 0
         if contacts and not self._contacts:
             lines.append(f"DHT reachable: {contacts} contacts")
@@ -234,7 +225,7 @@ async def _serve(
             registry.register(NodeCollector(node.status))
             nursery.start_soon(serve_metrics, registry, listeners)
             host, port = listeners[0].socket.getsockname()[:2]
-            log.info("metrics on http://%s/metrics", _join_host_port(host, port))
+            log.info("metrics on http://%s/metrics", join_host_port(host, port))
         nursery.start_soon(_inbox_loop, node, data_dir)
         nursery.start_soon(_watch, node)
         async for signum in signals:

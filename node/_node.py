@@ -40,6 +40,7 @@ import trio
 from crdt import Change, History, Identity, IngestReport, Kind, Op, Verifier, format_peer_id
 from dht import Address, DHTError, DHTNode, PeerRecord
 
+from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._backoff import Backoff, Breaker
 from ._invite import Invite, InviteError, check_address, parse_invite
 from ._room import Room, RoomEvents
@@ -77,25 +78,12 @@ def room_dht_key(secret: bytes) -> bytes:
     return hashlib.blake2b(secret, digest_size=20, person=b"rumor-room-dht").digest()
 
 
-def _short(peer_id: bytes) -> str:
-    return format_peer_id(peer_id)[:8]
-
-
-def _split_host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected host:port, not {text!r}")
-    return host.strip("[]"), int(port)
 
 
 def _link_url(address: str) -> str:
     if address.startswith("ws://"):
         return address
     return f"ws://{address}/"
-
-
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +405,7 @@ class Node:
         per core; 0 verifies in this process).
         """
         data_dir = Path(data_dir)
-        host, port = _split_host_port(listen) if listen is not None else (None, 0)
+        host, port = split_host_port(listen) if listen is not None else (None, 0)
         identity = await trio.to_thread.run_sync(_prepare_dir, data_dir)
         rng = random.Random(seed) if seed is not None else random.Random(secrets.randbits(64))
         async with (
@@ -485,12 +473,12 @@ class Node:
             if advertise is None:
                 advertise_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
                 advertise_host = "::1" if advertise_host == "::" else advertise_host
-                advertise = _join_host_port(advertise_host, listener.port)
+                advertise = join_host_port(advertise_host, listener.port)
         # With no listener (dial-out only) there is nothing to advertise, unless a relay or
         # port forward was given as `advertise`.
         self.address = check_address(advertise) if advertise is not None else ""
         if dht_port is not None:
-            addresses = [_split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
+            addresses = [split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
             self.dht = await self._nursery.start(self._run_dht, dht_host, dht_port, addresses)
         paths = await trio.to_thread.run_sync(
             lambda: sorted((self.data_dir / ROOMS_DIR).glob("*.sqlite3"))
@@ -704,11 +692,11 @@ class Node:
                 self._refusals += 1
                 log.warning(
                     "peer %s does not hold room %s's secret",
-                    _short(handle.peer_id),
+                    short_peer_id(handle.peer_id),
                     event.room_id.hex()[:8],
                 )
             elif isinstance(event, RoomDenied):
-                log.debug("peer %s does not hold room %s", _short(handle.peer_id),
+                log.debug("peer %s does not hold room %s", short_peer_id(handle.peer_id),
                           event.room_id.hex()[:8])
 
     async def _offer(self, handle: _LinkHandle, driver: _RoomDriver) -> None:
@@ -721,7 +709,7 @@ class Node:
             self._penalties_logged.add(key)
             log.warning(
                 "closing the link to %s: %s in room %s (%s)",
-                _short(action.peer),
+                short_peer_id(action.peer),
                 action.fault.value,
                 driver.room_id.hex()[:8],
                 action.detail,
@@ -772,7 +760,7 @@ class Node:
         assert dht is not None
         await self._dht_ready.wait()
         key = room_dht_key(driver.secret)
-        host, port = _split_host_port(self.address) if self.address else ("", 0)
+        host, port = split_host_port(self.address) if self.address else ("", 0)
         announced_until = 0.0
         while True:
             try:
@@ -786,7 +774,7 @@ class Node:
                 for found in await dht.get_peers(key):
                     if found.peer_id == self.peer_id:
                         continue
-                    addresses = [_join_host_port(ip, p) for ip, p in found.addresses]
+                    addresses = [join_host_port(ip, p) for ip, p in found.addresses]
                     # Only holders of the secret know the key: these are members' addresses.
                     await driver.remember_peers(addresses)
                     if found.peer_id in self._links:
