@@ -201,6 +201,7 @@ class _RoomDriver:
         self.peers = peers  # link addresses of members we have reached or were given
         self.core = core
         self.links: dict[bytes, _LinkHandle] = {}  # peers up in the core
+        self.dialed: set[bytes] = set()  # members discovery decided to keep a link to
         self.ingesting = 0
         self.rejected: dict[str, int] = {}  # received ops refused by crdt/, by reason
         # Cancelled to stop the room's task before its history closes, so that the
@@ -350,6 +351,7 @@ class Node:
         link_config: LinkConfig | None,
         discovery_interval: float,
         dial_backoff: float,
+        mesh_size: int = 6,
     ) -> None:
         self.data_dir = data_dir
         self.identity = identity
@@ -362,6 +364,7 @@ class Node:
         self._link_config = link_config
         self._discovery_interval = discovery_interval
         self._dial_backoff = dial_backoff
+        self._mesh_size = mesh_size
         self._rooms: dict[bytes, _RoomDriver] = {}
         self._links: dict[bytes, _LinkHandle] = {}
         self._dialing: set[str] = set()
@@ -390,6 +393,7 @@ class Node:
         link_config: LinkConfig | None = None,
         discovery_interval: float = 60.0,
         dial_backoff: float = 1.0,
+        mesh_size: int = 6,
         seed: int | None = None,
     ) -> AsyncIterator[Node]:
         """Open the node stored in `data_dir` (created if new) and run it until the block
@@ -401,6 +405,8 @@ class Node:
         wildcard host replaced by loopback: set it when peers on other machines should
         dial in; DHT records need it to be an IP address).
         `dht_port=None` runs without a DHT; `bootstrap` lists DHT nodes ("host:port").
+        `mesh_size` is how many members of a room discovery keeps links to (invite
+        addresses are dialed anyway; links from others are always accepted).
         `verify_workers` is the number of signature-verification processes (default one
         per core; 0 verifies in this process).
         """
@@ -422,6 +428,7 @@ class Node:
                 link_config=link_config,
                 discovery_interval=discovery_interval,
                 dial_backoff=dial_backoff,
+                mesh_size=mesh_size,
             )
             try:
                 await node._start(host, port, advertise, dht_port, dht_host, bootstrap)
@@ -771,16 +778,21 @@ class Node:
                     )
                     await dht.announce(key, record)
                     announced_until = expires
-                for found in await dht.get_peers(key):
-                    if found.peer_id == self.peer_id:
-                        continue
-                    addresses = [join_host_port(ip, p) for ip, p in found.addresses]
+                found = [r for r in await dht.get_peers(key) if r.peer_id != self.peer_id]
+                self._rng.shuffle(found)  # a random mesh, not the same few for everyone
+                for record in found:
+                    addresses = [join_host_port(ip, p) for ip, p in record.addresses]
                     # Only holders of the secret know the key: these are members' addresses.
                     await driver.remember_peers(addresses)
-                    if found.peer_id in self._links:
+                    if record.peer_id in self._links:
                         continue
+                    # Keep a handful of links per room: dial until the mesh is full (links
+                    # peers dial to us are always accepted, and count towards it).
+                    if len(driver.dialed | set(driver.links)) >= self._mesh_size:
+                        continue
+                    driver.dialed.add(record.peer_id)
                     for address in addresses:
-                        self._dial(address, found.peer_id)
+                        self._dial(address, record.peer_id)
             except DHTError as exc:
                 log.debug("DHT discovery for room %s: %s", driver.room_id.hex()[:8], exc)
             await trio.sleep(self._discovery_interval)

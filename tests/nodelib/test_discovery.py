@@ -36,3 +36,35 @@ async def test_members_find_each_other_through_the_dht(tmp_path: Path) -> None:
                 assert status.dht_contacts is not None and status.dht_contacts >= 1
                 # B remembers where it found A, for invites and the next start.
                 assert a.address in parse_invite(rb.invite()).peers
+
+
+async def test_discovery_keeps_a_small_mesh_per_room(tmp_path: Path) -> None:
+    """With a mesh of one, each member dials one other it found, not everyone: three
+    members then hold at most three links between them, and still converge."""
+    with trio.fail_after(20):
+        async with DHTNode("127.0.0.1", 0) as boot:
+            host, port = boot.address[:2]
+            options = {
+                "dht_port": 0,
+                "bootstrap": [f"{host}:{port}"],
+                "discovery_interval": 0.1,
+                "mesh_size": 1,
+            }
+            async with (
+                open_node(tmp_path / "a", **options) as a,
+                open_node(tmp_path / "b", **options) as b,
+                open_node(tmp_path / "c", **options) as c,
+            ):
+                ra = await a.create_room("small mesh")
+                real = parse_invite(ra.invite())
+                secret_only = Invite(real.room, real.secret, real.name, ())
+                rb, rc = await b.join(secret_only), await c.join(secret_only)
+                await ra.send("from a")
+                await rb.send("from b")
+                await rc.send("from c")
+                await wait_until(
+                    lambda: len(ra.timeline()) == 3 and same_room(ra, rb) and same_room(ra, rc)
+                )
+                for node in (a, b, c):
+                    assert len(node._rooms[real.room].dialed) <= 1
+                assert sum(len(n.status().links) for n in (a, b, c)) <= 2 * 3
