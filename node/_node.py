@@ -69,6 +69,7 @@ SETTINGS_FILE: Final = "settings.json"
 RECORD_TTL: Final = 3600  # seconds a DHT record of ours stays valid
 INBOX: Final = 256  # room-task queue; a full one pushes back on the links feeding it
 MAX_KNOWN_PEERS: Final = 32  # link addresses remembered per room
+OUTBOX_BYTES: Final = 16 * 1024 * 1024  # bytes queued for a peer before it counts as gone
 STOP_TIMEOUT: Final = 10.0  # seconds the rooms may take to save and close on shutdown
 
 
@@ -123,27 +124,51 @@ class NodeStatus:
 
 
 class _LinkHandle:
-    """One open link: a writer task sends in order without blocking the room tasks."""
+    """One open link: a writer task sends in order without blocking the room tasks.
 
-    def __init__(self, link: Link) -> None:
+    The outbox is bounded in bytes: a peer that stops reading while we keep queuing
+    (the gossip window bounds catch-up batches, not pushes and announcements) is dropped
+    rather than allowed to grow our memory without end."""
+
+    def __init__(self, link: Link, outbox_bytes: int = OUTBOX_BYTES) -> None:
         self.link = link
         self.peer_id = link.peer_id
         self.done = trio.Event()
         self.rooms: set[bytes] = set()  # rooms whose core was told this link is up
+        self.overflowed = False
+        self._budget = outbox_bytes
+        self._queued = 0
+        self._writing = trio.CancelScope()
         self._out, self._in = trio.open_memory_channel[tuple[bytes, bytes]](math.inf)
 
     def send(self, room_id: bytes, data: bytes) -> None:
+        if self.overflowed:
+            return
+        self._queued += len(data)
+        if self._queued > self._budget:
+            self.overflowed = True
+            log.warning(
+                "link to %s: peer not reading (%d bytes waiting); closing it",
+                short_peer_id(self.peer_id),
+                self._queued,
+            )
+            self._writing.cancel()
+            return
         # A closed outbox: the link is gone, and the core hears peer_down soon.
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             self._out.send_nowait((room_id, data))
 
     async def writer(self) -> None:
-        async with self._in:
-            async for room_id, data in self._in:
-                try:
-                    await self.link.send(room_id, data)
-                except LinkError:
-                    return
+        with self._writing:
+            async with self._in:
+                async for room_id, data in self._in:
+                    try:
+                        await self.link.send(room_id, data)
+                    except LinkError:
+                        return
+                    self._queued -= len(data)
+        if self.overflowed:
+            await self.link.aclose()  # ends the reader too, which cleans up
 
     def close(self) -> None:
         self._out.close()
