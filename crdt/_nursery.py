@@ -2,7 +2,8 @@
 
 With strict exception groups, anything raised inside `async with open_nursery()` reaches
 the caller wrapped in an ExceptionGroup, even an error from the caller's own body. A store
-that fails to open should raise StoreError, not a group holding one.
+that fails to open should raise StoreError, not a group holding one. (node keeps the same
+helper in `node/_nursery.py`: crdt never imports node.)
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ async def open_nursery() -> AsyncIterator[trio.Nursery]:
         async with trio.open_nursery() as nursery:
             yield nursery
     except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        if error is group:
+        lone: BaseException = group
+        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+            lone = lone.exceptions[0]
+        if lone is group:
             raise
-        raise error from None
+        context = lone.__context__  # keep its own cause and context, not the group
+        try:
+            raise lone
+        finally:
+            lone.__context__ = context
+            del lone, context

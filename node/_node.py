@@ -43,6 +43,7 @@ from dht import Address, DHTError, DHTNode, PeerRecord
 from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._backoff import Backoff, Breaker
 from ._invite import Invite, InviteError, check_address, parse_invite
+from ._nursery import open_unwrapping_nursery
 from ._room import Room, RoomEvents
 from .gossip import Action as GossipAction
 from .gossip import GossipConfig, Ingest, Penalise, RoomGossip, Send
@@ -345,22 +346,6 @@ class _RoomDriver:
         await self.post(_Ingested(action.token, report))
 
 
-@asynccontextmanager
-async def _open_nursery() -> AsyncIterator[trio.Nursery]:
-    """A nursery from which a lone error comes out as itself, not in an ExceptionGroup:
-    an embedder's own exception must leave `async with Node.open(...)` unchanged."""
-    try:
-        async with trio.open_nursery() as nursery:
-            yield nursery
-    except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        if error is group:
-            raise
-        raise error from None
-
-
 class Node:
     """A rumor node. Open with ``async with Node.open(data_dir) as node``."""
 
@@ -441,7 +426,7 @@ class Node:
         rng = random.Random(seed) if seed is not None else random.Random(secrets.randbits(64))
         async with (
             Verifier.open(verify_workers) as verifier,
-            _open_nursery() as nursery,
+            open_unwrapping_nursery() as nursery,
         ):
             node = cls(
                 data_dir,

@@ -27,6 +27,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from crdt import Identity, format_peer_id
 
+from .._nursery import open_unwrapping_nursery
 from ..noise import KeyPair
 from ._errors import LinkClosed, LinkLocalError, LinkRemoteError
 from ._session import (
@@ -418,27 +419,6 @@ class Link:
 
 
 @asynccontextmanager
-async def _unwrapping_nursery() -> AsyncIterator[trio.Nursery]:
-    # With strict exception groups an error from the caller's own body would come out
-    # wrapped; our tasks never raise, so a lone error is the caller's and comes out as is.
-    try:
-        async with trio.open_nursery() as nursery:
-            yield nursery
-    except BaseExceptionGroup as group:
-        lone: BaseException = group
-        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
-            lone = lone.exceptions[0]
-        if lone is group:
-            raise
-        context = lone.__context__  # keep its own cause and context, not the group
-        try:
-            raise lone
-        finally:
-            lone.__context__ = context
-            del lone, context
-
-
-@asynccontextmanager
 async def open_link(
     ws: WebSocketConnection,
     identity: Identity,
@@ -467,7 +447,7 @@ async def open_link(
     link = Link(ws, session, event_buffer=event_buffer)
     await link._handshake()
     log.debug("link to %s open", _short(session.peer_id))
-    async with _unwrapping_nursery() as nursery:
+    async with open_unwrapping_nursery() as nursery:
         nursery.start_soon(link._run)
         try:
             yield link
@@ -511,7 +491,7 @@ async def connect_link(
     started = trio.current_time()
     opened = False
     try:
-        async with _unwrapping_nursery() as nursery:
+        async with open_unwrapping_nursery() as nursery:
             with trio.move_on_at(started + config.handshake_timeout):
                 stream = await trio.open_tcp_stream(host, port)
                 try:
