@@ -10,7 +10,7 @@ import functools
 import hashlib
 import ipaddress
 import random
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._errors import LocalProtocolError
 
@@ -105,34 +105,39 @@ def is_ipv6(host: str) -> bool:
     return ":" in host
 
 
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """A node as the routing table knows it: its id and where it answers."""
-
+class _ContactFields(NamedTuple):
     node_id: bytes
     host: str
     port: int
-    distance_key: int = field(default=0, compare=False, repr=False)
+    # The integer id, cached: every routing decision XORs it.
+    distance_key: int
 
-    def __post_init__(self) -> None:
-        check_node_id(self.node_id)
-        if canonical_host(self.host) != self.host:
-            raise LocalProtocolError(f"{self.host!r} is not a canonical IP literal")
-        if not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise LocalProtocolError(f"bad port {self.port!r}")
-        # The integer id, cached: every routing decision XORs it.
-        object.__setattr__(self, "distance_key", id_to_int(self.node_id))
+
+class Contact(_ContactFields):
+    """A node as the routing table knows it: its id and where it answers.
+
+    A tuple, not a dataclass: replies carry up to 20 contacts each and a lookup parses
+    hundreds, so building one must be cheap (`trusted` is a bare tuple construction).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, node_id: bytes, host: str, port: int) -> Contact:
+        check_node_id(node_id)
+        if canonical_host(host) != host:
+            raise LocalProtocolError(f"{host!r} is not a canonical IP literal")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise LocalProtocolError(f"bad port {port!r}")
+        return tuple.__new__(cls, (node_id, host, port, id_to_int(node_id)))
 
     @classmethod
     def trusted(cls, node_id: bytes, host: str, port: int) -> Contact:
         """Build without validation: only for parts already checked (a parsed id, an
         address from our own socket).  Hot path: every datagram observes its sender."""
-        contact = object.__new__(cls)
-        object.__setattr__(contact, "node_id", node_id)
-        object.__setattr__(contact, "host", host)
-        object.__setattr__(contact, "port", port)
-        object.__setattr__(contact, "distance_key", int.from_bytes(node_id, "big"))
-        return contact
+        return tuple.__new__(cls, (node_id, host, port, int.from_bytes(node_id, "big")))
+
+    def __repr__(self) -> str:
+        return f"Contact({self.node_id.hex()[:12]}..., {self.host!r}, {self.port})"
 
     @property
     def address(self) -> Address:

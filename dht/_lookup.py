@@ -24,17 +24,6 @@ __all__ = ["Lookup", "LookupStats"]
 _NEW, _IN_FLIGHT, _ANSWERED, _FAILED = range(4)
 
 
-@dataclass(slots=True)
-class _Candidate:
-    contact: Contact
-    distance: int
-    # How many replies led here: seeds are 0, a contact learned from a depth-d reply is d+1.
-    depth: int
-    state: int = _NEW
-    # Slow to answer: still awaited, but no longer holding one of the alpha slots.
-    stalled: bool = False
-
-
 @dataclass(frozen=True, slots=True)
 class LookupStats:
     """What a finished lookup cost."""
@@ -45,7 +34,12 @@ class LookupStats:
 
 
 class Lookup:
-    """Find the k contacts closest to `target`, alpha queries at a time."""
+    """Find the k contacts closest to `target`, alpha queries at a time.
+
+    Candidates live in flat maps keyed by node id rather than one object each: a lookup
+    meets hundreds of contacts and queries a few dozen, so most are never more than a
+    name in `_order`.
+    """
 
     def __init__(
         self,
@@ -66,8 +60,14 @@ class Lookup:
         self._own_id = own_id
         # Bounds memory when replies are hostile: far candidates never matter anyway.
         self._max = max_candidates if max_candidates is not None else 8 * k
-        self._by_id: dict[bytes, _Candidate] = {}
-        self._order: list[tuple[int, bytes]] = []
+        self._contacts: dict[bytes, Contact] = {}
+        # How many replies led to a candidate: seeds are 0, a contact learned from a
+        # depth-d reply is d+1.
+        self._depth: dict[bytes, int] = {}
+        self._state: dict[bytes, int] = {}  # absent: _NEW
+        # Slow to answer: still awaited, but no longer holding one of the alpha slots.
+        self._stalled: set[bytes] = set()
+        self._order: list[tuple[int, bytes]] = []  # (distance, id), nearest first
         self.in_flight = 0
         self.rpcs = 0
         self.failures = 0
@@ -79,41 +79,46 @@ class Lookup:
         if not self._order:
             self._add_first(contacts, depth)
             return
+        known, order, t = self._contacts, self._order, self._t
         for contact in contacts:
             node_id = contact.node_id
-            if node_id in self._by_id or node_id == self._own_id:
+            if node_id in known or node_id == self._own_id:
                 continue
-            dist = contact.distance_key ^ self._t
-            if len(self._order) >= self._max:
-                if dist >= self._order[-1][0]:
+            dist = contact.distance_key ^ t
+            if len(order) >= self._max:
+                if dist >= order[-1][0]:
                     continue
-                _, far_id = self._order[-1]
-                if self._by_id[far_id].state == _IN_FLIGHT:
+                far_id = order[-1][1]
+                if self._state.get(far_id) == _IN_FLIGHT:
                     continue
-                self._order.pop()
-                del self._by_id[far_id]
-            self._by_id[node_id] = _Candidate(contact, dist, depth)
-            bisect.insort(self._order, (dist, node_id))
+                order.pop()
+                self._forget(far_id)
+            known[node_id] = contact
+            self._depth[node_id] = depth
+            bisect.insort(order, (dist, node_id))
 
     def _add_first(self, contacts: Iterable[Contact], depth: int) -> None:
         """Seed an empty lookup: one sort instead of an insertion per contact."""
-        t = self._t
-        for contact in contacts:
-            node_id = contact.node_id
-            if node_id not in self._by_id and node_id != self._own_id:
-                self._by_id[node_id] = _Candidate(contact, contact.distance_key ^ t, depth)
-        order = sorted((cand.distance, node_id) for node_id, cand in self._by_id.items())
+        t, own = self._t, self._own_id
+        known = {c.node_id: c for c in contacts if c.node_id != own}
+        order = sorted([(c.distance_key ^ t, node_id) for node_id, c in known.items()])
         for _, node_id in order[self._max :]:
-            del self._by_id[node_id]
+            del known[node_id]
+        self._contacts = known
+        self._depth = dict.fromkeys(known, depth)
         self._order = order[: self._max]
 
-    def _closest_live(self) -> list[_Candidate]:
+    def _forget(self, node_id: bytes) -> None:
+        del self._contacts[node_id]
+        del self._depth[node_id]
+        self._state.pop(node_id, None)
+
+    def _closest_live(self) -> list[bytes]:
         live = []
-        by_id = self._by_id
+        state = self._state
         for _, node_id in self._order:
-            cand = by_id[node_id]
-            if cand.state != _FAILED:
-                live.append(cand)
+            if state.get(node_id) != _FAILED:
+                live.append(node_id)
                 if len(live) == self.k:
                     break
         return live
@@ -123,25 +128,32 @@ class Lookup:
         """Kademlia §2.3: done once the k closest known (not failed) have all answered."""
         if self._finished:
             return True
-        return all(c.state == _ANSWERED for c in self._closest_live())
+        state = self._state
+        return all(state.get(node_id) == _ANSWERED for node_id in self._closest_live())
 
     def advance(self) -> list[Contact] | None:
         """`next_queries()`, or None if the lookup is done: one pass over the candidates."""
         if self._finished:
             return None
-        live = self._closest_live()
+        # One pass over the k closest live candidates (what `_closest_live` would list).
+        state, alpha, k = self._state, self.alpha, self.k
         picked = []
         unanswered = False
-        for cand in live:
-            state = cand.state
-            if state == _ANSWERED:
+        live = 0
+        for _, node_id in self._order:
+            current = state.get(node_id, _NEW)
+            if current == _FAILED:
                 continue
-            unanswered = True
-            if state == _NEW and self.in_flight < self.alpha:
-                cand.state = _IN_FLIGHT
-                self.in_flight += 1
-                self.rpcs += 1
-                picked.append(cand.contact)
+            if current != _ANSWERED:
+                unanswered = True
+                if current == _NEW and self.in_flight < alpha:
+                    state[node_id] = _IN_FLIGHT
+                    self.in_flight += 1
+                    self.rpcs += 1
+                    picked.append(self._contacts[node_id])
+            live += 1
+            if live == k:
+                break
         return picked if unanswered else None
 
     def finish(self) -> None:
@@ -152,60 +164,63 @@ class Lookup:
         """Contacts to query now, marked in flight; empty when done or alpha are out."""
         if self.done:
             return []
+        state = self._state
         picked = []
-        for cand in self._closest_live():
+        for node_id in self._closest_live():
             if self.in_flight >= self.alpha:
                 break
-            if cand.state == _NEW:
-                cand.state = _IN_FLIGHT
+            if node_id not in state:
+                state[node_id] = _IN_FLIGHT
                 self.in_flight += 1
                 self.rpcs += 1
-                picked.append(cand.contact)
+                picked.append(self._contacts[node_id])
         return picked
 
-    def _settle(self, node_id: bytes, state: int) -> _Candidate | None:
-        cand = self._by_id.get(node_id)
-        if cand is None or cand.state != _IN_FLIGHT:
-            return None
-        cand.state = state
-        if not cand.stalled:
+    def _settle(self, node_id: bytes, outcome: int) -> bool:
+        if self._state.get(node_id) != _IN_FLIGHT:
+            return False
+        self._state[node_id] = outcome
+        if node_id in self._stalled:
+            self._stalled.discard(node_id)
+        else:
             self.in_flight -= 1
-        return cand
+        return True
 
     def on_stall(self, node_id: bytes) -> None:
         """`node_id` is slow (its first attempt timed out): free its slot, keep waiting.
 
         Kademlia §2.3 lets a lookup move on past slow nodes; a late answer still counts.
         """
-        cand = self._by_id.get(node_id)
-        if cand is not None and cand.state == _IN_FLIGHT and not cand.stalled:
-            cand.stalled = True
+        if self._state.get(node_id) == _IN_FLIGHT and node_id not in self._stalled:
+            self._stalled.add(node_id)
             self.in_flight -= 1
 
     def on_response(self, node_id: bytes, contacts: Iterable[Contact] = ()) -> None:
         """`node_id` answered, naming `contacts` closer to the target (at most k used)."""
-        cand = self._settle(node_id, _ANSWERED)
-        if cand is None:
+        if not self._settle(node_id, _ANSWERED):
             return
-        self._rounds = max(self._rounds, cand.depth + 1)
-        self._add(list(contacts)[: self.k], cand.depth + 1)
+        depth = self._depth[node_id] + 1
+        if depth > self._rounds:
+            self._rounds = depth
+        if not isinstance(contacts, tuple | list):
+            contacts = list(contacts)
+        self._add(contacts[: self.k], depth)
 
     def on_failure(self, node_id: bytes) -> None:
         """`node_id` timed out or answered nonsense."""
-        if self._settle(node_id, _FAILED) is not None:
+        if self._settle(node_id, _FAILED):
             self.failures += 1
 
     def is_in_flight(self, node_id: bytes) -> bool:
-        cand = self._by_id.get(node_id)
-        return cand is not None and cand.state == _IN_FLIGHT
+        return self._state.get(node_id) == _IN_FLIGHT
 
     def result(self) -> list[Contact]:
         """The closest contacts that answered, nearest first (at most k)."""
         answered = []
+        state = self._state
         for _, node_id in self._order:
-            cand = self._by_id[node_id]
-            if cand.state == _ANSWERED:
-                answered.append(cand.contact)
+            if state.get(node_id) == _ANSWERED:
+                answered.append(self._contacts[node_id])
                 if len(answered) == self.k:
                     break
         return answered

@@ -843,7 +843,8 @@ class DHTProtocol:
         k = self.config.k
         v6 = is_ipv6(address[0])
         closest = self.routing.closest(target, k, exclude=address)
-        if any(is_ipv6(c.host) != v6 for c in closest):
+        mixed = self.routing.ipv6_contacts not in (0, len(self.routing))
+        if mixed and any(is_ipv6(c.host) != v6 for c in closest):
             closest = self.routing.closest(target, 3 * k, exclude=address)
             closest = [c for c in closest if is_ipv6(c.host) == v6][:k]
         return [(c.node_id, c.host, c.port) for c in closest]

@@ -17,7 +17,6 @@ caller should ping, and the caller reports the outcome with `observe` or `failed
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -86,6 +85,7 @@ class RoutingTable:
         self._by_address: dict[Address, bytes] = {}
         # Every live contact, flat, for `closest` (the hot path of serving find_node).
         self._all: dict[bytes, Contact] = {}
+        self.ipv6_contacts = 0  # so serving an IPv4-only table skips the family filter
 
     # -- lookups into the table -------------------------------------------------------
 
@@ -124,10 +124,14 @@ class RoutingTable:
         """The `count` (default k) known contacts closest to `target` by XOR distance."""
         count = self.k if count is None else count
         t = id_to_int(target)
+        # Distinct ids have distinct XOR distances to one target: a dict keyed by distance
+        # and one sort of plain ints is several times faster than a keyed heap.
+        by_distance = {c.distance_key ^ t: c for c in self._all.values()}
+        nearest = sorted(by_distance)
         if exclude is None:
-            return heapq.nsmallest(count, self._all.values(), key=lambda c: c.distance_key ^ t)
+            return [by_distance[d] for d in nearest[:count]]
         # One id per address, so excluding an address drops at most one contact.
-        closest = heapq.nsmallest(count + 1, self._all.values(), key=lambda c: c.distance_key ^ t)
+        closest = [by_distance[d] for d in nearest[: count + 1]]
         kept = [c for c in closest if c.port != exclude[1] or c.host != exclude[0]]
         return kept[:count]
 
@@ -252,11 +256,13 @@ class RoutingTable:
         self._by_address[contact.address] = contact.node_id
         self._all[contact.node_id] = contact
         self._per_host[contact.host] = self._per_host.get(contact.host, 0) + 1
+        self.ipv6_contacts += ":" in contact.host
 
     def _remove(self, bucket: Bucket, node_id: bytes) -> None:
         entry = bucket.entries.pop(node_id)
         del self._all[node_id]
         host = entry.contact.host
+        self.ipv6_contacts -= ":" in host
         if self._per_host[host] == 1:
             del self._per_host[host]
         else:

@@ -304,26 +304,27 @@ def parse_contacts(result: Any) -> tuple[Contact, ...]:
     if not isinstance(result, list) or len(result) > MAX_CONTACTS_PER_REPLY:
         raise RemoteProtocolError("a node list is a list of at most 64 triples")
     contacts = []
+    trusted = Contact.trusted
     for item in result:
-        if not isinstance(item, list) or len(item) != 3:
+        if type(item) is not list or len(item) != 3:
             raise RemoteProtocolError("a contact is [id, ip, port]")
         node_id, host, port = item
-        if not isinstance(node_id, bytes) or len(node_id) != ID_BYTES:
+        if type(node_id) is not bytes or len(node_id) != ID_BYTES:
             raise RemoteProtocolError("contact id is not a 20-byte id")
-        if not isinstance(host, str) or type(port) is not int or not 0 < port < 65536:
+        if type(host) is not str or type(port) is not int or not 0 < port < 65536:
             raise RemoteProtocolError("a contact is [id, ip: str, port: 1..65535]")
         canonical = canonical_host(host)
         if canonical is None:
             raise RemoteProtocolError("a contact has a bad address")
         # Every field is checked above: skip the constructor's second check (hot path).
-        contacts.append(Contact.trusted(node_id, canonical, port))
+        contacts.append(trusted(node_id, canonical, port))
     return tuple(contacts)
 
 
 def parse_find_value_reply(result: Any) -> FoundValue | tuple[Contact, ...]:
     """Kademlia §2.3: find_value answers with the value, or like find_node."""
     if isinstance(result, dict):
-        if set(result) != {"value"}:
+        if len(result) != 1 or "value" not in result:
             raise RemoteProtocolError("a value reply is {'value': v}")
         return FoundValue(_value(result["value"]))
     return parse_contacts(result)
