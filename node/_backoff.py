@@ -54,7 +54,9 @@ class Breaker:
     def state(self, now: float) -> BreakerState:
         if self.opened_at is None:
             return BreakerState.CLOSED
-        if now - self.opened_at >= self.current_cooldown:
+        # The same sum as `reopens_at`: `now - opened_at >= cooldown` can be one ulp short
+        # at that very time, and a caller sleeping until then would spin.
+        if now >= self.opened_at + self.current_cooldown:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 

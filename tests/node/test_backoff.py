@@ -53,3 +53,16 @@ def test_cooldown_is_capped() -> None:
         assert breaker.allow(now)
         breaker.failed(now)
     assert breaker.current_cooldown == 150.0
+
+
+def test_an_open_breaker_lets_a_trial_through_at_exactly_reopens_at() -> None:
+    """At `reopens_at()` itself a trial is allowed, whatever the floats: a dialer that
+    sleeps until then must not find it still open (it spun there, in virtual time)."""
+    breaker = Breaker(threshold=1, cooldown=60.0)
+    opened = 23.302228607257014  # (opened + 60) - opened < 60 in binary floating point
+    assert (opened + 60.0) - opened < 60.0
+    breaker.failed(opened)
+    reopens = breaker.reopens_at()
+    assert reopens is not None
+    assert breaker.state(reopens) is BreakerState.HALF_OPEN
+    assert breaker.allow(reopens)
