@@ -6,7 +6,7 @@ identity to its Noise static key; every later message is one Noise transport mes
 carrying one msgpack frame of at most :data:`MAX_FRAME` bytes. Before any message of a
 room flows, each side proves with a MAC over the handshake hash that it holds the room's
 secret. :class:`LinkSession` is the sans-IO core; :func:`open_link`, :func:`connect_link`
-and :func:`serve_links` run it on trio-websocket.
+and :func:`serve_links` run it on trio-websocket, over TCP or any :class:`StreamTransport`.
 """
 
 from ._driver import (
@@ -14,6 +14,8 @@ from ._driver import (
     Link,
     LinkEvent,
     LinkListener,
+    StreamTransport,
+    TCPTransport,
     connect_link,
     open_link,
     serve_links,
@@ -57,6 +59,8 @@ __all__ = [
     "RoomAuthorized",
     "RoomDenied",
     "RoomRefused",
+    "StreamTransport",
+    "TCPTransport",
     "TimedOut",
     "connect_link",
     "open_link",

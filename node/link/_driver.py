@@ -1,8 +1,9 @@
 """The trio driver: a :class:`LinkSession` over a trio-websocket connection.
 
 :func:`open_link` runs a link over a WebSocket someone else opened (memory streams in
-tests and the simulator); :func:`connect_link` dials a ``ws://`` URL and
-:func:`serve_links` accepts links, both over TCP. A :class:`Link` has three tasks: one
+tests); :func:`connect_link` dials a ``ws://`` URL and :func:`serve_links` accepts links,
+both over a :class:`StreamTransport`: real TCP (:class:`TCPTransport`, the default) or the
+simulated network (`node.SimNetwork`). A :class:`Link` has three tasks: one
 reader (the only caller of ``get_message``), one sender (the only caller of
 ``send_message``, so Noise nonces go out in order and a cancelled :meth:`Link.send` never
 tears a frame) and one timer for keepalives and timeouts. Errors from trio-websocket are
@@ -18,8 +19,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
-from typing import Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
 import trio
 import trio_websocket
@@ -46,6 +46,8 @@ __all__ = [
     "Link",
     "LinkEvent",
     "LinkListener",
+    "StreamTransport",
+    "TCPTransport",
     "connect_link",
     "open_link",
     "serve_links",
@@ -83,6 +85,44 @@ def _describe_remote(ws: WebSocketConnection | WebSocketRequest) -> str:
         host = f"[{remote.address}]" if ":" in str(remote.address) else str(remote.address)
         return f"{host}:{remote.port}"
     return remote
+
+
+class StreamTransport(Protocol):
+    """Where links' byte streams come from: real TCP or a simulated network.
+
+    Errors opening a stream or listeners are ``OSError``s, as from sockets.
+    """
+
+    async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        """A stream connected to ``host:port``; ``OSError`` if it cannot be had."""
+        ...
+
+    async def open_listeners(
+        self, host: str, port: int
+    ) -> tuple[list[trio.abc.Listener[trio.abc.Stream]], int]:
+        """Listeners on ``host:port`` (port 0: any free one) and the port they got."""
+        ...
+
+
+class TCPTransport:
+    """Real TCP through trio's sockets: what links run on outside of tests."""
+
+    async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        return await trio.open_tcp_stream(host, port)
+
+    async def open_listeners(
+        self, host: str, port: int
+    ) -> tuple[list[trio.abc.Listener[trio.abc.Stream]], int]:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        ports = {listener.socket.getsockname()[1] for listener in listeners}
+        if len(ports) != 1:  # a name bound on several interfaces, each with its own port
+            for listener in listeners:
+                await listener.aclose()
+            raise OSError(f"{host}:{port} gave listeners on several ports: {sorted(ports)}")
+        return list(listeners), ports.pop()
+
+
+_TCP: Final = TCPTransport()
 
 
 def _short(peer_id: bytes | None) -> str:
@@ -478,10 +518,12 @@ async def connect_link(
     static: KeyPair | None = None,
     expected_peer_id: bytes | None = None,
     event_buffer: int = EVENT_BUFFER,
+    transport: StreamTransport = _TCP,
 ) -> AsyncIterator[Link]:
-    """Dial ``url`` (``ws://host:port/``) and yield the :class:`Link`.
+    """Dial ``url`` (``ws://host:port/``) over ``transport`` (TCP by default) and yield
+    the :class:`Link`.
 
-    The TCP connect, the WebSocket opening and the Noise handshake together must finish
+    The connect, the WebSocket opening and the Noise handshake together must finish
     within ``config.handshake_timeout``; any failure to open raises :class:`LinkClosed`
     (``transport``, ``handshake-timeout`` or ``protocol``).
     """
@@ -493,10 +535,14 @@ async def connect_link(
     try:
         async with open_unwrapping_nursery() as nursery:
             with trio.move_on_at(started + config.handshake_timeout):
-                stream = await trio.open_tcp_stream(host, port)
+                stream = await transport.open_stream(host, port)
                 try:
                     ws = await trio_websocket.wrap_client_stream(
-                        nursery, stream, host_header, resource, max_message_size=MAX_MESSAGE
+                        nursery,
+                        stream,  # type: ignore[arg-type]  # any trio Stream works
+                        host_header,
+                        resource,
+                        max_message_size=MAX_MESSAGE,
                     )
                     opened = True
                 finally:
@@ -517,7 +563,7 @@ async def connect_link(
                 ) as link:
                     yield link
             finally:
-                # We own the TCP stream: trio-websocket leaves a client's stream open when
+                # We own the stream: trio-websocket leaves a client's stream open when
                 # the server closes first, so close it here whatever happened.
                 await trio.aclose_forcefully(stream)
     except (OSError, trio_websocket.HandshakeError) as exc:
@@ -548,9 +594,11 @@ async def serve_links(
     config: LinkConfig | None = None,
     static: KeyPair | None = None,
     event_buffer: int = EVENT_BUFFER,
+    transport: StreamTransport = _TCP,
     task_status: trio.TaskStatus[LinkListener] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Accept links on ``host:port`` and run ``handler(link)`` for each, until cancelled.
+    """Accept links on ``host:port`` of ``transport`` (TCP by default) and run
+    ``handler(link)`` for each, until cancelled.
 
     Start it with ``listener = await nursery.start(serve_links, ...)``. The WebSocket
     upgrade and then the Noise handshake each get ``config.handshake_timeout``. A
@@ -582,19 +630,21 @@ async def serve_links(
         except LinkClosed as error:
             log.debug("inbound link from %s ended: %s", remote, error)
 
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            partial(
-                trio_websocket.serve_websocket,
-                on_request,
-                host,
-                port,
-                None,
-                max_message_size=MAX_MESSAGE,
-                connect_timeout=config.handshake_timeout,
-                disconnect_timeout=CLOSE_TIMEOUT,
-            )
-        )
-        task_status.started(LinkListener(host, server.port))
-        await trio.sleep_forever()
+    listeners, bound = await transport.open_listeners(host, port)
+    server = trio_websocket.WebSocketServer(
+        on_request,
+        listeners,  # type: ignore[arg-type]  # any trio Listener works
+        max_message_size=MAX_MESSAGE,
+        connect_timeout=config.handshake_timeout,
+        disconnect_timeout=CLOSE_TIMEOUT,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            task_status.started(LinkListener(host, bound))
+            await trio.sleep_forever()
+    finally:
+        # The server closes them as it stops, unless stopped before it took them over.
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
     raise AssertionError("unreachable")

@@ -26,6 +26,8 @@ EXPECTED = {
     "RoomAuthorized",
     "RoomDenied",
     "RoomRefused",
+    "StreamTransport",
+    "TCPTransport",
     "TimedOut",
     "connect_link",
     "open_link",
