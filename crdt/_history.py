@@ -82,10 +82,15 @@ class History:
         clock: HLC | None = None,
         verifier: Verifier | None = None,
         wall_clock: Callable[[], int] = wall_clock_ms,
+        inline: bool = False,
     ) -> AsyncIterator[History]:
-        """Open (or create, when `room` is given) the history stored at `path`."""
+        """Open (or create, when `room` is given) the history stored at `path`.
+
+        `inline` runs the store's SQLite calls on the trio thread (see `Store.open`): for
+        virtual time only.
+        """
         async with AsyncExitStack() as stack:
-            store = await stack.enter_async_context(Store.open(path))
+            store = await stack.enter_async_context(Store.open(path, inline=inline))
             if verifier is None:
                 verifier = await stack.enter_async_context(Verifier.open())
             stored = (await store.meta()).get("room")

@@ -1,9 +1,11 @@
 """SQLite persistence of one room: its ops and its metadata, in one file.
 
 All SQLite work happens on a worker thread, one call at a time (`trio.to_thread` with a
-limiter of one), through the standard `sqlite3` module. Writes are group-committed: appends
-that arrive while a transaction is running share the next one, and each caller returns
-only after its ops are committed.
+limiter of one), through the standard `sqlite3` module; or, opened with `inline=True`,
+on the trio thread itself, for runs in virtual time, where nothing may wait on a thread
+(an autojumping clock skips ahead while a thread works). Writes are group-committed:
+appends that arrive while a transaction is running share the next one, and each caller
+returns only after its ops are committed.
 
 Durability (WAL mode): a batch marked `durable` (ops this node authored) is committed with
 `synchronous=FULL`, so it survives power loss before anyone sees it; other batches use
@@ -64,9 +66,10 @@ class _Write:
 class Store:
     """One room's SQLite file. Open with `async with Store.open(path) as store`."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, *, inline: bool = False) -> None:
         self.path = path
         self._db = connection
+        self._inline = inline
         self._limiter = trio.CapacityLimiter(1)
         self._queue: list[_Write] = []
         self._wakeup = trio.Event()
@@ -77,10 +80,15 @@ class Store:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: str | Path) -> AsyncIterator[Store]:
+    async def open(cls, path: str | Path, *, inline: bool = False) -> AsyncIterator[Store]:
+        """Open (creating if needed) the store at `path`.
+
+        `inline` runs every SQLite call on the trio thread, blocking it meanwhile: only for
+        virtual time (tests, the simulator), never for a node serving real peers.
+        """
         path = Path(path)
-        connection = await trio.to_thread.run_sync(_connect, path)
-        store = cls(connection, path)
+        connection = await _run_sync(_connect, path, inline=inline)
+        store = cls(connection, path, inline=inline)
         try:
             async with open_nursery() as nursery:
                 nursery.start_soon(store._write_loop)
@@ -91,9 +99,12 @@ class Store:
                     store._wakeup.set()
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(connection.close)
+                await _run_sync(connection.close, inline=inline)
 
     async def _run(self, fn: Callable[[], T]) -> T:
+        if self._inline:
+            # Nothing else runs while `fn` does: one call at a time holds by itself.
+            return await _run_sync(fn, inline=True)
         return await trio.to_thread.run_sync(fn, limiter=self._limiter)
 
     # -- writing --------------------------------------------------------------------------
@@ -221,6 +232,17 @@ class Store:
             return "\n".join(str(row[0]) for row in rows)
 
         return await self._run(check)
+
+
+async def _run_sync(fn: Callable[..., T], *args: object, inline: bool) -> T:
+    """`fn(*args)` on a worker thread, or inline with the same cancellation semantics: a
+    checkpoint before it starts, and a call once started is seen through."""
+    if not inline:
+        return await trio.to_thread.run_sync(fn, *args)
+    await trio.lowlevel.checkpoint_if_cancelled()
+    result = fn(*args)
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    return result
 
 
 class _transaction:

@@ -769,3 +769,53 @@ async def test_cancelled_history_block_closes_promptly_with_unsaved_ops(
         assert await history.store.integrity_check() == "ok"
     with pytest.raises(trio.ClosedResourceError):
         await history.store.append([(pending.id, pending.data)], durable=False)
+
+
+# -- inline: SQLite on the trio thread, for virtual time ------------------------------------
+
+
+@pytest.fixture
+def no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any wait on a worker thread fails the test."""
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker thread was used")
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", refuse)
+
+
+async def test_inline_history_round_trips_in_virtual_time_without_threads(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, no_threads: None
+) -> None:
+    peers, hello = conversation()
+    path = tmp_path / "room.db"
+    async with Verifier.open(workers=0) as verifier:
+        async with History.open(
+            path, room=ROOM, identity=ME, verifier=verifier, wall_clock=lambda: NOW, inline=True
+        ) as history:
+            await ingest_all(history, peers.ops)
+            mine, _ = await history.author(Kind.MESSAGE, ("mine", hello.id))
+            rendered = history.replica.render()
+            assert await history.store.count() == len(peers.ops) + 1
+        async with History.open(
+            path, identity=ME, verifier=verifier, wall_clock=lambda: NOW, inline=True
+        ) as reopened:
+            assert reopened.replica.render() == rendered
+            assert reopened.replica.in_effect(mine.id)
+    assert trio.current_time() == 0  # nothing waited: the clock never had to jump
+
+
+async def test_inline_appends_still_share_commits_and_honour_cancellation(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, no_threads: None
+) -> None:
+    rows = [(bytes([n]) * 32, b"op %d" % n) for n in range(6)]
+    async with Store.open(tmp_path / "room.db", inline=True) as store:
+        async with trio.open_nursery() as nursery:
+            for row in rows:
+                nursery.start_soon(partial(store.append, [row], durable=False))
+        assert store.commits == 1  # all six queued before the writer ran: one transaction
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await store.count()  # cancelled before it starts, as on a thread
+        assert scope.cancelled_caught
+        assert sorted(await store.load()) == [data for _, data in rows]  # tasks start in any order
