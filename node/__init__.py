@@ -1,13 +1,15 @@
 """The peer: identity, links, gossip and sync, the Node API and the command line.
 
 Embedders use `Node` (``async with Node.open(data_dir) as node``) and the `Room` handles
-it returns; everything else lives in the subpackages (`node.link`, `node.gossip`,
-`node.noise`).
+it returns; testers run nodes in virtual time on a `SimNetwork`
+(``Node.open(data_dir, network=sim)``); everything else lives in the subpackages
+(`node.link`, `node.gossip`, `node.noise`).
 """
 
 from ._invite import Invite, InviteError, parse_invite
 from ._node import Node, NodeStatus, RoomStatus, room_dht_key
 from ._room import Room, RoomEvents
+from ._sim import SimNetwork
 
 __all__ = [
     "Invite",
@@ -17,6 +19,7 @@ __all__ = [
     "Room",
     "RoomEvents",
     "RoomStatus",
+    "SimNetwork",
     "parse_invite",
     "room_dht_key",
 ]

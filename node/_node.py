@@ -9,6 +9,11 @@ returns. Per link, one reader task dispatches events by room and one writer task
 This module is a driver: it must never decide what to gossip, what to accept or what an
 op means. Those decisions belong to `node.gossip`, `node.link` and `crdt`.
 
+On a `SimNetwork` (`Node.open(..., network=sim)`) the same node runs in virtual time: its
+links and DHT go over the simulator, and nothing waits on a thread or a process (SQLite
+calls and file reads run inline, signatures are verified in-process), since an
+autojumping clock would skip ahead while a thread worked.
+
 Data dir layout::
 
     identity.pem                the node's Ed25519 key (0600)
@@ -26,13 +31,12 @@ import logging
 import math
 import random
 import secrets
-import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import msgpack
 import trio
@@ -45,6 +49,7 @@ from ._backoff import Backoff, Breaker
 from ._invite import Invite, InviteError, check_address, parse_invite
 from ._nursery import open_unwrapping_nursery
 from ._room import Room, RoomEvents
+from ._sim import SimNetwork
 from .gossip import Action as GossipAction
 from .gossip import GossipConfig, Ingest, Penalise, RoomGossip, Send
 from .link import (
@@ -56,6 +61,8 @@ from .link import (
     RoomAuthorized,
     RoomDenied,
     RoomRefused,
+    StreamTransport,
+    TCPTransport,
     connect_link,
     serve_links,
 )
@@ -63,6 +70,8 @@ from .link import (
 __all__ = ["Node", "NodeStatus", "RoomStatus", "room_dht_key"]
 
 log = logging.getLogger("node")
+
+T = TypeVar("T")
 
 ROOMS_DIR: Final = "rooms"
 IDENTITY_FILE: Final = "identity.pem"
@@ -86,6 +95,18 @@ def _link_url(address: str) -> str:
     if address.startswith("ws://"):
         return address
     return f"ws://{address}/"
+
+
+async def _run_sync(fn: Callable[..., T], *args: object, inline: bool) -> T:
+    """`fn(*args)` on a worker thread, or inline (in virtual time) with the same
+    cancellation semantics: a checkpoint before it starts; once started, it finishes.
+    (crdt's store keeps the same helper: crdt never imports node.)"""
+    if not inline:
+        return await trio.to_thread.run_sync(fn, *args)
+    await trio.lowlevel.checkpoint_if_cancelled()
+    result = fn(*args)
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +383,8 @@ class Node:
         discovery_interval: float,
         dial_backoff: float,
         mesh_size: int = 6,
+        network: SimNetwork | None = None,
+        sim_host: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.identity = identity
@@ -375,6 +398,14 @@ class Node:
         self._discovery_interval = discovery_interval
         self._dial_backoff = dial_backoff
         self._mesh_size = mesh_size
+        self._network = network
+        self._sim_host = sim_host  # our host on the simulated network
+        self._streams: StreamTransport = (
+            network.transport(sim_host)
+            if network is not None and sim_host is not None
+            else TCPTransport()
+        )
+        self._inline = network is not None  # virtual time: no threads
         self._rooms: dict[bytes, _RoomDriver] = {}
         self._links: dict[bytes, _LinkHandle] = {}
         self._dialing: set[str] = set()
@@ -405,6 +436,7 @@ class Node:
         dial_backoff: float = 1.0,
         mesh_size: int = 6,
         seed: int | None = None,
+        network: SimNetwork | None = None,
     ) -> AsyncIterator[Node]:
         """Open the node stored in `data_dir` (created if new) and run it until the block
         exits.
@@ -419,10 +451,27 @@ class Node:
         addresses are dialed anyway; links from others are always accepted).
         `verify_workers` is the number of signature-verification processes (default one
         per core; 0 verifies in this process).
+
+        `network` runs the node on a simulated network, in virtual time: the host of
+        `listen` names its simulated host (a wildcard or loopback host, or `listen=None`,
+        gets a fresh one), its DHT socket sits on that same host (`dht_host` is not used),
+        signatures are verified in-process and SQLite runs on the trio thread. The DHT's
+        contacts are not saved in the data dir there (that would wait on a thread). Without
+        `seed`, the node's random choices are seeded from the network's generator.
         """
         data_dir = Path(data_dir)
         host, port = split_host_port(listen) if listen is not None else (None, 0)
-        identity = await trio.to_thread.run_sync(_prepare_dir, data_dir)
+        sim_host: str | None = None
+        if network is not None:
+            if verify_workers:
+                raise ValueError("a simulated node verifies in-process: verify_workers=0")
+            verify_workers = 0
+            sim_host = network.host(host)
+            host = sim_host if listen is not None else None
+            if seed is None:
+                seed = network.rng.getrandbits(64)
+        inline = network is not None
+        identity = await _run_sync(_prepare_dir, data_dir, inline=inline)
         rng = random.Random(seed) if seed is not None else random.Random(secrets.randbits(64))
         async with (
             Verifier.open(verify_workers) as verifier,
@@ -439,6 +488,8 @@ class Node:
                 discovery_interval=discovery_interval,
                 dial_backoff=dial_backoff,
                 mesh_size=mesh_size,
+                network=network,
+                sim_host=sim_host,
             )
             try:
                 await node._start(host, port, advertise, dht_port, dht_host, bootstrap)
@@ -478,10 +529,10 @@ class Node:
         dht_host: str,
         bootstrap: Sequence[str | Address],
     ) -> None:
-        self._nick = await trio.to_thread.run_sync(_read_nick, self.data_dir)
+        self._nick = await _run_sync(_read_nick, self.data_dir, inline=self._inline)
         if host is not None:
             listener = await self._nursery.start(
-                partial(serve_links, config=self._link_config),
+                partial(serve_links, config=self._link_config, transport=self._streams),
                 self._serve_link,
                 host,
                 port,
@@ -497,8 +548,8 @@ class Node:
         if dht_port is not None:
             addresses = [split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
             self.dht = await self._nursery.start(self._run_dht, dht_host, dht_port, addresses)
-        paths = await trio.to_thread.run_sync(
-            lambda: sorted((self.data_dir / ROOMS_DIR).glob("*.sqlite3"))
+        paths = await _run_sync(
+            lambda: sorted((self.data_dir / ROOMS_DIR).glob("*.sqlite3")), inline=self._inline
         )
         for path in paths:
             await self._nursery.start(self._run_room, path, None, None)
@@ -512,7 +563,14 @@ class Node:
     ) -> None:
         """Run the DHT node until the node closes (it saves its contacts then)."""
         key = self.identity.private_key
-        async with DHTNode(host, port, identity=key, data_dir=self.data_dir) as dht:
+        if self._network is not None and self._sim_host is not None:
+            # No data dir: saving contacts would wait on a thread.
+            socket = self._network.datagram_socket(self._sim_host, port)
+            rng = random.Random(self._rng.getrandbits(64))
+            node = DHTNode(identity=key, transport=socket, rng=rng)
+        else:
+            node = DHTNode(host, port, identity=key, data_dir=self.data_dir)
+        async with node as dht:
             task_status.started(dht)
             if bootstrap:
                 answered = await dht.bootstrap(bootstrap)
@@ -533,7 +591,11 @@ class Node:
         # node's block is cancelled from outside.
         with trio.CancelScope(shield=True):
             async with History.open(
-                path, room=room_id, identity=self.identity, verifier=self._verifier
+                path,
+                room=room_id,
+                identity=self.identity,
+                verifier=self._verifier,
+                inline=self._inline,
             ) as history:
                 if new_meta is not None:
                     await history.store.set_meta(new_meta)
@@ -596,7 +658,7 @@ class Node:
     async def set_nick(self, nick: str) -> None:
         """Set our nickname in every room (and in rooms created or joined later)."""
         self._nick = nick
-        await trio.to_thread.run_sync(_write_nick, self.data_dir, nick)
+        await _run_sync(_write_nick, self.data_dir, nick, inline=self._inline)
         for driver in list(self._rooms.values()):
             await driver.author(Kind.NICK, (nick,))
 
@@ -754,7 +816,9 @@ class Node:
                 await trio.sleep_until(breaker.reopens_at() or now)
                 continue
             try:
-                async with connect_link(url, self.identity, config=self._link_config) as link:
+                async with connect_link(
+                    url, self.identity, config=self._link_config, transport=self._streams
+                ) as link:
                     breaker.succeeded()
                     backoff.reset()
                     peer_id = link.peer_id
@@ -780,9 +844,12 @@ class Node:
         host, port = split_host_port(self.address) if self.address else ("", 0)
         announced_until = 0.0
         while True:
+            # The DHT's wall clock, which moves with trio's: in virtual time too, records
+            # are announced again as they near expiry.
+            now = dht.protocol.wall(trio.current_time())
             try:
-                if self.address and time.time() > announced_until - RECORD_TTL / 2:
-                    expires = int(time.time()) + RECORD_TTL
+                if self.address and now > announced_until - RECORD_TTL / 2:
+                    expires = int(now) + RECORD_TTL
                     record = PeerRecord.create(
                         self.identity.private_key, key, [(host, port)], expires
                     )

@@ -1,4 +1,5 @@
-"""Shared helpers for the Node tests: nodes on loopback, and waiting for a condition."""
+"""Shared helpers for the Node tests: nodes on loopback or on the simulated network, and
+waiting for a condition."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import trio
 
-from node import Node, Room
+from node import Node, Room, SimNetwork
 
 POLL = 0.01  # seconds between looks at a condition; the deadline is the test's fail_after
 
@@ -29,6 +30,14 @@ async def open_node(data_dir: Path, **options: Any) -> AsyncIterator[Node]:
     options.setdefault("dht_port", None)
     options.setdefault("verify_workers", 0)
     async with Node.open(data_dir, **options) as node:
+        yield node
+
+
+@asynccontextmanager
+async def open_sim_node(network: SimNetwork, data_dir: Path, **options: Any) -> AsyncIterator[Node]:
+    """A node on the simulated network (in virtual time), no DHT unless asked for."""
+    options.setdefault("dht_port", None)
+    async with Node.open(data_dir, network=network, **options) as node:
         yield node
 
 

@@ -46,6 +46,7 @@ def test_public_surface() -> None:
         "Room",
         "RoomEvents",
         "RoomStatus",
+        "SimNetwork",
         "parse_invite",
         "room_dht_key",
     }

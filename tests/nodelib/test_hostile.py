@@ -6,44 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import msgpack
 import pytest
 import trio
 import trio_websocket
 
-from crdt import Identity, Kind, Replica
+from crdt import Identity
 from node import parse_invite
-from node.gossip import PROTOCOL_VERSION, GossipConfig, Hello, Mode, Ops, encode_message
+from node.gossip import PROTOCOL_VERSION, GossipConfig, Hello, encode_message
 from node.link import connect_link
 
+from ._attacks import ATTACKS, LIMIT, bad_signature
 from ._helpers import open_node, same_room, wait_until
 
-LIMIT = 20 * 1024  # the receive limit the attacked node advertises in its HELLO
 
-
-def garbage(room: bytes, author: Identity) -> bytes:
-    return b"\xc1 is no msgpack at all"
-
-
-def bad_signature(room: bytes, author: Identity) -> bytes:
-    op = Replica(room, identity=author).create(Kind.MESSAGE, ("forged", None), now_ms=1)
-    tampered = op.data[:-1] + bytes([op.data[-1] ^ 1])
-    return encode_message(Ops(0, Mode.PUSH, (tampered,)))
-
-
-def oversized(room: bytes, author: Identity) -> bytes:
-    replica = Replica(room, identity=author)
-    ops = []
-    for n in range(30):  # each ~1 KiB, valid and signed: only the size is wrong
-        op = replica.create(Kind.MESSAGE, (f"{n} " + "x" * 1000, None), now_ms=1 + n)
-        replica.admit(op)
-        ops.append(op.data)
-    payload: bytes = msgpack.packb([2, 0, int(Mode.PUSH), ops])
-    assert len(payload) > LIMIT
-    return payload
-
-
-@pytest.mark.parametrize("attack", [garbage, bad_signature, oversized])
+@pytest.mark.parametrize("attack", ATTACKS)
 async def test_misbehaving_member_is_cut_off_and_nothing_is_lost(
     tmp_path: Path, attack: Callable[[bytes, Identity], bytes]
 ) -> None:

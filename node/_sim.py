@@ -1,0 +1,401 @@
+"""A simulated network for whole nodes: DHT datagrams and link streams, all in memory.
+
+`SimNetwork` owns a `dht.SimNetwork` for the DHT's datagrams and adds what links need:
+byte streams between simulated hosts, with a seeded latency per host pair, connects that
+are refused where nobody listens, and partitions (`block`) that break open streams and
+fail new connects. `Node.open(..., network=sim)` runs a whole node on it: its links
+through `sim.transport(host)` (a `node.link.StreamTransport`), its DHT on
+`sim.datagram_socket(host)`. All timing is trio's clock, so under
+`trio.testing.MockClock(autojump_threshold=0)` a swarm of nodes runs in virtual time.
+
+Streams keep trio's semantics: `send_all`, `receive_some` and `aclose` are checkpoints;
+a stream closed here raises `ClosedResourceError`, one whose other end is gone or cut
+off raises `BrokenResourceError`; `receive_some` returns ``b""`` once the other end
+closed and everything it sent has arrived. Latency delays bytes but never reorders them,
+and a sender blocks once `window` bytes wait unread, as on a full TCP window.
+
+What this module must never do: touch a socket, a thread or the OS clock, or decide
+anything about links or the DHT. It only moves bytes, late.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import ipaddress
+import math
+import random
+from typing import Final
+
+import trio
+
+import dht
+
+__all__ = ["SimListener", "SimNetwork", "SimStream", "SimTransport"]
+
+WINDOW: Final = 256 * 1024  # unread bytes a sender may have in flight before it blocks
+FIRST_PORT: Final = 49152  # ports handed out for port 0 (the IANA ephemeral range)
+
+
+class _Pipe:
+    """One direction of a connection: bytes in order, each chunk due after its latency."""
+
+    def __init__(self, src: str, dst: str) -> None:
+        self.src, self.dst = src, dst
+        self.chunks: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.unread = 0  # bytes written and not yet read
+        self.last_due = -math.inf
+        self.eof_due: float | None = None  # set when the writer closed
+        self.broken = False  # cut off: everything in flight is lost
+        self.reader_gone = False  # the receiving end closed: writes are refused
+        self.readable = trio.Event()
+        self.writable = trio.Event()
+
+    def due(self, delay: float) -> float:
+        # Never before what was sent earlier: latency must not reorder a stream.
+        self.last_due = max(trio.current_time() + delay, self.last_due)
+        return self.last_due
+
+    def wake(self) -> None:
+        self.readable.set()
+        self.writable.set()
+
+    def break_(self) -> None:
+        self.broken = True
+        self.chunks.clear()
+        self.unread = 0
+        self.wake()
+
+
+class _Connection:
+    """Both directions between two endpoints, tracked so a partition can break it."""
+
+    def __init__(self, a: str, b: str) -> None:
+        self.hosts = frozenset((a, b))
+        self.forward = _Pipe(a, b)
+        self.backward = _Pipe(b, a)
+        self.open_ends = 2
+
+    def break_(self) -> None:
+        self.forward.break_()
+        self.backward.break_()
+
+
+class SimStream(trio.abc.Stream):
+    """One end of a simulated connection (made by `SimTransport` and `SimListener`)."""
+
+    def __init__(
+        self,
+        network: SimNetwork,
+        connection: _Connection,
+        local: dht.Address,
+        remote: dht.Address,
+        outgoing: _Pipe,
+        incoming: _Pipe,
+    ) -> None:
+        self._network = network
+        self._connection = connection
+        self.local = local
+        self.remote = remote
+        self._out = outgoing
+        self._in = incoming
+        self._closed = False
+        self._sending = False
+        self._receiving = False
+
+    def __repr__(self) -> str:
+        # trio-websocket names a non-socket stream's peer by its repr: make that host:port.
+        host, port = self.remote
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint()
+            pipe = self._out
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("this stream is closed")
+                if pipe.broken or pipe.reader_gone:
+                    raise trio.BrokenResourceError("the connection is gone")
+                if pipe.unread < self._network.window:
+                    break
+                pipe.writable = trio.Event()
+                await pipe.writable.wait()
+            if data:
+                chunk = bytes(data)
+                pipe.chunks.append((pipe.due(self._network._delay(pipe.src, pipe.dst)), chunk))
+                pipe.unread += len(chunk)
+                pipe.readable.set()
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+        pipe = self._out
+        while not (self._closed or pipe.broken or pipe.reader_gone):
+            if pipe.unread < self._network.window:
+                return
+            pipe.writable = trio.Event()
+            await pipe.writable.wait()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint()
+            pipe = self._in
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("this stream is closed")
+                if pipe.broken:
+                    raise trio.BrokenResourceError("the connection is gone")
+                now = trio.current_time()
+                if pipe.chunks and pipe.chunks[0][0] <= now:
+                    return self._take(pipe, now, max_bytes)
+                if not pipe.chunks and pipe.eof_due is not None and pipe.eof_due <= now:
+                    return b""
+                deadline = pipe.chunks[0][0] if pipe.chunks else pipe.eof_due or math.inf
+                pipe.readable = trio.Event()
+                with trio.move_on_at(deadline):
+                    await pipe.readable.wait()
+        finally:
+            self._receiving = False
+
+    def _take(self, pipe: _Pipe, now: float, max_bytes: int | None) -> bytes:
+        limit = max_bytes if max_bytes is not None else self._network.window
+        parts: list[bytes] = []
+        taken = 0
+        while pipe.chunks and pipe.chunks[0][0] <= now and taken < limit:
+            due, chunk = pipe.chunks.popleft()
+            if taken + len(chunk) > limit:
+                cut = limit - taken
+                pipe.chunks.appendleft((due, chunk[cut:]))
+                chunk = chunk[:cut]
+            parts.append(chunk)
+            taken += len(chunk)
+        pipe.unread -= taken
+        pipe.writable.set()
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            out, incoming = self._out, self._in
+            if not out.broken:
+                out.eof_due = out.due(self._network._delay(out.src, out.dst))
+            incoming.reader_gone = True
+            incoming.chunks.clear()
+            incoming.unread = 0
+            out.wake()  # the other end's reader sees the EOF when it is due
+            incoming.wake()  # the other end's writer sees us gone; our own waiters wake
+            self._connection.open_ends -= 1
+            if self._connection.open_ends == 0:
+                self._network._connections.discard(self._connection)
+        await trio.lowlevel.checkpoint()
+
+
+class SimListener(trio.abc.Listener[trio.abc.Stream]):
+    """Accepts simulated connections to one host:port until closed."""
+
+    def __init__(self, network: SimNetwork, address: dht.Address) -> None:
+        self._network = network
+        self.address = address
+        self._pending_in, self._pending_out = trio.open_memory_channel[SimStream](math.inf)
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def _offer(self, stream: SimStream) -> None:
+        self._pending_in.send_nowait(stream)
+
+    async def accept(self) -> trio.abc.Stream:
+        try:
+            return await self._pending_out.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise trio.ClosedResourceError("this listener is closed") from None
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._network._listeners.get(self.address) is self:
+                del self._network._listeners[self.address]
+            self._pending_in.close()
+            while True:  # connections nobody accepted are reset, as a kernel would
+                try:
+                    stream = self._pending_out.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                self._network._cut(stream._connection)
+            self._pending_out.close()
+        await trio.lowlevel.checkpoint()
+
+
+class SimTransport:
+    """A `node.link.StreamTransport` for one simulated host: connects go out from it,
+    listeners listen on it."""
+
+    def __init__(self, network: SimNetwork, host: str) -> None:
+        self.network = network
+        self.host = host
+
+    async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        return await self.network._connect(self.host, (host, port))
+
+    async def open_listeners(
+        self, host: str, port: int
+    ) -> tuple[list[trio.abc.Listener[trio.abc.Stream]], int]:
+        if host != self.host:
+            raise OSError(errno.EADDRNOTAVAIL, f"{host} is not this host ({self.host})")
+        listener = self.network._listen(self.host, port)
+        return [listener], listener.port
+
+
+class SimNetwork:
+    """Seeded in-memory network of hosts: link streams here, DHT datagrams in `dht`.
+
+    Each host gets a random one-way latency share from `latency` (half of a value drawn
+    in that range); a chunk of bytes from host a to host b takes a's share plus b's plus
+    any `set_latency` extra plus up to `jitter`. The DHT network draws its own latencies
+    in the same ranges, and `loss` applies to datagrams only (a stream retransmits).
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        latency: tuple[float, float] = (0.005, 0.05),
+        jitter: float = 0.005,
+        loss: float = 0.0,
+        window: int = WINDOW,
+    ) -> None:
+        self.rng = rng
+        self.latency = latency
+        self.jitter = jitter
+        self.window = window
+        self.dht = dht.SimNetwork(
+            random.Random(rng.getrandbits(64)), latency=latency, jitter=jitter, loss=loss
+        )
+        self.connects = 0  # connects attempted
+        self.refused = 0  # of those, refused (nobody listening) or cut off (blocked)
+        self._blocked: set[frozenset[str]] = set()
+        self._host_latency: dict[str, float] = {}
+        self._extra: dict[tuple[str, str], float] = {}
+        self._listeners: dict[dht.Address, SimListener] = {}
+        self._connections: set[_Connection] = set()
+        self._next_port: dict[str, int] = {}
+
+    # -- hosts -------------------------------------------------------------------------
+
+    def new_host(self) -> str:
+        """A fresh IPv4 literal, never handed out before."""
+        return self.dht.new_host()
+
+    def host(self, requested: str | None = None) -> str:
+        """The host a node runs on: `requested` if it names one, or a fresh host for None,
+        a wildcard or a loopback address (every node its own machine)."""
+        if requested is None or requested == "":
+            return self.new_host()
+        try:
+            address = ipaddress.ip_address(requested)
+        except ValueError:
+            raise ValueError(f"a simulated host is an IP literal, not {requested!r}") from None
+        if address.is_unspecified or address.is_loopback:
+            return self.new_host()
+        return str(address)
+
+    def transport(self, host: str) -> SimTransport:
+        """The stream transport of a node on `host`, for `connect_link` and `serve_links`."""
+        return SimTransport(self, host)
+
+    def datagram_socket(self, host: str, port: int = 0) -> dht.SimSocket:
+        """A DHT socket on `host` (port 0: a free one), for `DHTNode(transport=...)`."""
+        return self.dht.socket(host, port or self._free_port(host))
+
+    # -- conditions --------------------------------------------------------------------
+
+    def set_latency(self, a: str, b: str, seconds: float) -> None:
+        """Extra latency from host `a` to host `b` (one direction), streams and datagrams."""
+        self._extra[(a, b)] = seconds
+        spec = self.dht.links.get((a, b))
+        self.dht.set_link(a, b, dht.LinkSpec(latency=seconds, loss=spec.loss if spec else 0.0))
+
+    def block(self, a: str, b: str) -> None:
+        """Partition hosts `a` and `b`: open streams between them break, new connects
+        fail, datagrams are lost."""
+        self._blocked.add(frozenset((a, b)))
+        self.dht.block(a, b)
+        for connection in [c for c in self._connections if c.hosts == {a, b}]:
+            self._cut(connection)
+
+    def unblock(self, a: str, b: str) -> None:
+        """Heal the partition between `a` and `b` (streams it broke stay broken)."""
+        self._blocked.discard(frozenset((a, b)))
+        self.dht.unblock(a, b)
+
+    def blocked(self, a: str, b: str) -> bool:
+        return frozenset((a, b)) in self._blocked
+
+    def open_streams(self, host: str) -> int:
+        """Connections of `host` that are not closed at both ends, for tests."""
+        return sum(1 for c in self._connections if host in c.hosts)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _free_port(self, host: str) -> int:
+        port = self._next_port.get(host, FIRST_PORT)
+        while (host, port) in self._listeners:
+            port += 1
+        self._next_port[host] = port + 1
+        return port
+
+    def _share(self, host: str) -> float:
+        share = self._host_latency.get(host)
+        if share is None:
+            low, high = self.latency
+            share = self._host_latency[host] = self.rng.uniform(low, high) / 2
+        return share
+
+    def _delay(self, src: str, dst: str) -> float:
+        base = self._share(src) + self._share(dst) + self._extra.get((src, dst), 0.0)
+        return base + self.rng.uniform(0, self.jitter)
+
+    def _cut(self, connection: _Connection) -> None:
+        connection.break_()
+        self._connections.discard(connection)
+
+    def _listen(self, host: str, port: int) -> SimListener:
+        address = (host, port or self._free_port(host))
+        if address in self._listeners:
+            raise OSError(errno.EADDRINUSE, f"{address[0]}:{address[1]} is in use")
+        listener = SimListener(self, address)
+        self._listeners[address] = listener
+        return listener
+
+    async def _connect(self, src: str, address: dht.Address) -> SimStream:
+        self.connects += 1
+        dst = address[0]
+        # The SYN goes out and the answer (SYN-ACK, or a reset) comes back.
+        await trio.sleep(self._delay(src, dst) + self._delay(dst, src))
+        if self.blocked(src, dst):
+            self.refused += 1
+            raise OSError(errno.EHOSTUNREACH, f"no route to {dst} (partitioned)")
+        listener = self._listeners.get(address)
+        if listener is None:
+            self.refused += 1
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"nobody listens on {address}")
+        local = (src, self._free_port(src))
+        connection = _Connection(src, dst)
+        self._connections.add(connection)
+        forward, backward = connection.forward, connection.backward
+        client = SimStream(self, connection, local, address, forward, backward)
+        server = SimStream(self, connection, address, local, backward, forward)
+        listener._offer(server)
+        return client

@@ -1,0 +1,371 @@
+"""Whole nodes on the simulated network, in virtual time: convergence, relays, late joins,
+wrong secrets, restarts mid-sync, discovery through the simulated DHT alone, partitions
+that heal, and hostile members. Latencies are fixed (no jitter) where a test asserts a
+virtual time, so the bounds below count round trips."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+import trio_websocket
+
+from crdt import Identity, MessageAdded
+from dht import DHTNode
+from node import Invite, SimNetwork, parse_invite
+from node.gossip import PROTOCOL_VERSION, GossipConfig, Hello, encode_message
+from node.link import MAX_MESSAGE, connect_link
+
+from ._attacks import ATTACKS, LIMIT, bad_signature
+from ._helpers import open_sim_node, same_room, texts, wait_until
+
+ONE_WAY = 0.05  # seconds between any two hosts, in the tests that time things
+RTT = 2 * ONE_WAY
+
+
+@pytest.fixture(autouse=True)
+def no_threads_or_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In virtual time nothing may wait on a thread or a process: the clock would jump
+    while it worked. Any attempt fails the test."""
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a simulated node waited on a thread or a process")
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", refuse)
+    monkeypatch.setattr(trio.lowlevel, "open_process", refuse)
+
+
+def fixed_network(seed: int = 1) -> SimNetwork:
+    return SimNetwork(random.Random(seed), latency=(ONE_WAY, ONE_WAY), jitter=0.0)
+
+
+def secret_only(invite: str) -> Invite:
+    """The invite without any address: members must be found through the DHT."""
+    real = parse_invite(invite)
+    return Invite(real.room, real.secret, real.name, ())
+
+
+async def test_two_nodes_converge(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    net = fixed_network()
+    with trio.fail_after(60):
+        async with (
+            open_sim_node(net, tmp_path / "a") as a,
+            open_sim_node(net, tmp_path / "b") as b,
+        ):
+            assert a.address.startswith("10.") and a.address != b.address
+            await a.set_nick("alice")
+            ra = await a.create_room("plans")
+            await ra.send("hello from a")
+            start = trio.current_time()
+            rb = await b.join(ra.invite())
+            await rb.send("hello from b")
+            await wait_until(lambda: len(ra.timeline()) == 2 and same_room(ra, rb))
+            took = trio.current_time() - start
+            # TCP, the WebSocket upgrade and Noise XX take three round trips before a byte
+            # of the room can flow; proofs, vectors and one catch-up batch take a few more.
+            assert 3 * RTT < took <= 8 * RTT
+            assert ra.nicknames() == {a.peer_id: "alice"}
+            assert a.status().links == (b.peer_id,) and b.status().links == (a.peer_id,)
+            await wait_until(lambda: a.status().rooms[0].synced and b.status().rooms[0].synced)
+            # A new message after that is one push away: exactly one trip.
+            async with rb.events() as events:
+                sent_at = trio.current_time()
+                pushed = await ra.send("pushed")
+                assert await events.__anext__() == MessageAdded(pushed)
+            assert trio.current_time() - sent_at == pytest.approx(ONE_WAY)
+
+
+async def test_line_a_b_c_relays_through_b(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(60):
+        async with (
+            open_sim_node(net, tmp_path / "a") as a,
+            open_sim_node(net, tmp_path / "b") as b,
+            open_sim_node(net, tmp_path / "c") as c,
+        ):
+            ra = await a.create_room("line")
+            rb = await b.join(ra.invite())
+            await wait_until(lambda: b.peer_id in ra.members())
+            real = parse_invite(rb.invite())
+            rc = await c.join(Invite(real.room, real.secret, real.name, (b.address,)))
+            await wait_until(lambda: c.peer_id in ra.members())
+            start = trio.current_time()
+            for n in range(5):
+                await ra.send(f"from a {n}")
+            await rc.send("from c")
+            await wait_until(lambda: len(rc.timeline()) == 6 and same_room(ra, rb, rc))
+            assert trio.current_time() - start <= 2 * ONE_WAY + 0.01  # two hops, pushed
+            assert a.peer_id not in c.status().links  # it really went through B
+            assert c.peer_id not in a.status().links
+
+
+async def test_late_joiner_gets_the_whole_history(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(120):
+        async with open_sim_node(net, tmp_path / "a") as a, open_sim_node(net, tmp_path / "b") as b:
+            ra = await a.create_room("history")
+            first = await ra.send("message 0")
+            for n in range(1, 400):
+                await ra.send(f"message {n}")
+            await ra.edit(first, "message 0 (edited)")
+            start = trio.current_time()
+            rb = await b.join(ra.invite())
+            await wait_until(lambda: len(rb.timeline()) == 400 and same_room(ra, rb))
+            # 403 ops in batches of 128, the whole window in flight at once: the catch-up
+            # costs about one round trip more than a single message would.
+            assert trio.current_time() - start <= 10 * RTT
+            assert texts(rb)[0] == "message 0 (edited)" and texts(rb)[-1] == "message 399"
+            await wait_until(lambda: b.status().rooms[0].synced)
+            assert b.status().rooms[0].received >= 402  # A's join, 400 messages, an edit
+
+
+async def test_wrong_secret_gets_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(300):
+        async with open_sim_node(net, tmp_path / "a") as a, open_sim_node(net, tmp_path / "m") as m:
+            ra = await a.create_room("private")
+            await ra.send("secret plans")
+            real = parse_invite(ra.invite())
+            rm = await m.join(Invite(real.room, bytes(32), real.name, (a.address,)))
+            await wait_until(lambda: a.status().refusals == 1)
+            await ra.send("more secret plans")
+            await trio.sleep(120)  # plenty of time for anything to leak (sync runs each 60 s)
+            assert m.status().links == (a.peer_id,)  # linked, but not in the room
+            assert rm.timeline() == [] and rm.members() == [m.peer_id]
+            assert ra.members() == [a.peer_id] and a.status().rooms[0].peers == ()
+            assert a.status().refusals == 1  # refused once, for good on that link
+
+
+@pytest.mark.parametrize("stop", ["closed", "cancelled"])
+async def test_node_restarted_mid_sync_finishes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, stop: str
+) -> None:
+    total = 1000
+    net = fixed_network()
+    # B takes one batch at a time, so it really is mid-sync when it stops.
+    slow = GossipConfig(window=1)
+    with trio.fail_after(300):
+        async with open_sim_node(net, tmp_path / "a") as a:
+            ra = await a.create_room("big")
+            for n in range(total):
+                await ra.send(f"message {n}")
+            with trio.CancelScope() as outside:
+                async with open_sim_node(net, tmp_path / "b", gossip_config=slow) as b:
+                    rb = await b.join(ra.invite())
+                    async with rb.events() as events:
+                        async for change in events:
+                            if isinstance(change, MessageAdded):
+                                break  # the first catch-up batch is in: stop right here
+                    if stop == "cancelled":  # as an embedder's timeout or Ctrl-C would
+                        outside.cancel()
+                        await trio.sleep_forever()
+            assert outside.cancelled_caught == (stop == "cancelled")
+            await wait_until(lambda: a.status().links == ())
+            async with open_sim_node(net, tmp_path / "b", gossip_config=slow) as b:
+                (rb,) = b.rooms()
+                kept = len(rb.timeline())
+                assert 0 < kept < total  # it really stopped mid-sync, and kept what it had
+                await wait_until(lambda: len(rb.timeline()) == total and same_room(ra, rb))
+                await wait_until(lambda: b.status().rooms[0].synced)
+
+
+async def test_members_find_each_other_through_the_simulated_dht_and_keep_a_small_mesh(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = SimNetwork(random.Random(7))
+    boot_host = net.new_host()
+    mesh = 2
+    async with DHTNode(transport=net.datagram_socket(boot_host, 4000), rng=random.Random(0)):
+        options = {
+            "dht_port": 0,
+            "bootstrap": [f"{boot_host}:4000"],
+            "discovery_interval": 5.0,
+            "mesh_size": mesh,
+        }
+        with trio.fail_after(600):
+            start = trio.current_time()
+            async with (
+                open_sim_node(net, tmp_path / "a", **options) as a,
+                open_sim_node(net, tmp_path / "b", **options) as b,
+                open_sim_node(net, tmp_path / "c", **options) as c,
+                open_sim_node(net, tmp_path / "d", **options) as d,
+                open_sim_node(net, tmp_path / "e", **options) as e,
+            ):
+                nodes = [a, b, c, d, e]
+                ra = await a.create_room("found")
+                invite = secret_only(ra.invite())  # no address at all: only the DHT
+                rooms = [ra] + [await node.join(invite) for node in nodes[1:]]
+                for node, room in zip(nodes, rooms, strict=True):
+                    await room.send(f"from {node.address}")
+                await wait_until(lambda: len(ra.timeline()) == 5 and same_room(*rooms))
+                assert trio.current_time() - start < 60  # a few discovery rounds
+                for node in nodes:
+                    status = node.status()
+                    assert status.dht_contacts is not None and status.dht_contacts >= 1
+                    assert len(node._rooms[ra.id].dialed) <= mesh
+                # Each link was dialed by one of its ends: at most mesh per node.
+                links = {frozenset((n.peer_id, p)) for n in nodes for p in n.status().links}
+                assert len(links) <= mesh * len(nodes)
+
+
+async def test_records_are_announced_again_as_virtual_hours_pass(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A record lives an hour on the DHT's wall clock; two virtual hours later a newcomer
+    with only the secret still finds the room's first member."""
+    net = SimNetwork(random.Random(8))
+    boot_host = net.new_host()
+    async with DHTNode(transport=net.datagram_socket(boot_host, 4000), rng=random.Random(0)):
+        options = {"dht_port": 0, "bootstrap": [f"{boot_host}:4000"]}
+        with trio.fail_after(3 * 3600):
+            async with open_sim_node(net, tmp_path / "a", **options) as a:
+                ra = await a.create_room("long-lived")
+                await ra.send("still here")
+                await trio.sleep(2 * 3600)
+                async with open_sim_node(net, tmp_path / "b", **options) as b:
+                    start = trio.current_time()
+                    rb = await b.join(secret_only(ra.invite()))
+                    await wait_until(lambda: same_room(ra, rb) and len(rb.timeline()) == 1)
+                    assert trio.current_time() - start < 60  # found on its first lookups
+
+
+async def test_a_partition_heals_and_the_sides_converge(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(900):
+        async with (
+            open_sim_node(net, tmp_path / "a") as a,
+            open_sim_node(net, tmp_path / "b") as b,
+            open_sim_node(net, tmp_path / "c") as c,
+        ):
+            ra = await a.create_room("split")
+            rb, rc = await b.join(ra.invite()), await c.join(ra.invite())
+            await wait_until(lambda: len(ra.members()) == 3 and same_room(ra, rb, rc))
+            host = {n.peer_id: n.address.split(":")[0] for n in (a, b, c)}
+            net.block(host[c.peer_id], host[a.peer_id])
+            net.block(host[c.peer_id], host[b.peer_id])
+            await wait_until(lambda: c.status().links == ())
+            await ra.send("from a, while c is away")
+            await rc.send("from c, alone")
+            await trio.sleep(100)  # C's dials fail, back off, and open its breaker
+            assert len(ra.timeline()) == len(rc.timeline()) == 1
+            assert same_room(ra, rb)
+            assert net.refused >= 5
+            net.unblock(host[c.peer_id], host[a.peer_id])
+            net.unblock(host[c.peer_id], host[b.peer_id])
+            healed = trio.current_time()
+            await wait_until(lambda: len(ra.timeline()) == 2 and same_room(ra, rb, rc))
+            # The breaker opened for 60 s after five failed dials (backoff at most 1 + 2 +
+            # 4 + 8 s between them) and a failed trial doubled that: the next trial comes
+            # at most 120 s after the heal, and gets through.
+            assert trio.current_time() - healed <= 120 + 10 * RTT
+
+
+async def test_a_departed_node_is_redialed_when_it_returns_at_its_address(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(600):
+        async with open_sim_node(net, tmp_path / "a") as a:
+            ra = await a.create_room("come back")
+            address = a.address
+            async with open_sim_node(net, tmp_path / "b") as b:
+                rb = await b.join(ra.invite())
+                await wait_until(lambda: same_room(ra, rb) and len(ra.members()) == 2)
+                await rb.send("before a left")
+                await wait_until(lambda: len(ra.timeline()) == 1)
+        # A is gone: B's dials are refused; B writes on alone.
+        async with open_sim_node(net, tmp_path / "b") as b:
+            (rb,) = b.rooms()
+            await rb.send("while a was gone")
+            await trio.sleep(30)
+            assert b.status().links == ()
+            refused = net.refused
+            assert refused >= 1
+            async with open_sim_node(net, tmp_path / "a", listen=address) as a:
+                assert a.address == address
+                (ra,) = a.rooms()
+                await wait_until(lambda: len(ra.timeline()) == 2 and same_room(ra, rb))
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+async def test_misbehaving_member_is_cut_off_and_nothing_is_lost(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    attack: Callable[[bytes, Identity], bytes],
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(120):
+        config = GossipConfig(max_message_bytes=LIMIT)
+        async with open_sim_node(net, tmp_path / "a", gossip_config=config) as a:
+            ra = await a.create_room("target")
+            for n in range(10):
+                await ra.send(f"kept {n}")
+            before, ops_before = ra.timeline(), a.status().rooms[0].ops
+            invite = parse_invite(ra.invite())
+            mallory = Identity.generate()
+            streams = net.transport(net.new_host())
+            async with connect_link(f"ws://{a.address}/", mallory, transport=streams) as link:
+                assert await link.join_room(invite.room, invite.secret)  # a member...
+                await link.send(invite.room, encode_message(Hello(PROTOCOL_VERSION, 4, LIMIT)))
+                await link.send(invite.room, attack(invite.room, mallory))  # ...gone bad
+                async for _ in link:  # A's HELLO, vector, catch-up: until A closes the link
+                    pass
+                assert link.closed is not None and link.closed.reason in ("peer", "transport")
+            await wait_until(lambda: a.status().links == ())
+            status = a.status().rooms[0]
+            assert status.penalties == 1
+            expected = (("bad_signature", 1),) if attack is bad_signature else ()
+            assert status.rejected == expected
+            assert ra.timeline() == before and status.ops == ops_before
+            assert mallory.peer_id not in ra.members()
+            async with open_sim_node(net, tmp_path / "b") as b:  # and A keeps serving
+                rb = await b.join(ra.invite())
+                await rb.send("still here?")
+                await wait_until(lambda: len(ra.timeline()) == 11 and same_room(ra, rb))
+
+
+async def read_until_closed(ws: trio_websocket.WebSocketConnection) -> None:
+    while True:
+        await ws.get_message()
+
+
+async def test_a_node_with_hostile_neighbours_keeps_its_honest_links(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Garbage before the handshake costs only that connection: an honest link that was
+    already up carries on, untouched."""
+    net = fixed_network()
+    with trio.fail_after(60):
+        async with open_sim_node(net, tmp_path / "a") as a, open_sim_node(net, tmp_path / "b") as b:
+            ra = await a.create_room("target")
+            rb = await b.join(ra.invite())
+            await wait_until(lambda: same_room(ra, rb) and len(ra.members()) == 2)
+            host, port = a.address.split(":")
+            stream = await net.transport(net.new_host()).open_stream(host, int(port))
+            async with trio.open_nursery() as nursery:
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,  # type: ignore[arg-type]  # any trio Stream works
+                    host,
+                    "/",
+                    max_message_size=MAX_MESSAGE,
+                )
+                await ws.send_message(b"\x00" * 100 + b"garbage")
+                with pytest.raises(trio_websocket.ConnectionClosed):
+                    await read_until_closed(ws)
+                await stream.aclose()
+            assert a.status().links == (b.peer_id,)
+            await rb.send("unbothered")
+            await wait_until(lambda: len(ra.timeline()) == 1)
