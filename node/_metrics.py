@@ -42,6 +42,11 @@ class NodeCollector(Collector):
             value=status.dht_contacts or 0,
         )
         yield GaugeMetricFamily("rumor_rooms", "Rooms this node holds.", value=len(status.rooms))
+        yield GaugeMetricFamily(
+            "rumor_rooms_failed",
+            "Rooms stopped because their file could not be opened or written.",
+            value=len(status.failed_rooms),
+        )
         yield CounterMetricFamily(
             "rumor_room_refusals",
             "Room proofs peers got wrong (a wrong secret).",

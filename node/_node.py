@@ -41,7 +41,17 @@ from typing import Final, TypeVar
 import msgpack
 import trio
 
-from crdt import Change, History, Identity, IngestReport, Kind, Op, Verifier, format_peer_id
+from crdt import (
+    Change,
+    History,
+    Identity,
+    IngestReport,
+    Kind,
+    Op,
+    StoreError,
+    Verifier,
+    format_peer_id,
+)
 from dht import Address, DHTError, DHTNode, PeerRecord
 
 from ._addresses import join_host_port, short_peer_id, split_host_port
@@ -87,8 +97,6 @@ def room_dht_key(secret: bytes) -> bytes:
     """The DHT key under which a room's members announce themselves (DESIGN.md: derived
     from the secret, so the DHT never learns the room and only invite holders find it)."""
     return hashlib.blake2b(secret, digest_size=20, person=b"rumor-room-dht").digest()
-
-
 
 
 def _link_url(address: str) -> str:
@@ -143,6 +151,8 @@ class NodeStatus:
     dht_contacts: int | None  # None without a DHT
     refusals: int  # room proofs peers got wrong (a wrong secret)
     rooms: tuple[RoomStatus, ...]
+    # Room files that could not be opened, or rooms whose store failed: (file name, why).
+    failed_rooms: tuple[tuple[str, str], ...] = ()
 
 
 class _LinkHandle:
@@ -255,6 +265,7 @@ class _RoomDriver:
         # store's writer still runs while the history saves what ingests left unsaved.
         self.scope = trio.CancelScope()
         self.stopped = trio.Event()
+        self.failure: str | None = None  # why the room stopped, if its store failed
         self._subscribers: set[RoomEvents] = set()
         self._inbox_in, self._inbox_out = trio.open_memory_channel[_Item](INBOX)
 
@@ -267,6 +278,8 @@ class _RoomDriver:
         self._inbox_in.send_nowait(item)
 
     async def author(self, kind: Kind, body: tuple[object, ...]) -> Op:
+        if self.failure is not None:
+            raise trio.ClosedResourceError(f"room {self.room_id.hex()[:8]} stopped: {self.failure}")
         op, result = await self.history.author(kind, body)
         self._publish(list(result.changes))
         await self.post(_Authored(op))
@@ -287,7 +300,11 @@ class _RoomDriver:
         if not new:
             return
         self.peers[:] = [*self.peers, *new][-MAX_KNOWN_PEERS:]
-        await self.history.store.set_meta({"peers": msgpack.packb(self.peers)})
+        try:
+            await self.history.store.set_meta({"peers": msgpack.packb(self.peers)})
+        except (StoreError, trio.ClosedResourceError) as exc:
+            # Only a hint for the next start; the room's own task reports a failing store.
+            log.debug("room %s: peers not saved: %s", self.room_id.hex()[:8], exc)
 
     def status(self) -> RoomStatus:
         replica = self.history.replica
@@ -407,6 +424,7 @@ class Node:
         )
         self._inline = network is not None  # virtual time: no threads
         self._rooms: dict[bytes, _RoomDriver] = {}
+        self._failed_rooms: dict[str, str] = {}  # room file name -> why it stopped
         self._links: dict[bytes, _LinkHandle] = {}
         self._dialing: set[str] = set()
         self._dht_ready = trio.Event()
@@ -586,32 +604,59 @@ class Node:
         task_status: trio.TaskStatus[_RoomDriver | None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Open a room's history (storing `new_meta` in a new one) and run its driver
-        until the node closes; the history is closed with this task."""
-        # Shielded: only `driver.scope` stops a room (see `_stop_rooms`), even when the
-        # node's block is cancelled from outside.
-        with trio.CancelScope(shield=True):
-            async with History.open(
-                path,
-                room=room_id,
-                identity=self.identity,
-                verifier=self._verifier,
-                inline=self._inline,
-            ) as history:
-                if new_meta is not None:
-                    await history.store.set_meta(new_meta)
-                meta = await history.store.meta()
-                if "secret" not in meta:  # created, but the node stopped before it stored it
-                    log.warning("room file %s holds no secret; skipped", path)
-                    task_status.started(None)
-                    return
-                stored_peers = msgpack.unpackb(meta.get("peers", b"\x90"))
-                peers = [p for p in stored_peers if isinstance(p, str)]
-                name = meta.get("name", b"").decode("utf-8", "replace")
-                driver = self._start_room(history, meta["secret"], name, peers)
-                task_status.started(driver)
-                with driver.scope:
-                    await driver.run()
-        driver.stopped.set()
+        until the node closes; the history is closed with this task.
+
+        A room whose file cannot be opened or written stops alone: the node goes on
+        serving its other rooms, and the file is left as it is for its owner to look at.
+        A new room (`room_id` given) that cannot be created fails its caller instead."""
+        driver: _RoomDriver | None = None
+        try:
+            # Shielded: only `driver.scope` stops a room (see `_stop_rooms`), even when the
+            # node's block is cancelled from outside.
+            with trio.CancelScope(shield=True):
+                async with History.open(
+                    path,
+                    room=room_id,
+                    identity=self.identity,
+                    verifier=self._verifier,
+                    inline=self._inline,
+                ) as history:
+                    if new_meta is not None:
+                        await history.store.set_meta(new_meta)
+                    meta = await history.store.meta()
+                    if "secret" not in meta:  # created, but the node stopped before storing it
+                        log.warning("room file %s holds no secret; skipped", path)
+                        task_status.started(None)
+                        return
+                    name, peers = _room_settings(meta)
+                    driver = self._start_room(history, meta["secret"], name, peers)
+                    task_status.started(driver)
+                    with driver.scope:
+                        await driver.run()
+        except* (StoreError, ValueError) as failure:
+            if room_id is not None and driver is None:
+                raise  # create_room or join: the caller hears why
+            self._room_failed(path, driver, str(failure.exceptions[0]))
+            if driver is None:
+                task_status.started(None)
+        finally:
+            if driver is not None:
+                driver.stopped.set()
+
+    def _room_failed(self, path: Path, driver: _RoomDriver | None, reason: str) -> None:
+        """Take a room whose store failed out of the node; its file stays as it is."""
+        self._failed_rooms[path.name] = reason
+        if driver is None:
+            # The store's errors name the file already.
+            log.error("room skipped, its file left as it is: %s", reason)
+            return
+        log.error("room %s stopped: %s", driver.room_id.hex()[:8], reason)
+        driver.failure = reason
+        if self._rooms.get(driver.room_id) is driver:
+            del self._rooms[driver.room_id]
+        driver.close_subscribers()
+        if self.dht is not None:
+            self.dht.stop_announcing(room_dht_key(driver.secret))
 
     def _start_room(
         self, history: History, secret: bytes, name: str, peers: list[str]
@@ -714,6 +759,7 @@ class Node:
             links=tuple(self._links),
             dht_contacts=len(self.dht.contacts()) if self.dht is not None else None,
             refusals=self._refusals,
+            failed_rooms=tuple(sorted(self._failed_rooms.items())),
             rooms=tuple(driver.status() for driver in self._rooms.values()),
         )
 
@@ -775,8 +821,11 @@ class Node:
                     event.room_id.hex()[:8],
                 )
             elif isinstance(event, RoomDenied):
-                log.debug("peer %s does not hold room %s", short_peer_id(handle.peer_id),
-                          event.room_id.hex()[:8])
+                log.debug(
+                    "peer %s does not hold room %s",
+                    short_peer_id(handle.peer_id),
+                    event.room_id.hex()[:8],
+                )
 
     async def _offer(self, handle: _LinkHandle, driver: _RoomDriver) -> None:
         with contextlib.suppress(LinkError):  # the link closed; its reader cleans up
@@ -843,7 +892,7 @@ class Node:
         key = room_dht_key(driver.secret)
         host, port = split_host_port(self.address) if self.address else ("", 0)
         announced_until = 0.0
-        while True:
+        while self._rooms.get(driver.room_id) is driver:  # until the room stops
             # The DHT's wall clock, which moves with trio's: in virtual time too, records
             # are announced again as they near expiry.
             now = dht.protocol.wall(trio.current_time())
@@ -873,6 +922,18 @@ class Node:
             except DHTError as exc:
                 log.debug("DHT discovery for room %s: %s", driver.room_id.hex()[:8], exc)
             await trio.sleep(self._discovery_interval)
+
+
+def _room_settings(meta: dict[str, bytes]) -> tuple[str, list[str]]:
+    """The name and known peer addresses kept in a room file's meta; ValueError if damaged."""
+    try:
+        stored_peers = msgpack.unpackb(meta.get("peers", b"\x90"))
+    except Exception as exc:  # msgpack raises several types for damaged input
+        raise ValueError(f"damaged peer list in the room file: {exc}") from None
+    if not isinstance(stored_peers, list):
+        raise ValueError("damaged peer list in the room file")
+    peers = [p for p in stored_peers if isinstance(p, str)]
+    return meta.get("name", b"").decode("utf-8", "replace"), peers
 
 
 def _prepare_dir(data_dir: Path) -> Identity:
