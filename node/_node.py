@@ -19,6 +19,7 @@ Data dir layout::
     identity.pem                the node's Ed25519 key (0600)
     settings.json               the nickname
     rooms/<room id hex>.sqlite3 one room's history; its secret, name and peers in the meta
+    rooms/left/                 rooms we left, kept (joining again takes the file back)
     dht-state.msgpack           DHT node id and contacts (written by the DHT node)
 """
 
@@ -84,12 +85,14 @@ log = logging.getLogger("node")
 T = TypeVar("T")
 
 ROOMS_DIR: Final = "rooms"
+LEFT_DIR: Final = "left"  # under rooms/: rooms we left, kept
 IDENTITY_FILE: Final = "identity.pem"
 SETTINGS_FILE: Final = "settings.json"
 RECORD_TTL: Final = 3600  # seconds a DHT record of ours stays valid
 INBOX: Final = 256  # room-task queue; a full one pushes back on the links feeding it
 MAX_KNOWN_PEERS: Final = 32  # link addresses remembered per room
 OUTBOX_BYTES: Final = 16 * 1024 * 1024  # bytes queued for a peer before it counts as gone
+LEAVE_FLUSH_TIMEOUT: Final = 5.0  # seconds a leave op may take to be written to the links
 STOP_TIMEOUT: Final = 10.0  # seconds the rooms may take to save and close on shutdown
 
 
@@ -170,6 +173,7 @@ class _LinkHandle:
         self.overflowed = False
         self._budget = outbox_bytes
         self._queued = 0
+        self._written = trio.Event()  # set (and replaced) each time the writer sends
         self._writing = trio.CancelScope()
         self._out, self._in = trio.open_memory_channel[tuple[bytes, bytes]](math.inf)
 
@@ -199,12 +203,21 @@ class _LinkHandle:
                     except LinkError:
                         return
                     self._queued -= len(data)
+                    self._written.set()
+                    self._written = trio.Event()
         if self.overflowed:
             await self.link.aclose()  # ends the reader too, which cleans up
 
     def close(self) -> None:
         self._out.close()
         self.done.set()
+
+    async def close_when_sent(self) -> None:
+        """Close the link once everything queued so far is written (or after a while)."""
+        with trio.move_on_after(LEAVE_FLUSH_TIMEOUT):
+            while self._queued > 0 and not self.done.is_set() and not self.overflowed:
+                await self._written.wait()
+        await self.link.aclose()
 
 
 # What the link readers and the API post to a room task.
@@ -235,7 +248,13 @@ class _Ingested:
     report: IngestReport
 
 
-_Item = _Up | _Down | _Received | _Authored | _Ingested
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """Stop the room task once everything posted before is handled (leaving a room)."""
+
+
+_Event = _Up | _Down | _Received | _Authored | _Ingested
+_Item = _Event | _Stop
 
 
 class _RoomDriver:
@@ -265,7 +284,7 @@ class _RoomDriver:
         # store's writer still runs while the history saves what ingests left unsaved.
         self.scope = trio.CancelScope()
         self.stopped = trio.Event()
-        self.failure: str | None = None  # why the room stopped, if its store failed
+        self.gone: str | None = None  # why the room is no longer served ("left", ...)
         self._subscribers: set[RoomEvents] = set()
         self._inbox_in, self._inbox_out = trio.open_memory_channel[_Item](INBOX)
 
@@ -278,8 +297,8 @@ class _RoomDriver:
         self._inbox_in.send_nowait(item)
 
     async def author(self, kind: Kind, body: tuple[object, ...]) -> Op:
-        if self.failure is not None:
-            raise trio.ClosedResourceError(f"room {self.room_id.hex()[:8]} stopped: {self.failure}")
+        if self.gone is not None:
+            raise trio.ClosedResourceError(f"room {self.room_id.hex()[:8]} {self.gone}")
         op, result = await self.history.author(kind, body)
         self._publish(list(result.changes))
         await self.post(_Authored(op))
@@ -336,11 +355,14 @@ class _RoomDriver:
                 deadline = self.core.next_timer()
                 with trio.move_on_at(math.inf if deadline is None else deadline):
                     item = await self._inbox_out.receive()
+                    if isinstance(item, _Stop):
+                        nursery.cancel_scope.cancel()
+                        return
                     self._perform(self._handle(item), nursery)
                     continue
                 self._perform(self.core.handle_timer(trio.current_time()), nursery)
 
-    def _handle(self, item: _Item) -> list[GossipAction]:
+    def _handle(self, item: _Event) -> list[GossipAction]:
         core, now = self.core, trio.current_time()
         if isinstance(item, _Received):
             if self.links.get(item.handle.peer_id) is not item.handle:
@@ -633,6 +655,8 @@ class Node:
                     task_status.started(driver)
                     with driver.scope:
                         await driver.run()
+            if driver is not None and driver.gone == "left":
+                await self._shelve(path)
         except* (StoreError, ValueError) as failure:
             if room_id is not None and driver is None:
                 raise  # create_room or join: the caller hears why
@@ -643,6 +667,35 @@ class Node:
             if driver is not None:
                 driver.stopped.set()
 
+    async def _leave(self, driver: _RoomDriver) -> None:
+        """Say goodbye in the room (a leave op, pushed to the linked members), stop serving
+        it, and move its file to rooms/left/: kept, and taken back if we join again, so our
+        chain of ops goes on where it stopped instead of forking."""
+        async with self._room_lock:
+            if self._rooms.get(driver.room_id) is not driver:
+                raise trio.ClosedResourceError(f"room {driver.room_id.hex()[:8]} {driver.gone}")
+            await driver.author(Kind.LEAVE, ())
+            driver.gone = "left"
+            del self._rooms[driver.room_id]
+            if self.dht is not None:
+                self.dht.stop_announcing(room_dht_key(driver.secret))
+            await driver.post(_Stop())  # after the leave op has gone to the links
+            await driver.stopped.wait()
+            driver.close_subscribers()
+            # A link cannot drop one of its rooms: the links that carried this one close
+            # (their writers send what is queued, the leave op included) and are dialed
+            # again without it, so each member's gossip forgets us there, and a later join
+            # starts afresh. Leaving is rare; the other rooms lose a few round trips.
+            for handle in list(self._links.values()):
+                if driver.room_id in handle.rooms:
+                    self._nursery.start_soon(handle.close_when_sent)
+
+    async def _shelve(self, path: Path) -> None:
+        try:
+            await _run_sync(_move_room_file, path, path.parent / LEFT_DIR, inline=self._inline)
+        except OSError as exc:
+            log.error("left room file %s could not be moved to %s/: %s", path, LEFT_DIR, exc)
+
     def _room_failed(self, path: Path, driver: _RoomDriver | None, reason: str) -> None:
         """Take a room whose store failed out of the node; its file stays as it is."""
         self._failed_rooms[path.name] = reason
@@ -651,7 +704,7 @@ class Node:
             log.error("room skipped, its file left as it is: %s", reason)
             return
         log.error("room %s stopped: %s", driver.room_id.hex()[:8], reason)
-        driver.failure = reason
+        driver.gone = f"stopped: {reason}"
         if self._rooms.get(driver.room_id) is driver:
             del self._rooms[driver.room_id]
         driver.close_subscribers()
@@ -737,6 +790,9 @@ class Node:
             if existing is not None:
                 return existing
             path = self.data_dir / ROOMS_DIR / f"{room_id.hex()}.sqlite3"
+            shelved = path.parent / LEFT_DIR / path.name
+            # Joining a room we left takes its history back, and with it our own chain.
+            await _run_sync(_move_room_file, shelved, path.parent, inline=self._inline)
             addresses = [p for p in dict.fromkeys(peers) if p != self.address]
             meta = {
                 "secret": secret,
@@ -934,6 +990,17 @@ def _room_settings(meta: dict[str, bytes]) -> tuple[str, list[str]]:
         raise ValueError("damaged peer list in the room file")
     peers = [p for p in stored_peers if isinstance(p, str)]
     return meta.get("name", b"").decode("utf-8", "replace"), peers
+
+
+def _move_room_file(path: Path, directory: Path) -> None:
+    """Move a room's SQLite file (and any WAL files beside it) into `directory`."""
+    if not path.exists():
+        return
+    directory.mkdir(exist_ok=True)
+    for suffix in ("-wal", "-shm", ""):  # the main file last: it is what marks a room
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.replace(directory / source.name)
 
 
 def _prepare_dir(data_dir: Path) -> Identity:

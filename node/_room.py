@@ -129,6 +129,12 @@ class Room:
         """Set the room's topic (the last writer wins)."""
         await self._driver.author(Kind.TOPIC, (topic,))
 
+    async def leave(self) -> None:
+        """Leave the room: the members we are linked to hear it, the node stops serving it,
+        and its history moves to the data dir's rooms/left/ (joining again takes it back).
+        Afterwards writes raise `trio.ClosedResourceError` and `events()` streams end."""
+        await self._driver.node._leave(self._driver)
+
     # -- reading --------------------------------------------------------------------------
 
     def timeline(self) -> list[Message]:
