@@ -41,6 +41,14 @@ class NodeCollector(Collector):
             "Contacts in the DHT routing table.",
             value=status.dht_contacts or 0,
         )
+        dht = CounterMetricFamily(
+            "rumor_dht_events",
+            "DHT node events: RPCs sent and served, retries, timeouts, drops by kind.",
+            labels=["event"],
+        )
+        for event, count in status.dht_counters:
+            dht.add_metric([event], count)
+        yield dht
         yield GaugeMetricFamily("rumor_rooms", "Rooms this node holds.", value=len(status.rooms))
         yield GaugeMetricFamily(
             "rumor_rooms_failed",

@@ -156,6 +156,8 @@ class NodeStatus:
     rooms: tuple[RoomStatus, ...]
     # Room files that could not be opened, or rooms whose store failed: (file name, why).
     failed_rooms: tuple[tuple[str, str], ...] = ()
+    # The DHT node's counters (RPCs sent and served, timeouts, drops by kind), sorted.
+    dht_counters: tuple[tuple[str, int], ...] = ()
 
 
 class _LinkHandle:
@@ -816,6 +818,7 @@ class Node:
             dht_contacts=len(self.dht.contacts()) if self.dht is not None else None,
             refusals=self._refusals,
             failed_rooms=tuple(sorted(self._failed_rooms.items())),
+            dht_counters=tuple(sorted(self.dht.counters().items())) if self.dht else (),
             rooms=tuple(driver.status() for driver in self._rooms.values()),
         )
 

@@ -198,6 +198,8 @@ async def test_two_nodes_sync_and_stop_cleanly_losing_nothing(tmp_path: Path) ->
             "rumor_room_ops_rejected_total",
             "rumor_room_penalties_total",
             "rumor_room_refusals_total",
+            "rumor_rooms_failed",
+            "rumor_dht_events_total",
         ):
             assert re.search(rf"^# TYPE {name} (gauge|counter)$", text, re.MULTILINE), name
         assert metric(text, "rumor_links") == 1
@@ -206,6 +208,11 @@ async def test_two_nodes_sync_and_stop_cleanly_losing_nothing(tmp_path: Path) ->
         received = metric(text, "rumor_room_ops_received_total", invite.room.hex())
         assert received is not None and received >= 6
         wait_for(lambda: (metric(scrape(url), "rumor_dht_contacts") or 0) >= 1, "DHT contact")
+        assert metric(text, "rumor_rooms_failed") == 0
+        # B bootstrapped from A: it sent DHT RPCs, and A's answers came in.
+        dht_line = r'^rumor_dht_events_total\{event="datagrams in"\} (\S+)$'
+        served = re.search(dht_line, scrape(url), re.MULTILINE)
+        assert served is not None and float(served.group(1)) >= 1
         with pytest.raises(urllib.error.HTTPError, match="404"):
             scrape(f"http://{metrics}/elsewhere")
         wait_for(lambda: "link up: peer" in node_a.log and "link up: peer" in node_b.log, "logs")

@@ -246,7 +246,7 @@ def test_storage_limits_hold_under_a_slow_flood() -> None:
     assert call(node, ALICE, "store", int_to_id(2), int_to_id(5), b"v") is True
     # Oversized datagrams are refused outright.
     node.receive_datagram(b"\x00" + bytes(20) + b"\xc4" + b"x" * 9000, MALLORY, 0.0)
-    assert node.counters["dropped: datagram of 9022 bytes is over 8192"] == 1
+    assert node.counters["dropped: datagram of N bytes is over N"] == 1
 
 
 def test_unknown_rpcs_are_ignored() -> None:
