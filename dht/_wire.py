@@ -304,21 +304,41 @@ def parse_contacts(result: Any) -> tuple[Contact, ...]:
     if not isinstance(result, list) or len(result) > MAX_CONTACTS_PER_REPLY:
         raise RemoteProtocolError("a node list is a list of at most 64 triples")
     contacts = []
-    trusted = Contact.trusted
+    known = _KNOWN_CONTACTS
     for item in result:
         if type(item) is not list or len(item) != 3:
             raise RemoteProtocolError("a contact is [id, ip, port]")
         node_id, host, port = item
-        if type(node_id) is not bytes or len(node_id) != ID_BYTES:
+        if type(node_id) is not bytes:
             raise RemoteProtocolError("contact id is not a 20-byte id")
-        if type(host) is not str or type(port) is not int or not 0 < port < 65536:
-            raise RemoteProtocolError("a contact is [id, ip: str, port: 1..65535]")
-        canonical = canonical_host(host)
-        if canonical is None:
-            raise RemoteProtocolError("a contact has a bad address")
-        # Every field is checked above: skip the constructor's second check (hot path).
-        contacts.append(trusted(node_id, canonical, port))
+        contact = known.get(node_id)
+        if contact is None or contact.host != host or contact.port != port or type(port) is not int:
+            contact = _parse_contact(node_id, host, port)
+        contacts.append(contact)
     return tuple(contacts)
+
+
+# Contacts parsed before, by id: replies repeat the same few hundred nodes, and a known
+# (id, host, port) triple needs no second check.  Bounded; it only ever holds valid ones.
+_KNOWN_CONTACTS: dict[bytes, Contact] = {}
+_KNOWN_LIMIT = 16384
+
+
+def _parse_contact(node_id: bytes, host: object, port: object) -> Contact:
+    if len(node_id) != ID_BYTES:
+        raise RemoteProtocolError("contact id is not a 20-byte id")
+    if type(host) is not str or type(port) is not int or not 0 < port < 65536:
+        raise RemoteProtocolError("a contact is [id, ip: str, port: 1..65535]")
+    canonical = canonical_host(host)
+    if canonical is None:
+        raise RemoteProtocolError("a contact has a bad address")
+    # Every field is checked above: skip the constructor's second check.
+    contact = Contact.trusted(node_id, canonical, port)
+    if canonical == host:  # what the fast path compares against
+        if len(_KNOWN_CONTACTS) >= _KNOWN_LIMIT:
+            _KNOWN_CONTACTS.clear()
+        _KNOWN_CONTACTS[node_id] = contact
+    return contact
 
 
 def parse_find_value_reply(result: Any) -> FoundValue | tuple[Contact, ...]:
