@@ -1,12 +1,21 @@
-"""What a hostile member sends once in a room: the payloads the hostile tests use, on
-loopback and on the simulator alike."""
+"""A hostile member: the payloads it sends once in a room, and the whole scenario the
+hostile tests run on loopback and on the simulator alike."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
 
 import msgpack
 
 from crdt import Identity, Kind, Replica
-from node.gossip import Mode, Ops, encode_message
+from node import Node, parse_invite
+from node.gossip import PROTOCOL_VERSION, GossipConfig, Hello, Mode, Ops, encode_message
+from node.link import StreamTransport, TCPTransport, connect_link
+
+from ._helpers import same_room, wait_until
 
 LIMIT = 20 * 1024  # the receive limit the attacked node advertises in its HELLO
 
@@ -34,3 +43,46 @@ def oversized(room: bytes, author: Identity) -> bytes:
 
 
 ATTACKS = [garbage, bad_signature, oversized]
+
+
+Attack = Callable[[bytes, Identity], bytes]
+NodeOpener = Callable[..., AbstractAsyncContextManager[Node]]
+
+
+async def member_turns_hostile(
+    open_node: NodeOpener,
+    data_dir: Path,
+    attack: Attack,
+    transport: StreamTransport | None = None,
+) -> None:
+    """Mallory joins a room with the secret, then sends `attack`: A cuts it off, loses
+    nothing, and keeps serving (an honest member then joins and gets everything)."""
+    config = GossipConfig(max_message_bytes=LIMIT)
+    options: dict[str, Any] = {"gossip_config": config}
+    async with open_node(data_dir / "a", **options) as a:
+        ra = await a.create_room("target")
+        for n in range(10):
+            await ra.send(f"kept {n}")
+        before, ops_before = ra.timeline(), a.status().rooms[0].ops
+        invite = parse_invite(ra.invite())
+        mallory = Identity.generate()
+        streams = transport or TCPTransport()
+        async with connect_link(f"ws://{a.address}/", mallory, transport=streams) as link:
+            assert await link.join_room(invite.room, invite.secret)  # a member...
+            await link.send(invite.room, encode_message(Hello(PROTOCOL_VERSION, 4, LIMIT)))
+            await link.send(invite.room, attack(invite.room, mallory))  # ...gone bad
+            async for _ in link:  # A's HELLO, vector, catch-up: until A closes the link
+                pass
+            assert link.closed is not None and link.closed.reason in ("peer", "transport")
+        await wait_until(lambda: a.status().links == ())
+        status = a.status().rooms[0]
+        assert status.penalties == 1
+        # Only a batch that reached verification shows among the refusals.
+        expected = (("bad_signature", 1),) if attack is bad_signature else ()
+        assert status.rejected == expected
+        assert ra.timeline() == before and status.ops == ops_before
+        assert mallory.peer_id not in ra.members()
+        async with open_node(data_dir / "b") as b:  # and A keeps serving
+            rb = await b.join(ra.invite())
+            await rb.send("still here?")
+            await wait_until(lambda: len(ra.timeline()) == 11 and same_room(ra, rb))

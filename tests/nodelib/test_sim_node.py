@@ -5,8 +5,8 @@ virtual time, so the bounds below count round trips."""
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,13 +14,13 @@ import trio
 import trio.testing
 import trio_websocket
 
-from crdt import Identity, MessageAdded
+from crdt import MessageAdded
 from dht import DHTNode
 from node import Invite, SimNetwork, parse_invite
-from node.gossip import PROTOCOL_VERSION, GossipConfig, Hello, encode_message
-from node.link import MAX_MESSAGE, connect_link
+from node.gossip import GossipConfig
+from node.link import MAX_MESSAGE
 
-from ._attacks import ATTACKS, LIMIT, bad_signature
+from ._attacks import ATTACKS, Attack, member_turns_hostile
 from ._helpers import open_sim_node, same_room, texts, wait_until
 
 ONE_WAY = 0.05  # seconds between any two hosts, in the tests that time things
@@ -301,39 +301,12 @@ async def test_a_departed_node_is_redialed_when_it_returns_at_its_address(
 
 @pytest.mark.parametrize("attack", ATTACKS)
 async def test_misbehaving_member_is_cut_off_and_nothing_is_lost(
-    tmp_path: Path,
-    autojump_clock: trio.testing.MockClock,
-    attack: Callable[[bytes, Identity], bytes],
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, attack: Attack
 ) -> None:
     net = fixed_network()
     with trio.fail_after(120):
-        config = GossipConfig(max_message_bytes=LIMIT)
-        async with open_sim_node(net, tmp_path / "a", gossip_config=config) as a:
-            ra = await a.create_room("target")
-            for n in range(10):
-                await ra.send(f"kept {n}")
-            before, ops_before = ra.timeline(), a.status().rooms[0].ops
-            invite = parse_invite(ra.invite())
-            mallory = Identity.generate()
-            streams = net.transport(net.new_host())
-            async with connect_link(f"ws://{a.address}/", mallory, transport=streams) as link:
-                assert await link.join_room(invite.room, invite.secret)  # a member...
-                await link.send(invite.room, encode_message(Hello(PROTOCOL_VERSION, 4, LIMIT)))
-                await link.send(invite.room, attack(invite.room, mallory))  # ...gone bad
-                async for _ in link:  # A's HELLO, vector, catch-up: until A closes the link
-                    pass
-                assert link.closed is not None and link.closed.reason in ("peer", "transport")
-            await wait_until(lambda: a.status().links == ())
-            status = a.status().rooms[0]
-            assert status.penalties == 1
-            expected = (("bad_signature", 1),) if attack is bad_signature else ()
-            assert status.rejected == expected
-            assert ra.timeline() == before and status.ops == ops_before
-            assert mallory.peer_id not in ra.members()
-            async with open_sim_node(net, tmp_path / "b") as b:  # and A keeps serving
-                rb = await b.join(ra.invite())
-                await rb.send("still here?")
-                await wait_until(lambda: len(ra.timeline()) == 11 and same_room(ra, rb))
+        opener = functools.partial(open_sim_node, net)
+        await member_turns_hostile(opener, tmp_path, attack, net.transport(net.new_host()))
 
 
 async def read_until_closed(ws: trio_websocket.WebSocketConnection) -> None:
