@@ -18,7 +18,7 @@ from crdt import MessageAdded
 from dht import DHTNode
 from node import Invite, SimNetwork, parse_invite
 from node.gossip import GossipConfig
-from node.link import MAX_MESSAGE
+from node.link import MAX_MESSAGE, LinkConfig
 
 from ._attacks import ATTACKS, Attack, member_turns_hostile
 from ._helpers import open_sim_node, same_room, texts, wait_until
@@ -342,3 +342,46 @@ async def test_a_node_with_hostile_neighbours_keeps_its_honest_links(
             assert a.status().links == (b.peer_id,)
             await rb.send("unbothered")
             await wait_until(lambda: len(ra.timeline()) == 1)
+
+
+async def test_a_node_offline_for_a_week_catches_up(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """C is away for seven virtual days while A and B talk; it comes back on another
+    address, finds them through the DHT alone, and receives the whole week."""
+    net = SimNetwork(random.Random(11))
+    boot_host = net.new_host()
+    async with DHTNode(transport=net.datagram_socket(boot_host, 4000), rng=random.Random(0)):
+        # Discovery every 20 minutes keeps each hour-long record announced; slower
+        # keepalives and vector swaps keep a simulated week cheap to run.
+        options = {
+            "dht_port": 0,
+            "bootstrap": [f"{boot_host}:4000"],
+            "discovery_interval": 1200.0,
+            "link_config": LinkConfig(keepalive=600.0, idle_timeout=1800.0),
+            "gossip_config": GossipConfig(sync_interval=3600.0),
+        }
+        with trio.fail_after(8 * 86400):
+            async with (
+                open_sim_node(net, tmp_path / "a", **options) as a,
+                open_sim_node(net, tmp_path / "b", **options) as b,
+            ):
+                ra = await a.create_room("weekly")
+                invite = secret_only(ra.invite())
+                rb = await b.join(invite)
+                async with open_sim_node(net, tmp_path / "c", **options) as c:
+                    rc = await c.join(invite)
+                    await rc.send("see you next week")
+                    await wait_until(lambda: same_room(ra, rb, rc) and len(ra.members()) == 3)
+                left_at = trio.current_time()
+                for day in range(7):
+                    for n in range(20):
+                        await (ra if n % 2 else rb).send(f"day {day} message {n}")
+                    await trio.sleep(86400)
+                assert texts(rc) == ["see you next week"]
+                async with open_sim_node(net, tmp_path / "c", **options) as c:
+                    assert c.address != a.address and trio.current_time() - left_at > 7 * 86400 - 1
+                    (rc,) = c.rooms()
+                    back_at = trio.current_time()
+                    await wait_until(lambda: same_room(ra, rb, rc) and len(rc.timeline()) == 141)
+                    assert trio.current_time() - back_at < 60  # its first discovery round
