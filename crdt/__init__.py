@@ -15,6 +15,7 @@ from ._op import (
     Kind,
     Op,
     Reason,
+    check_body,
     decode_op,
     encode_op,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "StoreError",
     "TopicChanged",
     "Verifier",
+    "check_body",
     "decode_op",
     "encode_op",
     "format_peer_id",

@@ -327,6 +327,15 @@ def decode_op(data: bytes) -> Op:
     return Op(op_id(payload), data, room, author, seq, prev, hlc, kind_value, body)
 
 
+def check_body(kind: Kind, body: tuple[Any, ...]) -> None:
+    """Raise ValueError (as authoring would) if `body` is no valid body for `kind`: to check
+    what a person typed before storing it anywhere."""
+    try:
+        BODY_CHECKS[kind](body)
+    except InvalidOp as exc:
+        raise ValueError(f"cannot author this op: {exc}") from None
+
+
 def encode_op(
     identity: Identity,
     *,

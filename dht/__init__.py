@@ -9,6 +9,7 @@ from ._errors import DHTError, LocalProtocolError, RecordError, RemoteProtocolEr
 from ._ids import (
     Address,
     Contact,
+    canonical_host,
     distance,
     key_digest,
     node_id_from_public_key,
@@ -64,6 +65,7 @@ __all__ = [
     "UDPTransport",
     "Value",
     "ValueStore",
+    "canonical_host",
     "distance",
     "key_digest",
     "node_id_from_public_key",

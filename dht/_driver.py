@@ -246,7 +246,9 @@ class DHTNode:
             if self._data_dir is not None:
                 nursery.start_soon(self._saver)
             if saved_contacts:
-                await self.bootstrap([c.address for c in saved_contacts])
+                # In the background: a node whose saved contacts are gone would otherwise
+                # take a full round of RPC timeouts to open.
+                nursery.start_soon(self._bootstrap_saved, [c.address for c in saved_contacts])
         except BaseException:
             await self.aclose()
             raise
@@ -317,6 +319,11 @@ class DHTNode:
         addrs = list(addresses)
         result = await self._run(lambda now: self.protocol.start_bootstrap(addrs, now))
         return cast(BootstrapResult, result).answered
+
+    async def _bootstrap_saved(self, addresses: list[Address]) -> None:
+        with contextlib.suppress(trio.ClosedResourceError):  # closed before it finished
+            answered = await self.bootstrap(addresses)
+            log.debug("bootstrap from saved contacts: %d of %d answered", answered, len(addresses))
 
     async def ping(self, address: Address) -> bytes | None:
         """The node id answering at `address`, or None if it did not answer."""

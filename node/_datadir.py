@@ -5,63 +5,48 @@ Layout, beside what `Node` keeps there (`identity.pem`, `rooms/`, ...)::
     config.toml          the headless node's config (`node._config`)
     lock                 held (flock) by the process using the node; holds its pid and address
     inbox/*.invite       invites handed to a running node by `rumor create` / `rumor join`
+    inbox/*.failed       entries the node could not read or join, set aside for the operator
 
-Only one process at a time opens the node's rooms: the one holding `lock`. Another
-process never touches the rooms; it writes an invite into `inbox/` (atomically: written
-under a temporary name, then renamed), and the lock holder joins it. The lock is an
-`fcntl.flock`, so a crashed holder never leaves a stale lock behind.
+Only one process at a time opens the node's rooms: the one holding `lock` (`node._lock`;
+`Node.open` takes it too). Another process never touches the rooms; it writes an invite
+into `inbox/` (atomically: written under a temporary name, then renamed), and the lock
+holder joins it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
+import errno
 import os
 import secrets
+import stat
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import platformdirs
 
 from ._config import CONFIG_FILE
+from ._lock import DataDirError, Holder, Lock, LockHeld, hold_lock
 from ._node import IDENTITY_FILE
 
 __all__ = [
     "DataDirError",
     "Holder",
+    "Lock",
     "LockHeld",
     "default_data_dir",
     "hold_lock",
     "pending_invites",
     "queue_invite",
+    "read_invite",
     "require_initialised",
+    "set_aside",
 ]
 
-LOCK_FILE: Final = "lock"
 INBOX_DIR: Final = "inbox"
-
-
-class DataDirError(Exception):
-    """A data dir that cannot be used as asked; the message is one line for people."""
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """Who holds a data dir's lock, as far as its lock file says."""
-
-    pid: int | None
-    address: str  # "" until (or unless) the holder runs a listening node
-
-
-class LockHeld(DataDirError):
-    def __init__(self, data_dir: Path, holder: Holder) -> None:
-        pid = f" (pid {holder.pid})" if holder.pid else ""
-        super().__init__(f"data dir {data_dir} is in use by another rumor process{pid}")
-        self.holder = holder
+INVITE_SUFFIX: Final = ".invite"
+FAILED_SUFFIX: Final = ".failed"  # an inbox entry that could not be joined, kept
+MAX_INVITE_BYTES: Final = 64 * 1024
 
 
 def default_data_dir() -> Path:
@@ -75,66 +60,54 @@ def require_initialised(data_dir: Path) -> None:
         )
 
 
-class Lock:
-    """A held data-dir lock; `announce` records the running node's address in it."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def announce(self, address: str) -> None:
-        data = json.dumps({"pid": os.getpid(), "address": address}).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
-
-
-@contextlib.contextmanager
-def hold_lock(data_dir: Path) -> Iterator[Lock]:
-    """Hold the data dir's lock for the block; raises LockHeld if another process holds it."""
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(data_dir, _read_holder(fd)) from None
-        lock = Lock(fd)
-        lock.announce("")
-        try:
-            yield lock
-        finally:
-            os.ftruncate(fd, 0)  # an unlocked file names nobody
-    finally:
-        os.close(fd)  # releases the flock
-
-
-def _read_holder(fd: int) -> Holder:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        pid, address = data.get("pid"), data.get("address", "")
-    except (ValueError, AttributeError):
-        return Holder(None, "")
-    return Holder(
-        pid if isinstance(pid, int) else None, address if isinstance(address, str) else ""
-    )
-
-
 def queue_invite(data_dir: Path, invite: str) -> Path:
     """Hand an invite to the node running on `data_dir`; the file appears whole or not at all."""
     inbox = data_dir / INBOX_DIR
     inbox.mkdir(exist_ok=True)
     stem = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
     temporary = inbox / f".{stem}.tmp"
-    with temporary.open("w", encoding="utf-8") as file:
-        file.write(invite + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    target = inbox / f"{stem}.invite"
-    os.replace(temporary, target)
+    try:
+        with temporary.open("w", encoding="utf-8") as file:
+            file.write(invite + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        target = inbox / f"{stem}{INVITE_SUFFIX}"
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a disk that filled up leaves no half invite
+        raise
     return target
 
 
 def pending_invites(data_dir: Path) -> list[Path]:
-    """The invites waiting in the inbox, oldest first."""
+    """The invites waiting in the inbox, oldest first (none without an inbox); OSError
+    if the inbox cannot be listed."""
     inbox = data_dir / INBOX_DIR
-    if not inbox.is_dir():
+    try:
+        names = os.listdir(inbox)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(inbox.glob("*.invite"))
+    return sorted(inbox / name for name in names if name.endswith(INVITE_SUFFIX))
+
+
+def read_invite(path: Path) -> str:
+    """The text of an inbox entry; OSError if it is not a readable file (a directory or a
+    pipe named *.invite, say), UnicodeDecodeError if it is not UTF-8."""
+    # Non-blocking: opening a named pipe must not stall the reader until someone writes.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        # An invite is at most a few KiB: a bigger file is refused, not read whole.
+        return file.read(MAX_INVITE_BYTES).decode("utf-8")
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an inbox entry that cannot be joined to `<name>.failed` (`<name>.<n>.failed`
+    if taken), so it is neither retried nor lost; the new path. OSError if it cannot be."""
+    for n in range(100):
+        target = path.with_name(f"{path.name}{f'.{n}' if n else ''}{FAILED_SUFFIX}")
+        if not os.path.lexists(target):
+            os.rename(path, target)
+            return target
+    raise OSError(errno.EEXIST, "too many entries set aside under this name", str(path))

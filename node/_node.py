@@ -51,13 +51,15 @@ from crdt import (
     Op,
     StoreError,
     Verifier,
+    check_body,
     format_peer_id,
 )
-from dht import Address, DHTError, DHTNode, PeerRecord
+from dht import Address, DHTError, DHTNode, PeerRecord, canonical_host
 
 from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._backoff import Backoff, Breaker
 from ._invite import Invite, InviteError, check_address, parse_invite
+from ._lock import DataDirError, hold_lock
 from ._nursery import open_unwrapping_nursery
 from ._room import Room, RoomEvents
 from ._sim import SimNetwork
@@ -308,7 +310,10 @@ class _RoomDriver:
 
     def subscribe(self) -> RoomEvents:
         stream = RoomEvents(self._subscribers.discard)
-        self._subscribers.add(stream)
+        if self.gone is not None:
+            stream._end()  # nothing will change in a room no longer served
+        else:
+            self._subscribers.add(stream)
         return stream
 
     def close_subscribers(self) -> None:
@@ -515,7 +520,12 @@ class Node:
         inline = network is not None
         identity = await _run_sync(_prepare_dir, data_dir, inline=inline)
         rng = random.Random(seed) if seed is not None else random.Random(secrets.randbits(64))
+        # One node per data dir: two would author the same chain twice (a fork of our own).
+        key = data_dir.resolve()
+        if key in _OPEN_DIRS:
+            raise DataDirError(f"data dir {data_dir} is already open in this process")
         async with (
+            _claim(key, data_dir),
             Verifier.open(verify_workers) as verifier,
             open_unwrapping_nursery() as nursery,
         ):
@@ -542,6 +552,7 @@ class Node:
                 await node._stop_rooms()
                 nursery.cancel_scope.cancel()
                 for driver in node._rooms.values():
+                    driver.gone = driver.gone or "closed with its node"
                     driver.close_subscribers()
 
     async def _stop_rooms(self) -> None:
@@ -590,9 +601,9 @@ class Node:
         if dht_port is not None:
             addresses = [split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
             self.dht = await self._nursery.start(self._run_dht, dht_host, dht_port, addresses)
-        paths = await _run_sync(
-            lambda: sorted((self.data_dir / ROOMS_DIR).glob("*.sqlite3")), inline=self._inline
-        )
+        paths, empty = await _run_sync(_room_files, self.data_dir / ROOMS_DIR, inline=self._inline)
+        for path in empty:  # opening one would write a schema into it: leave it alone
+            self._room_failed(path, None, f"{path} is empty")
         for path in paths:
             await self._nursery.start(self._run_room, path, None, None)
 
@@ -614,11 +625,34 @@ class Node:
             node = DHTNode(host, port, identity=key, data_dir=self.data_dir)
         async with node as dht:
             task_status.started(dht)
-            if bootstrap:
-                answered = await dht.bootstrap(bootstrap)
-                log.debug("DHT bootstrap: %d of %d answered", answered, len(bootstrap))
+            addresses = await self._resolve(bootstrap)
+            if addresses:
+                answered = await dht.bootstrap(addresses)
+                log.debug("DHT bootstrap: %d of %d answered", answered, len(addresses))
             self._dht_ready.set()
             await trio.sleep_forever()
+
+    async def _resolve(self, addresses: list[Address]) -> list[Address]:
+        """Bootstrap addresses as the DHT takes them (IP literals): names are looked up,
+        and one that cannot be is logged and left out."""
+        resolved: list[Address] = []
+        for host, port in addresses:
+            if canonical_host(host) is not None:
+                resolved.append((host, port))
+                continue
+            if self._inline:  # a simulated network has no resolver
+                log.warning("DHT bootstrap %s: not an IP address on a simulated network", host)
+                continue
+            try:
+                infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
+            except (OSError, UnicodeError) as exc:
+                log.warning("DHT bootstrap %s: cannot look it up: %s", host, exc)
+                continue
+            for info in infos:
+                ip = canonical_host(str(info[4][0]))
+                if ip is not None and (ip, port) not in resolved:
+                    resolved.append((ip, port))
+        return resolved
 
     async def _run_room(
         self,
@@ -656,6 +690,8 @@ class Node:
                     driver = self._start_room(history, meta["secret"], name, peers)
                     task_status.started(driver)
                     with driver.scope:
+                        if self._closing:  # opened while the node was closing: stop now
+                            driver.scope.cancel()
                         await driver.run()
             if driver is not None and driver.gone == "left":
                 await self._shelve(path)
@@ -756,7 +792,10 @@ class Node:
         return Room(self._rooms[room_id])
 
     async def set_nick(self, nick: str) -> None:
-        """Set our nickname in every room (and in rooms created or joined later)."""
+        """Set our nickname in every room (and in rooms created or joined later); ValueError
+        for one no op could carry (too long, control characters)."""
+        self._check_open()
+        check_body(Kind.NICK, (nick,))
         self._nick = nick
         await _run_sync(_write_nick, self.data_dir, nick, inline=self._inline)
         for driver in list(self._rooms.values()):
@@ -764,6 +803,7 @@ class Node:
 
     async def create_room(self, name: str = "") -> Room:
         """A new room with a random id and secret, with us as its first member."""
+        self._check_open()
         room_id, secret = secrets.token_bytes(32), secrets.token_bytes(32)
         Invite(room_id, secret, name)  # checks the name as an invite would
         driver = await self._add_room(room_id, secret, name, [])
@@ -772,6 +812,7 @@ class Node:
     async def join(self, invite: str | Invite) -> Room:
         """Join the room an invite names: store it, dial its peers, look for more members
         through the DHT. Raises `InviteError` for an invite that cannot be used."""
+        self._check_open()
         if isinstance(invite, str):
             invite = parse_invite(invite)
         driver = self._rooms.get(invite.room) or await self._add_room(
@@ -808,6 +849,10 @@ class Node:
         if self._nick:
             await driver.author(Kind.NICK, (self._nick,))
         return driver
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise trio.ClosedResourceError("the node is closed")
 
     def status(self) -> NodeStatus:
         """Links, DHT contacts and each room's sync progress, now."""
@@ -983,6 +1028,21 @@ class Node:
             await trio.sleep(self._discovery_interval)
 
 
+# Data dirs a Node of this process has open.
+_OPEN_DIRS: set[Path] = set()
+
+
+@asynccontextmanager
+async def _claim(key: Path, data_dir: Path) -> AsyncIterator[None]:
+    """Hold the data dir's lock (LockHeld if another process does) while a node is open."""
+    with hold_lock(data_dir):
+        _OPEN_DIRS.add(key)
+        try:
+            yield
+        finally:
+            _OPEN_DIRS.discard(key)
+
+
 def _room_settings(meta: dict[str, bytes]) -> tuple[str, list[str]]:
     """The name and known peer addresses kept in a room file's meta; ValueError if damaged."""
     try:
@@ -993,6 +1053,15 @@ def _room_settings(meta: dict[str, bytes]) -> tuple[str, list[str]]:
         raise ValueError("damaged peer list in the room file")
     peers = [p for p in stored_peers if isinstance(p, str)]
     return meta.get("name", b"").decode("utf-8", "replace"), peers
+
+
+def _room_files(rooms: Path) -> tuple[list[Path], list[Path]]:
+    """The room files in `rooms`, sorted: those with content, and the empty ones."""
+    paths = sorted(rooms.glob("*.sqlite3"))
+    sizes = [path.stat().st_size for path in paths]
+    return [p for p, n in zip(paths, sizes, strict=True) if n], [
+        p for p, n in zip(paths, sizes, strict=True) if not n
+    ]
 
 
 def _move_room_file(path: Path, directory: Path) -> None:
@@ -1012,11 +1081,18 @@ def _prepare_dir(data_dir: Path) -> Identity:
 
 
 def _read_nick(data_dir: Path) -> str:
+    """The saved nickname; a damaged settings file or an unusable nick is logged and
+    ignored (the node runs without a nick rather than not at all)."""
     path = data_dir / SETTINGS_FILE
-    if not path.exists():
+    try:
+        if not path.exists():
+            return ""
+        nick = json.loads(path.read_text("utf-8")).get("nick", "")
+        check_body(Kind.NICK, (nick,))
+    except (OSError, ValueError, AttributeError) as exc:  # ValueError: JSON or the nick
+        log.warning("ignoring the nickname in %s: %s", path, exc)
         return ""
-    nick = json.loads(path.read_text("utf-8")).get("nick", "")
-    return nick if isinstance(nick, str) else ""
+    return str(nick)
 
 
 def _write_nick(data_dir: Path, nick: str) -> None:

@@ -33,6 +33,7 @@ EXPECTED = {
         "Reason",
         "Replica",
         "TopicChanged",
+        "check_body",
         "decode_op",
         "encode_op",
         "format_peer_id",

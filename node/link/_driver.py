@@ -506,6 +506,12 @@ def _parse_url(url: str) -> tuple[str, int, str]:
         # Noise already encrypts and authenticates; TLS underneath would add nothing.
         raise LinkLocalError(f"a link URL looks like ws://host:port/, not {url!r}")
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        # A name the resolver cannot even encode (an empty or over-long label) is the
+        # caller's mistake, found here rather than as a UnicodeError from getaddrinfo.
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise LinkLocalError(f"not a host name: {parts.hostname[:60]!r}") from None
     return parts.hostname, port, resource
 
 

@@ -8,12 +8,20 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import msgpack
 import pytest
 import trio
 import trio.testing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from dht import DHTNode, PeerRecord, SimNetwork, UDPTransport, node_id_from_public_key
+from dht import (
+    DHTConfig,
+    DHTNode,
+    PeerRecord,
+    SimNetwork,
+    UDPTransport,
+    node_id_from_public_key,
+)
 from dht._driver import STATE_FILE
 
 
@@ -112,8 +120,28 @@ async def test_restart_keeps_the_id_and_bootstraps_from_saved_contacts(tmp_path:
         assert (tmp_path / STATE_FILE).exists()
         async with DHTNode("127.0.0.1", data_dir=tmp_path) as node:
             assert node.node_id == first_id
-            assert {c.node_id for c in node.contacts()} >= {o.node_id for o in others}
+            # The saved contacts bootstrap in the background: opening does not wait.
+            with trio.fail_after(5):
+                while True:  # polling: no event marks the background bootstrap's end
+                    if {c.node_id for c in node.contacts()} >= {o.node_id for o in others}:
+                        break
+                    await trio.sleep(0.01)
             assert await node.get("kept") == "yes"
+
+
+async def test_saved_contacts_that_are_gone_do_not_hold_up_opening(tmp_path: Path) -> None:
+    """Opening bootstraps from the saved contacts in the background: with all of them
+    gone, the node is up at once, not after every retry of every RPC has timed out."""
+    config = DHTConfig(rpc_timeout=5.0, rpc_attempts=6)  # 30 s before a bootstrap gives up
+    async with DHTNode("127.0.0.1") as gone:
+        host, port = gone.address
+    state = {"version": 1, "node_id": b"\x02" * 20, "contacts": [[b"\x01" * 20, host, port]]}
+    (tmp_path / STATE_FILE).write_bytes(msgpack.packb(state, use_bin_type=True))
+    opened_at = trio.current_time()
+    async with DHTNode("127.0.0.1", data_dir=tmp_path, config=config) as node:
+        assert trio.current_time() - opened_at < config.rpc_timeout
+        await trio.testing.wait_all_tasks_blocked()
+        assert node.protocol.counters["rpc ping"] == 1  # the bootstrap is on its way
 
 
 async def test_damaged_state_file_is_ignored(tmp_path: Path) -> None:

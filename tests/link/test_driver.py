@@ -8,15 +8,18 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from crdt import Identity
 from node.link import (
     MAX_MESSAGE,
     Link,
     LinkClosed,
     LinkConfig,
+    LinkLocalError,
     LinkRemoteError,
     LinkSession,
     Message,
     RoomAuthorized,
+    connect_link,
     open_link,
 )
 from node.link._frames import Data
@@ -285,3 +288,14 @@ async def test_byte_counters_count_websocket_messages_both_ways(
         # One Noise transport message: the payload, its frame header and the 16-byte tag.
         assert a.bytes_sent - sent == b.bytes_received - received
         assert 1000 + 16 < a.bytes_sent - sent < 1000 + 80
+
+
+@pytest.mark.parametrize(
+    "url", ["ws://..:17001/", f"ws://{'x' * 64}.example:17001/", "http://127.0.0.1:1/", "ws:///"]
+)
+async def test_a_url_no_resolver_could_use_is_the_callers_error(url: str) -> None:
+    """Refused before any lookup (getaddrinfo would raise UnicodeError for empty or long
+    labels), as the caller's error: dial loops stop instead of crashing or retrying."""
+    with pytest.raises(LinkLocalError):
+        async with connect_link(url, Identity.generate()):
+            pass

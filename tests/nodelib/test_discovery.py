@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from dht import DHTNode
@@ -68,3 +69,19 @@ async def test_discovery_keeps_a_small_mesh_per_room(tmp_path: Path) -> None:
                 for node in (a, b, c):
                     assert len(node._rooms[real.room].dialed) <= 1
                 assert sum(len(n.status().links) for n in (a, b, c)) <= 2 * 3
+
+
+async def test_bootstrap_names_are_looked_up_and_bad_ones_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(20):
+        async with DHTNode("127.0.0.1", 0) as boot:
+            port = boot.address[1]
+            bootstrap = ["no-such-host.invalid:4000", f"localhost:{port}"]
+            async with open_node(tmp_path / "a") as a:  # a room to open at the next start
+                await a.create_room("kept")
+            async with open_node(tmp_path / "a", dht_port=0, bootstrap=bootstrap) as a:
+                await wait_until(lambda: (a.status().dht_contacts or 0) >= 1)
+                assert [r.name for r in a.rooms()] == ["kept"]
+                assert a.dht is not None and boot.node_id in {c.node_id for c in a.dht.contacts()}
+    assert "no-such-host.invalid: cannot look it up" in caplog.text

@@ -39,6 +39,7 @@ def test_embedding_example_runs_as_written(tmp_path: Path) -> None:
 
 def test_public_surface() -> None:
     assert set(node.__all__) == {
+        "DataDirError",
         "Invite",
         "InviteError",
         "Node",

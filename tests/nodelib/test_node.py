@@ -8,7 +8,8 @@ import pytest
 import trio
 
 from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, TopicChanged
-from node import Invite, InviteError, Room, parse_invite
+from node import DataDirError, Invite, InviteError, Room, parse_invite
+from node._lock import _take_lock
 
 from ._helpers import open_node, same_room, texts, wait_until
 
@@ -243,3 +244,65 @@ async def test_join_checks_invites_and_is_idempotent(tmp_path: Path) -> None:
             await wait_until(lambda: set(ra.members()) == {a.peer_id, b.peer_id})
             assert len([m for m in ra.members() if m == b.peer_id]) == 1
             assert len(list((tmp_path / "b" / "rooms").glob("*.sqlite3"))) == 1
+
+
+async def test_a_data_dir_is_open_in_one_node_at_a_time(tmp_path: Path) -> None:
+    """Two nodes on one data dir would author one chain twice: a fork of our own."""
+    async with open_node(tmp_path / "a"):
+        with pytest.raises(DataDirError, match="already open in this process"):
+            async with open_node(tmp_path / "a"):
+                pass
+    # Another process holding the lock (as `rumor run` does) keeps the node closed.
+    with _take_lock(tmp_path / "a"), pytest.raises(DataDirError, match="in use by another"):
+        async with open_node(tmp_path / "a"):
+            pass
+    async with open_node(tmp_path / "a") as a:  # free again
+        assert a.rooms() == []
+
+
+async def test_a_nick_no_op_could_carry_is_refused_before_it_is_saved(tmp_path: Path) -> None:
+    async with open_node(tmp_path / "a") as a:
+        await a.set_nick("alice")
+        with pytest.raises(ValueError, match="control character"):
+            await a.set_nick("bad\x1b[2Jnick")
+        assert a.nick == "alice"
+        room = await a.create_room("still fine")
+        assert room.nicknames() == {a.peer_id: "alice"}
+    async with open_node(tmp_path / "a") as a:
+        assert a.nick == "alice"
+
+
+@pytest.mark.parametrize(
+    "settings", ['{"nick": ', "[1, 2]", '{"nick": "x\\u001b]0;pwn\\u0007"}', '{"nick": 5}']
+)
+async def test_a_damaged_settings_file_is_ignored(
+    tmp_path: Path, settings: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "settings.json").write_text(settings, "utf-8")
+    async with open_node(tmp_path / "a") as a:
+        assert a.nick == ""
+        room = await a.create_room("works")  # authors a JOIN, and no NICK
+        assert room.nicknames() == {}
+    assert "ignoring the nickname" in caplog.text
+
+
+async def test_an_empty_room_file_is_skipped_untouched(tmp_path: Path) -> None:
+    (tmp_path / "a" / "rooms").mkdir(parents=True)
+    empty = tmp_path / "a" / "rooms" / f"{'cd' * 32}.sqlite3"
+    empty.touch()
+    async with open_node(tmp_path / "a") as a:
+        assert a.rooms() == []
+        assert a.status().failed_rooms == ((empty.name, f"{empty} is empty"),)
+    assert empty.stat().st_size == 0
+
+
+async def test_the_api_after_the_node_closed(tmp_path: Path) -> None:
+    async with open_node(tmp_path / "a") as a:
+        room = await a.create_room("closing")
+        invite = room.invite()
+    for call in (a.create_room("late"), a.join(invite), a.set_nick("late"), room.send("late")):
+        with pytest.raises(trio.ClosedResourceError):
+            await call
+    async with room.events() as events:  # made after the close: ends at once
+        assert [change async for change in events] == []
