@@ -3,6 +3,8 @@
 It holds what `rumor run` would otherwise need on its command line (where to listen, the
 DHT port, bootstrap nodes, the metrics address). Reading is strict: an unknown key, a
 wrong type or a bad address is a `ConfigError` with a one-line message naming the file.
+Addresses are host:port with ASCII digits and IPv6 hosts in brackets; `listen` must be an
+IP address (it is bound as given), the others may be DNS names, checked for syntax only.
 This module never touches the network or the node; it only reads and writes the file.
 """
 
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ._addresses import parse_address
+
 __all__ = ["CONFIG_FILE", "Config", "ConfigError", "load_config", "parse_host_port", "write_config"]
 
 CONFIG_FILE: Final = "config.toml"
@@ -26,15 +30,15 @@ class ConfigError(ValueError):
     """A config file or option that cannot be used; the message is one line for people."""
 
 
-def parse_host_port(text: str, what: str = "address", *, allow_zero: bool = True) -> str:
-    """`text` if it is host:port (or [v6]:port); raises ConfigError otherwise."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or any(c.isspace() for c in text):
-        raise ConfigError(f"{what} must be host:port, not {text!r}")
-    if not (0 if allow_zero else 1) <= int(port) <= 65535:
-        raise ConfigError(f"{what} port out of range in {text!r}")
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise ConfigError(f"{what}: write an IPv6 host in brackets, as [{host}]:{port}")
+def parse_host_port(
+    text: str, what: str = "address", *, allow_zero: bool = True, ip_only: bool = False
+) -> str:
+    """`text` if it is host:port (or [v6]:port) as `_addresses.parse_address` reads it;
+    raises ConfigError naming `what` otherwise."""
+    try:
+        parse_address(text, ip_only=ip_only, allow_zero=allow_zero)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
     return text
 
 
@@ -50,7 +54,8 @@ class Config:
     verify_workers: int = 1
 
     def __post_init__(self) -> None:
-        parse_host_port(self.listen, "listen")
+        # Bound as given: a name would need resolving, and could mean several addresses.
+        parse_host_port(self.listen, "listen", ip_only=True)
         if self.advertise:
             parse_host_port(self.advertise, "advertise", allow_zero=False)
         if not 0 <= self.dht_port <= 65535:

@@ -8,8 +8,13 @@ watchdog with exit status 1, a safety net for shutdowns that hang.
 
 Rooms created or joined by other processes (`rumor create`, `rumor join`) arrive as
 invites in the data dir's inbox (`node._datadir`): the node looks every `INBOX_POLL`
-seconds. SIGHUP stops the node like SIGINT and SIGTERM: a closed terminal or tmux session
-must not leave a node running unseen (and a reload signal would have nothing to reload).
+seconds, and removes each entry once its room is stored. An entry it cannot read or join
+(a damaged invite, a directory, a room whose file is damaged) is logged once and renamed
+`<name>.failed` in the inbox: kept for the operator (rename it back to retry), never
+retried on its own, and the node keeps serving.
+
+SIGHUP stops the node like SIGINT and SIGTERM: a closed terminal or tmux session must not
+leave a node running unseen (and a reload signal would have nothing to reload).
 
 Operator logs go to stderr, one line per event: started, room joined, link up or down,
 DHT reachable or not, a room caught up, shutting down. Links and DHT contacts are seen by
@@ -34,9 +39,11 @@ from typing import Final
 import trio
 from prometheus_client import CollectorRegistry
 
-from ._addresses import join_host_port, short_peer_id
+from crdt import StoreError
+
+from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._config import Config
-from ._datadir import Lock, pending_invites
+from ._datadir import Lock, pending_invites, read_invite, set_aside
 from ._invite import InviteError
 from ._metrics import NodeCollector, serve_metrics
 from ._node import Node, NodeStatus
@@ -106,27 +113,104 @@ def _log_joined(room: Room) -> None:
     log.info("room joined: %s %r (%d messages)", room.id.hex()[:8], room.name, messages)
 
 
-async def _join_pending(node: Node, data_dir: Path) -> None:
-    """Join every invite waiting in the inbox; each file goes once its room is stored."""
+async def _join_pending(node: Node, data_dir: Path, skipped: set[Path]) -> None:
+    """Join every invite waiting in the inbox; each file goes once its room is stored.
+
+    An entry that cannot be read or joined is set aside as `<name>.failed`, with one
+    warning; one that cannot even be renamed (or removed once joined) is added to
+    `skipped` and left alone until the node restarts. OSError if the inbox cannot be
+    listed."""
     for path in await trio.to_thread.run_sync(pending_invites, data_dir):
-        try:
-            text = await trio.to_thread.run_sync(path.read_text, "utf-8")
-            room = await node.join(text)
-        except (InviteError, UnicodeDecodeError) as exc:
-            log.warning("inbox %s: unusable invite (%s); removed", path.name, exc)
-        except OSError as exc:
-            log.warning("inbox %s: %s", path.name, exc)
+        if path in skipped:
             continue
-        else:
-            _log_joined(room)
+        try:
+            text = await trio.to_thread.run_sync(read_invite, path)
+        except FileNotFoundError:
+            continue  # taken away meanwhile
+        except OSError as exc:
+            await _set_aside(path, f"cannot read it ({exc.strerror or exc})", skipped)
+            continue
+        except UnicodeDecodeError as exc:
+            await _set_aside(path, f"unusable invite (not UTF-8: {exc.reason})", skipped)
+            continue
+        try:
+            room = await _join(node, text)
+        except InviteError as exc:
+            await _set_aside(path, f"unusable invite ({_one_line(exc)})", skipped)
+            continue
+        except (StoreError, ValueError) as exc:
+            await _set_aside(path, f"cannot join its room ({_one_line(exc)})", skipped)
+            continue
+        except OSError as exc:
+            await _set_aside(path, f"cannot join its room ({exc.strerror or exc})", skipped)
+            continue
+        _log_joined(room)
         # Removed only after `join` stored the room: a crash in between joins it again,
         # which is harmless.
-        await trio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
+        try:
+            await trio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
+        except OSError as exc:
+            skipped.add(path)
+            log.warning(
+                "inbox %s: joined, but cannot remove it (%s); skipped until restart",
+                path.name,
+                exc.strerror or exc,
+            )
+
+
+async def _join(node: Node, text: str) -> Room:
+    """`node.join(text)`, its lone error unwrapped from trio's exception groups (a room
+    file that cannot be opened fails in the task that opens it)."""
+    try:
+        return await node.join(text)
+    except BaseExceptionGroup as group:
+        lone: BaseException = group
+        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+            lone = lone.exceptions[0]
+        if lone is group:
+            raise
+        raise lone from None
+
+
+async def _set_aside(path: Path, problem: str, skipped: set[Path]) -> None:
+    try:
+        kept = await trio.to_thread.run_sync(set_aside, path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        skipped.add(path)
+        log.warning(
+            "inbox %s: %s; cannot set it aside (%s), skipped until restart",
+            path.name,
+            problem,
+            exc.strerror or exc,
+        )
+        return
+    log.warning(
+        "inbox %s: %s; kept as %s (rename it back to %s to retry)",
+        path.name,
+        problem,
+        kept.name,
+        path.name,
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 async def _inbox_loop(node: Node, data_dir: Path) -> None:
+    skipped: set[Path] = set()
+    unlistable = ""  # the last error listing the inbox, logged once until it changes
     while True:
-        await _join_pending(node, data_dir)
+        try:
+            await _join_pending(node, data_dir, skipped)
+        except OSError as exc:  # the inbox itself cannot be listed
+            if str(exc) != unlistable:
+                log.warning("inbox: cannot look for invites (%s)", exc.strerror or exc)
+            unlistable = str(exc)
+        else:
+            unlistable = ""
         await trio.sleep(INBOX_POLL)
 
 
@@ -168,9 +252,9 @@ async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         listeners: list[trio.SocketListener] = []
         if config.metrics:
-            host, _, port = config.metrics.rpartition(":")
+            host, port = split_host_port(config.metrics)
             try:
-                listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
+                listeners = await trio.open_tcp_listeners(port, host=host)
             except OSError as exc:
                 raise RunError(
                     f"cannot serve metrics on {config.metrics}: {exc.strerror or exc}"
@@ -194,6 +278,9 @@ async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
                     f"cannot start the node (links on {config.listen}, DHT on UDP port "
                     f"{config.dht_port}): {exc.strerror or exc}"
                 ) from None
+            except ValueError as exc:
+                # The node's word for stored data it cannot use (settings.json, say).
+                raise RunError(f"cannot start the node on {data_dir}: {exc}") from None
             lock.announce(node.address)
             await _serve(node, data_dir, listeners, signals)
             watchdog.arm()  # from here on, the node closes
@@ -209,7 +296,10 @@ async def _serve(
     signals: AsyncIterator[int],
 ) -> None:
     """Log the start, serve metrics, watch the inbox, until SIGINT or SIGTERM."""
-    dht = f"{node.dht.address[0]}:{node.dht.address[1]}" if node.dht else "off"
+    dht = "off"
+    if node.dht:
+        dht_host, dht_port = node.dht.address[:2]
+        dht = join_host_port(dht_host, dht_port)
     log.info(
         "started: peer %s, links on %s, DHT on %s, %d rooms",
         node.peer_id_text,

@@ -10,7 +10,9 @@
 `rumor run` holds the data dir's lock they hand the invite to it through the data dir's
 inbox instead (`node._datadir`), so two processes never open the same room. Bad
 arguments, a bad invite, a bad config file or an unusable data dir give one line on
-stderr and a non-zero exit (2 for usage, 1 for the rest), never a traceback.
+stderr and a non-zero exit (2 for usage, 1 for the rest), never a traceback. A bug gives
+one "internal error" line and exit status 70; `rumor --debug` (or RUMOR_DEBUG=1) adds
+the traceback.
 """
 
 from __future__ import annotations
@@ -18,18 +20,21 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import trio
 
 from crdt import History, Identity, IdentityError, Kind, Message, StoreError, Verifier
 
-from ._config import CONFIG_FILE, Config, ConfigError, load_config, parse_host_port, write_config
+from ._addresses import parse_address
+from ._config import CONFIG_FILE, Config, ConfigError, load_config, write_config
 from ._datadir import (
     DataDirError,
     LockHeld,
@@ -40,9 +45,12 @@ from ._datadir import (
 )
 from ._headless import RunError, run_node
 from ._invite import Invite, InviteError, parse_invite
-from ._node import IDENTITY_FILE, Node
+from ._node import IDENTITY_FILE, ROOMS_DIR, Node
 
 __all__ = ["main"]
+
+DEBUG_ENV: Final = "RUMOR_DEBUG"  # set (to anything) for tracebacks with the error lines
+INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mistake
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,29 +58,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _address(text: str) -> str:
-    try:
-        return parse_host_port(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _address_type(*, ip_only: bool = False, allow_zero: bool = True) -> Callable[[str], str]:
+    """An argparse type for host:port options: argparse shows the error's own words."""
+
+    def check(text: str) -> str:
+        try:
+            parse_address(text, ip_only=ip_only, allow_zero=allow_zero)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return check
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    # ASCII digits only: str.isdigit() also takes '²' and '١٢٣٤'.
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number 0-65535: {text!r}")
     return int(text)
 
 
 def _add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen",
-        type=_address,
+        type=_address_type(ip_only=True),
         metavar="HOST:PORT",
-        help="accept links from peers here (TCP; port 0: any free port)",
+        help="accept links from peers here (TCP; an IP address; port 0: any free port)",
     )
     parser.add_argument(
         "--advertise",
-        type=_address,
+        type=_address_type(allow_zero=False),
         metavar="HOST:PORT",
         help="the address put in invites and DHT records",
     )
@@ -84,7 +99,7 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bootstrap",
-        type=_address,
+        type=_address_type(allow_zero=False),
         nargs="+",
         action="extend",
         metavar="HOST:PORT",
@@ -92,7 +107,7 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics",
-        type=_address,
+        type=_address_type(),
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics",
     )
@@ -101,6 +116,9 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rumor", description="A self-hosted peer-to-peer chat node.")
     parser.add_argument("--version", action="version", version="rumor 0.1.0")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"print tracebacks with errors (or set {DEBUG_ENV}=1)"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     data_dir_help = f"the node's data dir (default: {default_data_dir()})"
 
@@ -142,24 +160,55 @@ def _leaf(error: BaseException) -> BaseException:
     return error
 
 
+class CommandError(Exception):
+    """A command that cannot be done as asked; the message is one line for people."""
+
+
+# Errors that are the user's to fix (arguments, files, the data dir): one line, status 1.
+_USER_ERRORS = (
+    CommandError,
+    ConfigError,
+    DataDirError,
+    InviteError,
+    IdentityError,
+    RunError,
+    StoreError,
+    OSError,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
         return 0
+    debug = args.debug or bool(os.environ.get(DEBUG_ENV))
     try:
         try:
             return _dispatch(args)
         except BaseExceptionGroup as group:
             raise _leaf(group) from None
-    except (ConfigError, DataDirError, InviteError, IdentityError, RunError, StoreError) as exc:
-        print(f"rumor: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"rumor: error: {exc}", file=sys.stderr)
+    except _USER_ERRORS as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"rumor: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A bug of ours, not the user's doing: still one line, the traceback on request.
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else f" (for the traceback: rumor --debug, or {DEBUG_ENV}=1)"
+        print(
+            f"rumor: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -221,7 +270,13 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
     invite for others if `announce`, else what happened."""
     try:
         with hold_lock(data_dir):
-            trio.run(_store_room, data_dir, invite)
+            try:
+                trio.run(_store_room, data_dir, invite)
+            except BaseException:
+                if announce:
+                    # Nobody has its invite: a half-made new room is nobody's history.
+                    _remove_room_file(data_dir, invite.room)
+                raise
             running = None
     except LockHeld as held:
         queue_invite(data_dir, invite.to_uri())
@@ -245,8 +300,22 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
 
 async def _store_room(data_dir: Path, invite: Invite) -> None:
     # No DHT and loopback only: this node lives just long enough to store the room.
-    async with Node.open(data_dir, listen="127.0.0.1:0", dht_port=None, verify_workers=0) as node:
-        await node.join(invite)
+    try:
+        async with Node.open(
+            data_dir, listen="127.0.0.1:0", dht_port=None, verify_workers=0
+        ) as node:
+            await node.join(invite)
+    except InviteError:
+        raise
+    except ValueError as exc:
+        # The node's word for stored data it cannot use (a bad nick in settings.json, say).
+        raise CommandError(f"cannot store the room in {data_dir}: {exc}") from None
+
+
+def _remove_room_file(data_dir: Path, room: bytes) -> None:
+    path = data_dir / ROOMS_DIR / f"{room.hex()}.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 async def _demo(data_dir: Path) -> int:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from node import _headless, cli
+from node._config import Config
+from node._datadir import hold_lock
+from node._headless import RunError, run_node
+from node._invite import Invite
 from node.cli import main
 
 
@@ -51,3 +58,99 @@ def test_unusable_data_dir_gives_one_line_and_status_1(tmp_path: Path) -> None:
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     assert "demo" in capsys.readouterr().out
+
+
+# -- the command line's boundary: the node's errors in one line, bugs in one line -------
+
+
+class _NodeThatFailsToJoin:
+    """Stands in for `Node`: makes the room's file, then fails as the node does when a
+    stored setting cannot be used (an invalid nick it must author)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, data_dir: Path, **options: object) -> AsyncIterator[_NodeThatFailsToJoin]:
+        yield cls(data_dir)
+
+    async def join(self, invite: Invite) -> None:
+        path = self.data_dir / "rooms" / f"{invite.room.hex()}.sqlite3"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half made")
+        path.with_name(path.name + "-wal").write_bytes(b"")
+        raise ValueError("cannot author this op: bad_body: control character in text")
+
+
+def test_a_node_error_in_create_is_one_line_and_leaves_no_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--data-dir", str(tmp_path), "--dht-port", "0"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(cli, "Node", _NodeThatFailsToJoin)
+    assert main(["create", "general", "--data-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # no invite for a room that was not made
+    assert err == (
+        f"rumor: error: cannot store the room in {tmp_path}: cannot author this op: "
+        "bad_body: control character in text\n"
+    )
+    assert list((tmp_path / "rooms").iterdir()) == []
+
+
+def test_a_node_error_in_join_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--data-dir", str(tmp_path), "--dht-port", "0"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(cli, "Node", _NodeThatFailsToJoin)
+    invite = Invite(b"r" * 32, b"s" * 32, "theirs", ("192.0.2.1:7340",))
+    assert main(["join", invite.to_uri(), "--data-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"rumor: error: cannot store the room in {tmp_path}: cannot author")
+
+
+async def test_run_reports_a_node_that_cannot_open_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Unopenable:
+        @staticmethod
+        @contextlib.asynccontextmanager
+        async def open(data_dir: Path, **options: object) -> AsyncIterator[None]:
+            raise ValueError("settings.json: Expecting value: line 1 column 10 (char 9)")
+            yield
+
+    monkeypatch.setattr(_headless, "Node", Unopenable)
+    with hold_lock(tmp_path) as lock, pytest.raises(RunError) as caught:
+        await run_node(tmp_path, Config(listen="127.0.0.1:0", dht_port=0), lock)
+    assert str(caught.value) == (
+        f"cannot start the node on {tmp_path}: settings.json: Expecting value: line 1 "
+        "column 10 (char 9)"
+    )
+
+
+def test_a_bug_is_one_line_and_status_70_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: object) -> int:
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(cli, "_dispatch", broken)
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    assert main(["demo"]) == 70
+    _, err = capsys.readouterr()
+    assert err.count("\n") == 1
+    assert err.startswith("rumor: internal error: RuntimeError: a bug over two lines")
+    assert "rumor --debug" in err
+
+    assert main(["--debug", "demo"]) == 70
+    _, err = capsys.readouterr()
+    assert err.startswith("Traceback (most recent call last):")
+    assert "in broken" in err
+    assert err.endswith("\nrumor: internal error: RuntimeError: a bug over two lines\n")
+
+    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    assert main(["demo"]) == 70
+    assert "Traceback" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from crdt import format_peer_id
 from node import Node, NodeStatus, RoomStatus, parse_invite
 from node._config import Config, ConfigError, load_config, write_config
 from node._datadir import hold_lock
-from node._headless import Watcher
+from node._headless import INBOX_POLL, Watcher
 from node.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -328,6 +328,96 @@ def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path
     )
 
 
+def test_bad_inbox_entries_are_set_aside_once_and_the_node_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """An invite whose room file is damaged, a directory, a non-UTF-8 file and a damaged
+    invite: each is logged once and kept as *.failed; the node serves on, joins a good
+    invite after them, and starts again without retrying them."""
+    a = tmp_path / "a"
+    init(a, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    damaged = parse_invite(rumor("create", "damaged", "--data-dir", a).stdout)
+    room_file = a / "rooms" / f"{damaged.room.hex()}.sqlite3"
+    room_file.write_bytes(b"not a database " * 1000)
+    inbox = a / "inbox"
+    inbox.mkdir()
+    (inbox / "1-room.invite").write_text(damaged.to_uri() + "\n")
+    (inbox / "2-dir.invite").mkdir()
+    (inbox / "3-bytes.invite").write_bytes(b"\xff\xfe")
+    (inbox / "4-junk.invite").write_text("rumor://invite/damaged\n")
+    (inbox / "4-junk.invite.failed").write_text("set aside before\n")
+
+    with running(a) as node:
+        wait_for(lambda: node.log.count("WARNING rumor: inbox ") >= 4, "the warnings")
+        time.sleep(3 * INBOX_POLL)  # the next looks at the inbox: no retries, no more lines
+        warnings = [line for line in node.log.splitlines() if "rumor: inbox " in line]
+        assert len(warnings) == 4, warnings
+        assert "1-room.invite: cannot join its room (" in warnings[0]
+        assert "is not a rumor store" in warnings[0]
+        assert "kept as 1-room.invite.failed" in warnings[0]
+        assert "2-dir.invite: cannot read it" in warnings[1]
+        assert "3-bytes.invite: unusable invite (not UTF-8" in warnings[2]
+        assert "4-junk.invite: unusable invite" in warnings[3]
+        assert "kept as 4-junk.invite.1.failed" in warnings[3]  # the older one stays
+        assert "Traceback" not in node.log
+
+        later = parse_invite(rumor("create", "later", "--data-dir", a).stdout)
+        wait_for(lambda: f"room joined: {later.room.hex()[:8]} 'later'" in node.log, "pickup")
+        assert node.stop() == 0, node.log
+    assert sorted(p.name for p in inbox.iterdir()) == [
+        "1-room.invite.failed",
+        "2-dir.invite.failed",
+        "3-bytes.invite.failed",
+        "4-junk.invite.1.failed",
+        "4-junk.invite.failed",
+    ]
+    assert (inbox / "1-room.invite.failed").read_text() == damaged.to_uri() + "\n"
+    assert (inbox / "4-junk.invite.failed").read_text() == "set aside before\n"
+    assert room_file.read_bytes() == b"not a database " * 1000  # left as it was
+
+    with running(a) as node:
+        time.sleep(2 * INBOX_POLL)
+        assert "rumor: inbox" not in node.log
+        assert node.stop() == 0, node.log
+
+
+def test_an_ipv6_dht_address_is_logged_in_brackets(tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    init(tmp_path, "--listen", "[::1]:0", "--dht-port", "0")
+    with running(tmp_path) as node:
+        assert re.search(r"links on \[::1\]:\d+, DHT on \[::1\]:\d+,", node.log), node.log
+        assert node.stop() == 0
+
+
+@pytest.mark.parametrize("settings", ['{"nick": ', "[1, 2]", '{"nick": "x\\u001b]0;pwn\\u0007"}'])
+def test_a_damaged_settings_file_never_gives_a_traceback(tmp_path: Path, settings: str) -> None:
+    """Whether the node shrugs it off or refuses it, a damaged or unusable settings.json
+    gives no traceback, and `create` never leaves a room behind without its invite."""
+    init(tmp_path, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    (tmp_path / "settings.json").write_text(settings)
+    created = rumor("create", "general", "--data-dir", tmp_path)
+    rooms = [p.name for p in (tmp_path / "rooms").glob("*.sqlite3")]
+    if created.returncode == 0:
+        assert rooms == [f"{parse_invite(created.stdout).room.hex()}.sqlite3"]
+    else:
+        one_line_error(created)
+        assert created.stdout == "" and rooms == []
+    node = Running(tmp_path)
+    try:
+        wait_for(lambda: "started: peer" in node.log or node.process.poll() is not None, "start")
+        if node.process.poll() is None:
+            assert node.stop() == 0, node.log
+        else:
+            assert node.log.count("\n") == 1 and node.log.startswith("rumor: "), node.log
+    finally:
+        node.kill()
+    assert "Traceback" not in node.log
+
+
 # -- bad input -------------------------------------------------------------------------
 
 BAD_CONFIGS = {
@@ -337,6 +427,12 @@ BAD_CONFIGS = {
     "bad address": 'listen = "nowhere"\n',
     "bad bootstrap": 'bootstrap = ["127.0.0.1"]\n',
     "port out of range": "dht_port = 70000\n",
+    "superscript port": 'listen = "127.0.0.1:\u00b2"\n',  # str.isdigit() says yes; int() no
+    "Arabic-Indic port": 'listen = "127.0.0.1:\u0661\u0662\u0663\u0664"\n',  # not 1234
+    "listen on a name": 'listen = "localhost:17004"\n',  # the node binds IP literals only
+    "bootstrap bad name": 'bootstrap = ["..:17101"]\n',
+    "bootstrap long label": f'bootstrap = ["{"a" * 64}.example:1"]\n',
+    "bootstrap path": 'bootstrap = ["ws://127.0.0.1:17101/x:1"]\n',
 }
 
 
@@ -376,12 +472,37 @@ def test_address_in_use_gives_one_line(tmp_path: Path) -> None:
         ["create"],
         ["join"],
         ["init", "--metrics", "127.0.0.1:99999"],
+        ["run", "--listen", "127.0.0.1:\u00b2"],
+        ["run", "--dht-port", "\u0661\u0662\u0663\u0664"],
+        ["init", "--bootstrap", "..:1"],
     ],
 )
 def test_bad_arguments_give_one_line_and_status_2(tmp_path: Path, args: list[str]) -> None:
     done = rumor(*args, "--data-dir", tmp_path)
     assert done.returncode == 2
     one_line_error(done)
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--listen", "127.0.0.1:\u00b2"], "argument --listen: the port must be a number"),
+        (["--listen", "localhost:17004"], "the host must be an IP address"),
+        (["--listen", "[::1:0"], "brackets"),
+        (["--dht-port", "\u00b2"], "argument --dht-port: not a port number"),
+        (["--bootstrap", "a..b:1"], "argument --bootstrap: not an IP address or a valid host"),
+        (["--bootstrap", "seed.example:0"], "port out of range"),
+        (["--advertise", "ws://192.0.2.1:80/"], "no scheme or path"),
+    ],
+)
+def test_bad_addresses_on_the_command_line_say_what_is_wrong(
+    tmp_path: Path, args: list[str], complaint: str
+) -> None:
+    done = rumor("init", "--data-dir", tmp_path, *args)
+    assert done.returncode == 2
+    assert complaint in one_line_error(done)
+    assert "invalid" not in done.stderr  # argparse's words when the type function failed
+    assert not tmp_path.exists() or not (tmp_path / "config.toml").exists()
 
 
 @pytest.mark.parametrize(
@@ -419,6 +540,31 @@ def test_config_round_trips_and_options_override(tmp_path: Path) -> None:
     assert Config(listen="127.0.0.1:0").invite_address is None
     with pytest.raises(ConfigError, match="brackets"):
         Config(listen="::1:9")
+
+
+def test_config_addresses_are_read_strictly() -> None:
+    # Names are fine where the node looks them up (bootstrap) or a server binds them.
+    config = Config(bootstrap=("localhost:17101", "seed.example.org.:7340"), metrics="localhost:0")
+    assert config.bootstrap == ("localhost:17101", "seed.example.org.:7340")
+    assert Config(listen="[::]:0").dht_host == "::"
+    for listen, complaint in [
+        ("localhost:17004", "listen: the host must be an IP address"),
+        ("127.0.0.1:\u00b2", "listen: the port must be a number"),
+        ("127.0.0.1:\u0661\u0662\u0663\u0664", "listen: the port must be a number"),
+        ("127.0.0.1:65536", "listen: port out of range"),
+        ("[localhost]:1", "listen: not an IPv6 address"),
+        ("", "listen: expected host:port"),
+    ]:
+        with pytest.raises(ConfigError, match=complaint):
+            Config(listen=listen)
+    for bootstrap, complaint in [
+        ("-seed.example:1", "not an IP address or a valid host name"),
+        (f"{'a' * 64}.example:1", "not an IP address or a valid host name"),
+        ("seed.example:0", "port out of range"),
+        ("seed.example", "expected host:port"),
+    ]:
+        with pytest.raises(ConfigError, match=f"bootstrap: {complaint}"):
+            Config(bootstrap=(bootstrap,))
 
 
 def _status(
