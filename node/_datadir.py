@@ -30,6 +30,7 @@ from ._lock import DataDirError, Holder, Lock, LockHeld, hold_lock
 from ._node import IDENTITY_FILE
 
 __all__ = [
+    "NEW_ROOM_MARK",
     "DataDirError",
     "Holder",
     "Lock",
@@ -45,6 +46,7 @@ __all__ = [
 
 INBOX_DIR: Final = "inbox"
 INVITE_SUFFIX: Final = ".invite"
+NEW_ROOM_MARK: Final = ".new"  # before the suffix: a room to create, not to join
 FAILED_SUFFIX: Final = ".failed"  # an inbox entry that could not be joined, kept
 MAX_INVITE_BYTES: Final = 64 * 1024
 
@@ -60,8 +62,11 @@ def require_initialised(data_dir: Path) -> None:
         )
 
 
-def queue_invite(data_dir: Path, invite: str) -> Path:
-    """Hand an invite to the node running on `data_dir`; the file appears whole or not at all."""
+def queue_invite(data_dir: Path, invite: str, *, new_room: bool = False) -> Path:
+    """Hand an invite to the node running on `data_dir`; the file appears whole or not at all.
+
+    `new_room`: the invite names a room we create (`rumor create`), not one we join; the
+    node must know, since in a room it joins it first learns what it holds there."""
     inbox = data_dir / INBOX_DIR
     inbox.mkdir(exist_ok=True)
     stem = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
@@ -71,7 +76,7 @@ def queue_invite(data_dir: Path, invite: str) -> Path:
             file.write(invite + "\n")
             file.flush()
             os.fsync(file.fileno())
-        target = inbox / f"{stem}{INVITE_SUFFIX}"
+        target = inbox / f"{stem}{NEW_ROOM_MARK if new_room else ''}{INVITE_SUFFIX}"
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)  # a disk that filled up leaves no half invite

@@ -43,8 +43,8 @@ from crdt import StoreError
 
 from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._config import Config
-from ._datadir import Lock, pending_invites, read_invite, set_aside
-from ._invite import InviteError
+from ._datadir import NEW_ROOM_MARK, Lock, pending_invites, read_invite, set_aside
+from ._invite import InviteError, parse_invite
 from ._metrics import NodeCollector, serve_metrics
 from ._node import Node, NodeStatus
 from ._room import Room
@@ -134,7 +134,7 @@ async def _join_pending(node: Node, data_dir: Path, skipped: set[Path]) -> None:
             await _set_aside(path, f"unusable invite (not UTF-8: {exc.reason})", skipped)
             continue
         try:
-            room = await _join(node, text)
+            room = await _join(node, text, new_room=path.stem.endswith(NEW_ROOM_MARK))
         except InviteError as exc:
             await _set_aside(path, f"unusable invite ({_one_line(exc)})", skipped)
             continue
@@ -158,10 +158,14 @@ async def _join_pending(node: Node, data_dir: Path, skipped: set[Path]) -> None:
             )
 
 
-async def _join(node: Node, text: str) -> Room:
-    """`node.join(text)`, its lone error unwrapped from trio's exception groups (a room
-    file that cannot be opened fails in the task that opens it)."""
+async def _join(node: Node, text: str, *, new_room: bool) -> Room:
+    """`node.join(text)` (or for a `new_room`, `create_room` with the invite's id and
+    secret), its lone error unwrapped from trio's exception groups (a room file that
+    cannot be opened fails in the task that opens it)."""
     try:
+        if new_room:
+            invite = parse_invite(text)
+            return await node.create_room(invite.name, room_id=invite.room, secret=invite.secret)
         return await node.join(text)
     except BaseExceptionGroup as group:
         lone: BaseException = group

@@ -95,7 +95,10 @@ INBOX: Final = 256  # room-task queue; a full one pushes back on the links feedi
 MAX_KNOWN_PEERS: Final = 32  # link addresses remembered per room
 OUTBOX_BYTES: Final = 16 * 1024 * 1024  # bytes queued for a peer before it counts as gone
 LEAVE_FLUSH_TIMEOUT: Final = 5.0  # seconds a leave op may take to be written to the links
-STOP_TIMEOUT: Final = 10.0  # seconds the rooms may take to save and close on shutdown
+STOP_TIMEOUT: Final = 10.0
+# Seconds after a room starts during which our writes there wait to hear a member's
+# vector (our own chain may be behind theirs: a restored file); see `_RoomDriver.author`.
+OWN_CHAIN_GRACE: Final = 10.0  # seconds the rooms may take to save and close on shutdown
 
 
 def room_dht_key(secret: bytes) -> bytes:
@@ -289,6 +292,13 @@ class _RoomDriver:
         self.scope = trio.CancelScope()
         self.stopped = trio.Event()
         self.gone: str | None = None  # why the room is no longer served ("left", ...)
+        # A room we created here: our chain in it starts now, no peer can hold any of it.
+        self.new_chain = False
+        # We joined, but have not said so yet: the JOIN (and NICK) precede our next op.
+        self.join_unsaid = False
+        self.started_at = trio.current_time()
+        self._author_lock = trio.Lock()  # fair: ops are authored in the order asked
+        self._progress = trio.Event()  # set (and replaced) after each event the task handles
         self._subscribers: set[RoomEvents] = set()
         self._inbox_in, self._inbox_out = trio.open_memory_channel[_Item](INBOX)
 
@@ -300,9 +310,49 @@ class _RoomDriver:
     def post_nowait(self, item: _Item) -> None:
         self._inbox_in.send_nowait(item)
 
+    def may_author(self) -> bool:
+        # A chain of ours already here (not a room we created) could still be behind what
+        # the members hold (a file restored from a backup): for a while after the room
+        # starts, wait to hear from a member, then go ahead even if none answered.
+        settled = trio.current_time() >= self.started_at + OWN_CHAIN_GRACE
+        return self.core.may_author(self.node.peer_id, new_chain=self.new_chain, settled=settled)
+
     async def author(self, kind: Kind, body: tuple[object, ...]) -> Op:
-        if self.gone is not None:
-            raise trio.ClosedResourceError(f"room {self.room_id.hex()[:8]} {self.gone}")
+        """Author an op once it cannot fork our own chain: while a peer shows ops of ours
+        we lack, or (holding none) before any peer has told us what it holds, wait. A
+        JOIN not yet said goes first."""
+        async with self._author_lock:
+            await self._until_may_author()
+            if self.join_unsaid:
+                await self._author_now(Kind.JOIN, ())
+                if self.node.nick:
+                    await self._author_now(Kind.NICK, (self.node.nick,))
+                self.join_unsaid = False
+            return await self._author_now(kind, body)
+
+    async def say_joined(self) -> None:
+        """Author the JOIN not yet said, once we may (nothing if the room stops first)."""
+        with contextlib.suppress(trio.ClosedResourceError, StoreError):
+            async with self._author_lock:
+                await self._until_may_author()
+                if self.join_unsaid:
+                    await self._author_now(Kind.JOIN, ())
+                    if self.node.nick:
+                        await self._author_now(Kind.NICK, (self.node.nick,))
+                    self.join_unsaid = False
+
+    async def _until_may_author(self) -> None:
+        while True:
+            if self.gone is not None:
+                raise trio.ClosedResourceError(f"room {self.room_id.hex()[:8]} {self.gone}")
+            if self.may_author():
+                return
+            # Look again when the grace ends (if still ahead); otherwise at the next event.
+            settles_at = self.started_at + OWN_CHAIN_GRACE
+            with trio.move_on_at(settles_at if trio.current_time() < settles_at else math.inf):
+                await self._progress.wait()
+
+    async def _author_now(self, kind: Kind, body: tuple[object, ...]) -> Op:
         op, result = await self.history.author(kind, body)
         self._publish(list(result.changes))
         await self.post(_Authored(op))
@@ -366,8 +416,14 @@ class _RoomDriver:
                         nursery.cancel_scope.cancel()
                         return
                     self._perform(self._handle(item), nursery)
+                    self._progressed()
                     continue
                 self._perform(self.core.handle_timer(trio.current_time()), nursery)
+
+    def _progressed(self) -> None:
+        """Wake writers waiting for our own chain to be known (see `author`)."""
+        self._progress.set()
+        self._progress = trio.Event()
 
     def _handle(self, item: _Event) -> list[GossipAction]:
         core, now = self.core, trio.current_time()
@@ -689,6 +745,10 @@ class Node:
                     name, peers = _room_settings(meta)
                     driver = self._start_room(history, meta["secret"], name, peers)
                     task_status.started(driver)
+                    if new_meta is None and not history.replica.version_vector().get(self.peer_id):
+                        # Joined before, but the node stopped before our JOIN could be said.
+                        driver.join_unsaid = True
+                        self._nursery.start_soon(driver.say_joined)
                     with driver.scope:
                         if self._closing:  # opened while the node was closing: stop now
                             driver.scope.cancel()
@@ -712,7 +772,8 @@ class Node:
         async with self._room_lock:
             if self._rooms.get(driver.room_id) is not driver:
                 raise trio.ClosedResourceError(f"room {driver.room_id.hex()[:8]} {driver.gone}")
-            await driver.author(Kind.LEAVE, ())
+            if driver.may_author() and not driver.join_unsaid:  # else nothing to take back
+                await driver.author(Kind.LEAVE, ())
             driver.gone = "left"
             del self._rooms[driver.room_id]
             if self.dht is not None:
@@ -799,14 +860,34 @@ class Node:
         self._nick = nick
         await _run_sync(_write_nick, self.data_dir, nick, inline=self._inline)
         for driver in list(self._rooms.values()):
+            if driver.may_author():
+                await driver.author(Kind.NICK, (nick,))
+            elif not driver.join_unsaid:  # (an unsaid JOIN brings the nick along)
+                self._nursery.start_soon(self._say_nick, driver, nick)
+
+    async def _say_nick(self, driver: _RoomDriver, nick: str) -> None:
+        """Once our own chain in the room is known, unless the room stops first."""
+        with contextlib.suppress(trio.ClosedResourceError, StoreError):
             await driver.author(Kind.NICK, (nick,))
 
-    async def create_room(self, name: str = "") -> Room:
-        """A new room with a random id and secret, with us as its first member."""
+    async def create_room(
+        self, name: str = "", *, room_id: bytes | None = None, secret: bytes | None = None
+    ) -> Room:
+        """A new room with a random id and secret, with us as its first member.
+
+        `room_id` and `secret` take the place of random ones when the invite was made first
+        (the command line prints it before a running node stores the room); the node must
+        hold no other room of that id. Creating again returns the room."""
         self._check_open()
-        room_id, secret = secrets.token_bytes(32), secrets.token_bytes(32)
-        Invite(room_id, secret, name)  # checks the name as an invite would
-        driver = await self._add_room(room_id, secret, name, [])
+        if room_id is None or secret is None:
+            room_id, secret = secrets.token_bytes(32), secrets.token_bytes(32)
+        invite = Invite(room_id, secret, name)  # checks them as an invite would
+        existing = self._rooms.get(room_id)
+        if existing is not None:
+            if existing.secret != invite.secret:
+                raise InviteError("this node holds that room with another secret")
+            return Room(existing)
+        driver = await self._add_room(room_id, secret, name, [], new=True)
         return Room(driver)
 
     async def join(self, invite: str | Invite) -> Room:
@@ -826,8 +907,10 @@ class Node:
         return Room(driver)
 
     async def _add_room(
-        self, room_id: bytes, secret: bytes, name: str, peers: Iterable[str]
+        self, room_id: bytes, secret: bytes, name: str, peers: Iterable[str], *, new: bool = False
     ) -> _RoomDriver:
+        """Store a room (`new`: one we create) and say we joined it: at once in a new room,
+        else once our own chain in it is known (see `_RoomDriver.author`)."""
         async with self._room_lock:
             existing = self._rooms.get(room_id)
             if existing is not None:
@@ -845,9 +928,12 @@ class Node:
             started = await self._nursery.start(self._run_room, path, room_id, meta)
             assert isinstance(started, _RoomDriver)
             driver = started
-        await driver.author(Kind.JOIN, ())
-        if self._nick:
-            await driver.author(Kind.NICK, (self._nick,))
+        driver.new_chain = new
+        driver.join_unsaid = True
+        if driver.may_author():
+            await driver.say_joined()
+        else:
+            self._nursery.start_soon(driver.say_joined)
         return driver
 
     def _check_open(self) -> None:

@@ -271,7 +271,7 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
     try:
         with hold_lock(data_dir):
             try:
-                trio.run(_store_room, data_dir, invite)
+                trio.run(_store_room, data_dir, invite, announce)
             except BaseException:
                 if announce:
                     # Nobody has its invite: a half-made new room is nobody's history.
@@ -279,7 +279,7 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
                 raise
             running = None
     except LockHeld as held:
-        queue_invite(data_dir, invite.to_uri())
+        queue_invite(data_dir, invite.to_uri(), new_room=announce)
         running = held.holder
     if announce:
         # The running node's address if it told us, else the configured one.
@@ -298,13 +298,17 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
     return 0
 
 
-async def _store_room(data_dir: Path, invite: Invite) -> None:
+async def _store_room(data_dir: Path, invite: Invite, new_room: bool) -> None:
+    """Store the room `invite` names: a room we create (`new_room`), or one we join."""
     # No DHT and loopback only: this node lives just long enough to store the room.
     try:
         async with Node.open(
             data_dir, listen="127.0.0.1:0", dht_port=None, verify_workers=0
         ) as node:
-            await node.join(invite)
+            if new_room:
+                await node.create_room(invite.name, room_id=invite.room, secret=invite.secret)
+            else:
+                await node.join(invite)
     except InviteError:
         raise
     except ValueError as exc:

@@ -125,8 +125,13 @@ class GossipConfig:
             )
         if not 1 <= self.batch_ops <= MAX_OPS_PER_BATCH:
             raise GossipLocalError(f"batch_ops must be in 1..{MAX_OPS_PER_BATCH}")
-        timings = (self.ihave_interval, self.graft_timeout, self.retry_timeout,
-                   self.sync_interval, self.announce_delay)
+        timings = (
+            self.ihave_interval,
+            self.graft_timeout,
+            self.retry_timeout,
+            self.sync_interval,
+            self.announce_delay,
+        )
         if min(timings) <= 0:
             raise GossipLocalError("intervals and timeouts must be positive")
         if not 0 < self.prune_probability <= 1:
@@ -241,6 +246,23 @@ class RoomGossip:
             return 0
         ours = self.source.version_vector()
         return sum(max(0, seq - ours.get(author, 0)) for author, seq in ahead.items())
+
+    def may_author(self, author: bytes, *, new_chain: bool, settled: bool) -> bool:
+        """Whether `author` (our identity) can write without forking its own chain.
+
+        Not while a linked peer's vector shows more of our ops than we hold: we lost some
+        (a restored backup, a room file made anew) and they are on their way back. Not
+        before some peer has told us its whole vector either, unless `new_chain` (a room
+        we just created: nobody can hold our ops in it) or, holding ops of ours already,
+        `settled` (the driver has waited long enough for a peer to speak).
+        """
+        ours = self.source.version_vector().get(author, 0)
+        heard = new_chain or (settled and ours > 0)
+        for peer in self._peers.values():
+            if peer.have.get(author, 0) > ours:
+                return False
+            heard = heard or peer.swapped
+        return heard
 
     def next_timer(self) -> float | None:
         """When `handle_timer` must next be called (None: only after another event)."""
@@ -420,8 +442,7 @@ class RoomGossip:
             out.append(Send(state.id, encode_message(Prune())))
         if message.mode is Mode.SYNC:
             feeding = (
-                self._feeder in self._peers
-                and now - self._feeder_at < self.config.announce_delay
+                self._feeder in self._peers and now - self._feeder_at < self.config.announce_delay
             )
             if self._feeder == state.id or not feeding:
                 if fresh:

@@ -75,6 +75,9 @@ class _NodeThatFailsToJoin:
     async def open(cls, data_dir: Path, **options: object) -> AsyncIterator[_NodeThatFailsToJoin]:
         yield cls(data_dir)
 
+    async def create_room(self, name: str, *, room_id: bytes, secret: bytes) -> None:
+        await self.join(Invite(room_id, secret, name))
+
     async def join(self, invite: Invite) -> None:
         path = self.data_dir / "rooms" / f"{invite.room.hex()}.sqlite3"
         path.parent.mkdir(exist_ok=True)

@@ -469,3 +469,32 @@ def test_behind_counts_what_peers_vectors_show_we_lack() -> None:
     assert core.behind() == 3
     core.peer_down(peer, 1.0)
     assert core.behind() == 0
+
+
+def test_may_author_only_once_our_own_chain_is_known() -> None:
+    core, replica = make()
+    me = identity(5).peer_id
+    # Holding none of our ops: not before a peer has told us its whole vector.
+    assert not core.may_author(me, new_chain=False, settled=True)
+    assert core.may_author(me, new_chain=True, settled=False)  # a room we just created
+    core.peer_up(A, 0.0)
+    core.receive(A, encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), 0.0)
+    assert not core.may_author(me, new_chain=False, settled=True)  # no vector yet
+    # A holds two ops of ours that we lost: wait for them, even in a room we "created".
+    core.receive(A, encode_message(Vector(False, False, ((me, 2),))), 0.0)
+    assert not core.may_author(me, new_chain=True, settled=True)
+    for op in authored(1):
+        replica.admit(op)
+    assert not core.may_author(me, new_chain=False, settled=True)
+    replica.admit(authored(2)[1])
+    assert core.may_author(me, new_chain=False, settled=False)  # caught up with A
+
+
+def test_may_author_with_a_chain_of_ours_waits_until_settled() -> None:
+    core, replica = make()
+    me = identity(5).peer_id
+    replica.admit(authored(1)[0])
+    assert not core.may_author(me, new_chain=False, settled=False)
+    assert core.may_author(me, new_chain=False, settled=True)
+    connect(core, A)  # an empty vector: A holds nothing of ours
+    assert core.may_author(me, new_chain=False, settled=False)
