@@ -292,7 +292,7 @@ def test_default_data_dir_is_the_platforms(tmp_path: Path) -> None:
     assert (tmp_path / "rumor" / "identity.pem").is_file()
 
 
-def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path) -> None:
+async def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path) -> None:
     a = tmp_path / "a"
     init(a, "--listen", "127.0.0.1:0", "--dht-port", "0")
     with running(a) as node:
@@ -326,6 +326,11 @@ def test_running_node_picks_up_new_rooms_and_refuses_a_second_run(tmp_path: Path
     assert sorted(p.name for p in (a / "rooms").glob("*.sqlite3")) == sorted(
         f"{room.hex()}.sqlite3" for room in (invite.room, elsewhere.room)
     )
+    # The room made through the inbox is ours from its first op; in the room joined
+    # through it, A has not said it joined, since no member has told it what it holds.
+    async with Node.open(a, dht_port=None, verify_workers=0) as reopened:
+        assert reopened.room(invite.room).members() == [reopened.peer_id]
+        assert reopened.room(elsewhere.room).members() == []
 
 
 def test_bad_inbox_entries_are_set_aside_once_and_the_node_keeps_serving(
