@@ -108,8 +108,6 @@ def room_dht_key(secret: bytes) -> bytes:
 
 
 def _link_url(address: str) -> str:
-    if address.startswith("ws://"):
-        return address
     return f"ws://{address}/"
 
 
@@ -1137,7 +1135,8 @@ def _room_settings(meta: dict[str, bytes]) -> tuple[str, list[str]]:
         raise ValueError(f"damaged peer list in the room file: {exc}") from None
     if not isinstance(stored_peers, list):
         raise ValueError("damaged peer list in the room file")
-    peers = [p for p in stored_peers if isinstance(p, str)]
+    # Kept by an older version, an address today's stricter rules refuse is dropped.
+    peers = [p for p in stored_peers if isinstance(p, str) and _usable_address(p)]
     return meta.get("name", b"").decode("utf-8", "replace"), peers
 
 
@@ -1148,6 +1147,14 @@ def _room_files(rooms: Path) -> tuple[list[Path], list[Path]]:
     return [p for p, n in zip(paths, sizes, strict=True) if n], [
         p for p, n in zip(paths, sizes, strict=True) if not n
     ]
+
+
+def _usable_address(address: str) -> bool:
+    try:
+        check_address(address)
+    except InviteError:
+        return False
+    return True
 
 
 def _move_room_file(path: Path, directory: Path) -> None:

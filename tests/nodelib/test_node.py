@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgpack
 import pytest
 import trio
 
-from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, TopicChanged
+from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, Store, TopicChanged
 from node import DataDirError, Invite, InviteError, Room, parse_invite
 from node._lock import _take_lock
 
@@ -308,3 +309,14 @@ async def test_the_api_after_the_node_closed(tmp_path: Path) -> None:
             await call
     async with room.events() as events:  # made after the close: ends at once
         assert [change async for change in events] == []
+
+
+async def test_stored_peer_addresses_today_s_rules_refuse_are_dropped(tmp_path: Path) -> None:
+    async with open_node(tmp_path / "a") as a:
+        room_id = (await a.create_room("old")).id
+    path = tmp_path / "a" / "rooms" / f"{room_id.hex()}.sqlite3"
+    async with Store.open(path) as store:  # as an older version may have kept them
+        peers = ["ws://127.0.0.1:7001/", "..:17001", "127.0.0.1:7002"]
+        await store.set_meta({"peers": msgpack.packb(peers)})
+    async with open_node(tmp_path / "a") as a:
+        assert parse_invite(a.room(room_id).invite()).peers == (a.address, "127.0.0.1:7002")
