@@ -47,6 +47,7 @@ from ._datadir import NEW_ROOM_MARK, Lock, pending_invites, read_invite, set_asi
 from ._invite import InviteError, parse_invite
 from ._metrics import NodeCollector, serve_metrics
 from ._node import Node, NodeStatus
+from ._nursery import lone_error
 from ._room import Room
 
 __all__ = ["RunError", "Watcher", "run_node"]
@@ -168,9 +169,7 @@ async def _join(node: Node, text: str, *, new_room: bool) -> Room:
             return await node.create_room(invite.name, room_id=invite.room, secret=invite.secret)
         return await node.join(text)
     except BaseExceptionGroup as group:
-        lone: BaseException = group
-        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
-            lone = lone.exceptions[0]
+        lone = lone_error(group)
         if lone is group:
             raise
         raise lone from None

@@ -321,11 +321,7 @@ class _RoomDriver:
         JOIN not yet said goes first."""
         async with self._author_lock:
             await self._until_may_author()
-            if self.join_unsaid:
-                await self._author_now(Kind.JOIN, ())
-                if self.node.nick:
-                    await self._author_now(Kind.NICK, (self.node.nick,))
-                self.join_unsaid = False
+            await self._say_join_if_unsaid()
             return await self._author_now(kind, body)
 
     async def say_joined(self) -> None:
@@ -333,11 +329,14 @@ class _RoomDriver:
         with contextlib.suppress(trio.ClosedResourceError, StoreError):
             async with self._author_lock:
                 await self._until_may_author()
-                if self.join_unsaid:
-                    await self._author_now(Kind.JOIN, ())
-                    if self.node.nick:
-                        await self._author_now(Kind.NICK, (self.node.nick,))
-                    self.join_unsaid = False
+                await self._say_join_if_unsaid()
+
+    async def _say_join_if_unsaid(self) -> None:
+        if self.join_unsaid:
+            await self._author_now(Kind.JOIN, ())
+            if self.node.nick:
+                await self._author_now(Kind.NICK, (self.node.nick,))
+            self.join_unsaid = False
 
     async def _until_may_author(self) -> None:
         while True:

@@ -13,7 +13,15 @@ from contextlib import asynccontextmanager
 
 import trio
 
-__all__ = ["open_unwrapping_nursery"]
+__all__ = ["lone_error", "open_unwrapping_nursery"]
+
+
+def lone_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside nested groups of one, or the group itself if it holds more."""
+    lone: BaseException = group
+    while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+        lone = lone.exceptions[0]
+    return lone
 
 
 @asynccontextmanager
@@ -22,9 +30,7 @@ async def open_unwrapping_nursery() -> AsyncIterator[trio.Nursery]:
         async with trio.open_nursery() as nursery:
             yield nursery
     except BaseExceptionGroup as group:
-        lone: BaseException = group
-        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
-            lone = lone.exceptions[0]
+        lone = lone_error(group)
         if lone is group:
             raise
         context = lone.__context__  # keep its own cause and context, not the group
