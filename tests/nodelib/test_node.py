@@ -13,6 +13,7 @@ from node import DataDirError, Invite, InviteError, Room, parse_invite
 from node._lock import _take_lock
 
 from ._helpers import open_node, same_room, texts, wait_until
+from ._scenarios import restarted_mid_sync
 
 
 async def test_two_nodes_converge(tmp_path: Path) -> None:
@@ -204,30 +205,8 @@ async def test_events_end_when_the_node_closes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("stop", ["closed", "cancelled"])
 async def test_node_restarted_mid_sync_finishes(tmp_path: Path, stop: str) -> None:
-    total = 1500
     with trio.fail_after(30):
-        async with open_node(tmp_path / "a") as a:
-            ra = await a.create_room("big")
-            for n in range(total):
-                await ra.send(f"message {n}")
-            with trio.CancelScope() as outside:
-                async with open_node(tmp_path / "b") as b:
-                    rb = await b.join(ra.invite())
-                    async with rb.events() as events:
-                        async for change in events:
-                            if isinstance(change, MessageAdded):
-                                break  # the first catch-up batch is in: stop right here
-                    if stop == "cancelled":  # as an embedder's timeout or Ctrl-C would
-                        outside.cancel()
-                        await trio.sleep_forever()
-            assert outside.cancelled_caught == (stop == "cancelled")
-            async with open_node(tmp_path / "b") as b:
-                (rb,) = b.rooms()
-                kept = len(rb.timeline())
-                assert 0 < kept < total  # it really stopped mid-sync, and kept what it had
-                await wait_until(lambda: len(rb.timeline()) == total and same_room(ra, rb))
-                # Redundant batches may still be on their way in; they settle too.
-                await wait_until(lambda: b.status().rooms[0].synced)
+        await restarted_mid_sync(open_node, tmp_path, stop, total=1500)
 
 
 async def test_join_checks_invites_and_is_idempotent(tmp_path: Path) -> None:

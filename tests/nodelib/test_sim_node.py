@@ -22,6 +22,7 @@ from node.link import MAX_MESSAGE, LinkConfig
 
 from ._attacks import ATTACKS, Attack, member_turns_hostile
 from ._helpers import open_sim_node, same_room, texts, wait_until
+from ._scenarios import restarted_mid_sync
 
 ONE_WAY = 0.05  # seconds between any two hosts, in the tests that time things
 RTT = 2 * ONE_WAY
@@ -152,33 +153,11 @@ async def test_wrong_secret_gets_nothing(
 async def test_node_restarted_mid_sync_finishes(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, stop: str
 ) -> None:
-    total = 1000
-    net = fixed_network()
-    # B takes one batch at a time, so it really is mid-sync when it stops.
-    slow = GossipConfig(window=1)
+    opener = functools.partial(open_sim_node, fixed_network())
     with trio.fail_after(300):
-        async with open_sim_node(net, tmp_path / "a") as a:
-            ra = await a.create_room("big")
-            for n in range(total):
-                await ra.send(f"message {n}")
-            with trio.CancelScope() as outside:
-                async with open_sim_node(net, tmp_path / "b", gossip_config=slow) as b:
-                    rb = await b.join(ra.invite())
-                    async with rb.events() as events:
-                        async for change in events:
-                            if isinstance(change, MessageAdded):
-                                break  # the first catch-up batch is in: stop right here
-                    if stop == "cancelled":  # as an embedder's timeout or Ctrl-C would
-                        outside.cancel()
-                        await trio.sleep_forever()
-            assert outside.cancelled_caught == (stop == "cancelled")
-            await wait_until(lambda: a.status().links == ())
-            async with open_sim_node(net, tmp_path / "b", gossip_config=slow) as b:
-                (rb,) = b.rooms()
-                kept = len(rb.timeline())
-                assert 0 < kept < total  # it really stopped mid-sync, and kept what it had
-                await wait_until(lambda: len(rb.timeline()) == total and same_room(ra, rb))
-                await wait_until(lambda: b.status().rooms[0].synced)
+        # B takes one batch at a time, so it really is mid-sync when it stops.
+        slow = GossipConfig(window=1)
+        await restarted_mid_sync(opener, tmp_path, stop, total=1000, gossip_config=slow)
 
 
 async def test_members_find_each_other_through_the_simulated_dht_and_keep_a_small_mesh(
