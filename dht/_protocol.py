@@ -99,6 +99,9 @@ class DHTConfig:
     token_rotation: float = 300.0
     announce_interval: float = 600.0
     max_fails: int = 2
+    # Seconds a contact counts as alive after we last heard from it: a full bucket pings
+    # its least-recently seen contact for a newcomer only once that is older than this.
+    fresh_for: float = 60.0
     # Routing-table contacts per IP address (loopback exempt); None for no limit.
     max_contacts_per_host: int | None = 8
     # Per source host: sustained requests per second and burst.
@@ -336,6 +339,7 @@ class DHTProtocol:
             k=self.config.k,
             max_fails=self.config.max_fails,
             max_per_host=self.config.max_contacts_per_host,
+            fresh_for=self.config.fresh_for,
             now=now,
         )
         self.storage = ValueStore(self.config.limits)

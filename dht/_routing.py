@@ -8,6 +8,8 @@ Rules kept here (and only here):
 - Kademlia §2.2/§4.1: when a full, unsplittable bucket meets a new contact, the new one
   waits in the bucket's replacement cache and the least-recently seen contact is pinged;
   it is evicted only if it fails to answer, and the freshest replacement takes its place.
+  A least-recently seen contact heard from within `fresh_for` seconds is known to be
+  alive and is not pinged (as BEP 5 pings only "questionable" nodes).
 - Kademlia §2.3: buckets that saw no lookup for an hour are refreshed with a lookup of a
   random id in their range.
 
@@ -66,6 +68,7 @@ class RoutingTable:
         replacement_size: int | None = None,
         max_fails: int = 2,
         max_per_host: int | None = None,
+        fresh_for: float = 0.0,
         now: float = 0.0,
     ) -> None:
         if k < 1 or max_fails < 1:
@@ -75,6 +78,8 @@ class RoutingTable:
         self.k = k
         self.replacement_size = k if replacement_size is None else replacement_size
         self.max_fails = max_fails
+        # A contact heard from this recently is alive: no eviction ping for it.
+        self.fresh_for = fresh_for
         # At most this many contacts per IP (loopback exempt): one host cannot fill the
         # table with made-up ids on many ports (a cheap Sybil attack).
         self.max_per_host = max_per_host
@@ -204,6 +209,10 @@ class RoutingTable:
             if bucket.pinging is not None and bucket.pinging in bucket.entries:
                 return None
             oldest = next(iter(bucket.entries.values()))
+            if now - oldest.last_seen < self.fresh_for:
+                # Even the least-recently seen was heard from lately: every contact here
+                # is alive, and asking again would cost a ping per newcomer's datagram.
+                return None
             bucket.pinging = oldest.contact.node_id
             return oldest.contact
 

@@ -184,6 +184,18 @@ def test_ping_before_evict_and_replacement_cache() -> None:
     assert b.node_id not in table
 
 
+def test_no_eviction_ping_while_the_oldest_contact_is_fresh() -> None:
+    table = RoutingTable(int_to_id(0), k=2, fresh_for=60.0)
+    a, b, c = (contact((1 << 159) + i) for i in (1, 2, 3))
+    table.observe(a, 1.0)
+    table.observe(b, 2.0)
+    assert table.observe(c, 50.0) is None  # a was heard from 49 s ago: alive
+    assert c.node_id not in table
+    assert table.observe(c, 61.0) == a  # now a is questionable
+    table.failed(a.node_id)
+    assert c.node_id in table
+
+
 def test_one_node_id_per_address() -> None:
     table = RoutingTable(int_to_id(0), k=20)
     table.observe(Contact(int_to_id(5), "10.0.0.1", 4000), 1.0)

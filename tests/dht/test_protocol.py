@@ -175,7 +175,14 @@ def test_full_bucket_evicts_a_dead_contact_for_a_live_newcomer() -> None:
         c.settle(me, node.start_ping(address, c.now))
     assert len(node.routing) == 2
     del c.nodes[far[0]]  # the least-recently seen one dies
+    # While both contacts are fresh, a newcomer waits and nobody is pinged.
+    pings = node.counters["rpc ping"]
     c.settle(far[2], c.nodes[far[2]].start_ping(me, c.now))  # a newcomer says hello
+    assert node.counters["rpc ping"] == pings
+    c.advance(DHTConfig().fresh_for)
+    c.settle(far[1], c.nodes[far[1]].start_ping(me, c.now))  # far[1] is fresh again
+    c.settle(far[2], c.nodes[far[2]].start_ping(me, c.now))  # far[0] is now questionable
+    assert node.counters["rpc ping"] == pings + 1
     assert int_to_id((1 << 159) + 3) not in node.routing  # waiting for the ping
     c.advance(10.0)
     ids = {contact.node_id for contact in node.routing}
