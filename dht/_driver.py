@@ -171,11 +171,18 @@ _PENDING = object()
 
 
 class _Waiter:
-    __slots__ = ("event", "result")
+    """An operation's caller, parked until the core reports the operation done."""
+
+    __slots__ = ("result", "task")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
         self.result: object = _PENDING
+        self.task: trio.lowlevel.Task | None = None  # set while parked
+
+    def wake(self) -> None:
+        if self.task is not None:
+            trio.lowlevel.reschedule(self.task)
+            self.task = None
 
 
 class DHTNode:
@@ -282,7 +289,7 @@ class DHTNode:
                 if self._transport is not None:
                     self._transport.close()
                 for waiter in self._waiters.values():
-                    waiter.event.set()
+                    waiter.wake()
 
     # -- properties ------------------------------------------------------------------------
 
@@ -389,7 +396,17 @@ class DHTNode:
         self._waiters[op_id] = waiter
         try:
             self._pump()
-            await waiter.event.wait()
+            if waiter.result is _PENDING:
+                # Parked by hand, not on a trio.Event: this is every lookup's hot path.
+                waiter.task = trio.lowlevel.current_task()
+
+                def abort(_: Any) -> trio.lowlevel.Abort:
+                    waiter.task = None
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(abort)
+            else:
+                await trio.lowlevel.checkpoint()  # done at once (a local value)
         finally:
             self._waiters.pop(op_id, None)
         if waiter.result is _PENDING:
@@ -406,7 +423,7 @@ class DHTNode:
                 waiter = self._waiters.get(event.op_id)
                 if waiter is not None:
                     waiter.result = event.result
-                    waiter.event.set()
+                    waiter.wake()
             elif isinstance(event, DatagramDropped):
                 log.info("dropped input from %s: %s", event.address, event.reason)
         self._flush()

@@ -82,7 +82,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class DHTConfig:
     """Tunables of one node.  k and alpha are the paper's; the rest are operator limits."""
@@ -207,6 +206,8 @@ _PLAIN_FOR = 3600.0
 _PLAIN_MAX = 4096
 # Stored keys looked at when a new contact appears (Kademlia §2.5 hand-over).
 _WELCOME_KEYS = 16
+# Message ids drawn from the random source at once.
+_MSG_ID_POOL = 64
 # Hosts whose request rate is tracked at once.
 _RATE_HOSTS = 65536
 
@@ -349,6 +350,7 @@ class DHTProtocol:
         self._pending: dict[bytes, _Pending] = {}
         self._deadlines: list[tuple[float, bytes]] = []
         self._next_op = 1
+        self._msg_ids: list[bytes] = []
         self._secret = rng.randbytes(32)
         self._old_secret = self._secret
         self._next_rotation = now + self.config.token_rotation
@@ -691,7 +693,7 @@ class DHTProtocol:
         # Nodes of the `kademlia` package ignore our own RPCs: silence there is no
         # sign of death, so it must not evict them from the routing table.
         blame = name not in _EXTENSIONS
-        msg_id = self.rng.randbytes(20)
+        msg_id = self._new_msg_id()
         datagram = encode_request(msg_id, name, args)
         pending = _Pending(
             msg_id,
@@ -716,6 +718,14 @@ class DHTProtocol:
         heapq.heappush(self._deadlines, (now + self.config.rpc_timeout, msg_id))
         self._out.append((datagram, address))
         self.counters[_SENT.get(name, "rpc ?")] += 1
+
+    def _new_msg_id(self) -> bytes:
+        # Drawn 64 at a time: one system call, not one per request (a third of a
+        # value lookup's request cost); still unpredictable to anyone who sees them.
+        if not self._msg_ids:
+            pool = self.rng.randbytes(20 * _MSG_ID_POOL)
+            self._msg_ids = [pool[i : i + 20] for i in range(0, len(pool), 20)]
+        return self._msg_ids.pop()
 
     def _reply(self, msg_id: bytes, result: Any, address: Address) -> None:
         self._out.append((encode_response(msg_id, result), address))

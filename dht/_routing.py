@@ -45,10 +45,14 @@ class Bucket:
         self.high = high
         # Ordered least-recently seen first (Kademlia §2.2).
         self.entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        # The same contacts, bare, for `closest` (the hot path of every lookup).
+        self.contacts: dict[bytes, Contact] = {}
         # Newest last; bounded by the table.
         self.replacements: OrderedDict[bytes, Contact] = OrderedDict()
         self.last_touched = last_touched
         self.pinging: bytes | None = None
+        # The bucket is an id-prefix subtree of 2**m ids: this mask keeps the prefix.
+        self.prefix_mask = -(high - low)
 
     def covers(self, value: int) -> bool:
         return self.low <= value < self.high
@@ -88,7 +92,7 @@ class RoutingTable:
         # One id per address: a second id claiming a known address is ignored, so one
         # host cannot fill a bucket by answering under many ids.
         self._by_address: dict[Address, bytes] = {}
-        # Every live contact, flat, for `closest` (the hot path of serving find_node).
+        # Every live contact, flat: membership and the address check of `seen`.
         self._all: dict[bytes, Contact] = {}
         self.ipv6_contacts = 0  # so serving an IPv4-only table skips the family filter
 
@@ -128,15 +132,25 @@ class RoutingTable:
     ) -> list[Contact]:
         """The `count` (default k) known contacts closest to `target` by XOR distance."""
         count = self.k if count is None else count
+        # One id per address, so excluding an address drops at most one contact.
+        want = count if exclude is None else count + 1
         t = id_to_int(target)
+        buckets = self.buckets
+        if len(buckets) > 1:
+            # Each bucket is an id-prefix subtree, so its ids lie in one band of XOR
+            # distances from the target, and the bands of two buckets never overlap:
+            # walking the buckets nearest band first, we can stop once we have `want`.
+            buckets = sorted(buckets, key=lambda b: (b.low ^ t) & b.prefix_mask)
         # Distinct ids have distinct XOR distances to one target: a dict keyed by distance
         # and one sort of plain ints is several times faster than a keyed heap.
-        by_distance = {c.distance_key ^ t: c for c in self._all.values()}
-        nearest = sorted(by_distance)
+        by_distance: dict[int, Contact] = {}
+        for bucket in buckets:
+            by_distance.update({c.distance_key ^ t: c for c in bucket.contacts.values()})
+            if len(by_distance) >= want:
+                break
+        closest = [by_distance[d] for d in sorted(by_distance)[:want]]
         if exclude is None:
-            return [by_distance[d] for d in nearest[:count]]
-        # One id per address, so excluding an address drops at most one contact.
-        closest = [by_distance[d] for d in nearest[: count + 1]]
+            return closest
         kept = [c for c in closest if c.port != exclude[1] or c.host != exclude[0]]
         return kept[:count]
 
@@ -262,6 +276,7 @@ class RoutingTable:
 
     def _add(self, bucket: Bucket, contact: Contact, now: float) -> None:
         bucket.entries[contact.node_id] = _Entry(contact, now)
+        bucket.contacts[contact.node_id] = contact
         self._by_address[contact.address] = contact.node_id
         self._all[contact.node_id] = contact
         self._per_host[contact.host] = self._per_host.get(contact.host, 0) + 1
@@ -269,6 +284,7 @@ class RoutingTable:
 
     def _remove(self, bucket: Bucket, node_id: bytes) -> None:
         entry = bucket.entries.pop(node_id)
+        del bucket.contacts[node_id]
         del self._all[node_id]
         host = entry.contact.host
         self.ipv6_contacts -= ":" in host
@@ -285,7 +301,9 @@ class RoutingTable:
         left = Bucket(bucket.low, mid, bucket.last_touched)
         right = Bucket(mid, bucket.high, bucket.last_touched)
         for node_id, entry in bucket.entries.items():
-            (left if entry.contact.distance_key < mid else right).entries[node_id] = entry
+            half = left if entry.contact.distance_key < mid else right
+            half.entries[node_id] = entry
+            half.contacts[node_id] = entry.contact
         for node_id, contact in bucket.replacements.items():
             (left if contact.distance_key < mid else right).replacements[node_id] = contact
         self.buckets[index : index + 1] = [left, right]

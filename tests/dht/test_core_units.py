@@ -7,6 +7,8 @@ import random
 import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 import dht
 from dht import LocalProtocolError, PeerRecord, RecordError, RemoteProtocolError
@@ -201,6 +203,28 @@ def test_one_node_id_per_address() -> None:
     table.observe(Contact(int_to_id(5), "10.0.0.1", 4000), 1.0)
     table.observe(Contact(int_to_id(6), "10.0.0.1", 4000), 1.0)
     assert len(table) == 1
+
+
+@given(
+    own=st.integers(0, (1 << 160) - 1),
+    ids=st.lists(st.integers(0, (1 << 160) - 1), max_size=120, unique=True),
+    target=st.integers(0, (1 << 160) - 1),
+    count=st.integers(1, 30),
+    k=st.integers(1, 8),
+    drop=st.integers(0, 200),
+)
+def test_closest_walks_buckets_yet_matches_brute_force(
+    own: int, ids: list[int], target: int, count: int, k: int, drop: int
+) -> None:
+    table = RoutingTable(int_to_id(own), k=k)
+    for i, value in enumerate(ids):
+        table.observe(Contact(int_to_id(value), "10.0.0.1", 1000 + i), 0.0)
+    known = sorted(table, key=lambda c: distance(c.node_id, int_to_id(target)))
+    assert table.closest(int_to_id(target), count) == known[:count]
+    # Leaving out one address (a requester's) leaves the rest in order.
+    excluded = ("10.0.0.1", 1000 + drop)
+    kept = [c for c in known if c.address != excluded]
+    assert table.closest(int_to_id(target), count, exclude=excluded) == kept[:count]
 
 
 def test_closest_and_refresh() -> None:

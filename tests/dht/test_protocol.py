@@ -105,6 +105,7 @@ def test_a_newcomer_is_handed_the_values_it_should_hold() -> None:
     result = c.settle(addrs[0], c.nodes[addrs[0]].start_set(key, b"v", c.now))
     assert isinstance(result, SetResult)
     assert result.stored == 20
+
     # A newcomer whose id is the key itself: the closest node from now on.  Kademlia
     # §2.5: the closest old holder stores the value there as soon as it sees it.
     def handed() -> int:
