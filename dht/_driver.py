@@ -156,6 +156,10 @@ class UDPTransport:
             except OSError:
                 # ICMP errors surface here on some systems; they are not fatal.
                 continue
+            if not self._v6:
+                # The kernel's dotted quad is already canonical.
+                batch.append((data, address))
+                continue
             host = canonical_host(address[0])
             if host is not None:
                 batch.append((data, (host, address[1])))

@@ -146,7 +146,9 @@ class Lookup:
                 continue
             if current != _ANSWERED:
                 unanswered = True
-                if current == _NEW and self.in_flight < alpha:
+                if self.in_flight >= alpha:
+                    break  # nothing more to send, and not done: that is all we need
+                if current == _NEW:
                     state[node_id] = _IN_FLIGHT
                     self.in_flight += 1
                     self.rpcs += 1

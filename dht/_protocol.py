@@ -55,7 +55,7 @@ from ._wire import (
     UnknownRpc,
     Value,
     decode_datagram,
-    encode_request,
+    encode_request_body,
     encode_response,
     parse_announce_reply,
     parse_contacts,
@@ -65,6 +65,7 @@ from ._wire import (
     parse_request,
     parse_store_reply,
     parse_stun_reply,
+    request_datagram,
 )
 
 __all__ = [
@@ -245,6 +246,7 @@ class _LookupRun:
         self.records: dict[bytes, PeerRecord] = {}
         self.without_value: list[Contact] = []
         self._reported = False
+        self._body = b""  # every request of the lookup says the same after its id
 
     def step(self, now: float) -> None:
         if self._reported:
@@ -256,13 +258,16 @@ class _LookupRun:
             self.on_done(self, now)
             return
         parse = _REPLY_PARSERS[self.rpc]
+        if queries and not self._body:
+            self._body = encode_request_body(self.rpc, (self.proto.node_id, self.target))
         for contact in queries:
             self.proto._request(
                 contact.address,
                 self.rpc,
-                (self.proto.node_id, self.target),
+                (),
                 parse,
                 now,
+                body=self._body,
                 node_id=contact.node_id,
                 on_reply=functools.partial(self._reply, contact),
                 on_timeout=functools.partial(self._fail, contact),
@@ -689,12 +694,14 @@ class DHTProtocol:
         on_timeout: Callable[[float], None],
         node_id: bytes | None = None,
         on_stall: Callable[[float], None] | None = None,
+        body: bytes = b"",
     ) -> None:
+        """Send `name(*args)` (or the pre-encoded `body`) and track it until it settles."""
         # Nodes of the `kademlia` package ignore our own RPCs: silence there is no
         # sign of death, so it must not evict them from the routing table.
         blame = name not in _EXTENSIONS
         msg_id = self._new_msg_id()
-        datagram = encode_request(msg_id, name, args)
+        datagram = request_datagram(msg_id, body or encode_request_body(name, args))
         pending = _Pending(
             msg_id,
             address,

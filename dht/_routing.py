@@ -34,6 +34,7 @@ __all__ = ["Bucket", "RoutingTable"]
 class _Entry:
     contact: Contact
     last_seen: float
+    bucket: Bucket  # the one holding it (moved on a split)
     fails: int = 0
 
 
@@ -92,8 +93,8 @@ class RoutingTable:
         # One id per address: a second id claiming a known address is ignored, so one
         # host cannot fill a bucket by answering under many ids.
         self._by_address: dict[Address, bytes] = {}
-        # Every live contact, flat: membership and the address check of `seen`.
-        self._all: dict[bytes, Contact] = {}
+        # Every live contact's entry, flat: `seen` runs on every datagram.
+        self._entries: dict[bytes, _Entry] = {}
         self.ipv6_contacts = 0  # so serving an IPv4-only table skips the family filter
 
     # -- lookups into the table -------------------------------------------------------
@@ -117,10 +118,10 @@ class RoutingTable:
         return entry.contact if entry is not None else None
 
     def __contains__(self, node_id: bytes) -> bool:
-        return node_id in self._all
+        return node_id in self._entries
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self._entries)
 
     def __iter__(self) -> Iterator[Contact]:
         for bucket in self.buckets:
@@ -161,11 +162,13 @@ class RoutingTable:
 
         Returns False if `node_id` is not in the table at `address`; then call `observe`.
         """
-        contact = self._all.get(node_id)
-        if contact is None or contact.port != address[1] or contact.host != address[0]:
+        entry = self._entries.get(node_id)
+        if entry is None:
             return False
-        bucket = self.bucket_for(node_id)
-        entry = bucket.entries[node_id]
+        contact = entry.contact
+        if contact.port != address[1] or contact.host != address[0]:
+            return False
+        bucket = entry.bucket
         entry.last_seen = now
         entry.fails = 0
         bucket.entries.move_to_end(node_id)
@@ -185,7 +188,7 @@ class RoutingTable:
             return None
         if (
             self.max_per_host is not None
-            and node_id not in self._all
+            and node_id not in self._entries
             and self._per_host.get(contact.host, 0) >= self.max_per_host
             and not _is_loopback(contact.host)
         ):
@@ -275,17 +278,18 @@ class RoutingTable:
     # -- internals --------------------------------------------------------------------
 
     def _add(self, bucket: Bucket, contact: Contact, now: float) -> None:
-        bucket.entries[contact.node_id] = _Entry(contact, now)
+        entry = _Entry(contact, now, bucket)
+        bucket.entries[contact.node_id] = entry
         bucket.contacts[contact.node_id] = contact
         self._by_address[contact.address] = contact.node_id
-        self._all[contact.node_id] = contact
+        self._entries[contact.node_id] = entry
         self._per_host[contact.host] = self._per_host.get(contact.host, 0) + 1
         self.ipv6_contacts += ":" in contact.host
 
     def _remove(self, bucket: Bucket, node_id: bytes) -> None:
         entry = bucket.entries.pop(node_id)
         del bucket.contacts[node_id]
-        del self._all[node_id]
+        del self._entries[node_id]
         host = entry.contact.host
         self.ipv6_contacts -= ":" in host
         if self._per_host[host] == 1:
@@ -302,6 +306,7 @@ class RoutingTable:
         right = Bucket(mid, bucket.high, bucket.last_touched)
         for node_id, entry in bucket.entries.items():
             half = left if entry.contact.distance_key < mid else right
+            entry.bucket = half
             half.entries[node_id] = entry
             half.contacts[node_id] = entry.contact
         for node_id, contact in bucket.replacements.items():

@@ -21,6 +21,7 @@ raise `RemoteProtocolError`; nothing else escapes.  It never touches a socket.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "Value",
     "decode_datagram",
     "encode_request",
+    "encode_request_body",
     "encode_response",
     "parse_announce_reply",
     "parse_contacts",
@@ -57,6 +59,7 @@ __all__ = [
     "parse_request",
     "parse_store_reply",
     "parse_stun_reply",
+    "request_datagram",
 ]
 
 REQUEST = 0x00
@@ -202,23 +205,36 @@ def decode_datagram(data: bytes) -> Request | Response:
     raise RemoteProtocolError(f"unknown datagram kind {kind:#04x}")
 
 
-def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+# One packer, reused: `msgpack.packb` builds a new one per call.  `pack` runs in C with
+# the GIL held throughout (no `default` hook), so sharing it across threads is safe.
+_pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
+_REQUEST_BYTE = bytes([REQUEST])
+_RESPONSE_BYTE = bytes([RESPONSE])
+
+
+def encode_request_body(name: str, args: tuple[Any, ...]) -> bytes:
+    """The part of a request after its message id: a lookup's requests share it."""
+    body = _pack([name, list(args)])
+    if HEADER + len(body) > MAX_DATAGRAM:
+        raise LocalProtocolError(f"request {name} of {HEADER + len(body)} bytes is too big")
+    return body
 
 
 def encode_request(msg_id: bytes, name: str, args: tuple[Any, ...]) -> bytes:
     """Encode a request; a datagram over the limit is our bug, not the peer's."""
+    return request_datagram(msg_id, encode_request_body(name, args))
+
+
+def request_datagram(msg_id: bytes, body: bytes) -> bytes:
+    """A request from its message id and its `encode_request_body`."""
     if len(msg_id) != ID_BYTES:
         raise LocalProtocolError("a message id is 20 bytes")
-    data = bytes([REQUEST]) + msg_id + _pack([name, list(args)])
-    if len(data) > MAX_DATAGRAM:
-        raise LocalProtocolError(f"request {name} of {len(data)} bytes is over {MAX_DATAGRAM}")
-    return data
+    return _REQUEST_BYTE + msg_id + body
 
 
 def encode_response(msg_id: bytes, result: Any) -> bytes:
     """Encode a response; callers keep replies under the datagram limit."""
-    data = bytes([RESPONSE]) + msg_id + _pack(result)
+    data = _RESPONSE_BYTE + msg_id + _pack(result)
     if len(data) > MAX_DATAGRAM:
         raise LocalProtocolError(f"response of {len(data)} bytes is over {MAX_DATAGRAM}")
     return data
