@@ -1,8 +1,11 @@
 """`DHTNode`: the thin trio driver around the sans-IO `DHTProtocol`.
 
-Three tasks per node, all in the node's own nursery: a reader (datagrams into the core),
-a sender (the only task that writes to the socket) and a timer (sleeps until the core's
-next deadline).  Operations call into the core, then wait for its `OperationDone`.  The
+Tasks per node, all in the node's own nursery: a sender (the only task that waits to
+write to the socket) and a timer (sleeps until the core's next deadline).  Datagrams
+reach the core from the run's shared `Poller` (real UDP on Linux: one task reads every
+node's socket) or else from a reader task of the node's own.  Output goes out at once,
+from whichever task called into the core; only what the socket cannot take waits for
+the sender.  Operations call into the core, then wait for its `OperationDone`.  The
 same driver runs over real UDP (`UDPTransport`, IPv4 and IPv6) and over the simulator
 (`SimNetwork.socket()`).  Contacts and the node id are saved as msgpack in the data dir
 (never pickle) and used to bootstrap after a restart.
@@ -40,6 +43,7 @@ from ._ids import (
     key_digest,
     node_id_from_public_key,
 )
+from ._poller import Poller
 from ._protocol import (
     AnnounceResult,
     BootstrapResult,
@@ -143,9 +147,16 @@ class UDPTransport:
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     async def receive_batch(self) -> list[tuple[bytes, Address]]:
         # Wait first: a reader that just drained the socket would only find it empty.
         await trio.lowlevel.wait_readable(self._sock)
+        return self.read_ready()
+
+    def read_ready(self) -> list[tuple[bytes, Address]]:
+        """The datagrams waiting now (at most BATCH), without blocking."""
         batch: list[tuple[bytes, Address]] = []
         while len(batch) < self.BATCH:
             try:
@@ -229,6 +240,9 @@ class DHTNode:
         self._send_wake = trio.Event()
         self._backlog: collections.deque[tuple[bytes, Address]] = collections.deque()
         self._timer_scope: trio.CancelScope | None = None
+        self._poller: Poller | None = None
+        self._crashed: Exception | None = None
+        self._crash_event = trio.Event()
         self._closed = False
         self.send_errors = 0
 
@@ -251,7 +265,13 @@ class DHTNode:
             self._stack = contextlib.AsyncExitStack()
             nursery = await self._stack.enter_async_context(trio.open_nursery())
             self._nursery = nursery
-            nursery.start_soon(self._reader)
+            poller = Poller.for_this_run() if isinstance(transport, UDPTransport) else None
+            if poller is not None:
+                poller.add(cast(UDPTransport, transport).fileno(), self._on_readable)
+                self._poller = poller
+                nursery.start_soon(self._watchdog)
+            else:
+                nursery.start_soon(self._reader)
             nursery.start_soon(self._sender)
             nursery.start_soon(self._timer)
             if self._data_dir is not None:
@@ -290,6 +310,7 @@ class DHTNode:
                     # Raises Cancelled if our caller is being cancelled: close anyway.
                     await self._stack.aclose()
             finally:
+                self._stop_polling()
                 if self._transport is not None:
                     self._transport.close()
                 for waiter in self._waiters.values():
@@ -438,6 +459,36 @@ class DHTNode:
             timer = protocol.get_timer()
             if timer < scope.deadline:
                 scope.deadline = timer
+
+    def _on_readable(self) -> int:
+        """The run's poller saw our socket ready: read and handle what is there."""
+        transport = self._transport
+        assert isinstance(transport, UDPTransport)
+        try:
+            batch = transport.read_ready()
+            if batch:
+                receive = self.protocol.receive_datagram
+                now = trio.current_time()
+                for data, address in batch:
+                    receive(data, address, now)
+                self._pump()
+        except Exception as exc:  # a bug of ours: fail this node, not the poller's run
+            self._stop_polling()
+            self._crashed = exc
+            self._crash_event.set()
+            return 0
+        return len(batch)
+
+    def _stop_polling(self) -> None:
+        if self._poller is not None and self._transport is not None:
+            self._poller.remove(cast(UDPTransport, self._transport).fileno())
+        self._poller = None
+
+    async def _watchdog(self) -> None:
+        """Raise, in the node's own nursery, what went wrong while the poller read for us."""
+        await self._crash_event.wait()
+        assert self._crashed is not None
+        raise self._crashed
 
     async def _reader(self) -> None:
         transport = self._transport
