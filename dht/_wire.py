@@ -75,8 +75,11 @@ MAX_PEERS_PER_REPLY = 64
 Value = int | float | bool | str | bytes
 """What `kademlia.network.check_dht_value_type` accepts as a value."""
 
+# The decoded messages below are built for every datagram, so they are plain slotted
+# dataclasses: a frozen one costs twice as much to build.  Nothing changes them.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Request:
     """A decoded request datagram: message id, RPC name and raw arguments."""
 
@@ -85,7 +88,7 @@ class Request:
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     """A decoded response datagram; the result is checked by the `parse_*_reply` helpers."""
 
@@ -93,42 +96,42 @@ class Response:
     result: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     sender_id: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stun:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Store:
     sender_id: bytes
     key: bytes
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FindNode:
     sender_id: bytes
     target: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FindValue:
     sender_id: bytes
     key: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetPeers:
     sender_id: bytes
     key: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Announce:
     sender_id: bytes
     key: bytes
@@ -136,7 +139,7 @@ class Announce:
     record: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnknownRpc:
     """A request for an RPC we do not serve; the package ignores these, so do we."""
 
@@ -146,14 +149,14 @@ class UnknownRpc:
 RpcRequest = Ping | Stun | Store | FindNode | FindValue | GetPeers | Announce | UnknownRpc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FoundValue:
     """A find_value reply that carried the value."""
 
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PeersReply:
     """A get_peers reply: a write token, closer nodes and encoded peer records."""
 

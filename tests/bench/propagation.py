@@ -133,8 +133,10 @@ def main() -> int:
     args = parser.parse_args()
     nodes = args.nodes or (40 if args.quick else 200)
     messages = args.messages or (150 if args.quick else 1000)
-    print(f"propagation: {nodes} nodes, {messages} messages, mesh degree {args.degree}, "
-          f"seed {args.seed}")
+    print(
+        f"propagation: {nodes} nodes, {messages} messages, mesh degree {args.degree}, "
+        f"seed {args.seed}"
+    )
     started = time.perf_counter()
     gossip = simulate(nodes, messages, args.degree, args.seed, flood=False)
     print(f"(mean degree of the mesh: {gossip['degree']:.2f})")
