@@ -192,6 +192,8 @@ class _Pending:
     # Whether a timeout counts against the peer in the routing table.
     blame: bool = True
     sent: bool = True
+    # The lookup this request serves, if any: once it has reported, replies are not read.
+    lookup: _LookupRun | None = None
 
 
 # -- iterative lookups -------------------------------------------------------------------
@@ -245,15 +247,15 @@ class _LookupRun:
         self.tokens: dict[bytes, bytes] = {}
         self.records: dict[bytes, PeerRecord] = {}
         self.without_value: list[Contact] = []
-        self._reported = False
+        self.reported = False
         self._body = b""  # every request of the lookup says the same after its id
 
     def step(self, now: float) -> None:
-        if self._reported:
+        if self.reported:
             return
         queries = self.lookup.advance()
         if queries is None:
-            self._reported = True
+            self.reported = True
             self.proto.routing.touch(self.target, now)
             self.on_done(self, now)
             return
@@ -272,6 +274,7 @@ class _LookupRun:
                 on_reply=functools.partial(self._reply, contact),
                 on_timeout=functools.partial(self._fail, contact),
                 on_stall=functools.partial(self._stall, contact),
+                lookup=self,
             )
 
     def _reply(self, contact: Contact, result: Any, now: float) -> None:
@@ -695,6 +698,7 @@ class DHTProtocol:
         node_id: bytes | None = None,
         on_stall: Callable[[float], None] | None = None,
         body: bytes = b"",
+        lookup: _LookupRun | None = None,
     ) -> None:
         """Send `name(*args)` (or the pre-encoded `body`) and track it until it settles."""
         # Nodes of the `kademlia` package ignore our own RPCs: silence there is no
@@ -713,6 +717,7 @@ class DHTProtocol:
             datagram,
             self.config.rpc_attempts - 1,
             blame,
+            lookup=lookup,
         )
         if len(self._pending) >= self.config.max_pending:
             # Too much in flight: fail this one at the next timer, without blaming the peer.
@@ -746,6 +751,13 @@ class DHTProtocol:
             # A reply must come from where we sent the request.
             raise RemoteProtocolError("response from the wrong address")
         del self._pending[response.msg_id]
+        node_id = pending.node_id
+        lookup = pending.lookup
+        if lookup is not None and lookup.reported:
+            # Too late to matter (the value was found): the answer only shows it is alive.
+            if node_id is not None and not self.routing.seen(node_id, address, now):
+                self._observe(Contact.trusted(node_id, *address), now)
+            return
         try:
             result = pending.parse(response.result)
         except RemoteProtocolError:
@@ -753,7 +765,6 @@ class DHTProtocol:
                 self.routing.failed(pending.node_id)
             pending.on_timeout(now)
             raise
-        node_id = pending.node_id
         if node_id is not None and not self.routing.seen(node_id, address, now):
             self._observe(Contact.trusted(node_id, *address), now)
         pending.on_reply(result, now)

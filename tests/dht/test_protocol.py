@@ -201,3 +201,29 @@ def test_find_node_reply_offers_only_the_requesters_address_family() -> None:
     [(reply, _)] = node.datagrams_to_send()
     hosts = [host for _, host, _ in msgpack.unpackb(reply[21:])]
     assert sorted(hosts) == sorted(c.host for c in v6)
+
+
+def test_replies_after_a_value_was_found_are_not_read_but_show_the_node_alive() -> None:
+    node = DHTProtocol(ME, rng=random.Random(0), now=0.0)
+    peers = [Contact(int_to_id(10 + i), f"10.0.0.{i + 1}", 4000) for i in range(3)]
+    for contact in peers:
+        node.routing.observe(contact, 0.0)
+    op = node.start_get(key_digest("k"), 1.0)
+    requests = node.datagrams_to_send()
+    assert len(requests) == 3  # alpha
+
+    def reply(index: int, result: object, now: float) -> None:
+        datagram, address = requests[index]
+        node.receive_datagram(b"\x01" + datagram[1:21] + msgpack.packb(result), address, now)
+
+    reply(0, {"value": "v"}, 2.0)
+    done = node.next_event()
+    assert isinstance(done, OperationDone) and done.op_id == op
+    assert isinstance(done.result, GetResult) and done.result.value == "v"
+    # Nonsense that would be dropped (and blamed) if the lookup still wanted it.
+    reply(1, {"no": "such reply"}, 3.0)
+    assert node.next_event() is None
+    assert not any(name.startswith("dropped") for name in node.counters)
+    answered = requests[1][1]
+    entry = node.routing._entries[next(c.node_id for c in peers if c.address == answered)]
+    assert entry.last_seen == 3.0
