@@ -66,7 +66,7 @@ class Poller:
 
     def remove(self, fd: int) -> None:
         """Stop reading `fd`; call before closing it."""
-        if self._readers.pop(fd, None) is not None:
+        if self._readers.pop(fd, None) is not None and not self._epoll.closed:
             self._epoll.unregister(fd)
 
     async def _run(self) -> None:
