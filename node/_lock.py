@@ -21,6 +21,7 @@ __all__ = ["LOCK_FILE", "DataDirError", "Holder", "Lock", "LockHeld", "hold_lock
 
 LOCK_FILE: Final = "lock"
 
+
 class DataDirError(Exception):
     """A data dir that cannot be used as asked; the message is one line for people."""
 

@@ -488,6 +488,7 @@ class Node:
         self.data_dir = data_dir
         self.identity = identity
         self.address = ""  # host:port peers dial; set once listening
+        self._unannounced: set[str] = set()  # why our address could not go in the DHT
         self.dht: DHTNode | None = None
         self._verifier = verifier
         self._nursery = nursery
@@ -1071,26 +1072,58 @@ class Node:
 
     # -- the DHT -----------------------------------------------------------------------
 
+    async def _record_address(self) -> Address | None:
+        """The (ip, port) our DHT records name: the advertised address, a host name in it
+        looked up each time (a dynamic DNS name may move); None if it cannot be.
+
+        A record names IP literals only, and DHT nodes take it only if its IP is the one
+        the announce came from: IPv4 first, as most of the DHT is.
+        """
+        host, port = split_host_port(self.address)
+        literal = canonical_host(host)
+        if literal is not None:
+            return (literal, port)
+        try:
+            found = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
+        except OSError as exc:
+            self._warn_unannounced(f"cannot look up the advertised host {host!r}: {exc}")
+            return None
+        ips = [ip for info in found if (ip := canonical_host(str(info[4][0]))) is not None]
+        ips.sort(key=lambda ip: ":" in ip)  # IPv4 first; stable otherwise
+        if not ips:
+            self._warn_unannounced(f"the advertised host {host!r} has no IP address")
+            return None
+        return (ips[0], port)
+
+    def _warn_unannounced(self, why: str) -> None:
+        # Once per reason: discovery retries every few seconds.
+        if why not in self._unannounced:
+            self._unannounced.add(why)
+            log.warning("not announcing this node in the DHT: %s", why)
+
     async def _discover(self, driver: _RoomDriver) -> None:
         """Announce ourselves under the room's DHT key and dial whoever else is there."""
         dht = self.dht
         assert dht is not None
         await self._dht_ready.wait()
         key = room_dht_key(driver.secret)
-        host, port = split_host_port(self.address) if self.address else ("", 0)
         announced_until = 0.0
         while self._rooms.get(driver.room_id) is driver:  # until the room stops
             # The DHT's wall clock, which moves with trio's: in virtual time too, records
             # are announced again as they near expiry.
             now = dht.protocol.wall(trio.current_time())
+            if self.address and now > announced_until - RECORD_TTL / 2:
+                # A failed announce must not keep us from finding the others below.
+                where = await self._record_address()
+                try:
+                    if where is not None:
+                        expires = int(now) + RECORD_TTL
+                        record = PeerRecord.create(self.identity.private_key, key, [where], expires)
+                        await dht.announce(key, record)
+                        announced_until = expires
+                except DHTError as exc:
+                    log.debug("DHT announce for room %s: %s", driver.room_id.hex()[:8], exc)
             try:
-                if self.address and now > announced_until - RECORD_TTL / 2:
-                    expires = int(now) + RECORD_TTL
-                    record = PeerRecord.create(
-                        self.identity.private_key, key, [(host, port)], expires
-                    )
-                    await dht.announce(key, record)
-                    announced_until = expires
                 found = [r for r in await dht.get_peers(key) if r.peer_id != self.peer_id]
                 self._rng.shuffle(found)  # a random mesh, not the same few for everyone
                 for record in found:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from pathlib import Path
 
 import pytest
 import trio
 
 from dht import DHTNode
-from node import Invite, parse_invite
+from node import Invite, parse_invite, room_dht_key
 
 from ._helpers import open_node, same_room, wait_until
 
@@ -85,3 +87,46 @@ async def test_bootstrap_names_are_looked_up_and_bad_ones_skipped(
                 assert [r.name for r in a.rooms()] == ["kept"]
                 assert a.dht is not None and boot.node_id in {c.node_id for c in a.dht.contacts()}
     assert "no-such-host.invalid: cannot look it up" in caplog.text
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_an_advertised_host_name_is_looked_up_for_the_dht_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A names itself by host name (as behind dynamic DNS): its record carries the name's
+    IP. B's name does not resolve: B goes unannounced, with a warning, yet still finds A."""
+    caplog.set_level(logging.WARNING, logger="rumor")
+    port = free_tcp_port()
+    with trio.fail_after(20):
+        async with DHTNode("127.0.0.1", 0) as boot:
+            host, boot_port = boot.address[:2]
+            options = {
+                "dht_port": 0,
+                "bootstrap": [f"{host}:{boot_port}"],
+                "discovery_interval": 0.1,
+            }
+            async with (
+                open_node(
+                    tmp_path / "a",
+                    listen=f"127.0.0.1:{port}",
+                    advertise=f"localhost:{port}",
+                    **options,
+                ) as a,
+                open_node(tmp_path / "b", advertise="no-such-host.invalid:4000", **options) as b,
+            ):
+                ra = await a.create_room("by name")
+                real = parse_invite(ra.invite())
+                assert real.peers == (f"localhost:{port}",)  # invites keep the name
+                rb = await b.join(Invite(real.room, real.secret, real.name, ()))
+                await ra.send("found by name?")
+                await wait_until(lambda: same_room(ra, rb) and len(rb.timeline()) >= 1)
+                assert b.status().links == (a.peer_id,)
+                records = await b.dht.get_peers(room_dht_key(real.secret)) if b.dht else []
+                assert [r.addresses for r in records] == [(("127.0.0.1", port),)]
+    warnings = [r.message for r in caplog.records if "not announcing" in r.message]
+    assert len(warnings) == 1 and "no-such-host.invalid" in warnings[0]
