@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import msgpack
 import trio
@@ -64,6 +64,7 @@ __all__ = ["DHTNode", "DatagramTransport", "UDPTransport"]
 log = logging.getLogger("dht")
 
 STATE_FILE = "dht-state.msgpack"
+_T = TypeVar("_T")
 SAVED_CONTACTS = 200
 
 
@@ -219,6 +220,7 @@ class DHTNode:
         rng: random.Random | None = None,
         transport: DatagramTransport | None = None,
         save_interval: float = 600.0,
+        inline: bool = False,
     ) -> None:
         if identity is not None and node_id is not None:
             raise LocalProtocolError("give an identity or a node id, not both")
@@ -232,6 +234,9 @@ class DHTNode:
         self._rng = rng if rng is not None else random.SystemRandom()
         self._given_transport = transport
         self._save_interval = save_interval
+        # Read and write the state file on the trio thread: it is a few KiB, and in a
+        # simulated run (virtual time) nothing may wait on a worker thread.
+        self._inline = inline
         self._transport: DatagramTransport | None = None
         self._protocol: DHTProtocol | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -571,7 +576,7 @@ class DHTNode:
         if self._data_dir is None:
             return None, []
         path = self._data_dir / STATE_FILE
-        data = await trio.to_thread.run_sync(_read_file, path)
+        data = await self._file_io(_read_file, path)
         if data is None:
             return None, []
         try:
@@ -598,7 +603,13 @@ class DHTNode:
             "contacts": [list(c.to_wire()) for c in contacts],
         }
         data = msgpack.packb(state, use_bin_type=True)
-        await trio.to_thread.run_sync(_write_file, self._data_dir / STATE_FILE, data)
+        await self._file_io(_write_file, self._data_dir / STATE_FILE, data)
+
+    async def _file_io(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._inline:
+            await trio.lowlevel.checkpoint()
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args)
 
 
 def _read_file(path: Path) -> bytes | None:

@@ -671,10 +671,12 @@ class Node:
         """Run the DHT node until the node closes (it saves its contacts then)."""
         key = self.identity.private_key
         if self._network is not None and self._sim_host is not None:
-            # No data dir: saving contacts would wait on a thread.
+            # Contacts saved inline: in virtual time nothing may wait on a thread.
             socket = self._network.datagram_socket(self._sim_host, port)
             rng = random.Random(self._rng.getrandbits(64))
-            node = DHTNode(identity=key, transport=socket, rng=rng)
+            node = DHTNode(
+                identity=key, transport=socket, rng=rng, data_dir=self.data_dir, inline=True
+            )
         else:
             node = DHTNode(host, port, identity=key, data_dir=self.data_dir)
         async with node as dht:

@@ -129,6 +129,34 @@ async def test_restart_keeps_the_id_and_bootstraps_from_saved_contacts(tmp_path:
             assert await node.get("kept") == "yes"
 
 
+async def test_a_simulated_node_saves_its_contacts_inline_and_restarts_from_them(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = SimNetwork(random.Random(3))
+    async with contextlib.AsyncExitStack() as stack:
+        others = [
+            await stack.enter_async_context(DHTNode(transport=net.socket(), rng=random.Random(i)))
+            for i in range(4)
+        ]
+        await join(others)
+        assert await others[1].set("kept", "yes")
+
+        def restartable(seed: int) -> DHTNode:
+            return DHTNode(
+                transport=net.socket(), rng=random.Random(seed), data_dir=tmp_path, inline=True
+            )
+
+        async with restartable(9) as node:
+            await node.bootstrap([others[0].address])
+            first_id = node.node_id
+        assert (tmp_path / STATE_FILE).exists()
+        async with restartable(10) as node:
+            assert node.node_id == first_id
+            await trio.sleep(5)  # virtual: the background bootstrap from saved contacts
+            assert {c.node_id for c in node.contacts()} >= {o.node_id for o in others}
+            assert await node.get("kept") == "yes"
+
+
 async def test_saved_contacts_that_are_gone_do_not_hold_up_opening(tmp_path: Path) -> None:
     """Opening bootstraps from the saved contacts in the background: with all of them
     gone, the node is up at once, not after every retry of every RPC has timed out."""
