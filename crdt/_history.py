@@ -108,8 +108,9 @@ class History:
                 yield history
             finally:
                 # Best effort, and bounded: peers still hold these ops.
-                with trio.CancelScope(shield=True) as flushing, contextlib.suppress(
-                    StoreError, trio.ClosedResourceError
+                with (
+                    trio.CancelScope(shield=True) as flushing,
+                    contextlib.suppress(StoreError, trio.ClosedResourceError),
                 ):
                     flushing.deadline = trio.current_time() + FLUSH_TIMEOUT
                     await history._flush()

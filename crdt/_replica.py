@@ -239,8 +239,9 @@ class Replica:
             self._remember_rejection(dropped.id, why)
             changes.append(OpDropped(dropped.id, why))
             for waiter in self._waiting.pop(dropped.id, ()):
-                work.append((waiter, Reason.BAD_PREV if waiter.prev == dropped.id else
-                             Reason.BAD_TARGET))
+                work.append(
+                    (waiter, Reason.BAD_PREV if waiter.prev == dropped.id else Reason.BAD_TARGET)
+                )
 
     def _remember_rejection(self, op_id: bytes, reason: Reason) -> None:
         # Only for reasons that rest on the op's signed content, so a forged copy with a bad
@@ -442,6 +443,33 @@ class Replica:
     def forked_authors(self) -> list[bytes]:
         return sorted(a for a, chain in self._chains.items() if chain.forks)
 
+    def fork_seq(self, author: bytes) -> int | None:
+        """The lowest seq at which `author`'s chain holds two ops, or None."""
+        chain = self._chains.get(author)
+        if chain is None or not chain.forks:
+            return None
+        return min(chain.forks)
+
+    def fork_ops(self, limit: int | None = None) -> list[Op]:
+        """Every op of a forked chain from its first fork on, in the order they took effect.
+
+        A version vector counts seqs, so it cannot show which of two twins a peer holds:
+        these are the ops a peer whose vector looks complete may still lack.
+        """
+        runs: list[Iterator[tuple[int, Op]]] = []
+        for chain in self._chains.values():
+            if chain.forks:
+                first = min(chain.forks)
+                runs.append(
+                    (i, op)
+                    for i, op in zip(chain.indexes, chain.ops, strict=True)
+                    if op.seq >= first
+                )
+        merged = (op for _, op in heapq.merge(*runs, key=lambda entry: entry[0]))
+        if limit is None:
+            return list(merged)
+        return [op for _, op in zip(range(limit), merged, strict=False)]
+
     def get(self, op_id: bytes) -> Op | None:
         return self._ops.get(op_id)
 
@@ -486,8 +514,7 @@ class Replica:
                 runs.append(_positions(chain, have))
             else:
                 runs.append(
-                    (i, op) for i, op in zip(chain.indexes, chain.ops, strict=True)
-                    if op.seq > have
+                    (i, op) for i, op in zip(chain.indexes, chain.ops, strict=True) if op.seq > have
                 )
         merged = (op for _, op in heapq.merge(*runs, key=lambda entry: entry[0]))
         if limit is None:
@@ -506,8 +533,17 @@ class Replica:
             [
                 self.room,
                 [
-                    [m.id, m.author, m.seq, m.hlc, m.text, m.reply_to, m.edited, m.deleted,
-                     [[e, list(a)] for e, a in m.reactions]]
+                    [
+                        m.id,
+                        m.author,
+                        m.seq,
+                        m.hlc,
+                        m.text,
+                        m.reply_to,
+                        m.edited,
+                        m.deleted,
+                        [[e, list(a)] for e, a in m.reactions],
+                    ]
                     for m in self.timeline()
                 ],
                 self.topic,

@@ -167,9 +167,7 @@ class Store:
             with _transaction(self._db):
                 for job in jobs:
                     if job.rows:
-                        self._db.executemany(
-                            "INSERT INTO ops (id, data) VALUES (?, ?)", job.rows
-                        )
+                        self._db.executemany("INSERT INTO ops (id, data) VALUES (?, ?)", job.rows)
                     if job.removals:
                         # One pass over the table (there is no index on id); removals
                         # are rare, each a held op that proved invalid.
@@ -311,4 +309,3 @@ def _migrate(db: sqlite3.Connection) -> None:
 def _has_tables(db: sqlite3.Connection) -> bool:
     row = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
     return bool(row[0])
-

@@ -68,7 +68,6 @@ class _Worker:
         self.broken: str | None = None
         self.load = 0  # requests given to this worker and not yet answered
 
-
     @classmethod
     async def start(cls) -> _Worker:
         process = await trio.lowlevel.open_process(

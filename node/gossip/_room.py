@@ -18,6 +18,9 @@ was pulled travels on as pulled, and its echoes prune nothing). Catch-up is by v
 (as Secure Scuttlebutt's EBT does): when a link opens, periodically, and after catching up
 from someone, the two sides swap vectors and each streams what the other lacks, in
 bounded batches, with at most the receiver's window of unacknowledged batches in flight.
+A vector counts seqs, so it cannot show which of two twins (a forked chain: one author,
+one seq, two ops) a peer holds: ops on a forked stretch are pushed on whatever the peer's
+vector says, and each vector swap announces them by id whenever they have changed.
 """
 
 from __future__ import annotations
@@ -92,6 +95,10 @@ class OpSource(Protocol):
     def get(self, op_id: bytes) -> Op | None: ...
 
     def __contains__(self, op_id: object) -> bool: ...
+
+    def fork_seq(self, author: bytes) -> int | None: ...
+
+    def fork_ops(self, limit: int | None = None) -> list[Op]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,7 @@ class _Peer:
     ihave: list[bytes] = field(default_factory=list)  # ids to announce
     want: list[bytes] = field(default_factory=list)  # ids to pull
     graft: bool = False  # the next WANT also grafts
+    twins_told: int = 0  # ops of forked chains we last announced to it
 
 
 @dataclass(slots=True)
@@ -476,6 +484,7 @@ class RoomGossip:
         state.vector = []
         if message.reply:
             self._send_vector(state, reply=False, out=out)
+        self._announce_twins(state, out)
         if state.swapped and not state.resume:
             # A later swap mostly finds ops still on their way along the tree: announce a
             # short list rather than send it, and the peer pulls what is still missing
@@ -491,6 +500,17 @@ class RoomGossip:
         state.resume = False
         state.syncing = True
         self._pump(state, out)
+
+    def _announce_twins(self, state: _Peer, out: list[Action]) -> None:
+        """Twins of a fork hide behind equal seqs in a version vector: announce the forked
+        stretches (at most MAX_IDS ops) whenever they have changed since we last told this
+        peer, and it pulls the ops it lacks."""
+        twins = self.source.fork_ops(limit=MAX_IDS)
+        if twins and len(twins) != state.twins_told:
+            state.twins_told = len(twins)
+            ids = tuple(op.id for op in twins)
+            self.stats.ihave_sent += len(ids)
+            out.append(Send(state.id, encode_message(IHave(ids))))
 
     def _on_ihave(self, state: _Peer, message: IHave, now: float) -> None:
         for op_id in message.ids:
@@ -514,8 +534,9 @@ class RoomGossip:
         self, op: Op, source: bytes | None, mode: Mode, now: float, out: list[Action]
     ) -> None:
         """Push `op` to the eager peers and announce it to the lazy ones, except `source`."""
+        twin = self._is_twin(op)
         for state in self._peers.values():
-            if state.id == source or state.have.get(op.author, 0) >= op.seq:
+            if state.id == source or (state.have.get(op.author, 0) >= op.seq and not twin):
                 continue
             if state.eager:
                 self._enqueue(state, op, mode)
@@ -572,7 +593,7 @@ class RoomGossip:
             op, mode, asked = queue[0]
             if ops and (mode is not batch_mode or len(ops) >= MAX_OPS_PER_BATCH):
                 break
-            if not asked and state.have.get(op.author, 0) >= op.seq:
+            if not asked and state.have.get(op.author, 0) >= op.seq and not self._is_twin(op):
                 queue.popleft()  # it got this one some other way meanwhile
                 continue
             cost = len(op.data) + 5
@@ -665,6 +686,12 @@ class RoomGossip:
             heapq.heappop(heap)
 
     # -- bookkeeping --------------------------------------------------------------------
+
+    def _is_twin(self, op: Op) -> bool:
+        """Whether `op` lies on a forked stretch of its author's chain, where a peer's
+        version vector says nothing about which of the twins it holds."""
+        fork = self.source.fork_seq(op.author)
+        return fork is not None and op.seq >= fork
 
     @staticmethod
     def _learn(state: _Peer, op: Op) -> None:

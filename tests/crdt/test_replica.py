@@ -253,8 +253,15 @@ def test_forks_are_kept_and_the_author_is_reported(alice: Replica) -> None:
         assert room.version_vector() == {me.peer_id: 3}
         assert set(room.missing_for({me.peer_id: 1})) == {fork_a, fork_b, after_b}
         assert room.missing_for({me.peer_id: 2}) == [after_b]
+        # What a vector cannot show: the forked stretch, predecessors first.
+        assert room.fork_seq(me.peer_id) == 2
+        twins = room.fork_ops()
+        assert set(twins) == {fork_a, fork_b, after_b}
+        assert twins.index(fork_b) < twins.index(after_b)
+        assert room.fork_ops(limit=1) == twins[:1]
         rooms.append(room.render())
     assert rooms[0] == rooms[1]
+    assert alice.fork_seq(me.peer_id) is None and alice.fork_ops() == []
 
 
 # -- rejected input -------------------------------------------------------------------------

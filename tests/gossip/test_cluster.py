@@ -258,3 +258,45 @@ def test_joiner_on_several_links_gets_the_history_about_once() -> None:
     joiner = cluster.nodes[4]
     assert joiner.ingested == 400
     assert joiner.receptions < 1.5 * 400  # without pausing: 4 x 400
+
+
+def equivocate(cluster: Cluster, author: int, twin_text: str) -> bytes:
+    """`author` signs a second op at the seq of its last one (a fork) and pushes it to
+    no one: the caller delivers it. Returns the twin's wire form."""
+    node = cluster.nodes[author]
+    twin = Replica(ROOM, identity=node.identity)
+    for op in node.replica.ops():
+        if op.seq < node.replica.head(node.peer_id):
+            assert twin.admit(op).added
+    forked = twin.new_message(twin_text, now_ms=T0_MS + int(cluster.now * 1000) + 1)
+    assert forked.seq == node.replica.head(node.peer_id)
+    return forked.data
+
+
+def test_a_fork_reaches_every_member_live_and_by_catch_up() -> None:
+    """A hostile member equivocates: one op to everyone, a twin with the same seq to one
+    member only. Version vectors cannot tell the twins apart, yet every member ends up
+    holding both, and sees the author as forked: those online through the live push,
+    a member offline meanwhile when its link comes up."""
+    cluster = Cluster(6, seed=21)
+    for a, b in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 0), (4, 2), (5, 3)):
+        cluster.link(a, b)
+    cluster.run(1.0)
+    cluster.author(4, "before")
+    cluster.author(4, "to everyone")
+    cluster.run(1.0)
+    cluster.unlink(5, 3)  # node 5 goes away holding the first twin
+    twin = equivocate(cluster, 4, "to node 2 alone")
+    cluster.inject(4, 2, encode_message(Ops(7, Mode.PUSH, (twin,))))
+    cluster.run(2.0)
+    author = cluster.nodes[4].peer_id
+    for i in (0, 1, 2, 3):
+        assert cluster.nodes[i].replica.forked_authors() == [author], i
+    assert cluster.converged([0, 1, 2, 3])
+    # Node 5 comes back to another member. Its vector already counts the seq of the
+    # twins, so only the announcement of the fork's ops on the new link brings the other.
+    assert cluster.nodes[5].replica.forked_authors() == []
+    cluster.link(5, 1)
+    cluster.run(3.0)
+    assert cluster.nodes[5].replica.forked_authors() == [author]
+    assert cluster.converged([0, 1, 2, 3, 5])
