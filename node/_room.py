@@ -149,6 +149,11 @@ class Room:
         """The peer ids of the members (latest join or leave of each author)."""
         return self._driver.history.replica.members()
 
+    def forked_authors(self) -> list[bytes]:
+        """Peer ids of authors who signed two different ops at one place in their chain:
+        equivocation, which no honest node does. Both twins are kept and shown."""
+        return self._driver.history.replica.forked_authors()
+
     @property
     def topic(self) -> str:
         return self._driver.history.replica.topic

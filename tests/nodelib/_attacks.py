@@ -86,3 +86,33 @@ async def member_turns_hostile(
             rb = await b.join(ra.invite())
             await rb.send("still here?")
             await wait_until(lambda: len(ra.timeline()) == 11 and same_room(ra, rb))
+
+
+async def member_equivocates(
+    open_node: NodeOpener, data_dir: Path, transport: StreamTransport | None = None
+) -> None:
+    """Mallory signs two different messages with the same seq and tells A one, B the
+    other. A and B are linked and their version vectors look equal, yet both end up with
+    both twins and see Mallory as forked."""
+    async with open_node(data_dir / "a") as a, open_node(data_dir / "b") as b:
+        ra = await a.create_room("equivocation")
+        rb = await b.join(ra.invite())
+        await rb.send("linked")
+        await wait_until(lambda: len(ra.timeline()) == 1 and same_room(ra, rb))
+        invite = parse_invite(ra.invite())
+        mallory = Identity.generate()
+        twins = [
+            Replica(invite.room, identity=mallory).create(Kind.MESSAGE, (text, None), now_ms=1)
+            for text in ("to a", "to b")
+        ]
+        assert twins[0].seq == twins[1].seq and twins[0].id != twins[1].id
+        streams = transport or TCPTransport()
+        for node, room, twin in ((a, ra, twins[0]), (b, rb, twins[1])):
+            async with connect_link(f"ws://{node.address}/", mallory, transport=streams) as link:
+                assert await link.join_room(invite.room, invite.secret)
+                await link.send(invite.room, encode_message(Hello(PROTOCOL_VERSION, 4, LIMIT)))
+                await link.send(invite.room, encode_message(Ops(0, Mode.PUSH, (twin.data,))))
+                await wait_until(lambda room=room, twin=twin: room.message(twin.id) is not None)
+        await wait_until(lambda: all(r.message(t.id) is not None for r in (ra, rb) for t in twins))
+        assert ra.forked_authors() == rb.forked_authors() == [mallory.peer_id]
+        assert same_room(ra, rb)

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio_websocket
 
-from ._attacks import ATTACKS, Attack, member_turns_hostile
+from ._attacks import ATTACKS, Attack, member_equivocates, member_turns_hostile
 from ._helpers import open_node, same_room, wait_until
 
 
@@ -19,6 +19,11 @@ async def test_misbehaving_member_is_cut_off_and_nothing_is_lost(
 ) -> None:
     with trio.fail_after(15):
         await member_turns_hostile(open_node, tmp_path, attack)
+
+
+async def test_an_equivocating_member_is_seen_forked_by_all(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        await member_equivocates(open_node, tmp_path)
 
 
 async def read_until_closed(ws: trio_websocket.WebSocketConnection) -> None:

@@ -20,7 +20,7 @@ from node import Invite, SimNetwork, parse_invite
 from node.gossip import GossipConfig
 from node.link import MAX_MESSAGE, LinkConfig
 
-from ._attacks import ATTACKS, Attack, member_turns_hostile
+from ._attacks import ATTACKS, Attack, member_equivocates, member_turns_hostile
 from ._helpers import open_sim_node, same_room, texts, wait_until
 from ._scenarios import restarted_mid_sync
 
@@ -288,6 +288,15 @@ async def test_misbehaving_member_is_cut_off_and_nothing_is_lost(
     with trio.fail_after(120):
         opener = functools.partial(open_sim_node, net)
         await member_turns_hostile(opener, tmp_path, attack, net.transport(net.new_host()))
+
+
+async def test_an_equivocating_member_is_seen_forked_by_all(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(120):
+        opener = functools.partial(open_sim_node, net)
+        await member_equivocates(opener, tmp_path, net.transport(net.new_host()))
 
 
 async def read_until_closed(ws: trio_websocket.WebSocketConnection) -> None:
