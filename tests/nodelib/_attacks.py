@@ -3,6 +3,7 @@ hostile tests run on loopback and on the simulator alike."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import msgpack
 
 from crdt import Identity, Kind, Replica
-from node import Node, parse_invite
+from node import Node, Room, parse_invite
 from node.gossip import PROTOCOL_VERSION, GossipConfig, Hello, Mode, Ops, encode_message
 from node.link import StreamTransport, TCPTransport, connect_link
 
@@ -88,6 +89,10 @@ async def member_turns_hostile(
             await wait_until(lambda: len(ra.timeline()) == 11 and same_room(ra, rb))
 
 
+def holds(room: Room, op_id: bytes) -> bool:
+    return room.message(op_id) is not None
+
+
 async def member_equivocates(
     open_node: NodeOpener, data_dir: Path, transport: StreamTransport | None = None
 ) -> None:
@@ -112,7 +117,7 @@ async def member_equivocates(
                 assert await link.join_room(invite.room, invite.secret)
                 await link.send(invite.room, encode_message(Hello(PROTOCOL_VERSION, 4, LIMIT)))
                 await link.send(invite.room, encode_message(Ops(0, Mode.PUSH, (twin.data,))))
-                await wait_until(lambda room=room, twin=twin: room.message(twin.id) is not None)
-        await wait_until(lambda: all(r.message(t.id) is not None for r in (ra, rb) for t in twins))
+                await wait_until(functools.partial(holds, room, twin.id))
+        await wait_until(lambda: all(holds(r, t.id) for r in (ra, rb) for t in twins))
         assert ra.forked_authors() == rb.forked_authors() == [mallory.peer_id]
         assert same_room(ra, rb)
