@@ -1,6 +1,6 @@
 """Embedding rumor: two nodes in one trio program chat over loopback, then one reopens.
 
-python embedding_example.py [DATA_DIR]      (default: a temporary directory)
+    python embedding_example.py [DATA_DIR]      (default: a temporary directory)
 """
 
 import sys
