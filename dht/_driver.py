@@ -426,6 +426,8 @@ class DHTNode:
         self._waiters[op_id] = waiter
         try:
             self._pump()
+            if waiter.result is _PENDING and self._poller is not None:
+                self._poller.poll_now()  # answers from nodes in this process may be in
             if waiter.result is _PENDING:
                 # Parked by hand, not on a trio.Event: this is every lookup's hot path.
                 waiter.task = trio.lowlevel.current_task()

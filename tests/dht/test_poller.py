@@ -3,6 +3,7 @@ node, a flood does not starve other tasks, and nodes still work without it."""
 
 from __future__ import annotations
 
+import select
 import socket
 
 import pytest
@@ -99,3 +100,30 @@ async def test_a_flood_is_read_in_slices_between_which_other_tasks_run() -> None
         # All 120 were waiting at once, yet the poller gave the scheduler a turn between.
         assert slices.count >= 2
         assert await other.ping(node.address) == node.node_id
+
+
+async def test_poll_now_handles_what_is_ready_in_the_calling_task() -> None:
+    poller = shared()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        calls: list[bytes] = []
+
+        def on_readable() -> int:
+            data = sock.recv(100)
+            calls.append(data)
+            return 1
+
+        poller.add(sock.fileno(), on_readable)
+        try:
+            poller.poll_now()
+            assert calls == []  # nothing ready: returns at once
+            sender.sendto(b"ready", sock.getsockname())
+            select.select([sock], [], [], 5)  # it is in the socket's queue now
+            poller.poll_now()
+            assert calls == [b"ready"]  # read here, without a turn of the scheduler
+        finally:
+            poller.remove(sock.fileno())
