@@ -608,10 +608,14 @@ class DHTNode:
         await self._file_io(_write_file, self._data_dir / STATE_FILE, data)
 
     async def _file_io(self, fn: Callable[..., _T], *args: Any) -> _T:
-        if self._inline:
-            await trio.lowlevel.checkpoint()
-            return fn(*args)
-        return await trio.to_thread.run_sync(fn, *args)
+        # The same thread-or-inline rule as crdt's store and node's `_run_sync` (dht
+        # imports neither): a checkpoint before it starts; once started, it finishes.
+        if not self._inline:
+            return await trio.to_thread.run_sync(fn, *args)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        result = fn(*args)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return result
 
 
 def _read_file(path: Path) -> bytes | None:

@@ -55,6 +55,7 @@ from ._wire import (
     UnknownRpc,
     Value,
     decode_datagram,
+    encode_request,
     encode_request_body,
     encode_response,
     parse_announce_reply,
@@ -705,7 +706,7 @@ class DHTProtocol:
         # sign of death, so it must not evict them from the routing table.
         blame = name not in _EXTENSIONS
         msg_id = self._new_msg_id()
-        datagram = request_datagram(msg_id, body or encode_request_body(name, args))
+        datagram = request_datagram(msg_id, body) if body else encode_request(msg_id, name, args)
         pending = _Pending(
             msg_id,
             address,

@@ -114,7 +114,7 @@ class RoutingTable:
         return self.buckets[self.bucket_index(node_id)]
 
     def get(self, node_id: bytes) -> Contact | None:
-        entry = self.bucket_for(node_id).entries.get(node_id)
+        entry = self._entries.get(node_id)
         return entry.contact if entry is not None else None
 
     def __contains__(self, node_id: bytes) -> bool:

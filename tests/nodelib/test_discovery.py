@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -15,11 +16,16 @@ from node import Invite, parse_invite, room_dht_key
 from ._helpers import open_node, same_room, wait_until
 
 
+def through(boot: DHTNode, **extra: Any) -> dict[str, Any]:
+    """Options for a node with a DHT that joins through `boot` and looks often."""
+    host, port = boot.address[:2]
+    return {"dht_port": 0, "bootstrap": [f"{host}:{port}"], "discovery_interval": 0.1, **extra}
+
+
 async def test_members_find_each_other_through_the_dht(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with DHTNode("127.0.0.1", 0) as boot:
-            host, port = boot.address[:2]
-            options = {"dht_port": 0, "bootstrap": [f"{host}:{port}"], "discovery_interval": 0.2}
+            options = through(boot, discovery_interval=0.2)
             async with (
                 open_node(tmp_path / "a", **options) as a,
                 open_node(tmp_path / "b", **options) as b,
@@ -46,13 +52,7 @@ async def test_discovery_keeps_a_small_mesh_per_room(tmp_path: Path) -> None:
     members then hold at most three links between them, and still converge."""
     with trio.fail_after(20):
         async with DHTNode("127.0.0.1", 0) as boot:
-            host, port = boot.address[:2]
-            options = {
-                "dht_port": 0,
-                "bootstrap": [f"{host}:{port}"],
-                "discovery_interval": 0.1,
-                "mesh_size": 1,
-            }
+            options = through(boot, mesh_size=1)
             async with (
                 open_node(tmp_path / "a", **options) as a,
                 open_node(tmp_path / "b", **options) as b,
@@ -104,12 +104,7 @@ async def test_an_advertised_host_name_is_looked_up_for_the_dht_record(
     port = free_tcp_port()
     with trio.fail_after(20):
         async with DHTNode("127.0.0.1", 0) as boot:
-            host, boot_port = boot.address[:2]
-            options = {
-                "dht_port": 0,
-                "bootstrap": [f"{host}:{boot_port}"],
-                "discovery_interval": 0.1,
-            }
+            options = through(boot)
             async with (
                 open_node(
                     tmp_path / "a",
