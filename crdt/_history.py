@@ -18,9 +18,10 @@ from typing import Any
 
 import trio
 
+from rumor_runtime import THREADED, Blocking, open_unwrapping_nursery
+
 from ._hlc import HLC
 from ._identity import Identity
-from ._nursery import open_nursery
 from ._op import InvalidOp, Kind, Op, Reason, decode_op
 from ._replica import Replica
 from ._store import Store, StoreError
@@ -82,15 +83,15 @@ class History:
         clock: HLC | None = None,
         verifier: Verifier | None = None,
         wall_clock: Callable[[], int] = wall_clock_ms,
-        inline: bool = False,
+        blocking: Blocking = THREADED,
     ) -> AsyncIterator[History]:
         """Open (or create, when `room` is given) the history stored at `path`.
 
-        `inline` runs the store's SQLite calls on the trio thread (see `Store.open`): for
-        virtual time only.
+        `blocking` says where the store's SQLite calls run (see `Store.open`); `INLINE` is
+        for virtual time only.
         """
         async with AsyncExitStack() as stack:
-            store = await stack.enter_async_context(Store.open(path, inline=inline))
+            store = await stack.enter_async_context(Store.open(path, blocking=blocking))
             if verifier is None:
                 verifier = await stack.enter_async_context(Verifier.open())
             stored = (await store.meta()).get("room")
@@ -154,7 +155,7 @@ class History:
         ticket = self._tickets
         self._tickets += 1
         try:
-            async with open_nursery() as nursery:
+            async with open_unwrapping_nursery() as nursery:
                 send, receive = trio.open_memory_channel[_Chunk](self.verifier.parallelism)
                 nursery.start_soon(self._apply_in_order, receive, report, ticket)
                 async with send:
@@ -215,7 +216,7 @@ class History:
     ) -> None:
         admit = self.replica.admit_into
         changes = report.changes
-        async with receive, open_nursery() as commits:
+        async with receive, open_unwrapping_nursery() as commits:
             await self._wait_for_turn(ticket)
             async for chunk in receive:
                 await chunk.verified.wait()

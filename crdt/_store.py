@@ -1,7 +1,7 @@
 """SQLite persistence of one room: its ops and its metadata, in one file.
 
 All SQLite work happens on a worker thread, one call at a time (`trio.to_thread` with a
-limiter of one), through the standard `sqlite3` module; or, opened with `inline=True`,
+limiter of one), through the standard `sqlite3` module; or, opened with `blocking=INLINE`,
 on the trio thread itself, for runs in virtual time, where nothing may wait on a thread
 (an autojumping clock skips ahead while a thread works). Writes are group-committed:
 appends that arrive while a transaction is running share the next one, and each caller
@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import trio
 
-from ._nursery import open_nursery
+from rumor_runtime import THREADED, Blocking, open_unwrapping_nursery
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError"]
 
@@ -66,10 +66,12 @@ class _Write:
 class Store:
     """One room's SQLite file. Open with `async with Store.open(path) as store`."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, *, inline: bool = False) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, *, blocking: Blocking = THREADED
+    ) -> None:
         self.path = path
         self._db = connection
-        self._inline = inline
+        self._blocking = blocking
         self._limiter = trio.CapacityLimiter(1)
         self._queue: list[_Write] = []
         self._wakeup = trio.Event()
@@ -80,17 +82,20 @@ class Store:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: str | Path, *, inline: bool = False) -> AsyncIterator[Store]:
+    async def open(
+        cls, path: str | Path, *, blocking: Blocking = THREADED
+    ) -> AsyncIterator[Store]:
         """Open (creating if needed) the store at `path`.
 
-        `inline` runs every SQLite call on the trio thread, blocking it meanwhile: only for
-        virtual time (tests, the simulator), never for a node serving real peers.
+        `blocking` says where SQLite calls run: on a worker thread (`THREADED`), or on the
+        trio thread (`INLINE`), blocking it meanwhile: only for virtual time (tests, the
+        simulator), never for a node serving real peers.
         """
         path = Path(path)
-        connection = await _run_sync(_connect, path, inline=inline)
-        store = cls(connection, path, inline=inline)
+        connection = await blocking(_connect, path)
+        store = cls(connection, path, blocking=blocking)
         try:
-            async with open_nursery() as nursery:
+            async with open_unwrapping_nursery() as nursery:
                 nursery.start_soon(store._write_loop)
                 try:
                     yield store
@@ -99,13 +104,10 @@ class Store:
                     store._wakeup.set()
         finally:
             with trio.CancelScope(shield=True):
-                await _run_sync(connection.close, inline=inline)
+                await blocking(connection.close)
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        if self._inline:
-            # Nothing else runs while `fn` does: one call at a time holds by itself.
-            return await _run_sync(fn, inline=True)
-        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        return await self._blocking(fn, limiter=self._limiter)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -230,17 +232,6 @@ class Store:
             return "\n".join(str(row[0]) for row in rows)
 
         return await self._run(check)
-
-
-async def _run_sync(fn: Callable[..., T], *args: object, inline: bool) -> T:
-    """`fn(*args)` on a worker thread, or inline with the same cancellation semantics: a
-    checkpoint before it starts, and a call once started is seen through."""
-    if not inline:
-        return await trio.to_thread.run_sync(fn, *args)
-    await trio.lowlevel.checkpoint_if_cancelled()
-    result = fn(*args)
-    await trio.lowlevel.cancel_shielded_checkpoint()
-    return result
 
 
 class _transaction:

@@ -28,8 +28,9 @@ import msgpack
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from rumor_runtime import open_unwrapping_nursery
+
 from . import _verify_worker
-from ._nursery import open_nursery
 from ._op import SIGNING_CONTEXT, Op
 from ._verify_worker import LENGTH, verify_signatures
 
@@ -175,7 +176,7 @@ class Verifier:
     @asynccontextmanager
     async def open(cls, workers: int | None = None) -> AsyncIterator[Verifier]:
         count = (os.cpu_count() or 1) if workers is None else workers
-        async with open_nursery() as nursery:
+        async with open_unwrapping_nursery() as nursery:
             verifier = cls(nursery)
             try:
                 for _ in range(count):

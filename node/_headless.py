@@ -40,6 +40,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from crdt import StoreError
+from rumor_runtime import lone_error
 
 from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._config import Config
@@ -47,7 +48,6 @@ from ._datadir import NEW_ROOM_MARK, Lock, pending_invites, read_invite, set_asi
 from ._invite import InviteError, parse_invite
 from ._metrics import NodeCollector, serve_metrics
 from ._node import Node, NodeStatus
-from ._nursery import lone_error
 from ._room import Room
 
 __all__ = ["RunError", "Watcher", "run_node"]

@@ -55,12 +55,12 @@ from crdt import (
     format_peer_id,
 )
 from dht import Address, DHTError, DHTNode, PeerRecord, canonical_host
+from rumor_runtime import open_unwrapping_nursery
 
 from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._backoff import Backoff, Breaker
 from ._invite import Invite, InviteError, check_address, parse_invite
 from ._lock import DataDirError, hold_lock
-from ._nursery import open_unwrapping_nursery
 from ._room import Room, RoomEvents
 from ._sim import SimNetwork
 from .gossip import Action as GossipAction

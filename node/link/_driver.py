@@ -26,8 +26,8 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from crdt import Identity, format_peer_id
+from rumor_runtime import open_unwrapping_nursery
 
-from .._nursery import open_unwrapping_nursery
 from ..noise import KeyPair
 from ._errors import LinkClosed, LinkLocalError, LinkRemoteError
 from ._session import (

@@ -31,6 +31,7 @@ from crdt import (
 from crdt._history import CHUNK, History
 from crdt._store import SCHEMA_VERSION, Store, StoreError
 from crdt._verify import Verifier
+from rumor_runtime import INLINE
 
 NOW = 1_780_000_000_000  # ms; the wall clock of every History here, and near the ops' clocks
 ROOM = bytes(range(32))
@@ -791,14 +792,14 @@ async def test_inline_history_round_trips_in_virtual_time_without_threads(
     path = tmp_path / "room.db"
     async with Verifier.open(workers=0) as verifier:
         async with History.open(
-            path, room=ROOM, identity=ME, verifier=verifier, wall_clock=lambda: NOW, inline=True
+            path, room=ROOM, identity=ME, verifier=verifier, wall_clock=lambda: NOW, blocking=INLINE
         ) as history:
             await ingest_all(history, peers.ops)
             mine, _ = await history.author(Kind.MESSAGE, ("mine", hello.id))
             rendered = history.replica.render()
             assert await history.store.count() == len(peers.ops) + 1
         async with History.open(
-            path, identity=ME, verifier=verifier, wall_clock=lambda: NOW, inline=True
+            path, identity=ME, verifier=verifier, wall_clock=lambda: NOW, blocking=INLINE
         ) as reopened:
             assert reopened.replica.render() == rendered
             assert reopened.replica.in_effect(mine.id)
@@ -809,7 +810,7 @@ async def test_inline_appends_still_share_commits_and_honour_cancellation(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, no_threads: None
 ) -> None:
     rows = [(bytes([n]) * 32, b"op %d" % n) for n in range(6)]
-    async with Store.open(tmp_path / "room.db", inline=True) as store:
+    async with Store.open(tmp_path / "room.db", blocking=INLINE) as store:
         async with trio.open_nursery() as nursery:
             for row in rows:
                 nursery.start_soon(partial(store.append, [row], durable=False))

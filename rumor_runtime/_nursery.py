@@ -1,9 +1,8 @@
 """A nursery whose lone error comes out as itself, for context managers that run tasks.
 
 With strict exception groups an error raised in the caller's own `async with` body would
-come out wrapped in an ExceptionGroup; `async with Node.open(...)` and `open_link(...)`
-must leave an embedder's exception unchanged. (crdt keeps its own copy: it never imports
-node.)
+come out wrapped in an ExceptionGroup; `async with Node.open(...)`, `open_link(...)` and
+`Store.open(...)` must leave an embedder's exception unchanged.
 """
 
 from __future__ import annotations
