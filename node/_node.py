@@ -32,9 +32,10 @@ import logging
 import math
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
@@ -55,7 +56,7 @@ from crdt import (
     format_peer_id,
 )
 from dht import Address, DHTError, DHTNode, PeerRecord, canonical_host
-from rumor_runtime import open_unwrapping_nursery
+from rumor_runtime import INLINE, THREADED, open_unwrapping_nursery
 
 from ._addresses import join_host_port, short_peer_id, split_host_port
 from ._backoff import Backoff, Breaker
@@ -63,6 +64,7 @@ from ._invite import Invite, InviteError, check_address, parse_invite
 from ._lock import DataDirError, hold_lock
 from ._room import Room, RoomEvents
 from ._sim import SimNetwork
+from ._status import DialState, NodeStatus, RoomStatus
 from .gossip import Action as GossipAction
 from .gossip import GossipConfig, Ingest, Penalise, RoomGossip, Send
 from .link import (
@@ -121,46 +123,6 @@ async def _run_sync(fn: Callable[..., T], *args: object, inline: bool) -> T:
     result = fn(*args)
     await trio.lowlevel.cancel_shielded_checkpoint()
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class RoomStatus:
-    """One room as `Node.status()` sees it."""
-
-    room_id: bytes
-    name: str
-    peers: tuple[bytes, ...]  # peers whose link is authorised for the room and up
-    ops: int  # ops stored (in effect or held)
-    held: int  # of those, waiting for an op we lack: still syncing
-    behind: int  # ops our peers' version vectors show that we lack: the sync lag
-    authors: int
-    ingesting: int  # batches from peers being verified and stored right now
-    received: int  # op wire forms received from peers so far
-    penalties: int  # peers cut off for misbehaving in this room
-    sent: int = 0  # op wire forms sent to peers
-    duplicates: int = 0  # received ops we already had
-    rejected: tuple[tuple[str, int], ...] = ()  # received ops refused, by reason, sorted
-
-    @property
-    def synced(self) -> bool:
-        """Nothing held, nothing being ingested, nothing a peer has that we lack."""
-        return self.held == 0 and self.ingesting == 0 and self.behind == 0
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    """A snapshot of a node: its links, its DHT contacts and each room's sync progress."""
-
-    peer_id: bytes
-    address: str
-    links: tuple[bytes, ...]  # peer ids of open links
-    dht_contacts: int | None  # None without a DHT
-    refusals: int  # room proofs peers got wrong (a wrong secret)
-    rooms: tuple[RoomStatus, ...]
-    # Room files that could not be opened, or rooms whose store failed: (file name, why).
-    failed_rooms: tuple[tuple[str, str], ...] = ()
-    # The DHT node's counters (RPCs sent and served, timeouts, drops by kind), sorted.
-    dht_counters: tuple[tuple[str, int], ...] = ()
 
 
 class _LinkHandle:
@@ -395,6 +357,7 @@ class _RoomDriver:
             sent=self.core.stats.ops_sent,
             duplicates=self.core.stats.duplicates,
             rejected=tuple(sorted(self.rejected.items())),
+            acked_seq=self.core.peer_seq(self.node.peer_id),
         )
 
     # -- the room task -----------------------------------------------------------------
@@ -516,6 +479,9 @@ class Node:
         self._refusals = 0
         self._nick = ""
         self._closing = False  # no new links once set
+        self._dial_states: dict[str, DialState] = {}
+        self._announced: set[bytes] = set()  # rooms whose DHT record of ours is current
+        self._room_watchers: set[trio.MemorySendChannel[None]] = set()
 
     # -- opening -----------------------------------------------------------------------
 
@@ -733,7 +699,7 @@ class Node:
                     room=room_id,
                     identity=self.identity,
                     verifier=self._verifier,
-                    inline=self._inline,
+                    blocking=INLINE if self._inline else THREADED,
                 ) as history:
                     if new_meta is not None:
                         await history.store.set_meta(new_meta)
@@ -776,8 +742,10 @@ class Node:
                 await driver.author(Kind.LEAVE, ())
             driver.gone = "left"
             del self._rooms[driver.room_id]
+            self._rooms_changed()
             if self.dht is not None:
                 self.dht.stop_announcing(room_dht_key(driver.secret))
+            self._announced.discard(driver.room_id)
             await driver.post(_Stop())  # after the leave op has gone to the links
             await driver.stopped.wait()
             driver.close_subscribers()
@@ -806,9 +774,11 @@ class Node:
         driver.gone = f"stopped: {reason}"
         if self._rooms.get(driver.room_id) is driver:
             del self._rooms[driver.room_id]
+            self._rooms_changed()
         driver.close_subscribers()
         if self.dht is not None:
             self.dht.stop_announcing(room_dht_key(driver.secret))
+        self._announced.discard(driver.room_id)
 
     def _start_room(
         self, history: History, secret: bytes, name: str, peers: list[str]
@@ -820,6 +790,7 @@ class Node:
         )
         driver = _RoomDriver(self, history, secret, name, peers, core)
         self._rooms[driver.room_id] = driver
+        self._rooms_changed()
         for handle in list(self._links.values()):
             self._nursery.start_soon(self._offer, handle, driver)
         for address in peers:
@@ -940,6 +911,31 @@ class Node:
         if self._closing:
             raise trio.ClosedResourceError("the node is closed")
 
+    def dial_states(self) -> dict[str, DialState]:
+        """Each address this node keeps dialing, and how that goes."""
+        return {address: replace(state) for address, state in self._dial_states.items()}
+
+    def announced(self, room_id: bytes) -> bool:
+        """Whether our address is in the DHT under the room's key now."""
+        return room_id in self._announced
+
+    @asynccontextmanager
+    async def watch_rooms(self) -> AsyncIterator[trio.MemoryReceiveChannel[None]]:
+        """A channel that receives None each time the list of rooms changes (a room
+        created, joined, left or stopped); changes that come while one is unread merge."""
+        send, receive = trio.open_memory_channel[None](1)
+        self._room_watchers.add(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._room_watchers.discard(send)
+
+    def _rooms_changed(self) -> None:
+        for watcher in list(self._room_watchers):
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                watcher.send_nowait(None)
+
     def status(self) -> NodeStatus:
         """Links, DHT contacts and each room's sync progress, now."""
         return NodeStatus(
@@ -1045,6 +1041,7 @@ class Node:
     async def _dial_loop(self, address: str, peer_id: bytes | None) -> None:
         backoff, breaker = Backoff(base=self._dial_backoff, cap=300.0), Breaker()
         url = _link_url(address)
+        state = self._dial_states.setdefault(address, DialState(address, peer_id))
         while not self._closing:
             existing = self._links.get(peer_id) if peer_id is not None else None
             if existing is not None:
@@ -1061,11 +1058,15 @@ class Node:
                     breaker.succeeded()
                     backoff.reset()
                     peer_id = link.peer_id
+                    state.peer_id, state.failures, state.breaker_open = peer_id, 0, False
+                    state.last_contact_ms = int(time.time() * 1000)
                     if peer_id == self.peer_id:
                         return
                     await self._serve_link(link, address)
             except LinkClosed as exc:
                 breaker.failed(now)
+                state.failures += 1
+                state.breaker_open = not breaker.allow(trio.current_time())
                 log.debug("dial %s: %s", address, exc)
             except LinkError as exc:  # a bad address: our caller's mistake, not the peer's
                 log.warning("cannot dial %s: %s", address, exc)
@@ -1123,6 +1124,7 @@ class Node:
                         record = PeerRecord.create(self.identity.private_key, key, [where], expires)
                         await dht.announce(key, record)
                         announced_until = expires
+                        self._announced.add(driver.room_id)
                 except DHTError as exc:
                     log.debug("DHT announce for room %s: %s", driver.room_id.hex()[:8], exc)
             try:

@@ -141,6 +141,22 @@ class Room:
         """Every message in (hlc, author, seq) order, as it stands now."""
         return self._driver.history.replica.timeline()
 
+    def history(
+        self, *, before: bytes | None = None, before_ms: int | None = None, limit: int = 100
+    ) -> list[Message]:
+        """Up to `limit` messages, oldest first: the newest ones older than message `before`
+        (or than wall-clock time `before_ms`), or the newest of all. A `before` we do not
+        have gives an empty list."""
+        return self._driver.history.replica.page(before=before, before_ms=before_ms, limit=limit)
+
+    def message_count(self) -> int:
+        """How many messages the timeline holds (deleted ones included)."""
+        return self._driver.history.replica.message_count
+
+    def known_addresses(self) -> list[str]:
+        """Link addresses of members this node has reached or was given."""
+        return list(self._driver.peers)
+
     def message(self, message_id: bytes) -> Message | None:
         """One message as it stands now, or None if we do not have it (yet)."""
         return self._driver.history.replica.message(message_id)
