@@ -63,7 +63,6 @@ from ._backoff import Backoff, Breaker
 from ._invite import Invite, InviteError, check_address, parse_invite
 from ._lock import DataDirError, hold_lock
 from ._room import Room, RoomEvents
-from ._sim import SimNetwork
 from ._status import DialState, NodeStatus, RoomStatus
 from .gossip import Action as GossipAction
 from .gossip import GossipConfig, Ingest, Penalise, RoomGossip, Send
@@ -81,6 +80,7 @@ from .link import (
     connect_link,
     serve_links,
 )
+from .sim import SimNetwork
 
 __all__ = ["Node", "NodeStatus", "RoomStatus", "room_dht_key"]
 

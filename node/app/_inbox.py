@@ -25,9 +25,9 @@ from typing import Final
 
 import platformdirs
 
+from .._lock import DataDirError, Holder, Lock, LockHeld, hold_lock
+from .._node import IDENTITY_FILE
 from ._config import CONFIG_FILE
-from ._lock import DataDirError, Holder, Lock, LockHeld, hold_lock
-from ._node import IDENTITY_FILE
 
 __all__ = [
     "NEW_ROOM_MARK",

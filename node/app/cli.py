@@ -33,9 +33,11 @@ import trio
 
 from crdt import History, Identity, IdentityError, Kind, Message, StoreError, Verifier
 
-from ._addresses import parse_address
+from .._addresses import parse_address
+from .._invite import Invite, InviteError, parse_invite
+from .._node import IDENTITY_FILE, ROOMS_DIR, Node
 from ._config import CONFIG_FILE, Config, ConfigError, load_config, write_config
-from ._datadir import (
+from ._inbox import (
     DataDirError,
     LockHeld,
     default_data_dir,
@@ -43,9 +45,7 @@ from ._datadir import (
     queue_invite,
     require_initialised,
 )
-from ._headless import RunError, run_node
-from ._invite import Invite, InviteError, parse_invite
-from ._node import IDENTITY_FILE, ROOMS_DIR, Node
+from ._run import RunError, run_node
 
 __all__ = ["main"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._addresses import parse_address
+from .._addresses import parse_address
 
 __all__ = ["CONFIG_FILE", "Config", "ConfigError", "load_config", "parse_host_port", "write_config"]
 

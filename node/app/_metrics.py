@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._node import NodeStatus
+from .._status import NodeStatus
 
 __all__ = ["NodeCollector", "serve_metrics"]
 
