@@ -1,16 +1,12 @@
-"""The data dir as the command line shares it between processes: its lock and its inbox.
+"""The inbox: how other rumor processes hand rooms to the node running on a data dir.
 
-Layout, beside what `Node` keeps there (`identity.pem`, `rooms/`, ...)::
-
-    config.toml          the headless node's config (`node._config`)
-    lock                 held (flock) by the process using the node; holds its pid and address
-    inbox/*.invite       invites handed to a running node by `rumor create` / `rumor join`
+    inbox/*.invite       invites handed over by `rumor create` / `rumor join`
     inbox/*.failed       entries the node could not read or join, set aside for the operator
 
-Only one process at a time opens the node's rooms: the one holding `lock` (`node._lock`;
-`Node.open` takes it too). Another process never touches the rooms; it writes an invite
-into `inbox/` (atomically: written under a temporary name, then renamed), and the lock
-holder joins it.
+Only one process at a time opens the node's rooms: the one holding the data dir's lock
+(`node._lock`; `Node.open` takes it too). Another process never touches the rooms; it
+writes an invite into `inbox/` (atomically: written under a temporary name, then renamed),
+and the lock holder joins it. The paths come from `node._datadir`, which owns the layout.
 """
 
 from __future__ import annotations
@@ -23,11 +19,8 @@ import time
 from pathlib import Path
 from typing import Final
 
-import platformdirs
-
+from .._datadir import INBOX_DIR, DataDir, default_data_dir
 from .._lock import DataDirError, Holder, Lock, LockHeld, hold_lock
-from .._node import IDENTITY_FILE
-from ._config import CONFIG_FILE
 
 __all__ = [
     "NEW_ROOM_MARK",
@@ -44,19 +37,14 @@ __all__ = [
     "set_aside",
 ]
 
-INBOX_DIR: Final = "inbox"
 INVITE_SUFFIX: Final = ".invite"
 NEW_ROOM_MARK: Final = ".new"  # before the suffix: a room to create, not to join
 FAILED_SUFFIX: Final = ".failed"  # an inbox entry that could not be joined, kept
 MAX_INVITE_BYTES: Final = 64 * 1024
 
 
-def default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir("rumor"))
-
-
 def require_initialised(data_dir: Path) -> None:
-    if not (data_dir / CONFIG_FILE).exists() or not (data_dir / IDENTITY_FILE).exists():
+    if not DataDir(data_dir).is_initialised():
         raise DataDirError(
             f"{data_dir} is not a rumor data dir; run: rumor init --data-dir {data_dir}"
         )

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from node.client import ClientError, LocalClient, RoomChanged, RoomsChanged
 
 from crdt import MessageAdded
 from node import SimNetwork
+from node.client import ClientError, LocalClient, RoomChanged, RoomsChanged
 
 from ..nodelib._helpers import open_sim_node, wait_until
 
