@@ -6,10 +6,11 @@ it returns; testers run nodes in virtual time on a `SimNetwork`
 (`node.link`, `node.gossip`, `node.noise`).
 """
 
+from ._events import RoomEvents
 from ._invite import Invite, InviteError, parse_invite
 from ._lock import DataDirError
 from ._node import Node, room_dht_key
-from ._room import Room, RoomEvents
+from ._room import Room
 from ._status import NodeStatus, RoomStatus
 from .sim import SimNetwork
 

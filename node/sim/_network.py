@@ -335,13 +335,16 @@ class SimNetwork:
         def wall_clock_ms() -> int:
             return self.epoch_ms + int(trio.current_time() * 1000)
 
+        rng = random.Random(seed if seed is not None else self.rng.getrandbits(64))
         return Environment(
             streams=self.transport(host),
             open_datagrams=open_datagrams,
             blocking=INLINE,
             resolve=resolve,
             wall_clock_ms=wall_clock_ms,
-            rng=random.Random(seed if seed is not None else self.rng.getrandbits(64)),
+            rng=rng,
+            # In a simulation nothing is secret, and everything must come from the seed.
+            unpredictable=lambda: random.Random(rng.getrandbits(64)),
             processes=False,
             host=host,
         )

@@ -146,7 +146,7 @@ async def sync_b(
         if profiler is not None:
             profiler.disable()
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-        (handle,) = node._links.values()
+        (handle,) = node._peers.links.values()
         stored = await driver.history.store.count()
         text = ""
         if profiler is not None:
