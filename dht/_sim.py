@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import trio
 
+from ._config import DHTConfig
 from ._driver import DHTNode
 from ._errors import LocalProtocolError
 from ._ids import Address, canonical_host
-from ._protocol import DHTConfig
 
 __all__ = ["LinkSpec", "SimNetwork", "SimSocket", "SimSwarm"]
 
