@@ -239,6 +239,7 @@ class DHTNode:
         rng: random.Random | None = None,
         transport: DatagramTransport | None = None,
         save_interval: float = 600.0,
+        wall_clock: Callable[[], float] = time.time,
         blocking: Blocking = THREADED,
     ) -> None:
         if identity is not None and node_id is not None:
@@ -253,6 +254,8 @@ class DHTNode:
         self._rng = rng if rng is not None else random.SystemRandom()
         self._given_transport = transport
         self._save_interval = save_interval
+        # Seconds since the epoch behind record expiry; a simulation passes its own.
+        self._wall_clock = wall_clock
         # How the state file is read and written: on a worker thread, or (INLINE) on
         # the trio thread, as a simulated run in virtual time needs.
         self._blocking = blocking
@@ -285,7 +288,7 @@ class DHTNode:
                 rng=self._rng,
                 now=now,
                 config=self._config,
-                wall_offset=time.time() - now,
+                wall_offset=self._wall_clock() - now,
             )
             self._stack = contextlib.AsyncExitStack()
             nursery = await self._stack.enter_async_context(trio.open_nursery())

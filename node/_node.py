@@ -32,7 +32,7 @@ import trio
 
 from crdt import History, Identity, Kind, StoreError, Verifier, check_body, format_peer_id
 from dht import Address, DHTNode
-from rumor_runtime import INLINE, open_unwrapping_nursery
+from rumor_runtime import open_unwrapping_nursery
 
 from ._addresses import join_host_port, split_host_port
 from ._datadir import DataDir
@@ -246,7 +246,8 @@ class Node:
             transport=await env.open_datagrams(host, port),
             rng=env.unpredictable(),
             data_dir=self.data_dir,
-            inline=env.blocking is INLINE,
+            blocking=env.blocking,
+            wall_clock=lambda: env.wall_clock_ms() / 1000,
         )
         async with node as dht:
             task_status.started(dht)
@@ -495,6 +496,7 @@ class Node:
             refusals=self._peers.refusals,
             failed_rooms=tuple(sorted(self._failed_rooms.items())),
             dht_counters=tuple(sorted(self.dht.counters().items())) if self.dht else (),
+            dht_bootstrap_failed=self.dht.bootstrap_failed if self.dht else False,
             rooms=tuple(driver.status() for driver in self._rooms.values()),
         )
 

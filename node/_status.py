@@ -51,6 +51,8 @@ class NodeStatus:
     failed_rooms: tuple[tuple[str, str], ...] = ()
     # The DHT node's counters (RPCs sent and served, timeouts, drops by kind), sorted.
     dht_counters: tuple[tuple[str, int], ...] = ()
+    # Bootstrap addresses were given but none answered in time: the DHT has no contacts.
+    dht_bootstrap_failed: bool = False
 
 
 @dataclass(slots=True)

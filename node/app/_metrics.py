@@ -41,6 +41,11 @@ class NodeCollector(Collector):
             "Contacts in the DHT routing table.",
             value=status.dht_contacts or 0,
         )
+        yield GaugeMetricFamily(
+            "rumor_dht_bootstrap_failed",
+            "1 while bootstrap addresses were given but none answered in time.",
+            value=int(status.dht_bootstrap_failed),
+        )
         dht = CounterMetricFamily(
             "rumor_dht_events",
             "DHT node events: RPCs sent and served, retries, timeouts, drops by kind.",
