@@ -26,3 +26,27 @@ def test_quick_start_has_exactly_two_commands() -> None:
     ]
     ci = (ROOT / ".ci/run").read_text()
     assert 'python -m pip install -e ".[test]" && python -m pytest' in ci
+
+
+PACKAGES = ("crdt", "dht", "node", "rumor_runtime", "tui")
+
+
+def test_the_layout_section_matches_the_tree() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    named = set(re.findall(r"[\w.]+\.py\b", block.group(1)))
+    folders = set(re.findall(r"(\w+)/", block.group(1)))
+    modules = {
+        path.name
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+    }
+    packages = {
+        path.parent.name for package in PACKAGES for path in (ROOT / package).rglob("__init__.py")
+    }
+    assert modules - named == set(), "modules the README's layout does not show"
+    assert named - modules == set(), "modules the README's layout shows that do not exist"
+    assert packages - folders == set(), "packages the README's layout does not show"
