@@ -142,10 +142,12 @@ class Identity:
         return cls(key)
 
     @classmethod
-    def load_or_create(cls, path: str | os.PathLike[str]) -> Identity:
+    def load_or_create(cls, path: str | os.PathLike[str], *, seed: bytes | None = None) -> Identity:
+        """The identity saved at `path`, or a new one saved there: from `seed` (32 random
+        bytes the caller drew, as a simulation does from its seed) or freshly generated."""
         if Path(path).exists():
             return cls.load(path)
-        identity = cls.generate()
+        identity = cls.from_seed(seed) if seed is not None else cls.generate()
         identity.save(path)
         return identity
 

@@ -89,10 +89,11 @@ class DataDir:
     def room_file(self, room_id: bytes) -> Path:
         return self.rooms / f"{room_id.hex()}{ROOM_SUFFIX}"
 
-    def prepare(self) -> Identity:
-        """Make the rooms folder and load the identity (creating both when new)."""
+    def prepare(self, key_seed: bytes | None = None) -> Identity:
+        """Make the rooms folder and load the identity (creating both when new; a new
+        identity from `key_seed` when given)."""
         self.rooms.mkdir(parents=True, exist_ok=True)
-        return Identity.load_or_create(self.identity)
+        return Identity.load_or_create(self.identity, seed=key_seed)
 
     def is_initialised(self) -> bool:
         return self.config.exists() and self.identity.exists()

@@ -42,7 +42,8 @@ class Environment:
     resolve: Resolver
     wall_clock_ms: Callable[[], int]  # behind op timestamps and DHT record expiry
     rng: random.Random  # every random choice the node makes, but for the one below
-    # A generator for what strangers must not guess (the DHT's message ids and tokens).
+    # A generator for what strangers must not guess: keys, room ids and secrets, the DHT's
+    # message ids and tokens.
     unpredictable: Callable[[], random.Random] = random.SystemRandom
     # Whether signatures may be verified on worker processes (not in virtual time).
     processes: bool = True

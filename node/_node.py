@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -152,7 +151,7 @@ class Node:
         if env.host is not None:
             dht_host = env.host
         layout = DataDir(data_dir)
-        identity = await env.blocking(layout.prepare)
+        identity = await env.blocking(layout.prepare, env.unpredictable().randbytes(32))
         # One node per data dir: two would author the same chain twice (a fork of our own).
         key = data_dir.resolve()
         if key in _OPEN_DIRS:
@@ -428,7 +427,8 @@ class Node:
         hold no other room of that id. Creating again returns the room."""
         self._check_open()
         if room_id is None or secret is None:
-            room_id, secret = secrets.token_bytes(32), secrets.token_bytes(32)
+            draw = self._env.unpredictable()
+            room_id, secret = draw.randbytes(32), draw.randbytes(32)
         invite = Invite(room_id, secret, name)  # checks them as an invite would
         existing = self._rooms.get(room_id)
         if existing is not None:
