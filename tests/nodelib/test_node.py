@@ -1,19 +1,32 @@
-"""Nodes on real loopback sockets: convergence, relays, late joins, wrong secrets, restarts."""
+"""Whole nodes: convergence, relays, late joins, wrong secrets, restarts, the data dir.
+
+Most run on the simulated network in virtual time (they need no real socket); a few run
+on real loopback sockets, where the real transport is the point."""
 
 from __future__ import annotations
 
+import functools
+import random
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import msgpack
 import pytest
 import trio
+import trio.testing
 
 from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, Store, TopicChanged
-from node import DataDirError, Invite, InviteError, Room, parse_invite
+from node import DataDirError, Invite, InviteError, Node, Room, SimNetwork, parse_invite
 from node._lock import _take_lock
 
-from ._helpers import open_node, same_room, texts, wait_until
+from ._helpers import open_node, open_sim_node, same_room, texts, wait_until
 from ._scenarios import restarted_mid_sync
+
+
+def simulated() -> Callable[..., AbstractAsyncContextManager[Node]]:
+    """Nodes on one simulated network, in virtual time."""
+    return functools.partial(open_sim_node, SimNetwork(random.Random(3), jitter=0.0))
 
 
 async def test_two_nodes_converge(tmp_path: Path) -> None:
@@ -54,7 +67,10 @@ async def test_a_node_that_accepts_no_links_takes_part_by_dialing_out(tmp_path: 
             assert parse_invite(rb2.invite()).peers == ()
 
 
-async def test_line_a_b_c_relays_through_b(tmp_path: Path) -> None:
+async def test_line_a_b_c_relays_through_b(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(20):
         async with (
             open_node(tmp_path / "a") as a,
@@ -77,7 +93,10 @@ async def test_line_a_b_c_relays_through_b(tmp_path: Path) -> None:
             assert c.peer_id not in a.status().links
 
 
-async def test_late_joiner_gets_the_whole_history(tmp_path: Path) -> None:
+async def test_late_joiner_gets_the_whole_history(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(30):
         async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
             ra = await a.create_room("history")
@@ -92,7 +111,10 @@ async def test_late_joiner_gets_the_whole_history(tmp_path: Path) -> None:
             await wait_until(lambda: b.status().rooms[0].synced)
 
 
-async def test_wrong_secret_gets_nothing(tmp_path: Path) -> None:
+async def test_wrong_secret_gets_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(15):
         async with open_node(tmp_path / "a") as a, open_node(tmp_path / "m") as m:
             ra = await a.create_room("private")
@@ -113,7 +135,10 @@ async def test_wrong_secret_gets_nothing(tmp_path: Path) -> None:
             assert a.status().rooms[0].peers == ()
 
 
-async def test_restarted_node_keeps_everything_and_catches_up(tmp_path: Path) -> None:
+async def test_restarted_node_keeps_everything_and_catches_up(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(25):
         async with open_node(tmp_path / "a") as a:
             ra = await a.create_room("durable")
@@ -139,7 +164,10 @@ async def test_restarted_node_keeps_everything_and_catches_up(tmp_path: Path) ->
                 await wait_until(lambda: len(ra.timeline()) == 22)
 
 
-async def test_edits_deletes_reactions_and_topic_reach_the_others(tmp_path: Path) -> None:
+async def test_edits_deletes_reactions_and_topic_reach_the_others(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(15):
         async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
             ra = await a.create_room("changes")
@@ -169,7 +197,10 @@ async def test_edits_deletes_reactions_and_topic_reach_the_others(tmp_path: Path
             assert gone_b is not None and gone_b.deleted and gone_b.text == ""
 
 
-async def test_events_yield_the_changes(tmp_path: Path) -> None:
+async def test_events_yield_the_changes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(15):
         async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
             ra = await a.create_room("events")
@@ -195,7 +226,10 @@ async def test_events_yield_the_changes(tmp_path: Path) -> None:
                 assert await events.__anext__() == MessageAdded(mine)
 
 
-async def test_events_end_when_the_node_closes(tmp_path: Path) -> None:
+async def test_events_end_when_the_node_closes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(10):
         async with open_node(tmp_path / "a") as a:
             room: Room = await a.create_room("short")
@@ -209,7 +243,10 @@ async def test_node_restarted_mid_sync_finishes(tmp_path: Path, stop: str) -> No
         await restarted_mid_sync(open_node, tmp_path, stop, total=1500)
 
 
-async def test_join_checks_invites_and_is_idempotent(tmp_path: Path) -> None:
+async def test_join_checks_invites_and_is_idempotent(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     with trio.fail_after(10):
         async with open_node(tmp_path / "a") as a, open_node(tmp_path / "b") as b:
             ra = await a.create_room("once")
@@ -242,7 +279,10 @@ async def test_a_data_dir_is_open_in_one_node_at_a_time(tmp_path: Path) -> None:
         assert a.rooms() == []
 
 
-async def test_a_nick_no_op_could_carry_is_refused_before_it_is_saved(tmp_path: Path) -> None:
+async def test_a_nick_no_op_could_carry_is_refused_before_it_is_saved(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     async with open_node(tmp_path / "a") as a:
         await a.set_nick("alice")
         with pytest.raises(ValueError, match="control character"):
@@ -258,8 +298,12 @@ async def test_a_nick_no_op_could_carry_is_refused_before_it_is_saved(tmp_path: 
     "settings", ['{"nick": ', "[1, 2]", '{"nick": "x\\u001b]0;pwn\\u0007"}', '{"nick": 5}']
 )
 async def test_a_damaged_settings_file_is_ignored(
-    tmp_path: Path, settings: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    settings: str,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
+    open_node = simulated()
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "settings.json").write_text(settings, "utf-8")
     async with open_node(tmp_path / "a") as a:
@@ -269,7 +313,10 @@ async def test_a_damaged_settings_file_is_ignored(
     assert "ignoring the nickname" in caplog.text
 
 
-async def test_an_empty_room_file_is_skipped_untouched(tmp_path: Path) -> None:
+async def test_an_empty_room_file_is_skipped_untouched(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     (tmp_path / "a" / "rooms").mkdir(parents=True)
     empty = tmp_path / "a" / "rooms" / f"{'cd' * 32}.sqlite3"
     empty.touch()
@@ -279,7 +326,10 @@ async def test_an_empty_room_file_is_skipped_untouched(tmp_path: Path) -> None:
     assert empty.stat().st_size == 0
 
 
-async def test_the_api_after_the_node_closed(tmp_path: Path) -> None:
+async def test_the_api_after_the_node_closed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     async with open_node(tmp_path / "a") as a:
         room = await a.create_room("closing")
         invite = room.invite()
@@ -290,7 +340,10 @@ async def test_the_api_after_the_node_closed(tmp_path: Path) -> None:
         assert [change async for change in events] == []
 
 
-async def test_stored_peer_addresses_today_s_rules_refuse_are_dropped(tmp_path: Path) -> None:
+async def test_stored_peer_addresses_today_s_rules_refuse_are_dropped(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    open_node = simulated()
     async with open_node(tmp_path / "a") as a:
         room_id = (await a.create_room("old")).id
     path = tmp_path / "a" / "rooms" / f"{room_id.hex()}.sqlite3"
