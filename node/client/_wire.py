@@ -10,7 +10,7 @@ the protocol version (`PROTOCOL_VERSION`) and whose second names the frame::
       [1, "welcome", peer_id]                   the token was right; calls may follow
       [1, "result", id, value]                  the call `id` returned `value`
       [1, "failure", id, message]               the node refused call `id` (a ClientError)
-      [1, "event", subscription, event]         a ClientEvent for a subscription
+      [1, "event", subscription, event]         a ClientEvent for the subscribe call `subscription`
       [1, "refusal", code, message]             the connection is refused; it closes next
 
 Values are msgpack natives (bin for bytes, str, int, bool, nil, arrays); every data type
@@ -70,8 +70,10 @@ MAX_CLIENT_FRAME: Final = 64 * 1024
 MAX_SERVER_FRAME: Final = 32 * 1024 * 1024
 MAX_TOKEN: Final = 256
 MAX_ID: Final = (1 << 63) - 1
-SUBSCRIBE: Final = "subscribe"  # () -> subscription id: events flow until unsubscribed
-UNSUBSCRIBE: Final = "unsubscribe"  # (subscription) -> None
+# Events flow from a `subscribe` call's result on, tagged with that call's id, until an
+# `unsubscribe` names it: the client knows the tag before the first event can arrive.
+SUBSCRIBE: Final = "subscribe"  # () -> None
+UNSUBSCRIBE: Final = "unsubscribe"  # (subscription: the subscribe call's id) -> None
 
 
 class RefusalCode(enum.StrEnum):
@@ -326,7 +328,7 @@ def _methods() -> dict[str, _Method]:
             if p.name != "self" and p.default is inspect.Parameter.empty
         )
         methods[name] = _Method(name, params, required, hints["return"])
-    methods[SUBSCRIBE] = _Method(SUBSCRIBE, {}, frozenset(), int)
+    methods[SUBSCRIBE] = _Method(SUBSCRIBE, {}, frozenset(), type(None))
     params = {"subscription": int}
     methods[UNSUBSCRIBE] = _Method(UNSUBSCRIBE, params, frozenset(params), type(None))
     return methods
@@ -442,7 +444,7 @@ def decode_server_frame(data: bytes) -> ServerFrame:
         frame = _build(Event, body[1], _load(body[2], ClientEvent))
     elif kind == "refusal":
         _shape(body, "refusal", 2)
-        code = body[1]
+        code = _load(body[1], str)
         try:
             refusal_code = RefusalCode(code)
         except ValueError:
