@@ -73,6 +73,8 @@ __all__ = ["main"]
 
 DEBUG_ENV: Final = "RUMOR_DEBUG"  # set (to anything) for tracebacks with the error lines
 DATA_DIR_ENV: Final = "RUMOR_DATA_DIR"  # the data dir when --data-dir is not given
+NICK_WAIT: Final = 15.0  # seconds `rumor nick` waits for the rooms to show the new nick (a
+# node opened by the command may write in a room only after its 10 s own-chain grace)
 NOT_RUNNING: Final = 3  # `rumor status` when no node runs (as LSB init scripts say)
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mistake
 
@@ -595,6 +597,7 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
             return 0
         if command == "nick":
             await client.set_nick(args.name)
+            await _until_nick_said(client, args.name)
             return 0
         if command == "status":
             return await _status(client, running, as_json=args.json)
@@ -629,6 +632,20 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
+
+
+async def _until_nick_said(client: ChatClient, nick: str) -> None:
+    """Wait (at most NICK_WAIT seconds) until every room shows the nick: a node opened just
+    for this command may say it in a room only once that room's own chain is loaded, and
+    must not be closed before."""
+    me = (await client.me()).peer_id
+    with trio.move_on_after(NICK_WAIT):
+        for room in await client.rooms():
+            while True:
+                members = {m.peer_id: m.nick for m in await client.members(room.id)}
+                if members.get(me) == nick:
+                    break
+                await trio.sleep(0.05)
 
 
 def _note(text: str) -> None:
