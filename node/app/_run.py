@@ -16,6 +16,10 @@ retried on its own, and the node keeps serving.
 SIGHUP stops the node like SIGINT and SIGTERM: a closed terminal or tmux session must not
 leave a node running unseen (and a reload signal would have nothing to reload).
 
+The control API (`node.app._control`) is served beside the node, on loopback (any free
+port) unless `ControlOptions` say otherwise; its address goes to `control.json` in the
+data dir while the node runs, so `rumor attach` and the shell commands find it.
+
 Operator logs go to stderr, one line per event: started, room joined, link up or down,
 DHT reachable or not, a room caught up, shutting down. Links and DHT contacts are seen by
 comparing `Node.status()` snapshots (`Watcher`), since the Node offers no event stream for
@@ -33,6 +37,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -47,17 +52,28 @@ from .._invite import InviteError, parse_invite
 from .._node import Node
 from .._room import Room
 from .._status import NodeStatus
+from ..client import LocalClient
+from ..client._remote import ControlAddress
 from ._config import Config
+from ._control import (
+    ensure_token,
+    forget_control_address,
+    is_loopback,
+    open_control_listeners,
+    record_control_address,
+    serve_control,
+)
 from ._inbox import NEW_ROOM_MARK, Lock, pending_invites, read_invite, set_aside
 from ._metrics import NodeCollector, serve_metrics
 
-__all__ = ["RunError", "Watcher", "run_node"]
+__all__ = ["ControlOptions", "RunError", "Watcher", "run_node"]
 
 log = logging.getLogger("rumor")
 
 INBOX_POLL: Final = 1.0  # seconds between looks at the inbox
 WATCH_INTERVAL: Final = 0.25  # seconds between status snapshots compared for the log
 CAUGHT_UP_EVERY: Final = 10.0  # at most one "caught up" line per room this often
+DEFAULT_CONTROL: Final = ControlAddress(host="127.0.0.1", port=0)  # loopback, any free port
 SHUTDOWN_GRACE: Final = 10.0  # seconds a stop may take (links close in 2 s, workers in 5 s)
 
 
@@ -251,10 +267,50 @@ class RunError(Exception):
     """The node cannot start as configured; the message is one line for people."""
 
 
-async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
+@dataclass(frozen=True, slots=True)
+class ControlOptions:
+    """Where the control API listens (None: nowhere), and whether clients from other
+    hosts may connect (the operator's explicit choice, for a non-loopback address)."""
+
+    address: ControlAddress | None = DEFAULT_CONTROL
+    allow_remote: bool = False
+
+    def __post_init__(self) -> None:
+        if self.address is not None and not is_loopback(self.address) and not self.allow_remote:
+            raise RunError(
+                f"control API on {self.address} would be reachable from other hosts; "
+                "add --control-allow-remote to accept that"
+            )
+
+
+async def _open_control(
+    data_dir: Path, control: ControlOptions
+) -> tuple[list[trio.SocketListener], ControlAddress | None, str]:
+    if control.address is None:
+        return [], None, ""
+    try:
+        token = await trio.to_thread.run_sync(ensure_token, data_dir)
+    except OSError as exc:
+        raise RunError(
+            f"cannot make the control token in {data_dir}: {exc.strerror or exc}"
+        ) from None
+    try:
+        listeners, bound = await open_control_listeners(control.address)
+    except OSError as exc:
+        raise RunError(
+            f"cannot serve the control API on {control.address}: {exc.strerror or exc}"
+        ) from None
+    return listeners, bound, token
+
+
+async def run_node(
+    data_dir: Path, config: Config, lock: Lock, control: ControlOptions | None = None
+) -> int:
     """Run the node in `data_dir` until SIGINT, SIGTERM or SIGHUP; 0 after a clean stop."""
+    control = control if control is not None else ControlOptions()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         listeners: list[trio.SocketListener] = []
+        control_listeners, control_address, token = await _open_control(data_dir, control)
         if config.metrics:
             host, port = split_host_port(config.metrics)
             try:
@@ -265,6 +321,10 @@ async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
                 ) from None
         watchdog = _Watchdog(SHUTDOWN_GRACE)
         async with contextlib.AsyncExitStack() as stack:
+            for listener in control_listeners:
+                stack.push_async_callback(listener.aclose)
+            if control_address is not None and control_address.unix:
+                stack.callback(_unlink_quietly, control_address.unix)
             try:
                 node = await stack.enter_async_context(
                     Node.open(
@@ -286,11 +346,28 @@ async def run_node(data_dir: Path, config: Config, lock: Lock) -> int:
                 # The node's word for stored data it cannot use (settings.json, say).
                 raise RunError(f"cannot start the node on {data_dir}: {exc}") from None
             lock.announce(node.address)
-            await _serve(node, data_dir, listeners, signals)
+            served = _Control(control_listeners, control_address, token, control.allow_remote)
+            try:
+                await _serve(node, data_dir, listeners, signals, served)
+            finally:
+                forget_control_address(data_dir)
             watchdog.arm()  # from here on, the node closes
         watchdog.disarm()
         log.info("stopped")
     return 0
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Control:
+    listeners: list[trio.SocketListener]
+    address: ControlAddress | None
+    token: str
+    allow_remote: bool
 
 
 async def _serve(
@@ -298,6 +375,7 @@ async def _serve(
     data_dir: Path,
     listeners: list[trio.SocketListener],
     signals: AsyncIterator[int],
+    control: _Control | None = None,
 ) -> None:
     """Log the start, serve metrics, watch the inbox, until SIGINT or SIGTERM."""
     dht = "off"
@@ -320,6 +398,28 @@ async def _serve(
             nursery.start_soon(serve_metrics, registry, listeners)
             host, port = listeners[0].socket.getsockname()[:2]
             log.info("metrics on http://%s/metrics", join_host_port(host, port))
+        if control is not None and control.address is not None:
+            await nursery.start(
+                functools.partial(
+                    serve_control,
+                    LocalClient(node),
+                    control.listeners,
+                    control.token,
+                    allow_remote=control.allow_remote,
+                )
+            )
+            try:
+                await trio.to_thread.run_sync(record_control_address, data_dir, control.address)
+            except OSError as exc:
+                log.warning(
+                    "control API on %s, but cannot record it in %s (%s): clients must be "
+                    "given the address",
+                    control.address,
+                    data_dir,
+                    exc.strerror or exc,
+                )
+            else:
+                log.info("control API on %s", control.address)
         nursery.start_soon(_inbox_loop, node, data_dir)
         nursery.start_soon(_watch, node)
         async for signum in signals:

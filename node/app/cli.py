@@ -1,10 +1,16 @@
 """The `rumor` command line.
 
-    rumor init    create the identity and config.toml in the data dir
-    rumor run     a long-running headless node (`node._headless`)
-    rumor create  create a room and print its invite
-    rumor join    store the room an invite names
-    rumor demo    two replicas of one room write apart, sync, and converge
+    rumor              the terminal UI (attached to the data dir's node if one runs)
+    rumor init         create the identity, config.toml and control token in the data dir
+    rumor run          a long-running headless node (`node.app._run`) with its control API
+    rumor attach       the terminal UI against a running node
+    rumor create/join  create a room and print its invite / store the room an invite names
+    rumor rooms, send, history, tail, invite, nick, status, leave
+                       chat from the shell: through the running node's control API, or,
+                       when none runs, by opening the data dir (the same `ChatClient` code)
+    rumor demo         a swarm of bot nodes on loopback in a demo room
+
+`RUMOR_DATA_DIR` stands for `--data-dir` wherever that option is taken.
 
 `create` and `join` store the room themselves when no node runs on the data dir; while a
 `rumor run` holds the data dir's lock they hand the invite to it through the data dir's
@@ -18,26 +24,44 @@ the traceback.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
+import functools
+import importlib
+import importlib.metadata
+import json
 import logging
 import os
 import secrets
 import sys
 import tempfile
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import trio
 
-from crdt import History, Identity, IdentityError, Kind, Message, StoreError, Verifier
+from crdt import (
+    Identity,
+    IdentityError,
+    Message,
+    MessageAdded,
+    StoreError,
+    format_peer_id,
+    hlc_millis,
+)
+from rumor_runtime import lone_error
 
-from .._addresses import parse_address
+from .._addresses import parse_address, short_peer_id
 from .._datadir import DataDir
 from .._invite import Invite, InviteError, parse_invite
 from .._node import Node
+from ..client import ChatClient, ClientError, LocalClient, RoomChanged, RoomInfo
+from ..client._remote import RemoteClient, parse_control_address
 from ._config import CONFIG_FILE, Config, ConfigError, load_config, write_config
+from ._control import ensure_token
+from ._demo import open_demo_client, run_headless
 from ._inbox import (
     DataDirError,
     LockHeld,
@@ -46,11 +70,15 @@ from ._inbox import (
     queue_invite,
     require_initialised,
 )
-from ._run import RunError, run_node
+from ._run import ControlOptions, RunError, run_node
 
 __all__ = ["main"]
 
 DEBUG_ENV: Final = "RUMOR_DEBUG"  # set (to anything) for tracebacks with the error lines
+DATA_DIR_ENV: Final = "RUMOR_DATA_DIR"  # the data dir when --data-dir is not given
+NICK_WAIT: Final = 15.0  # seconds `rumor nick` waits for the rooms to show the new nick (a
+# node opened by the command may write in a room only after its 10 s own-chain grace)
+NOT_RUNNING: Final = 3  # `rumor status` when no node runs (as LSB init scripts say)
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mistake
 
 
@@ -116,12 +144,13 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rumor", description="A self-hosted peer-to-peer chat node.")
-    parser.add_argument("--version", action="version", version="rumor 0.1.0")
+    parser.add_argument("--version", action="version", version=f"rumor {_version()}")
     parser.add_argument(
         "--debug", action="store_true", help=f"print tracebacks with errors (or set {DEBUG_ENV}=1)"
     )
+    data_dir_help = f"the node's data dir (default: ${DATA_DIR_ENV}, else {default_data_dir()})"
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    data_dir_help = f"the node's data dir (default: {default_data_dir()})"
 
     init = commands.add_parser("init", help="create the identity and config file")
     init.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
@@ -136,6 +165,94 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
     _add_node_options(run)
+    run.add_argument(
+        "--control",
+        type=_control_type,
+        metavar="ADDRESS",
+        help="serve the control API here: HOST:PORT, unix:PATH, or off "
+        "(default: 127.0.0.1, any free port; recorded in DATA_DIR/control.json)",
+    )
+    run.add_argument(
+        "--control-allow-remote",
+        action="store_true",
+        help="accept control clients from other hosts (needs a --control address that is "
+        "not loopback; the token still guards it, but nothing encrypts it: use a tunnel)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "text", "plain", "json"],
+        default="auto",
+        help="text: with timestamps; plain: one line per event without them (journald and "
+        "docker add their own); json: one object per line; auto: text on a terminal, else "
+        "plain",
+    )
+
+    attach = commands.add_parser(
+        "attach", help="open the terminal UI against a running node (rumor run)"
+    )
+    attach.add_argument(
+        "address",
+        nargs="?",
+        metavar="ADDRESS",
+        help="the node's control address (HOST:PORT or unix:PATH; default: the data dir's "
+        "running node)",
+    )
+    attach.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    attach.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="the node's control token (default: DATA_DIR/control.token)",
+    )
+
+    rooms = commands.add_parser("rooms", help="list the rooms: name, id, members, synced")
+    rooms.add_argument("--json", action="store_true", help="one JSON object per line")
+    rooms.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    room_help = "the room: its name, or a prefix of its id in hex"
+    send = commands.add_parser("send", help="send a message to a room")
+    send.add_argument("room", metavar="ROOM", help=room_help)
+    send.add_argument("text", metavar="TEXT", help="the message; - reads it from stdin")
+    send.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    history = commands.add_parser("history", help="print a room's latest messages")
+    history.add_argument("room", metavar="ROOM", help=room_help)
+    history.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="how many (default 20)"
+    )
+    history.add_argument("--json", action="store_true", help="one JSON object per message")
+    history.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    tail = commands.add_parser("tail", help="print a room's new messages as they come")
+    tail.add_argument("room", metavar="ROOM", help=room_help)
+    tail.add_argument(
+        "--lines",
+        type=_count,
+        default=10,
+        metavar="N",
+        help="print the last N messages first (default 10)",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per message")
+    tail.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    invite = commands.add_parser("invite", help="print a room's invite again")
+    invite.add_argument("room", metavar="ROOM", help=room_help)
+    invite.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    nick = commands.add_parser("nick", help="set your nickname in every room")
+    nick.add_argument("name", metavar="NAME")
+    nick.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    status = commands.add_parser(
+        "status",
+        help="links, DHT contacts, each room's sync state; exit 1 if unhealthy, 3 if stopped",
+    )
+    status.add_argument("--json", action="store_true", help="the status as one JSON object")
+    status.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+
+    leave = commands.add_parser("leave", help="leave a room (its history is kept aside)")
+    leave.add_argument("room", metavar="ROOM", help=room_help)
+    leave.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
 
     create = commands.add_parser("create", help="create a room and print its invite")
     create.add_argument("name", metavar="NAME", help="the room's name (local to each member)")
@@ -146,19 +263,48 @@ def _parser() -> argparse.ArgumentParser:
     join.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
 
     demo = commands.add_parser(
-        "demo", help="two replicas of one room write apart, sync, and converge"
+        "demo",
+        help="the UI with its own node and three bot nodes on loopback, chatting in a demo room",
     )
     demo.add_argument(
-        "--data-dir", type=Path, help="keep the two histories here (default: a temp dir)"
+        "--headless",
+        action="store_true",
+        help="no UI: run the swarm, print the conversation, exit 0 once all converged",
+    )
+    demo.add_argument(
+        "--data-dir", type=Path, help="keep the nodes' data dirs here (default: a temp dir)"
     )
     return parser
 
 
-def _leaf(error: BaseException) -> BaseException:
-    """The one error inside nested single-error groups (trio nurseries wrap errors)."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
+def _control_type(text: str) -> str:
+    if text == "off":
+        return text
+    try:
+        parse_control_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    return int(text)
+
+
+def _version() -> str:
+    """The installed package's version: pyproject.toml is its one source."""
+    try:
+        return importlib.metadata.version("rumor")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
 
 
 class CommandError(Exception):
@@ -168,6 +314,7 @@ class CommandError(Exception):
 # Errors that are the user's to fix (arguments, files, the data dir): one line, status 1.
 _USER_ERRORS = (
     CommandError,
+    ClientError,
     ConfigError,
     DataDirError,
     InviteError,
@@ -180,15 +327,12 @@ _USER_ERRORS = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command is None:
-        _parser().print_help()
-        return 0
     debug = args.debug or bool(os.environ.get(DEBUG_ENV))
     try:
         try:
             return _dispatch(args)
         except BaseExceptionGroup as group:
-            raise _leaf(group) from None
+            raise lone_error(group) from None
     except _USER_ERRORS as exc:
         if debug:
             traceback.print_exc()
@@ -212,23 +356,49 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    from_env = os.environ.get(DATA_DIR_ENV)
+    return Path(from_env) if from_env else default_data_dir()
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        if args.data_dir is not None:
-            return trio.run(_demo, args.data_dir)
-        with tempfile.TemporaryDirectory(prefix="rumor-demo-") as tmp:
-            return trio.run(_demo, Path(tmp))
-    data_dir: Path = args.data_dir if args.data_dir is not None else default_data_dir()
+        return _demo_command(args)
+    data_dir = _data_dir(args)
+    if args.command is None:
+        return _default(data_dir)
     if args.command == "init":
         return _init(data_dir, args)
+    if args.command == "attach":
+        return _attach(data_dir, args.address, args.token_file)
     require_initialised(data_dir)
     config = load_config(data_dir / CONFIG_FILE)
     if args.command == "run":
-        return _run(data_dir, config.override(**_node_options(args)))
+        control = ControlOptions(
+            address=None
+            if args.control == "off"
+            else parse_control_address(args.control)
+            if args.control
+            else ControlOptions().address,
+            allow_remote=args.control_allow_remote,
+        )
+        if args.control_allow_remote and control.address is None:
+            raise CommandError("--control-allow-remote needs a --control address")
+        return _run(data_dir, config.override(**_node_options(args)), control, args.log_format)
     if args.command == "create":
+        _require_name(args.name, "a room name")
         room = Invite(secrets.token_bytes(32), secrets.token_bytes(32), args.name)
         return _deliver(data_dir, config, room, announce=True)
-    return _deliver(data_dir, config, parse_invite(args.invite), announce=False)
+    if args.command == "join":
+        return _deliver(data_dir, config, parse_invite(args.invite), announce=False)
+    return trio.run(_shell, data_dir, config, args)
+
+
+def _require_name(text: str, what: str) -> None:
+    if not text.strip():
+        raise CommandError(f"{what} cannot be empty or blank")
 
 
 def _node_options(args: argparse.Namespace) -> dict[str, object]:
@@ -250,20 +420,398 @@ def _init(data_dir: Path, args: argparse.Namespace) -> int:
     # An identity already there (a data dir the TUI or an embedder made) is kept.
     identity = Identity.load_or_create(DataDir(data_dir).identity)
     write_config(config_path, config)
+    ensure_token(data_dir)  # for control clients of the node `rumor run` will run
     print(identity.peer_id_text)
     print(f"rumor: initialised {data_dir}; settings in {config_path}", file=sys.stderr)
     return 0
 
 
-def _run(data_dir: Path, config: Config) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-    )
+def _run(data_dir: Path, config: Config, control: ControlOptions, log_format: str) -> int:
+    _configure_logging(log_format)
     with hold_lock(data_dir) as lock:
-        return trio.run(run_node, data_dir, config, lock)
+        return trio.run(run_node, data_dir, config, lock, control)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"level": record.levelname.lower(), "logger": record.name}
+        entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class _JournalFormatter(logging.Formatter):
+    """Plain lines with the syslog priority prefix journald reads (`<4>` for a warning):
+    `journalctl -p warning` then finds them."""
+
+    PRIORITIES: Final = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return f"<{self.PRIORITIES.get(record.levelname, 6)}>{line}"
+
+
+def _configure_logging(log_format: str) -> None:
+    """One line per event on stderr: timestamped on a terminal, plain (the journal or the
+    container runtime stamps them) otherwise, or JSON."""
+    if log_format == "auto":
+        log_format = "text" if sys.stderr.isatty() else "plain"
+    handler = logging.StreamHandler(sys.stderr)
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = _JsonFormatter()
+    elif log_format == "plain":
+        plain = "%(levelname)s %(name)s: %(message)s"
+        # Under systemd, stderr is the journal's stream: it names itself in JOURNAL_STREAM.
+        formatter = (
+            _JournalFormatter(plain)
+            if os.environ.get("JOURNAL_STREAM")
+            else logging.Formatter(plain)
+        )
+    else:
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
+        )
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+# -- the terminal UI: attach to a running node, or open the data dir -----------------------
+
+
+def _default(data_dir: Path) -> int:
+    """`rumor` alone: the UI, attached to the data dir's node if one runs."""
+    if _running(data_dir):
+        return _attach(data_dir, None, None)
+    return _open_ui(data_dir)
+
+
+def _running(data_dir: Path) -> bool:
+    if not data_dir.is_dir():
+        return False
+    try:
+        with hold_lock(data_dir):
+            return False
+    except LockHeld:
+        return True
+
+
+def _open_ui(data_dir: Path) -> int:
+    """The one place the UI is opened on a data dir of its own (no node running there)."""
+    run = _tui_hook("run")
+    if run is None:
+        _parser().print_help()
+        return 0
+    result: int = run(data_dir)
+    return result
+
+
+def _tui_hook(name: str) -> Callable[..., Any] | None:
+    """`tui.<name>`, imported only now (the UI is heavy), or None if this build lacks it."""
+    try:
+        tui = importlib.import_module("tui")
+    except ImportError:
+        return None
+    hook = getattr(tui, name, None)
+    return hook if callable(hook) else None
+
+
+def _attach(data_dir: Path, address: str | None, token_file: Path | None) -> int:
+    """The UI against the node at `address` (default: the data dir's running node)."""
+    target: str | Path = address if address is not None else data_dir
+    token: str | None = None
+    if token_file is not None or address is not None:
+        path = token_file if token_file is not None else data_dir / "control.token"
+        try:
+            token = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read the control token {path}: {exc}") from None
+    elif not _running(data_dir):
+        raise CommandError(f"no node is running on {data_dir} (start one: rumor run)")
+    run_remote = _tui_hook("run_remote")
+    if run_remote is None:
+        raise CommandError("this build of rumor has no terminal UI to attach (tui.run_remote)")
+    # Connected once first, so a wrong address or token is one line, not a UI that fails.
+    trio.run(_check_connection, target, token)
+    result: int = run_remote(functools.partial(RemoteClient.connect, target, token=token))
+    return result
+
+
+async def _check_connection(target: str | Path, token: str | None) -> None:
+    async with RemoteClient.connect(target, token=token) as client:
+        await client.me()
+
+
+# -- chat from the shell ---------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _open_client(data_dir: Path) -> AsyncIterator[tuple[ChatClient, bool]]:
+    """A client of the data dir's node: the running one's control API (True), or, when
+    none runs, the node opened here without links or DHT (False): what is written then
+    goes out when the node runs next."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(hold_lock(data_dir))
+        except LockHeld:
+            stack.close()
+            async with RemoteClient.connect(data_dir) as remote:
+                yield remote, True
+            return
+        try:
+            async with Node.open(data_dir, listen=None, dht_port=None, verify_workers=0) as node:
+                yield LocalClient(node), False
+        except ValueError as exc:
+            # The node's word for stored data it cannot use (a bad nick in settings.json).
+            raise CommandError(f"cannot open the node in {data_dir}: {exc}") from None
+
+
+def _find_room(rooms: list[RoomInfo], text: str) -> RoomInfo:
+    """The room named `text`, or whose id starts with the hex `text`; CommandError if
+    none or several."""
+    if not text.strip():
+        raise CommandError("a room name cannot be empty or blank")
+    named = [room for room in rooms if room.name == text]
+    if not named:
+        prefix = text.lower()
+        if all(c in "0123456789abcdef" for c in prefix):
+            named = [room for room in rooms if room.id.hex().startswith(prefix)]
+    if len(named) == 1:
+        return named[0]
+    if not named:
+        raise CommandError(f"no room {text!r} on this node (rumor rooms lists them)")
+    ids = ", ".join(room.id.hex()[:8] for room in named[:5])
+    raise CommandError(f"{text!r} names {len(named)} rooms ({ids}): give more of the id")
+
+
+async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> int:
+    command: str = args.command
+    text = ""
+    if command == "send":
+        text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+        if not text.strip():
+            raise CommandError("an empty message is not sent")
+    if command == "nick":
+        _require_name(args.name, "a nick")
+    async with _open_client(data_dir) as (client, running):
+        if command == "rooms":
+            for info in await client.rooms():
+                _print_room(info, as_json=args.json)
+            return 0
+        if command == "nick":
+            await client.set_nick(args.name)
+            await _until_nick_said(client, args.name)
+            return 0
+        if command == "status":
+            return await _status(client, running, as_json=args.json)
+        room = _find_room(await client.rooms(), args.room)
+        if command == "send":
+            message_id = await client.send(room.id, text)
+            print(message_id.hex())
+            if not running:
+                _note(f"no node is running on {data_dir}: stored; it goes out with rumor run")
+            return 0
+        if command == "history":
+            for message in await _latest(client, room.id, args.limit):
+                _print_message(message, room, await _nicks(client, room.id), args.json)
+            return 0
+        if command == "tail":
+            return await _tail(client, room, args.lines, as_json=args.json)
+        if command == "invite":
+            invite = await client.invite(room.id)
+            if not running:
+                parsed = parse_invite(invite)
+                address = config.invite_address
+                peers = (address, *parsed.peers) if address else parsed.peers
+                invite = Invite(parsed.room, parsed.secret, parsed.name, peers[:4]).to_uri()
+            print(invite)
+            return 0
+        if command == "leave":
+            await client.leave(room.id)
+            _note(f"left room {room.id.hex()[:8]} {room.name!r}")
+            return 0
+    raise AssertionError(f"unknown command {command}")  # argparse allows no other
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+async def _until_nick_said(client: ChatClient, nick: str) -> None:
+    """Wait (at most NICK_WAIT seconds) until every room shows the nick: a node opened just
+    for this command may say it in a room only once that room's own chain is loaded, and
+    must not be closed before."""
+    me = (await client.me()).peer_id
+    with trio.move_on_after(NICK_WAIT):
+        for room in await client.rooms():
+            while True:
+                members = {m.peer_id: m.nick for m in await client.members(room.id)}
+                if members.get(me) == nick:
+                    break
+                await trio.sleep(0.05)
+
+
+def _note(text: str) -> None:
+    print(f"rumor: {text}", file=sys.stderr)
+
+
+def _print_room(info: RoomInfo, *, as_json: bool) -> None:
+    if as_json:
+        entry = {
+            "id": info.id.hex(),
+            "name": info.name,
+            "topic": info.topic,
+            "members": info.members,
+            "peers": info.peers,
+            "messages": info.messages,
+            "synced": info.synced,
+            "behind": info.behind,
+        }
+        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        return
+    sync = "synced" if info.synced else f"syncing ({info.behind} behind)"
+    print(
+        f"{_flat(info.name) or '-'}\t{info.id.hex()[:8]}\t{info.members} members\t"
+        f"{info.peers} linked\t{sync}",
+        flush=True,
+    )
+
+
+async def _latest(client: ChatClient, room_id: bytes, limit: int) -> list[Message]:
+    """The newest `limit` messages, oldest first, paging by 1000."""
+    messages: list[Message] = []
+    before: bytes | None = None
+    while len(messages) < limit:
+        page = await client.history(room_id, before=before, limit=min(1000, limit - len(messages)))
+        messages[:0] = page.messages
+        if not page.more_before or not page.messages:
+            break
+        before = page.messages[0].id
+    return messages
+
+
+async def _nicks(client: ChatClient, room_id: bytes) -> dict[bytes, str]:
+    return {m.peer_id: m.nick for m in await client.members(room_id) if m.nick}
+
+
+def _print_message(
+    message: Message, room: RoomInfo, nicks: dict[bytes, str], as_json: bool
+) -> None:
+    millis = hlc_millis(message.hlc)
+    if as_json:
+        entry = {
+            "room": room.id.hex(),
+            "id": message.id.hex(),
+            "author": format_peer_id(message.author),
+            "nick": nicks.get(message.author),
+            "time_ms": millis,
+            "text": message.text,
+            "reply_to": message.reply_to.hex() if message.reply_to else None,
+            "edited": message.edited,
+            "deleted": message.deleted,
+            "reactions": {
+                emoji: [format_peer_id(p) for p in who] for emoji, who in message.reactions
+            },
+        }
+        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(millis / 1000))
+    author = nicks.get(message.author) or short_peer_id(message.author)
+    text = "(deleted)" if message.deleted else " ⏎ ".join(message.text.splitlines())
+    flags = " (edited)" if message.edited and not message.deleted else ""
+    reactions = "".join(f"  {emoji}{len(who)}" for emoji, who in message.reactions)
+    print(f"{when} <{_flat(author)}> {text}{flags}{reactions}", flush=True)
+
+
+async def _tail(client: ChatClient, room: RoomInfo, lines: int, *, as_json: bool) -> int:
+    """The last `lines` messages, then each new one as it arrives, until interrupted."""
+    async with client.events() as events:  # before the history: nothing falls in between
+        shown: set[bytes] = set()
+        nicks = await _nicks(client, room.id)
+        if lines:
+            for message in await _latest(client, room.id, lines):
+                shown.add(message.id)
+                _print_message(message, room, nicks, as_json)
+        async for event in events:
+            if not (
+                isinstance(event, RoomChanged)
+                and event.room_id == room.id
+                and isinstance(event.change, MessageAdded)
+                and event.change.id not in shown
+            ):
+                continue
+            new = await client.message(room.id, event.change.id)
+            if new is None:
+                continue
+            if new.author not in nicks:
+                nicks = await _nicks(client, room.id)
+            shown.add(new.id)
+            _print_message(new, room, nicks, as_json)
+    return 0
+
+
+async def _status(client: ChatClient, running: bool, *, as_json: bool) -> int:
+    """Print the node's status; 0 healthy, 1 unhealthy, NOT_RUNNING when no node runs."""
+    status = await client.status()
+    rooms = {info.id: info for info in await client.rooms()}
+    problems = [f"room file {name} stopped: {why}" for name, why in status.failed_rooms]
+    lonely = [info for info in rooms.values() if info.members > 1]
+    if running and lonely and not status.links and not status.dht_contacts:
+        problems.append("isolated: no links and no DHT contacts, so no member can be reached")
+    if not running:
+        problems.insert(0, "no node is running on this data dir")
+    if as_json:
+        entry = {
+            "running": running,
+            "healthy": not problems,
+            "problems": problems,
+            "peer_id": format_peer_id(status.peer_id),
+            "address": status.address,
+            "links": [format_peer_id(p) for p in status.links],
+            "dht_contacts": status.dht_contacts,
+            "refusals": status.refusals,
+            "rooms": [
+                {
+                    "id": room.room_id.hex(),
+                    "name": room.name,
+                    "synced": room.synced,
+                    "behind": room.behind,
+                    "held": room.held,
+                    "ops": room.ops,
+                    "peers": [format_peer_id(p) for p in room.peers],
+                    "received": room.received,
+                    "sent": room.sent,
+                    "rejected": dict(room.rejected),
+                    "penalties": room.penalties,
+                }
+                for room in status.rooms
+            ],
+            "failed_rooms": dict(status.failed_rooms),
+        }
+        print(json.dumps(entry, ensure_ascii=False))
+    else:
+        state = "running" if running else "not running"
+        print(f"node {format_peer_id(status.peer_id)} ({state})")
+        print(f"links: {len(status.links)}" + "".join(f" {short_peer_id(p)}" for p in status.links))
+        print(f"address: {status.address or '-'}")
+        dht = "off" if status.dht_contacts is None else f"{status.dht_contacts} contacts"
+        print(f"DHT: {dht}")
+        for room in status.rooms:
+            sync = "synced" if room.synced else f"syncing: {room.behind} behind, {room.held} held"
+            rejected = sum(count for _, count in room.rejected)
+            extra = f", {rejected} rejected" if rejected else ""
+            extra += f", {room.penalties} penalties" if room.penalties else ""
+            print(
+                f"room {room.room_id.hex()[:8]} {_flat(room.name)!r}: {sync}; "
+                f"{len(room.peers)} linked, {room.ops} ops{extra}"
+            )
+        for name, why in status.failed_rooms:
+            print(f"failed room {name}: {_flat(why)}")
+        print("health: " + ("ok" if not problems else "; ".join(problems)))
+    if not running:
+        return NOT_RUNNING
+    return 1 if problems else 0
 
 
 def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) -> int:
@@ -323,64 +871,26 @@ def _remove_room_file(data_dir: Path, room: bytes) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
-async def _demo(data_dir: Path) -> int:
-    room = hashlib.blake2b(b"rumor demo room", digest_size=32).digest()
-    alice, bob = Identity.generate(), Identity.generate()
-    names = {alice.peer_id: "alice", bob.peer_id: "bob"}
-    async with (
-        Verifier.open() as verifier,
-        History.open(
-            data_dir / "alice" / "room.sqlite3", room=room, identity=alice, verifier=verifier
-        ) as a,
-        History.open(
-            data_dir / "bob" / "room.sqlite3", room=room, identity=bob, verifier=verifier
-        ) as b,
-    ):
-        # Apart: each writes without seeing the other.
-        await a.author(Kind.JOIN, ())
-        await a.author(Kind.NICK, ("alice",))
-        await a.author(Kind.TOPIC, ("weekend plans",))
-        hike, _ = await a.author(Kind.MESSAGE, ("hike on saturday?", None))
-        await b.author(Kind.JOIN, ())
-        await b.author(Kind.NICK, ("bob",))
-        await b.author(Kind.TOPIC, ("saturday: hike",))
-        await b.author(Kind.MESSAGE, ("anyone up for a hike?", None))
-        print("before sync:")
-        _show("alice", a, names)
-        _show("bob", b, names)
-
-        # Together: each sends what the other's version vector lacks.
-        to_bob = [op.data for op in a.replica.missing_for(b.replica.version_vector())]
-        to_alice = [op.data for op in b.replica.missing_for(a.replica.version_vector())]
-        await b.ingest(to_bob)
-        await a.ingest(to_alice)
-        await b.author(Kind.REACT, (hike.id, "👍"))
-        await a.author(Kind.EDIT, (hike.id, "hike on saturday? 9am at the station"))
-        await a.ingest([op.data for op in b.replica.missing_for(a.replica.version_vector())])
-        await b.ingest([op.data for op in a.replica.missing_for(b.replica.version_vector())])
-        print("after sync:")
-        _show("alice", a, names)
-        _show("bob", b, names)
-        same = a.replica.render() == b.replica.render()
-        print(
-            f"converged: {'yes' if same else 'NO'} ({len(a.replica)} ops each, "
-            f"stored in {data_dir})"
-        )
-        return 0 if same else 1
+def _demo_command(args: argparse.Namespace) -> int:
+    """`rumor demo`: the swarm in a temp dir (removed on exit) or in --data-dir."""
+    with contextlib.ExitStack() as stack:
+        if args.data_dir is not None:
+            root = Path(args.data_dir)
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rumor-demo-")))
+        if args.headless:
+            return trio.run(functools.partial(run_headless, root, print_line=_print_flush))
+        run_demo = _tui_hook("run_demo")
+        if run_demo is None:
+            raise CommandError("this build of rumor has no terminal UI; try rumor demo --headless")
+        result: int = run_demo(functools.partial(open_demo_client, root))
+        return result
+    raise AssertionError("unreachable")
 
 
-def _show(who: str, history: History, names: dict[bytes, str]) -> None:
-    replica = history.replica
-    print(f"  {who}'s view  topic: {replica.topic!r}")
-    for message in replica.timeline():
-        print(f"    {_line(message, names)}")
-
-
-def _line(message: Message, names: dict[bytes, str]) -> str:
-    author = names.get(message.author, message.author.hex()[:8])
-    flags = " (edited)" if message.edited else ""
-    reactions = "".join(f"  {emoji}{len(who)}" for emoji, who in message.reactions)
-    return f"<{author}> {message.text}{flags}{reactions}"
+def _print_flush(line: str) -> None:
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

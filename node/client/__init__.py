@@ -2,8 +2,9 @@
 
 `ChatClient` is what they may ask of a node: rooms, writing, pages of history, members,
 events and status, in plain frozen dataclasses that cross a process boundary unchanged.
-`LocalClient` provides it over an in-process `Node`; the control API's remote client
-provides the same over a `rumor run` daemon, so a UI cannot tell which it has.
+`LocalClient` provides it over an in-process `Node`; `RemoteClient` provides the same over
+a `rumor run` daemon's control API (`node.client._wire` is its wire format), so a UI
+cannot tell which it has.
 
 Nothing here decides anything about the network or the history; it only translates.
 """
@@ -22,16 +23,19 @@ from ._api import (
     RoomsChanged,
 )
 from ._local import LocalClient
+from ._remote import ConnectionLost, RemoteClient
 
 __all__ = [
     "ChatClient",
     "ClientError",
     "ClientEvent",
+    "ConnectionLost",
     "HistoryPage",
     "LocalClient",
     "Me",
     "MemberInfo",
     "PeerDiagnostics",
+    "RemoteClient",
     "RoomChanged",
     "RoomDiagnostics",
     "RoomInfo",

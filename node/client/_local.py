@@ -186,17 +186,23 @@ class LocalClient:
     async def events(self) -> AsyncIterator[AsyncIterator[ClientEvent]]:
         send, receive = trio.open_memory_channel[ClientEvent](1024)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, send)
+            # Started once every room is followed: no change made after this is missed.
+            await nursery.start(self._pump, send)
             try:
                 async with receive:
                     yield receive
             finally:
                 nursery.cancel_scope.cancel()
 
-    async def _pump(self, send: trio.MemorySendChannel[ClientEvent]) -> None:
+    async def _pump(
+        self,
+        send: trio.MemorySendChannel[ClientEvent],
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Forward every room's events, and follow the room list as it changes."""
         async with send, trio.open_nursery() as nursery:
             watched: dict[bytes, trio.CancelScope] = {}
+            started = False
             async with self.node.watch_rooms() as changes:
                 while True:
                     current = {room.id: room for room in self.node.rooms()}
@@ -205,6 +211,9 @@ class LocalClient:
                     for room_id, room in current.items():
                         if room_id not in watched:
                             watched[room_id] = await nursery.start(self._follow, room, send)
+                    if not started:
+                        task_status.started()
+                        started = True
                     await changes.receive()
                     await send.send(RoomsChanged())
 
