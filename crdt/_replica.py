@@ -405,6 +405,14 @@ class Replica:
     def _set_register(self, op: Op) -> None:
         """`op` is now the latest topic, nick or join/leave of its kind (and author)."""
 
+    def _head_op(self, author: bytes) -> tuple[int, bytes | None, int]:
+        """(head seq, id and hlc of the first op that took effect there) of a chain."""
+        chain = self._chains.get(author)
+        if chain is None or not chain.head:
+            return 0, None, 0
+        op = chain.first_at[chain.head]
+        return chain.head, op.id, op.hlc
+
     # -- authoring --------------------------------------------------------------------------
 
     def create(self, kind: Kind, body: tuple[Any, ...], *, now_ms: int) -> Op:
@@ -420,17 +428,13 @@ class Replica:
         target_id = body[0] if kind in (Kind.EDIT, Kind.DELETE, Kind.REACT, Kind.UNREACT) else None
         if target_id is not None:
             target = self._find(target_id)
-            if target is None or target.kind != Kind.MESSAGE or not self.in_effect(target_id):
+            if target is None or target.kind != Kind.MESSAGE or target_id in self._held:
                 raise ValueError("no such message")
             if kind in (Kind.EDIT, Kind.DELETE) and target.author != me:
                 raise ValueError("only a message's author may edit or delete it")
-        chain = self._chains.get(me)
-        if chain is not None and chain.head:
-            seq, prev_op = chain.head + 1, chain.first_at[chain.head]
-            prev: bytes | None = prev_op.id
-            self.clock.observe(prev_op.hlc)
-        else:
-            seq, prev = 1, None
+        head, prev, prev_hlc = self._head_op(me)
+        seq = head + 1
+        self.clock.observe(prev_hlc)
         return encode_op(
             self.identity,
             room=self.room,
