@@ -42,7 +42,7 @@ from ._views import ApplyResult, IngestReport, Outcome
 __all__ = ["History", "wall_clock_ms"]
 
 CHUNK = 256  # ops per verification job: large enough that process hand-off is noise
-CHECK_AT_OPEN_BYTES = 64 << 20  # files up to this size are checked in full before use
+CHECK_AT_OPEN_BYTES = 16 << 20  # files up to this size are checked in full before use
 SCRUB_ROWS = 4096  # op rows checked per step of a scrub
 
 log = logging.getLogger("crdt.store")
@@ -310,9 +310,7 @@ class History:
                 await chunk.verified.wait()
                 # The store runs writes in the order they were submitted, sharing
                 # transactions between those that queue up.
-                jobs.append(
-                    self.store.submit(partial(self._apply, chunk, report), durable=False)
-                )
+                jobs.append(self.store.submit(partial(self._apply, chunk, report), durable=False))
             self._end_turn(ticket)
         for job in jobs:
             await job.wait()

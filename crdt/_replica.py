@@ -394,9 +394,7 @@ class Replica:
         reactions = self._reactions.get(target)
         return None if reactions is None else reactions.get(slot)
 
-    def _set_reaction(
-        self, target: bytes, slot: tuple[bytes, str], op: Op, present: bool
-    ) -> None:
+    def _set_reaction(self, target: bytes, slot: tuple[bytes, str], op: Op, present: bool) -> None:
         reactions = self._reactions.get(target)
         if reactions is None:
             reactions = self._reactions[target] = {}

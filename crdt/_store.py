@@ -221,9 +221,7 @@ class Store:
 
     @classmethod
     @asynccontextmanager
-    async def open(
-        cls, path: str | Path, *, blocking: Blocking = THREADED
-    ) -> AsyncIterator[Store]:
+    async def open(cls, path: str | Path, *, blocking: Blocking = THREADED) -> AsyncIterator[Store]:
         """Open (creating if needed) the store at `path`.
 
         `blocking` says where SQLite calls run: on a worker thread (`THREADED`), or on the

@@ -441,9 +441,7 @@ class Applier(Replica):
             return None
         return (row[0] + SHIFT, slot[0], row[1], bytes(row[2])), bool(row[3])
 
-    def _set_reaction(
-        self, target: bytes, slot: tuple[bytes, str], op: Op, present: bool
-    ) -> None:
+    def _set_reaction(self, target: bytes, slot: tuple[bytes, str], op: Op, present: bool) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO reactions (target, author, emoji, hlc, seq, id, present)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
