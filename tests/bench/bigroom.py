@@ -135,12 +135,36 @@ def build(path: Path, count: int, authors: int) -> None:
     )
 
 
-def new_ops(count: int, authors: int, extra: int) -> list[bytes]:
-    """`extra` more ops continuing the room's chains (as peers would send them)."""
+def new_ops(path: str, count: int, authors: int, extra: int) -> list[bytes]:
+    """`extra` more ops continuing the room's chains from their heads in the file (as
+    peers would send them)."""
     room = _room(count, authors)
-    chains = [_sign_chain((a, authors, count + extra, room)) for a in range(authors)]
-    rows = sorted(row for chain in chains for row in chain if row[0] >= count)
-    return [data for *_, data in rows]
+    with sqlite3.connect(path) as db:
+        last = {
+            a - 1: bytes(op_id)
+            for a, op_id in db.execute(
+                "SELECT a, id FROM ops WHERE n >= ?", (count - authors,)
+            ).fetchall()
+        }
+    ops = []
+    for i in range(count, count + extra):
+        a = i % authors
+        me = Identity.from_seed(_seed(a))
+        payload = msgpack.packb(
+            [
+                1,
+                room,
+                me.peer_id,
+                i // authors + 1,
+                last[a],
+                make_hlc(T0 + i),
+                1,
+                [f"new {i}", None],
+            ]
+        )
+        ops.append(payload + me.sign(SIGNING_CONTEXT + payload))
+        last[a] = hashlib.blake2b(payload, digest_size=32).digest()
+    return ops
 
 
 def _rss_mib() -> float:
@@ -159,7 +183,6 @@ def child(path: str, count: int, authors: int) -> None:
     from tests.bench.ingest import raw_verify_rate
 
     results: dict[str, float] = {}
-    extra = new_ops(count, authors, NEW_OPS)
 
     async def run() -> None:
         async with Verifier.open() as verifier:
@@ -203,6 +226,7 @@ def child(path: str, count: int, authors: int) -> None:
                     results[f"catchup_{missing}_s"] = time.perf_counter() - t
                     results[f"catchup_{missing}_ops"] = sent
                 # New ops from peers, as sync delivers them (batches of 1,000).
+                extra = new_ops(path, count, authors, NEW_OPS)
                 t = time.perf_counter()
                 for at in range(0, len(extra), 1000):
                     report = await history.ingest(extra[at : at + 1000])
