@@ -240,8 +240,11 @@ class Store:
                     store._closed = True
                     store._wakeup.set()
         finally:
+            # The reader stays open until the store is garbage collected: a closed room's
+            # history can still be read (the node shows a room it left), as it could when
+            # the views lived in memory.
             with trio.CancelScope(shield=True):
-                await blocking(_close, connection, reader)
+                await blocking(_checkpoint_and_close, connection)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """`fn()` on the writer's thread, between transactions; sqlite3 errors become
@@ -400,6 +403,13 @@ def _close(*connections: sqlite3.Connection) -> None:
             connection.close()
 
 
+def _checkpoint_and_close(connection: sqlite3.Connection) -> None:
+    """Fold the WAL into the file (the reader may outlive this connection), then close."""
+    with suppress(sqlite3.Error):
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _close(connection)
+
+
 def _connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     """Open (creating if needed) and migrate a store file, and open its reader; raises
     StoreError.
@@ -429,7 +439,7 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         reader.execute("PRAGMA cache_size=-8192")
     except sqlite3.DatabaseError as exc:
         _close(db, *([reader] if reader is not None else []))
-        raise StoreError(f"{describe(path, exc)} (not a sound rumor store)") from None
+        raise StoreError(f"{describe(path, exc)} (not a rumor store, or a damaged one)") from None
     except StoreError:
         _close(db, *([reader] if reader is not None else []))
         raise
