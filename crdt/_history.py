@@ -1,18 +1,28 @@
-"""A room's history on disk: a `Replica` kept in its `Store`, fed through parallel verification.
+"""A room's history on disk: the replica's rules applied to its `Store`, fed through
+parallel verification.
 
-This is the driver around the pure replica. Ops from peers go through `ingest`: decoded and
-screened on the trio thread, verified on one worker process per core, applied in arrival
-order, and committed in groups; `ingest` returns once every op it added is committed.
-Ops of the local identity go through `author`, which commits them with fsync before it
-applies them, so no op is handed to anyone before it is durable.
+Ops from peers go through `ingest`: decoded and screened on the trio thread, verified on
+one worker process per core, then applied in arrival order inside the store's write
+transactions (the views are updated in the same transaction as the op), committed in
+groups; `ingest` returns once every op it added is committed. Ops of the local identity go
+through `author`, which creates, applies and commits them with fsync in one transaction,
+so no op is handed to anyone before it is durable, and a failed commit leaves no trace.
+
+What readers see (`history.replica`, a `StoredReplica`) is the committed state only.
+Opening checks the file: SQLite's quick check and every op's bytes against its id for a
+room of moderate size, in the background for a larger one (`scrub`). A damaged op is set
+aside and fetched again from peers (see `crdt._stored`); a damaged file raises StoreError.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +33,20 @@ from rumor_runtime import THREADED, Blocking, open_unwrapping_nursery
 from ._hlc import HLC
 from ._identity import Identity
 from ._op import InvalidOp, Kind, Op, Reason, decode_op
-from ._replica import Replica
-from ._store import Store, StoreError
+from ._replica import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES
+from ._store import Store, StoreError, describe
+from ._stored import Applier, StoredReplica, Summary, load_op
 from ._verify import Verifier
-from ._views import ApplyResult, IngestReport, OpDropped, Outcome
+from ._views import ApplyResult, IngestReport, Outcome
 
 __all__ = ["History", "wall_clock_ms"]
 
-FLUSH_TIMEOUT = 5.0  # seconds a closing history may spend saving what failed to save
 CHUNK = 256  # ops per verification job: large enough that process hand-off is noise
+CHECK_AT_OPEN_BYTES = 16 << 20  # files up to this size are checked in full before use
+SCRUB_ROWS = 4096  # op rows checked per step of a scrub
+
+log = logging.getLogger("crdt.store")
+DEFAULT_LIMITS = (DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES)
 
 
 def wall_clock_ms() -> int:
@@ -55,22 +70,28 @@ class History:
 
     def __init__(
         self,
-        replica: Replica,
+        applier: Applier,
         store: Store,
         verifier: Verifier,
         wall_clock: Callable[[], int],
+        nursery: trio.Nursery,
     ) -> None:
-        self.replica = replica
+        self._applier = applier
+        self.replica = StoredReplica(applier, store)
         self.store = store
         self.verifier = verifier
         self.wall_clock = wall_clock
-        self.skipped_on_load = 0  # stored ops that no longer apply; kept on disk, not shown
+        self.skipped_on_load = 0  # ops of an older schema that could not be placed (kept)
+        self._nursery = nursery
+        self._suspects: set[int] = set()  # damaged rows being set aside
         self._author_lock = trio.Lock()
-        self._unsaved: dict[bytes, bytes] = {}  # applied, but their commit failed
         self._tickets = 0  # ingest calls so far
         self._turn = 0  # the ticket whose ops are applied now
         self._turns_ended: set[int] = set()
         self._turn_changed = trio.Event()
+        self.replica.on_damage = self._on_damage
+        store.after = self._after_transaction
+        store.publish = self._publish
 
     @classmethod
     @asynccontextmanager
@@ -84,11 +105,14 @@ class History:
         verifier: Verifier | None = None,
         wall_clock: Callable[[], int] = wall_clock_ms,
         blocking: Blocking = THREADED,
+        scrub: bool = True,
     ) -> AsyncIterator[History]:
         """Open (or create, when `room` is given) the history stored at `path`.
 
         `blocking` says where the store's SQLite calls run (see `Store.open`); `INLINE` is
-        for virtual time only.
+        for virtual time only. With `scrub`, a file too large to check before use is
+        checked in the background (`History.scrub`). Raises StoreError for a file that is
+        not a sound rumor store.
         """
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(Store.open(path, blocking=blocking))
@@ -102,39 +126,97 @@ class History:
                 stored = room
             elif room is not None and room != stored:
                 raise StoreError(f"{path} holds room {stored.hex()}, not {room.hex()}")
-            replica = Replica(stored, identity=identity, clock=clock)
-            history = cls(replica, store, verifier, wall_clock)
-            await history._restore()
+            small = await store.run(lambda: _file_bytes(store) <= CHECK_AT_OPEN_BYTES)
+            if small:
+                await _quick_check(store)
+            applier = Applier(stored, store._db, identity=identity, clock=clock, path=path)
+            skipped = await store.transact(partial(_prepare, applier), durable=True)
+            nursery = await stack.enter_async_context(open_unwrapping_nursery())
+            history = cls(applier, store, verifier, wall_clock, nursery)
+            history.replica.install(applier.summary())
+            history.skipped_on_load = skipped
+            if small:
+                await history.scrub(quick_check=False)
+            elif scrub:
+                nursery.start_soon(history._background_scrub)
             try:
                 yield history
             finally:
-                # Best effort, and bounded: peers still hold these ops.
-                with (
-                    trio.CancelScope(shield=True) as flushing,
-                    contextlib.suppress(StoreError, trio.ClosedResourceError),
-                ):
-                    flushing.deadline = trio.current_time() + FLUSH_TIMEOUT
-                    await history._flush()
-
-    async def _restore(self) -> None:
-        """Rebuild the replica from the store, in the order the ops were first stored.
-
-        Stored ops were verified before they were stored, so they are not verified again.
-        """
-        for n, data in enumerate(await self.store.load()):
-            try:
-                op = decode_op(data)
-            except InvalidOp:
-                self.skipped_on_load += 1
-                continue
-            if op.room != self.replica.room or self.replica.admit(op).outcome is not Outcome.ADDED:
-                self.skipped_on_load += 1
-            if n % CHUNK == CHUNK - 1:
-                await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
 
     @property
     def room(self) -> bytes:
         return self.replica.room
+
+    @property
+    def damaged(self) -> int:
+        """Stored ops found damaged and set aside (never deleted); each is fetched again
+        from peers by sync, and shown once it is back. For the room's status and metrics."""
+        return self.replica.damaged
+
+    # -- after each transaction (on the writer's thread) and on the trio thread -------------
+
+    def _after_transaction(self, committed: bool) -> Summary:
+        if not committed:
+            # Rolled back: what the applier holds in memory may be ahead of the tables.
+            self._applier.load()
+        return self._applier.summary()
+
+    def _publish(self, summary: object) -> None:
+        assert isinstance(summary, Summary)
+        self.replica.install(summary)
+
+    # -- damage -----------------------------------------------------------------------------
+
+    def _on_damage(self, n: int) -> None:
+        """A read came across a damaged op row: set it aside (through the writer)."""
+        if n not in self._suspects:
+            self._suspects.add(n)
+            self._nursery.start_soon(self._set_aside, [n])
+
+    async def _set_aside(self, rows: list[int]) -> int:
+        applier = self._applier
+
+        def write(db: sqlite3.Connection) -> int:
+            return sum(applier.set_aside(n) for n in rows)
+
+        try:
+            return await self.store.transact(write, durable=False)
+        except (StoreError, trio.ClosedResourceError) as exc:
+            log.warning("%s: could not set damaged ops aside: %s", self.store.path, exc)
+            return 0
+        finally:
+            self._suspects.difference_update(rows)
+
+    async def _background_scrub(self) -> None:
+        try:
+            await self.scrub()
+        except StoreError as exc:
+            log.error("%s", exc)
+
+    async def scrub(self, *, quick_check: bool = True) -> int:
+        """Check every stored op's bytes against its id, setting aside those that fail;
+        returns how many were found. With `quick_check`, SQLite's quick check runs first.
+        Raises StoreError if the file itself is damaged (its writes are then stopped)."""
+        store = self.store
+        if quick_check:
+            try:
+                await _quick_check(store, limiter=trio.CapacityLimiter(1))
+            except StoreError as exc:
+                store.failed = store.failed or str(exc)
+                raise
+        found = 0
+        after: int | None = -1
+        with closing(await store._blocking(_scrub_connection, store.path)) as db:
+            while True:
+                assert after is not None
+                bad, after = await store._blocking(
+                    _scrub_step, db, store.path, after, limiter=trio.CapacityLimiter(1)
+                )
+                if bad:
+                    found += await self._set_aside(bad)
+                if after is None:
+                    return found
 
     # -- ops from peers ---------------------------------------------------------------------
 
@@ -144,9 +226,9 @@ class History:
         `batch` holds op wire forms, or ops already made by `decode_op` (which are then
         not decoded again; their signatures are still verified).
 
-        Returns after every op it added is committed (with `synchronous=NORMAL`). The
-        report gives each op's outcome, the reasons for refusals, the ops added and the
-        view changes.
+        Returns after every op it added is committed (with `synchronous=NORMAL`); raises
+        StoreError if the commit failed (then none of them took effect). The report gives
+        each op's outcome, the reasons for refusals, the ops added and the view changes.
         """
         now_ms = self.wall_clock()
         report = IngestReport([Outcome.REJECTED] * len(batch), {}, [], [])
@@ -184,8 +266,7 @@ class History:
         self, batch: Sequence[bytes] | Sequence[Op], start: int, report: IngestReport, now_ms: int
     ) -> _Chunk:
         """Decode one chunk; settle what needs no signature check, return the rest."""
-        chunk = _Chunk()
-        check = self.replica.check
+        decoded: list[tuple[int, Op]] = []
         for index in range(start, min(start + CHUNK, len(batch))):
             item = batch[index]
             if type(item) is Op:
@@ -196,6 +277,14 @@ class History:
                 except InvalidOp as exc:
                     report.reasons[index] = exc.reason
                     continue
+            decoded.append((index, op))
+        known = self.replica.known([op.id for _, op in decoded])
+        check = self.replica.check_unknown
+        chunk = _Chunk()
+        for index, op in decoded:
+            if op.id in known:
+                report.outcomes[index] = Outcome.DUPLICATE
+                continue
             # Copies within the batch are all verified: the first might be a forgery.
             early = check(op, now_ms=now_ms)
             if early is not None:
@@ -214,64 +303,129 @@ class History:
     async def _apply_in_order(
         self, receive: trio.MemoryReceiveChannel[_Chunk], report: IngestReport, ticket: int
     ) -> None:
-        admit = self.replica.admit_into
-        changes = report.changes
-        async with receive, open_unwrapping_nursery() as commits:
+        jobs = []
+        async with receive:
             await self._wait_for_turn(ticket)
             async for chunk in receive:
                 await chunk.verified.wait()
-                rows: list[tuple[bytes, bytes]] = []
-                first_change = len(changes)
-                for index, op, ok in zip(chunk.indexes, chunk.ops, chunk.verdicts, strict=True):
-                    if not ok:
-                        report.reasons[index] = Reason.BAD_SIGNATURE
-                        continue
-                    outcome, reason, waiting_for = admit(op, changes)
-                    report.outcomes[index] = outcome
-                    if outcome is Outcome.ADDED:
-                        rows.append((op.id, op.data))
-                        report.added.append(op)
-                        if waiting_for is not None:
-                            report.waiting_for[op.id] = waiting_for
-                    elif reason is not None:
-                        report.reasons[index] = reason
-                removals = [c.id for c in changes[first_change:] if isinstance(c, OpDropped)]
-                # The store commits writes in call order and groups those that queue up.
-                commits.start_soon(self._write, rows, removals)
-            if self._unsaved:
-                commits.start_soon(self._write, [], [])
+                # The store runs writes in the order they were submitted, sharing
+                # transactions between those that queue up.
+                jobs.append(self.store.submit(partial(self._apply, chunk, report), durable=False))
             self._end_turn(ticket)
+        for job in jobs:
+            await job.wait()
 
-    async def _write(self, rows: list[tuple[bytes, bytes]], removals: list[bytes]) -> None:
-        """Commit ops already applied in memory. If the commit fails they stay applied, so
-        they are kept here and written again with the next batch (or on close): a peer
-        sending them again would only get "duplicate"."""
-        for op_id in removals:
-            self._unsaved.pop(op_id, None)
-        retry, self._unsaved = self._unsaved, {}
-        try:
-            await self.store.write([*retry.items(), *rows], removals, durable=False)
-        except BaseException:
-            self._unsaved.update(retry)
-            self._unsaved.update(rows)
-            raise
-
-    async def _flush(self) -> None:
-        if self._unsaved:
-            await self._write([], [])
+    def _apply(self, chunk: _Chunk, report: IngestReport, db: sqlite3.Connection) -> None:
+        """Apply one verified chunk, inside a write transaction (on the writer's thread)."""
+        admit = self._applier.admit_into
+        changes = report.changes
+        for index, op, ok in zip(chunk.indexes, chunk.ops, chunk.verdicts, strict=True):
+            if not ok:
+                report.reasons[index] = Reason.BAD_SIGNATURE
+                continue
+            outcome, reason, waiting_for = admit(op, changes)
+            report.outcomes[index] = outcome
+            if outcome is Outcome.ADDED:
+                report.added.append(op)
+                if waiting_for is not None:
+                    report.waiting_for[op.id] = waiting_for
+            elif reason is not None:
+                report.reasons[index] = reason
 
     # -- ops of our own ---------------------------------------------------------------------
 
     async def author(self, kind: Kind, body: tuple[Any, ...]) -> tuple[Op, ApplyResult]:
-        """Create an op of the local identity, commit it with fsync, then apply it.
+        """Create an op of the local identity, apply it and commit it with fsync, in one
+        transaction; returns once it is durable.
 
-        Raises ValueError if the op would be refused (such as editing another's message).
+        Raises ValueError if the op would be refused (such as editing another's message),
+        StoreError if it could not be committed (then it is not applied either).
         """
+        applier = self._applier
         async with self._author_lock:
-            op = self.replica.create(kind, body, now_ms=self.wall_clock())
-            # Once the commit is under way the op must be applied too, or the next one
-            # would take the same seq and fork our own chain: no cancelling in between.
+            now_ms = self.wall_clock()
+
+            def write(db: sqlite3.Connection) -> tuple[Op, ApplyResult] | ValueError:
+                try:
+                    op = applier.create(kind, body, now_ms=now_ms)
+                except ValueError as exc:
+                    return exc
+                return op, applier.admit(op)
+
+            # A started commit is seen through, so that the op and its seq are settled
+            # before the next one is created.
             with trio.CancelScope(shield=True):
-                await self.store.append([(op.id, op.data)], durable=True)
-                result = self.replica.admit(op)
-        return op, result
+                result = await self.store.transact(write, durable=True)
+        if isinstance(result, ValueError):
+            raise result
+        return result
+
+
+def _file_bytes(store: Store) -> int:
+    try:
+        return store.path.stat().st_size
+    except OSError:
+        return 0
+
+
+async def _quick_check(store: Store, limiter: trio.CapacityLimiter | None = None) -> None:
+    """Raise StoreError unless SQLite's quick check finds the file sound."""
+
+    def check() -> str:
+        with store.guard():
+            rows = store.reader.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(row[0]) for row in rows[:3])
+
+    result = await store._blocking(check, limiter=limiter)
+    if result != "ok":
+        raise StoreError(f"{store.path}: damaged file: {result}")
+
+
+def _prepare(applier: Applier, db: sqlite3.Connection) -> int:
+    """Inside the opening transaction: replay the rows of an older schema (kept in ops_v1)
+    through the rules into the new tables, then load the applier. Returns how many old
+    rows could not be placed (damaged, another room's, or never valid): they are kept in
+    the quarantine table."""
+    skipped = 0
+    old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ops_v1'")
+    applier.load()
+    if old.fetchone() is not None:
+        applier.max_pending = applier.max_pending_bytes = sys.maxsize  # held ops stay
+        for op_id, data in db.execute("SELECT id, data FROM ops_v1 ORDER BY n").fetchall():
+            op = load_op(bytes(op_id), data)
+            placed = op is not None and op.room == applier.room
+            if op is not None and placed:
+                placed = applier.admit(op).outcome in (Outcome.ADDED, Outcome.DUPLICATE)
+            if not placed:
+                skipped += 1
+                db.execute(
+                    "INSERT INTO quarantine (id, data, held, reason)"
+                    " VALUES (?, ?, 1, 'not placed on upgrade')",
+                    (op_id, data),
+                )
+        db.execute("DROP TABLE ops_v1")
+        applier.max_pending, applier.max_pending_bytes = DEFAULT_LIMITS
+        applier.load()
+    return skipped
+
+
+def _scrub_connection(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA query_only=1")
+    except sqlite3.Error as exc:
+        raise StoreError(describe(path, exc)) from exc
+    return db
+
+
+def _scrub_step(db: sqlite3.Connection, path: Path, after: int) -> tuple[list[int], int | None]:
+    """Check the op rows after row `after`: (damaged rows, the last row checked or None
+    at the end)."""
+    try:
+        rows = db.execute(
+            "SELECT n, id, data FROM ops WHERE n > ? ORDER BY n LIMIT ?", (after, SCRUB_ROWS)
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(describe(path, exc)) from exc
+    bad = [n for n, op_id, data in rows if load_op(bytes(op_id), data) is None]
+    return bad, (rows[-1][0] if len(rows) == SCRUB_ROWS else None)

@@ -72,7 +72,14 @@ class _Chain:
 
 
 class Replica:
-    """The history of the room `room`; `identity` and `clock` are needed only to author."""
+    """The history of the room `room`; `identity` and `clock` are needed only to author.
+
+    The rules live in the methods of the "applying" section; where they keep the ops in
+    effect and the per-message views is a matter for the "state" hooks (`_known`, `_find`,
+    `_put_held`, `_put_effect`, `_extend_chain`, and the view hooks). This class keeps
+    them in memory; `crdt`'s stored room keeps them in SQLite beside the ops, so both show
+    the same views by construction.
+    """
 
     def __init__(
         self,
@@ -90,24 +97,26 @@ class Replica:
         self.clock = clock if clock is not None else HLC()
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
-        self._ops: dict[bytes, Op] = {}  # every accepted op, held or in effect
-        self._effect_index: dict[bytes, int] = {}  # ops in effect -> order they took effect
+        self._effects = 0  # ops that took effect so far: the next one's effect index
         self._waiting: dict[bytes, list[Op]] = {}  # missing op id -> ops held for it
         self._held: dict[bytes, bytes] = {}  # held op id -> the op id it waits for
+        self._held_ops: dict[bytes, Op] = {}  # held op id -> the op
         self._held_bytes = 0
         self._rejected: OrderedDict[bytes, Reason] = OrderedDict()
         self._keys: OrderedDict[bytes, Ed25519PublicKey] = OrderedDict()
         self._chains: dict[bytes, _Chain] = {}
-        # Message state lives in flat maps of plain tuples rather than an object per
-        # message: the garbage collector then has far fewer objects to walk.
+        self._topic: tuple[SortKey, str, bytes] | None = None
+        self._nicks: dict[bytes, tuple[SortKey, str]] = {}
+        self._membership: dict[bytes, tuple[SortKey, bool]] = {}
+        # In memory: every op in effect, and message state in flat maps of plain tuples
+        # rather than an object per message (the garbage collector walks fewer objects).
+        self._ops: dict[bytes, Op] = {}  # every op in effect
+        self._effect_index: dict[bytes, int] = {}  # ops in effect -> order they took effect
         self._edits: dict[bytes, tuple[SortKey, str]] = {}  # message -> latest edit
         self._deleted: set[bytes] = set()
         # message -> (author, emoji) -> (key of the latest react/unreact, reacted?)
         self._reactions: dict[bytes, dict[tuple[bytes, str], tuple[SortKey, bool]]] = {}
         self._timeline: list[SortKey] = []
-        self._topic: tuple[SortKey, str, bytes] | None = None
-        self._nicks: dict[bytes, tuple[SortKey, str]] = {}
-        self._membership: dict[bytes, tuple[SortKey, bool]] = {}
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -133,8 +142,12 @@ class Replica:
 
         Bulk ingest calls this first so that duplicates and strays are never verified.
         """
-        if op.id in self._ops:
+        if self._known(op.id):
             return ApplyResult(Outcome.DUPLICATE, op.id)
+        return self.check_unknown(op, now_ms=now_ms)
+
+    def check_unknown(self, op: Op, *, now_ms: int | None = None) -> ApplyResult | None:
+        """`check` for an op already known not to be here."""
         rejected = self._rejected.get(op.id)
         if rejected is not None:
             return ApplyResult(Outcome.REJECTED, op.id, rejected)
@@ -155,7 +168,7 @@ class Replica:
     ) -> tuple[Outcome, Reason | None, bytes | None]:
         """`admit`, appending the view changes to `changes`: for bulk ingest, which would
         rather not build a result object per op. Returns (outcome, reason, waiting for)."""
-        if op.id in self._ops:
+        if self._known(op.id):
             return Outcome.DUPLICATE, None, None
         waiting_for, reason = self._dependency(op)
         if reason is not None:
@@ -166,10 +179,10 @@ class Replica:
             or self._held_bytes + len(op.data) > self.max_pending_bytes
         ):
             return Outcome.REJECTED, Reason.TOO_MANY_PENDING, None
-        self._ops[op.id] = op
         self.clock.observe(op.hlc)
         if waiting_for is not None:
             self._hold(op, waiting_for)
+            self._put_held(op)
             return Outcome.ADDED, None, waiting_for
         self._take_effect(op, changes)
         return Outcome.ADDED, None, None
@@ -177,18 +190,18 @@ class Replica:
     def _dependency(self, op: Op) -> tuple[bytes | None, Reason | None]:
         """(the op `op` still waits for, or the reason it can never take effect)."""
         if op.prev is not None:
-            prev = self._ops.get(op.prev)
+            prev = self._find(op.prev)
             if prev is None:
                 if op.prev in self._rejected:
                     return None, Reason.BAD_PREV
                 return op.prev, None
             if prev.author != op.author or prev.seq != op.seq - 1 or prev.hlc >= op.hlc:
                 return None, Reason.BAD_PREV
-            if op.prev not in self._effect_index:
+            if op.prev in self._held:
                 return op.prev, None
         target_id = op.target
         if target_id is not None:
-            target = self._ops.get(target_id)
+            target = self._find(target_id)
             if target is None:
                 if target_id in self._rejected:
                     return None, Reason.BAD_TARGET
@@ -197,27 +210,32 @@ class Replica:
                 return None, Reason.BAD_TARGET
             if op.kind in (Kind.EDIT, Kind.DELETE) and target.author != op.author:
                 return None, Reason.NOT_AUTHOR
-            if target_id not in self._effect_index:
+            if target_id in self._held:
                 return target_id, None
         return None, None
 
     def _hold(self, op: Op, waiting_for: bytes) -> None:
         if op.id not in self._held:
             self._held_bytes += len(op.data)
+            self._held_ops[op.id] = op
         self._held[op.id] = waiting_for
         self._waiting.setdefault(waiting_for, []).append(op)
 
-    def _unhold(self, op: Op) -> None:
+    def _unhold(self, op: Op) -> bool:
         if self._held.pop(op.id, None) is not None:
             self._held_bytes -= len(op.data)
+            del self._held_ops[op.id]
+            return True
+        return False
 
     def _take_effect(self, first: Op, changes: list[Change]) -> None:
         work = [first]
         while work:
             op = work.pop()
-            self._unhold(op)
-            index = len(self._effect_index)
-            self._effect_index[op.id] = index
+            was_held = self._unhold(op)
+            index = self._effects
+            self._effects += 1
+            self._put_effect(op, index, was_held)
             self._extend_chain(op, index, changes)
             self._show(op, changes)
             for waiter in self._waiting.pop(op.id, ()):
@@ -234,8 +252,8 @@ class Replica:
         work = [(op, reason)]
         while work:
             dropped, why = work.pop()
-            del self._ops[dropped.id]
             self._unhold(dropped)
+            self._forget_held(dropped)
             self._remember_rejection(dropped.id, why)
             changes.append(OpDropped(dropped.id, why))
             for waiter in self._waiting.pop(dropped.id, ()):
@@ -249,6 +267,92 @@ class Replica:
         self._rejected[op_id] = reason
         if len(self._rejected) > REMEMBERED_REJECTIONS:
             self._rejected.popitem(last=False)
+
+    def _show(self, op: Op, changes: list[Change]) -> None:
+        """Fold an op that took effect into the views."""
+        kind = op.kind
+        key = op.sort_key
+        if kind == Kind.MESSAGE:
+            self._add_message(op)
+            changes.append(MessageAdded(op.id))
+        elif kind == Kind.EDIT:
+            target = op.body[0]
+            current = self._edit_key(target)
+            if current is None:
+                found = self._find(target)
+                assert found is not None  # a target takes effect before what aims at it
+                current = found.sort_key
+            if key > current:
+                self._set_edit(target, op)
+                if not self._is_deleted(target):
+                    changes.append(MessageChanged(target))
+        elif kind == Kind.DELETE:
+            target = op.body[0]
+            if not self._is_deleted(target):
+                self._set_deleted(target, op)
+                changes.append(MessageChanged(target))
+        elif kind == Kind.REACT or kind == Kind.UNREACT:
+            target = op.body[0]
+            slot = (op.author, op.body[1])
+            current_reaction = self._reaction(target, slot)
+            if current_reaction is None or key > current_reaction[0]:
+                present = kind == Kind.REACT
+                self._set_reaction(target, slot, op, present)
+                was_present = current_reaction is not None and current_reaction[1]
+                if present != was_present and not self._is_deleted(target):
+                    changes.append(MessageChanged(target))
+        elif kind == Kind.TOPIC:
+            if self._topic is None or key > self._topic[0]:
+                self._topic = (key, op.body[0], op.author)
+                self._set_register(op)
+                changes.append(TopicChanged(op.body[0], op.author))
+        elif kind == Kind.NICK:
+            nick = self._nicks.get(op.author)
+            if nick is None or key > nick[0]:
+                self._nicks[op.author] = (key, op.body[0])
+                self._set_register(op)
+                changes.append(NickChanged(op.author, op.body[0]))
+        else:
+            joined = kind == Kind.JOIN
+            membership = self._membership.get(op.author)
+            if membership is None or key > membership[0]:
+                self._membership[op.author] = (key, joined)
+                self._set_register(op)
+                if membership is None or membership[1] != joined:
+                    changes.append(MemberJoined(op.author) if joined else MemberLeft(op.author))
+
+    def _public_key(self, author: bytes) -> Ed25519PublicKey | None:
+        key = self._keys.get(author)
+        if key is None:
+            try:
+                key = Ed25519PublicKey.from_public_bytes(author)
+            except ValueError:
+                return None
+            self._keys[author] = key
+            if len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        return key
+
+    # -- state: where accepted ops and message views are kept (here: in memory) -----------
+
+    def _known(self, op_id: bytes) -> bool:
+        """Whether `op_id` was accepted (held or in effect)."""
+        return op_id in self._ops or op_id in self._held
+
+    def _find(self, op_id: bytes) -> Op | None:
+        """An accepted op (held or in effect) by id."""
+        op = self._ops.get(op_id)
+        return op if op is not None else self._held_ops.get(op_id)
+
+    def _put_held(self, op: Op) -> None:
+        """`op` was accepted but waits (`_held_ops` has it already)."""
+
+    def _forget_held(self, op: Op) -> None:
+        """A held op turned out invalid and is dropped."""
+
+    def _put_effect(self, op: Op, index: int, was_held: bool) -> None:
+        self._ops[op.id] = op
+        self._effect_index[op.id] = index
 
     def _extend_chain(self, op: Op, index: int, changes: list[Change]) -> None:
         chain = self._chains.get(op.author)
@@ -265,69 +369,47 @@ class Replica:
         chain.ops.append(op)
         chain.indexes.append(index)
 
-    def _show(self, op: Op, changes: list[Change]) -> None:
-        """Fold an op that took effect into the views."""
-        kind = op.kind
+    def _add_message(self, op: Op) -> None:
         key = op.sort_key
-        if kind == Kind.MESSAGE:
-            if not self._timeline or key > self._timeline[-1]:
-                self._timeline.append(key)
-            else:
-                bisect.insort(self._timeline, key)
-            changes.append(MessageAdded(op.id))
-        elif kind == Kind.EDIT:
-            target = op.body[0]
-            current = self._edits.get(target)
-            if key > (current[0] if current is not None else self._ops[target].sort_key):
-                self._edits[target] = (key, op.body[1])
-                if target not in self._deleted:
-                    changes.append(MessageChanged(target))
-        elif kind == Kind.DELETE:
-            target = op.body[0]
-            if target not in self._deleted:
-                self._deleted.add(target)
-                changes.append(MessageChanged(target))
-        elif kind == Kind.REACT or kind == Kind.UNREACT:
-            target = op.body[0]
-            reactions = self._reactions.get(target)
-            if reactions is None:
-                reactions = self._reactions[target] = {}
-            slot = (op.author, op.body[1])
-            current_reaction = reactions.get(slot)
-            if current_reaction is None or key > current_reaction[0]:
-                present = kind == Kind.REACT
-                reactions[slot] = (key, present)
-                was_present = current_reaction is not None and current_reaction[1]
-                if present != was_present and target not in self._deleted:
-                    changes.append(MessageChanged(target))
-        elif kind == Kind.TOPIC:
-            if self._topic is None or key > self._topic[0]:
-                self._topic = (key, op.body[0], op.author)
-                changes.append(TopicChanged(op.body[0], op.author))
-        elif kind == Kind.NICK:
-            nick = self._nicks.get(op.author)
-            if nick is None or key > nick[0]:
-                self._nicks[op.author] = (key, op.body[0])
-                changes.append(NickChanged(op.author, op.body[0]))
+        if not self._timeline or key > self._timeline[-1]:
+            self._timeline.append(key)
         else:
-            joined = kind == Kind.JOIN
-            membership = self._membership.get(op.author)
-            if membership is None or key > membership[0]:
-                self._membership[op.author] = (key, joined)
-                if membership is None or membership[1] != joined:
-                    changes.append(MemberJoined(op.author) if joined else MemberLeft(op.author))
+            bisect.insort(self._timeline, key)
 
-    def _public_key(self, author: bytes) -> Ed25519PublicKey | None:
-        key = self._keys.get(author)
-        if key is None:
-            try:
-                key = Ed25519PublicKey.from_public_bytes(author)
-            except ValueError:
-                return None
-            self._keys[author] = key
-            if len(self._keys) > KEY_CACHE_SIZE:
-                self._keys.popitem(last=False)
-        return key
+    def _edit_key(self, target: bytes) -> SortKey | None:
+        """The sort key of the edit `target` shows, or None if it shows no edit."""
+        current = self._edits.get(target)
+        return None if current is None else current[0]
+
+    def _set_edit(self, target: bytes, op: Op) -> None:
+        self._edits[target] = (op.sort_key, op.body[1])
+
+    def _is_deleted(self, target: bytes) -> bool:
+        return target in self._deleted
+
+    def _set_deleted(self, target: bytes, op: Op) -> None:
+        self._deleted.add(target)
+
+    def _reaction(self, target: bytes, slot: tuple[bytes, str]) -> tuple[SortKey, bool] | None:
+        reactions = self._reactions.get(target)
+        return None if reactions is None else reactions.get(slot)
+
+    def _set_reaction(self, target: bytes, slot: tuple[bytes, str], op: Op, present: bool) -> None:
+        reactions = self._reactions.get(target)
+        if reactions is None:
+            reactions = self._reactions[target] = {}
+        reactions[slot] = (op.sort_key, present)
+
+    def _set_register(self, op: Op) -> None:
+        """`op` is now the latest topic, nick or join/leave of its kind (and author)."""
+
+    def _head_op(self, author: bytes) -> tuple[int, bytes | None, int]:
+        """(head seq, id and hlc of the first op that took effect there) of a chain."""
+        chain = self._chains.get(author)
+        if chain is None or not chain.head:
+            return 0, None, 0
+        op = chain.first_at[chain.head]
+        return chain.head, op.id, op.hlc
 
     # -- authoring --------------------------------------------------------------------------
 
@@ -343,18 +425,14 @@ class Replica:
         me = self.identity.peer_id
         target_id = body[0] if kind in (Kind.EDIT, Kind.DELETE, Kind.REACT, Kind.UNREACT) else None
         if target_id is not None:
-            target = self._ops.get(target_id)
-            if target is None or target.kind != Kind.MESSAGE or not self.in_effect(target_id):
+            target = self._find(target_id)
+            if target is None or target.kind != Kind.MESSAGE or target_id in self._held:
                 raise ValueError("no such message")
             if kind in (Kind.EDIT, Kind.DELETE) and target.author != me:
                 raise ValueError("only a message's author may edit or delete it")
-        chain = self._chains.get(me)
-        if chain is not None and chain.head:
-            seq, prev_op = chain.head + 1, chain.first_at[chain.head]
-            prev: bytes | None = prev_op.id
-            self.clock.observe(prev_op.hlc)
-        else:
-            seq, prev = 1, None
+        head, prev, prev_hlc = self._head_op(me)
+        seq = head + 1
+        self.clock.observe(prev_hlc)
         return encode_op(
             self.identity,
             room=self.room,
@@ -492,17 +570,17 @@ class Replica:
         return [op for _, op in zip(range(limit), merged, strict=False)]
 
     def get(self, op_id: bytes) -> Op | None:
-        return self._ops.get(op_id)
+        return self._find(op_id)
 
     def in_effect(self, op_id: bytes) -> bool:
         return op_id in self._effect_index
 
     def __contains__(self, op_id: object) -> bool:
-        return op_id in self._ops
+        return isinstance(op_id, bytes) and self._known(op_id)
 
     def __len__(self) -> int:
         """Accepted ops, held ones included."""
-        return len(self._ops)
+        return len(self._ops) + len(self._held)
 
     @property
     def held_count(self) -> int:
@@ -544,7 +622,7 @@ class Replica:
 
     def ops(self) -> Iterable[Op]:
         """Every accepted op, held ones included, in no particular order."""
-        return self._ops.values()
+        return [*self._ops.values(), *self._held_ops.values()]
 
     # -- canonical form -----------------------------------------------------------------------
 

@@ -1,26 +1,36 @@
-"""SQLite persistence of one room: its ops and its metadata, in one file.
+"""SQLite persistence of one room: its ops, the views derived from them, and its metadata.
 
-All SQLite work happens on a worker thread, one call at a time (`trio.to_thread` with a
+All writes happen on one worker thread, one transaction at a time (`trio.to_thread` with a
 limiter of one), through the standard `sqlite3` module; or, opened with `blocking=INLINE`,
 on the trio thread itself, for runs in virtual time, where nothing may wait on a thread
-(an autojumping clock skips ahead while a thread works). Writes are group-committed:
-appends that arrive while a transaction is running share the next one, and each caller
-returns only after its ops are committed.
+(an autojumping clock skips ahead while a thread works). A write is a function run on the
+writer's connection inside a transaction (`submit` / `transact`); writes that queue up
+while a transaction runs share the next one (group commit), and each caller learns its
+result only after the commit.
 
-Durability (WAL mode): a batch marked `durable` (ops this node authored) is committed with
-`synchronous=FULL`, so it survives power loss before anyone sees it; other batches use
+Reads that the UI and sync make on the trio thread go through a second, read-only
+connection (`reader`): in WAL mode it sees the last committed state and never waits for
+the writer. Those reads are indexed lookups and short range scans only.
+
+Durability (WAL mode): a write marked `durable` (ops this node authored) is committed with
+`synchronous=FULL`, so it survives power loss before anyone sees it; other writes use
 `synchronous=NORMAL`, which survives a crash of the process but may lose the last commits
 on power loss. Those ops came from peers and are fetched again by sync.
+
+Errors: every `sqlite3` error is turned into `StoreError` with a one-line reason naming
+the file. A full disk, an I/O error or a damaged file stops the store's writes for good
+(every later write fails at once with the same reason); a busy or locked file fails only
+the writes of that transaction. This module must never let a raw `sqlite3.Error` out.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -30,61 +40,188 @@ __all__ = ["SCHEMA_VERSION", "Store", "StoreError"]
 
 T = TypeVar("T")
 
-# MIGRATIONS[n] takes a database from schema version n to n + 1.
+# MIGRATIONS[n] takes a database from schema version n to n + 1. Steps are SQL only; a step
+# that needs the CRDT's rules (2: rebuilding the views from the old `ops` rows) leaves the
+# old rows in a table that `History` replays on open.
 MIGRATIONS: list[Sequence[str]] = [
     (
         """CREATE TABLE meta (
                key TEXT PRIMARY KEY,
                value BLOB NOT NULL
            ) WITHOUT ROWID""",
-        # n keeps arrival order, so a reopened replica is rebuilt as it was built. No index
-        # on id: the replica in memory already knows every id, and an index would make each
-        # insert four times dearer; a duplicate row is harmless (reopening skips it).
         """CREATE TABLE ops (
                n INTEGER PRIMARY KEY,
                id BLOB NOT NULL,
                data BLOB NOT NULL
            )""",
     ),
+    (
+        # Schema 1 kept every op in arrival order and the views in memory only. Its rows
+        # wait in ops_v1 until `History` replays them into the tables below.
+        "ALTER TABLE ops RENAME TO ops_v1",
+        # Authors by a small number, so that the chain index stays small.
+        """CREATE TABLE authors (
+               a INTEGER PRIMARY KEY,
+               key BLOB NOT NULL UNIQUE
+           )""",
+        # Every op in effect; n is the order in which ops took effect (each after its
+        # chain predecessor and its target), which is the order sync sends them in.
+        """CREATE TABLE ops (
+               n INTEGER PRIMARY KEY,
+               id BLOB NOT NULL UNIQUE,
+               a INTEGER NOT NULL,
+               seq INTEGER NOT NULL,
+               data BLOB NOT NULL
+           )""",
+        "CREATE INDEX ops_chain ON ops (a, seq)",
+        # Ops accepted but waiting for their chain predecessor or their target (bounded).
+        """CREATE TABLE held (
+               id BLOB PRIMARY KEY,
+               data BLOB NOT NULL
+           ) WITHOUT ROWID""",
+        # Seqs at which an author's chain holds two ops.
+        """CREATE TABLE forks (
+               a INTEGER NOT NULL,
+               seq INTEGER NOT NULL,
+               PRIMARY KEY (a, seq)
+           ) WITHOUT ROWID""",
+        # The timeline, in (hlc, author, seq, id) order (hlc stored minus 2**63, to fit a
+        # signed integer in the same order). Texts are never copied here: what is shown
+        # is read from the ops themselves (n, and the latest edit's n), whose bytes are
+        # checked against their ids on every read.
+        """CREATE TABLE messages (
+               hlc INTEGER NOT NULL,
+               author BLOB NOT NULL,
+               seq INTEGER NOT NULL,
+               id BLOB NOT NULL,
+               n INTEGER NOT NULL,
+               edit INTEGER,
+               deleted INTEGER NOT NULL DEFAULT 0,
+               reacted INTEGER NOT NULL DEFAULT 0,
+               PRIMARY KEY (hlc, author, seq, id)
+           ) WITHOUT ROWID""",
+        # The latest react or unreact per (message, author, emoji).
+        """CREATE TABLE reactions (
+               target BLOB NOT NULL,
+               author BLOB NOT NULL,
+               emoji TEXT NOT NULL,
+               hlc INTEGER NOT NULL,
+               seq INTEGER NOT NULL,
+               id BLOB NOT NULL,
+               present INTEGER NOT NULL,
+               PRIMARY KEY (target, author, emoji)
+           ) WITHOUT ROWID""",
+        # Last-writer-wins registers: the topic (who empty), each author's nick and
+        # membership (reg is the op kind TOPIC, NICK or JOIN; kind the winning op's).
+        """CREATE TABLE registers (
+               reg INTEGER NOT NULL,
+               who BLOB NOT NULL,
+               author BLOB NOT NULL,
+               kind INTEGER NOT NULL,
+               hlc INTEGER NOT NULL,
+               seq INTEGER NOT NULL,
+               id BLOB NOT NULL,
+               n INTEGER NOT NULL,
+               PRIMARY KEY (reg, who)
+           ) WITHOUT ROWID""",
+        # Rows found damaged (bytes that no longer hash to their id, or no longer decode)
+        # are moved here, never deleted; `healed` is set once the genuine op came back.
+        """CREATE TABLE quarantine (
+               n INTEGER,
+               id BLOB,
+               a INTEGER,
+               seq INTEGER,
+               data BLOB,
+               held INTEGER NOT NULL,
+               reason TEXT NOT NULL,
+               healed INTEGER NOT NULL DEFAULT 0
+           )""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# SQLite primary result codes after which a file takes no more writes this run.
+_FATAL_CODES = {
+    8: "read-only",  # SQLITE_READONLY
+    10: "I/O error",  # SQLITE_IOERR
+    11: "damaged",  # SQLITE_CORRUPT
+    13: "disk full",  # SQLITE_FULL
+    26: "not a database",  # SQLITE_NOTADB
+}
+
 
 class StoreError(Exception):
-    """A store file that cannot be used: not SQLite, damaged, or from a newer rumor."""
+    """A store file that cannot be used: not SQLite, damaged, full, or from a newer rumor."""
+
+
+def describe(path: Path, exc: BaseException) -> str:
+    """One line naming the file and what went wrong."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    code = getattr(exc, "sqlite_errorcode", None)
+    kind = _FATAL_CODES.get(code & 0xFF) if isinstance(code, int) else None
+    return f"{path}: {kind}: {text}" if kind else f"{path}: {text}"
+
+
+def is_fatal(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _FATAL_CODES
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.OperationalError | sqlite3.IntegrityError
+    )
 
 
 @dataclass
-class _Write:
-    rows: list[tuple[bytes, bytes]]
-    removals: list[bytes]
+class Job(Generic[T]):
+    """One write: `fn` runs on the writer's connection inside a shared transaction."""
+
+    fn: Callable[[sqlite3.Connection], T]
     durable: bool
     done: trio.Event = field(default_factory=trio.Event)
+    result: T | None = None
     error: BaseException | None = None
+
+    async def wait(self) -> T:
+        await self.done.wait()
+        if self.error is not None:
+            if isinstance(self.error, StoreError | trio.ClosedResourceError):
+                raise self.error
+            raise StoreError(str(self.error)) from self.error
+        return self.result  # type: ignore[return-value]
 
 
 class Store:
     """One room's SQLite file. Open with `async with Store.open(path) as store`."""
 
     def __init__(
-        self, connection: sqlite3.Connection, path: Path, *, blocking: Blocking = THREADED
+        self,
+        connection: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        path: Path,
+        *,
+        blocking: Blocking = THREADED,
     ) -> None:
         self.path = path
         self._db = connection
+        self.reader = reader
         self._blocking = blocking
         self._limiter = trio.CapacityLimiter(1)
-        self._queue: list[_Write] = []
+        self._queue: list[Job[Any]] = []
         self._wakeup = trio.Event()
         self._closed = False
         self._writer_gone = False
         self._synchronous = "NORMAL"
-        self.commits = 0  # transactions committed by appends, for tests and metrics
+        self.commits = 0  # transactions committed by writes, for tests and metrics
+        self.failed: str | None = None  # why writes stopped for good, if they did
+        # Set by the owner (History): run on the writer's thread after each transaction
+        # (True: committed; False: rolled back), returning what `publish` then receives on
+        # the trio thread.
+        self.after: Callable[[bool], object] | None = None
+        self.publish: Callable[[object], None] | None = None
 
     @classmethod
     @asynccontextmanager
-    async def open(
-        cls, path: str | Path, *, blocking: Blocking = THREADED
-    ) -> AsyncIterator[Store]:
+    async def open(cls, path: str | Path, *, blocking: Blocking = THREADED) -> AsyncIterator[Store]:
         """Open (creating if needed) the store at `path`.
 
         `blocking` says where SQLite calls run: on a worker thread (`THREADED`), or on the
@@ -92,8 +229,8 @@ class Store:
         simulator), never for a node serving real peers.
         """
         path = Path(path)
-        connection = await blocking(_connect, path)
-        store = cls(connection, path, blocking=blocking)
+        connection, reader = await blocking(_connect, path)
+        store = cls(connection, reader, path, blocking=blocking)
         try:
             async with open_unwrapping_nursery() as nursery:
                 nursery.start_soon(store._write_loop)
@@ -103,41 +240,46 @@ class Store:
                     store._closed = True
                     store._wakeup.set()
         finally:
+            # The reader stays open until the store is garbage collected: a closed room's
+            # history can still be read (the node shows a room it left), as it could when
+            # the views lived in memory.
             with trio.CancelScope(shield=True):
-                await blocking(connection.close)
+                await blocking(_checkpoint_and_close, connection)
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await self._blocking(fn, limiter=self._limiter)
+    async def run(self, fn: Callable[[], T]) -> T:
+        """`fn()` on the writer's thread, between transactions; sqlite3 errors become
+        StoreError."""
+
+        def guarded() -> T:
+            with self.guard():
+                return fn()
+
+        return await self._blocking(guarded, limiter=self._limiter)
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn sqlite3 errors into StoreError (the one error type callers handle)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(describe(self.path, exc)) from exc
 
     # -- writing --------------------------------------------------------------------------
 
-    async def append(self, rows: Iterable[tuple[bytes, bytes]], *, durable: bool) -> None:
-        """Store `(op id, op bytes)` rows; returns once they are committed.
-
-        Callers store only new ops (the replica knows which). `durable` commits with fsync
-        (for ops we author).
-        """
-        await self.write(rows, (), durable=durable)
-
-    async def remove(self, op_ids: Iterable[bytes]) -> None:
-        """Delete ops that turned out invalid after they were stored (held, then refused)."""
-        await self.write((), op_ids, durable=False)
-
-    async def write(
-        self, rows: Iterable[tuple[bytes, bytes]], removals: Iterable[bytes], *, durable: bool
-    ) -> None:
-        """Insert `rows`, then delete `removals`, in the order calls were made; returns once
-        committed. Writes from concurrent callers share a transaction."""
+    def submit(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool) -> Job[T]:
+        """Queue a write; its transaction runs after every write submitted before it.
+        `await job.wait()` returns `fn`'s result once committed, or raises StoreError."""
         if self._closed or self._writer_gone:
             raise trio.ClosedResourceError("store is closed")
-        job = _Write(list(rows), list(removals), durable)
-        if not job.rows and not job.removals:
-            return
+        if self.failed is not None:
+            raise StoreError(f"{self.path}: writes stopped: {self.failed}")
+        job: Job[T] = Job(fn, durable)
         self._queue.append(job)
         self._wakeup.set()
-        await job.done.wait()
-        if job.error is not None:
-            raise StoreError(f"could not write to {self.path}: {job.error}") from job.error
+        return job
+
+    async def transact(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool) -> T:
+        return await self.submit(fn, durable=durable).wait()
 
     async def _write_loop(self) -> None:
         try:
@@ -158,33 +300,51 @@ class Store:
                 job.done.set()
             self._queue = []
 
-    async def _commit(self, jobs: list[_Write]) -> None:
+    async def _commit(self, jobs: list[Job[Any]]) -> None:
         durable = any(job.durable for job in jobs)
+        after = self.after
 
-        def write() -> None:
-            mode = "FULL" if durable else "NORMAL"
-            if mode != self._synchronous:
-                self._db.execute(f"PRAGMA synchronous={mode}")
-                self._synchronous = mode
-            with _transaction(self._db):
-                for job in jobs:
-                    if job.rows:
-                        self._db.executemany("INSERT INTO ops (id, data) VALUES (?, ?)", job.rows)
-                    if job.removals:
-                        # One pass over the table (there is no index on id); removals
-                        # are rare, each a held op that proved invalid.
-                        for at in range(0, len(job.removals), 500):
-                            ids = job.removals[at : at + 500]
-                            marks = ",".join("?" * len(ids))
-                            self._db.execute(f"DELETE FROM ops WHERE id IN ({marks})", ids)
+        def write() -> tuple[BaseException | None, object]:
+            error: BaseException | None = None
+            if self.failed is not None:
+                return StoreError(f"{self.path}: writes stopped: {self.failed}"), None
+            try:
+                mode = "FULL" if durable else "NORMAL"
+                if mode != self._synchronous:
+                    self._db.execute(f"PRAGMA synchronous={mode}")
+                    self._synchronous = mode
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for job in jobs:
+                        job.result = job.fn(self._db)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except Exception as exc:
+                if isinstance(exc, sqlite3.Error) and is_fatal(exc):
+                    self.failed = describe(self.path, exc)
+                    error = StoreError(f"{self.failed}; this room's writes are stopped")
+                elif isinstance(exc, sqlite3.Error):
+                    error = StoreError(describe(self.path, exc))
+                else:
+                    error = exc
+            summary = None
+            if after is not None:
+                try:
+                    summary = after(error is None)
+                except sqlite3.Error as exc:  # reloading after a failure failed too
+                    self.failed = self.failed or describe(self.path, exc)
+                    error = error or StoreError(self.failed)
+            return error, summary
 
-        error: BaseException | None = None
-        try:
-            with trio.CancelScope(shield=True):  # a started commit is always seen through
-                await self._run(write)
+        with trio.CancelScope(shield=True):  # a started commit is always seen through
+            error, summary = await self._blocking(write, limiter=self._limiter)
+        if error is None:
             self.commits += 1
-        except sqlite3.Error as exc:
-            error = exc
+        if self.publish is not None and summary is not None:
+            self.publish(summary)
         for job in jobs:
             job.error = error
             job.done.set()
@@ -192,15 +352,12 @@ class Store:
     async def set_meta(self, items: Mapping[str, bytes]) -> None:
         """Set metadata values, durably."""
 
-        def write() -> None:
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._synchronous = "FULL"
-            with _transaction(self._db):
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(items.items())
-                )
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(items.items())
+            )
 
-        await self._run(write)
+        await self.transact(write, durable=True)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -208,21 +365,27 @@ class Store:
         def read() -> dict[str, bytes]:
             return {str(k): bytes(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
 
-        return await self._run(read)
+        return await self.run(read)
 
     async def load(self) -> list[bytes]:
-        """Every stored op's bytes, in the order they were first stored."""
+        """Every stored op's bytes: those in effect in the order they took effect, then
+        the held ones."""
 
         def read() -> list[bytes]:
-            return [row[0] for row in self._db.execute("SELECT data FROM ops ORDER BY n")]
+            rows = self._db.execute("SELECT data FROM ops ORDER BY n").fetchall()
+            rows += self._db.execute("SELECT data FROM held").fetchall()
+            return [bytes(row[0]) for row in rows]
 
-        return await self._run(read)
+        return await self.run(read)
 
     async def count(self) -> int:
-        def read() -> int:
-            return int(self._db.execute("SELECT count(*) FROM ops").fetchone()[0])
+        """Stored ops, held ones included (not those set aside as damaged)."""
 
-        return await self._run(read)
+        def read() -> int:
+            ops = self._db.execute("SELECT count(*) FROM ops").fetchone()[0]
+            return int(ops) + int(self._db.execute("SELECT count(*) FROM held").fetchone()[0])
+
+        return await self.run(read)
 
     async def integrity_check(self) -> str:
         """SQLite's `PRAGMA integrity_check`: "ok" for a sound file."""
@@ -231,36 +394,36 @@ class Store:
             rows = self._db.execute("PRAGMA integrity_check").fetchall()
             return "\n".join(str(row[0]) for row in rows)
 
-        return await self._run(check)
+        return await self.run(check)
 
 
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
-            self._db.execute("ROLLBACK")
+def _close(*connections: sqlite3.Connection) -> None:
+    for connection in connections:
+        with suppress(sqlite3.Error):
+            connection.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate a store file; raises StoreError.
+def _checkpoint_and_close(connection: sqlite3.Connection) -> None:
+    """Fold the WAL into the file (the reader may outlive this connection), then close."""
+    with suppress(sqlite3.Error):
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _close(connection)
+
+
+def _connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """Open (creating if needed) and migrate a store file, and open its reader; raises
+    StoreError.
 
     A file that is not a rumor store, or is from a newer rumor, is refused before anything
-    is written to it (switching to WAL would already change its header).
+    is written to it (switching to WAL would already change its header). The schema and
+    the meta table are read in full, which finds a file whose first pages are damaged.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from None
+        raise StoreError(f"cannot open {describe(path, exc)}") from None
+    reader: sqlite3.Connection | None = None
     try:
         db.execute("PRAGMA busy_timeout=5000")
         _check_schema(db, path)
@@ -268,14 +431,19 @@ def _connect(path: Path) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             raise StoreError(f"{path}: cannot switch to WAL mode")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-32768")  # 32 MiB: the id index's hot pages
         _migrate(db)
+        db.execute("SELECT count(*) FROM meta").fetchone()
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        reader.execute("PRAGMA query_only=1")
+        reader.execute("PRAGMA cache_size=-8192")
     except sqlite3.DatabaseError as exc:
-        db.close()
-        raise StoreError(f"{path} is not a rumor store: {exc}") from None
+        _close(db, *([reader] if reader is not None else []))
+        raise StoreError(f"{describe(path, exc)} (not a rumor store, or a damaged one)") from None
     except StoreError:
-        db.close()
+        _close(db, *([reader] if reader is not None else []))
         raise
-    return db
+    return db, reader
 
 
 def _check_schema(db: sqlite3.Connection, path: Path) -> None:
@@ -291,10 +459,15 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
 def _migrate(db: sqlite3.Connection) -> None:
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     for target in range(version, len(MIGRATIONS)):
-        with _transaction(db):
+        db.execute("BEGIN IMMEDIATE")
+        try:
             for statement in MIGRATIONS[target]:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version={target + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
 
 def _has_tables(db: sqlite3.Connection) -> bool:

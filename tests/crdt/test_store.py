@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, closing
 from functools import partial
 from pathlib import Path
@@ -151,18 +151,19 @@ async def ingest_all(history: History, ops: Sequence[Op]) -> IngestReport:
 
 
 async def stored_ids(store: Store) -> list[bytes]:
-    """The ids of the stored ops, in storage order, read through a separate connection (so
-    only committed rows count)."""
+    """The ids of the stored ops (in effect, in effect order; then held), read through a
+    separate connection (so only committed rows count)."""
 
     def read() -> list[bytes]:
         with closing(sqlite3.connect(store.path)) as db:
-            return [bytes(row[0]) for row in db.execute("SELECT id FROM ops ORDER BY n")]
+            rows = db.execute("SELECT id FROM ops ORDER BY n").fetchall()
+            return [bytes(row[0]) for row in rows + db.execute("SELECT id FROM held").fetchall()]
 
     return await trio.to_thread.run_sync(read)
 
 
 async def synchronous_pragma(store: Store) -> int:
-    return int(await store._run(lambda: store._db.execute("PRAGMA synchronous").fetchone()[0]))
+    return int(await store.run(lambda: store._db.execute("PRAGMA synchronous").fetchone()[0]))
 
 
 def transactions(statements: Sequence[str], mode: str) -> list[tuple[str, list[bytes]]]:
@@ -180,6 +181,10 @@ def transactions(statements: Sequence[str], mode: str) -> list[tuple[str, list[b
             blob = re.search(r"[xX]'([0-9a-fA-F]*)'", statement)
             assert blob is not None and current is not None
             current.append(bytes.fromhex(blob.group(1)))
+        elif words.startswith("INSERT INTO META"):
+            key = re.search(r"'([^']*)'", statement)
+            assert key is not None and current is not None
+            current.append(key.group(1).encode())
         elif words == "ROLLBACK":
             current = None
         elif words in ("COMMIT", "END"):
@@ -193,6 +198,21 @@ def one_line(error: BaseException) -> str:
     message = str(error)
     assert message and "\n" not in message
     return message
+
+
+async def put(store: Store, key: str, value: bytes | None, *, durable: bool = False) -> None:
+    """One write of the store (a meta row): enough to watch transactions and commits."""
+
+    def write(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    await store.transact(write, durable=durable)
+
+
+def stored_keys(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT key FROM meta WHERE key LIKE 'k%' ORDER BY key").fetchall()
+    return [str(row[0]) for row in rows]
 
 
 @pytest.fixture
@@ -432,7 +452,7 @@ async def test_failed_author_commit_applies_nothing(tmp_path: Path, verifier: Ve
     async with open_history(path, verifier, identity=ME) as history:
         first, _ = await history.author(Kind.MESSAGE, ("first", None))
         store = history.store
-        await store._run(lambda: store._db.execute("PRAGMA busy_timeout=20"))
+        await store.run(lambda: store._db.execute("PRAGMA busy_timeout=20"))
         with closing(sqlite3.connect(path, isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
             with pytest.raises(StoreError, match="locked"):
@@ -449,97 +469,88 @@ async def test_failed_author_commit_applies_nothing(tmp_path: Path, verifier: Ve
         assert [m.text for m in history.replica.timeline()] == ["first", "second"]
 
 
-async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
+async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
     rng = random.Random(11)
     tasks, rounds = 6, 5
-    rows = {
-        (t, r): (rng.randbytes(32), rng.randbytes(100)) for t in range(tasks) for r in range(rounds)
-    }
-    durable = {key for key in rows if rng.random() < 0.3}
+    keys = {(t, r): f"k{t}-{r}" for t in range(tasks) for r in range(rounds)}
+    durable = {key for key in keys if rng.random() < 0.3}
     async with Store.open(tmp_path / "room.db") as store:
         trace: list[str] = []
         store._db.set_trace_callback(trace.append)
 
-        async def append_all(t: int) -> None:
+        async def write_all(t: int) -> None:
             for r in range(rounds):
-                await store.append([rows[t, r]], durable=(t, r) in durable)
+                await put(store, keys[t, r], b"x", durable=(t, r) in durable)
                 # Returned only once committed: a separate connection sees it.
-                assert rows[t, r][0] in await stored_ids(store)
+                assert keys[t, r] in stored_keys(store.path)
 
         async with trio.open_nursery() as nursery:
             for t in range(tasks):
-                nursery.start_soon(append_all, t)
+                nursery.start_soon(write_all, t)
         assert 1 <= store.commits < tasks * rounds
-        assert await store.count() == tasks * rounds
         store._db.set_trace_callback(None)
 
     committed = transactions(trace, "NORMAL")
     assert len(committed) == store.commits
-    assert sorted(i for _, ids in committed for i in ids) == sorted(v[0] for v in rows.values())
-    for mode, ids in committed:  # a transaction holding a durable row is durable
-        if any(rows[key][0] in ids for key in durable):
+    assert sorted(k.decode() for _, ids in committed for k in ids) == sorted(keys.values())
+    for mode, ids in committed:  # a transaction holding a durable write is durable
+        if any(keys[key].encode() in ids for key in durable):
             assert mode == "FULL"
 
 
 async def test_queued_writes_share_one_commit_in_call_order(tmp_path: Path) -> None:
-    first, second = (b"\x01" * 32, b"first"), (b"\x02" * 32, b"second")
+    order: list[str] = []
+
+    def step(name: str) -> Callable[[sqlite3.Connection], None]:
+        return lambda db: order.append(name)
+
     async with Store.open(tmp_path / "room.db") as store:
         # Hold the worker thread, so that later writes queue up.
         async with trio.open_nursery() as nursery, store._limiter:
-            nursery.start_soon(partial(store.append, [first], durable=False))
+            nursery.start_soon(partial(store.transact, step("first"), durable=False))
             await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(partial(store.append, [second], durable=False))
+            nursery.start_soon(partial(store.transact, step("second"), durable=False))
             await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(store.remove, [second[0]])
+            nursery.start_soon(partial(store.transact, step("third"), durable=False))
             await trio.testing.wait_all_tasks_blocked()
             assert store.commits == 0
-        # The first write was taken alone; the insert and the removal queued behind it
-        # were committed together, the removal after the insert.
+        # The first write was taken alone; the two queued behind it were committed
+        # together, in the order they were made.
         assert store.commits == 2
-        assert await _load_raw(store.path) == [first]
-
-
-async def _load_raw(path: Path) -> list[tuple[bytes, bytes]]:
-    def read() -> list[tuple[bytes, bytes]]:
-        with closing(sqlite3.connect(path)) as db:
-            return [(bytes(i), bytes(d)) for i, d in db.execute("SELECT id, data FROM ops")]
-
-    return await trio.to_thread.run_sync(read)
+        assert order == ["first", "second", "third"]
 
 
 async def test_failed_commit_fails_every_caller_and_keeps_nothing(tmp_path: Path) -> None:
-    blocker, good, later = (b"\x00" * 32, b"alone"), (b"\x01" * 32, b"good"), (b"\x03" * 32, b"x")
-    bad = (b"\x02" * 32, None)  # NOT NULL violated: the whole transaction fails
-    failed: dict[bytes, StoreError] = {}
+    failed: dict[str, StoreError] = {}
     async with Store.open(tmp_path / "room.db") as store:
 
-        async def append(row: tuple[bytes, bytes | None]) -> None:
+        async def write(key: str, value: bytes | None) -> None:
             try:
-                await store.append([row], durable=False)  # type: ignore[list-item]
+                await put(store, key, value)
             except StoreError as exc:
-                failed[row[0]] = exc
+                failed[key] = exc
 
         # Hold the worker thread: good and bad queue up behind blocker, together.
         async with trio.open_nursery() as nursery, store._limiter:
-            nursery.start_soon(append, blocker)
+            nursery.start_soon(write, "k0-blocker", b"alone")
             await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(append, good)
-            nursery.start_soon(append, bad)
+            nursery.start_soon(write, "k1-good", b"good")
+            nursery.start_soon(write, "k2-bad", None)  # NOT NULL violated: all fail
             await trio.testing.wait_all_tasks_blocked()
-        assert sorted(failed) == [good[0], bad[0]]
+        assert sorted(failed) == ["k1-good", "k2-bad"]
         assert all(str(store.path) in one_line(exc) for exc in failed.values())
-        assert await _load_raw(store.path) == [blocker]
-        await store.append([later], durable=True)  # the store still works
-        assert await _load_raw(store.path) == [blocker, later]
+        assert stored_keys(store.path) == ["k0-blocker"]
+        assert store.failed is None  # a constraint error is no reason to stop writing
+        await put(store, "k3-later", b"x", durable=True)  # the store still works
+        assert stored_keys(store.path) == ["k0-blocker", "k3-later"]
 
 
 async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
     async with Store.open(tmp_path / "room.db") as store:
-        await store.append([(b"\x01" * 32, b"x")], durable=False)
+        await put(store, "k1", b"x")
     with pytest.raises(trio.ClosedResourceError):
-        await store.append([(b"\x02" * 32, b"y")], durable=False)
-    async with Store.open(tmp_path / "room.db") as store:
-        assert await store.load() == [b"x"]
+        await put(store, "k2", b"y")
+    assert stored_keys(tmp_path / "room.db") == ["k1"]
 
 
 # -- schema versions and files that are not ours ------------------------------------------
@@ -558,7 +569,7 @@ async def test_fresh_file_gets_current_schema(tmp_path: Path) -> None:
     assert _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert _sql(path, "PRAGMA journal_mode") == [("wal",)]
     tables = {row[0] for row in _sql(path, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"meta", "ops"}
+    assert {"meta", "ops", "held", "messages", "reactions", "registers", "quarantine"} <= tables
 
 
 async def test_newer_schema_is_refused(tmp_path: Path, verifier: Verifier) -> None:
@@ -668,7 +679,7 @@ async def test_added_migration_runs_once(
         assert _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
         assert _sql(path, "SELECT step FROM migration_runs") == [(SCHEMA_VERSION,)]
     columns = [row[1] for row in _sql(path, "PRAGMA table_info(ops)")]
-    assert columns == ["n", "id", "data", "received_at"]
+    assert columns == ["n", "id", "a", "seq", "data", "received_at"]
 
     # This rumor again, without the step: the upgraded file is from a newer rumor.
     monkeypatch.undo()
@@ -736,7 +747,7 @@ async def test_ops_of_a_failed_ingest_commit_are_stored_when_delivered_again(
     async with open_history(path, verifier) as history:
         await ingest_all(history, [first])
         store = history.store
-        await store._run(lambda: store._db.execute("PRAGMA busy_timeout=20"))
+        await store.run(lambda: store._db.execute("PRAGMA busy_timeout=20"))
         with closing(sqlite3.connect(path, isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
             with pytest.raises(StoreError, match="locked"):
@@ -749,19 +760,16 @@ async def test_ops_of_a_failed_ingest_commit_are_stored_when_delivered_again(
         assert history.replica.render() == rendered
 
 
-async def test_cancelled_history_block_closes_promptly_with_unsaved_ops(
-    tmp_path: Path, verifier: Verifier
-) -> None:
-    """Cancelling the block that holds a History also cancels its store's writer; the
-    final save of unsaved ops must then give up at once, not wait for that writer."""
+async def test_cancelled_history_block_closes_promptly(tmp_path: Path, verifier: Verifier) -> None:
+    """Cancelling the block that holds a History also cancels its store's writer and its
+    background tasks; it closes at once, and a write after that is refused."""
     peers = Peers(ALICE)
-    first, pending = peers.message(ALICE, "stored"), peers.message(ALICE, "unsaved")
+    first = peers.message(ALICE, "stored")
     path = tmp_path / "room.db"
     with trio.fail_after(2):
         with trio.CancelScope() as scope:
             async with open_history(path, verifier) as history:
                 await ingest_all(history, [first])
-                history._unsaved[pending.id] = pending.data  # as after a failed commit
                 scope.cancel()
                 await trio.sleep_forever()
         assert scope.cancelled_caught
@@ -769,7 +777,7 @@ async def test_cancelled_history_block_closes_promptly_with_unsaved_ops(
         assert [m.text for m in history.replica.timeline()] == ["stored"]
         assert await history.store.integrity_check() == "ok"
     with pytest.raises(trio.ClosedResourceError):
-        await history.store.append([(pending.id, pending.data)], durable=False)
+        await put(history.store, "k1", b"x")
 
 
 # -- inline: SQLite on the trio thread, for virtual time ------------------------------------
@@ -806,17 +814,17 @@ async def test_inline_history_round_trips_in_virtual_time_without_threads(
     assert trio.current_time() == 0  # nothing waited: the clock never had to jump
 
 
-async def test_inline_appends_still_share_commits_and_honour_cancellation(
+async def test_inline_writes_still_share_commits_and_honour_cancellation(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, no_threads: None
 ) -> None:
-    rows = [(bytes([n]) * 32, b"op %d" % n) for n in range(6)]
+    keys = [f"k{n}" for n in range(6)]
     async with Store.open(tmp_path / "room.db", blocking=INLINE) as store:
         async with trio.open_nursery() as nursery:
-            for row in rows:
-                nursery.start_soon(partial(store.append, [row], durable=False))
+            for key in keys:
+                nursery.start_soon(put, store, key, b"v")
         assert store.commits == 1  # all six queued before the writer ran: one transaction
         with trio.CancelScope() as scope:
             scope.cancel()
             await store.count()  # cancelled before it starts, as on a thread
         assert scope.cancelled_caught
-        assert sorted(await store.load()) == [data for _, data in rows]  # tasks start in any order
+        assert stored_keys(store.path) == keys
