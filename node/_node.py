@@ -494,11 +494,20 @@ class Node:
             links=tuple(self._peers.links),
             dht_contacts=len(self.dht.contacts()) if self.dht is not None else None,
             refusals=self._peers.refusals,
-            failed_rooms=tuple(sorted(self._failed_rooms.items())),
+            failed_rooms=tuple(sorted({**self._failed_rooms, **self._failing_stores()}.items())),
             dht_counters=tuple(sorted(self.dht.counters().items())) if self.dht else (),
             dht_bootstrap_failed=self.dht.bootstrap_failed if self.dht else False,
             rooms=tuple(driver.status() for driver in self._rooms.values()),
         )
+
+    def _failing_stores(self) -> dict[str, str]:
+        """Rooms still served whose file stopped taking writes (a background check found
+        it damaged, say): listed with the failed rooms, so status and metrics show them."""
+        return {
+            driver.history.store.path.name: driver.history.store.failed
+            for driver in self._rooms.values()
+            if driver.history.store.failed is not None
+        }
 
     def dial_states(self) -> dict[str, DialState]:
         """Each address this node keeps dialing, and how that goes."""

@@ -238,6 +238,7 @@ class RoomDriver:
             duplicates=self.core.stats.duplicates,
             rejected=tuple(sorted(self.rejected.items())),
             acked_seq=self.core.peer_seq(self.host.peer_id),
+            damaged=self.history.damaged,
         )
 
     # -- the room task -----------------------------------------------------------------

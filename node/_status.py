@@ -30,6 +30,8 @@ class RoomStatus:
     rejected: tuple[tuple[str, int], ...] = ()  # received ops refused, by reason, sorted
     # The highest seq of ours some linked peer is known to hold: our ops up to it reached one.
     acked_seq: int = 0
+    # Stored ops found damaged and set aside (never deleted), to be fetched again by sync.
+    damaged: int = 0
 
     @property
     def synced(self) -> bool:

@@ -103,6 +103,11 @@ class NodeCollector(Collector):
             "duplicates": CounterMetricFamily(
                 "rumor_room_ops_duplicate", "Received ops already held.", labels=labels
             ),
+            "damaged": GaugeMetricFamily(
+                "rumor_room_damaged_ops",
+                "Stored ops found damaged and set aside, waiting to be fetched again.",
+                labels=labels,
+            ),
         }
         rejected = CounterMetricFamily(
             "rumor_room_ops_rejected",

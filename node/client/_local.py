@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import trio
 
-from crdt import Message
+from crdt import Message, StoreError
 
 from .._invite import InviteError
 from .._node import Node
@@ -53,7 +53,7 @@ class LocalClient:
         """Await a write; what the node refuses becomes a ClientError."""
         try:
             return await call
-        except (ValueError, InviteError, trio.ClosedResourceError) as exc:
+        except (ValueError, InviteError, StoreError, trio.ClosedResourceError) as exc:
             raise ClientError(str(exc) or type(exc).__name__) from None
 
     def _info(self, room: Room, status: RoomStatus | None) -> RoomInfo:
@@ -126,12 +126,19 @@ class LocalClient:
     ) -> HistoryPage:
         if not 0 < limit <= MAX_PAGE:
             raise ClientError(f"a page holds 1 to {MAX_PAGE} messages, not {limit}")
-        messages = self._room(room_id).history(before=before, before_ms=before_ms, limit=limit + 1)
+        room = self._room(room_id)
+        try:
+            messages = room.history(before=before, before_ms=before_ms, limit=limit + 1)
+        except StoreError as exc:  # a damaged room file: the room has stopped
+            raise ClientError(str(exc)) from None
         more = len(messages) > limit
         return HistoryPage(room_id, tuple(messages[-limit:]), more)
 
     async def message(self, room_id: bytes, message_id: bytes) -> Message | None:
-        return self._room(room_id).message(message_id)
+        try:
+            return self._room(room_id).message(message_id)
+        except StoreError as exc:
+            raise ClientError(str(exc)) from None
 
     async def members(self, room_id: bytes) -> list[MemberInfo]:
         room = self._room(room_id)
