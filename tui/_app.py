@@ -274,12 +274,13 @@ class RumorApp(App[int]):
     @work(exclusive=True, group="start")
     async def _load_start(self) -> None:
         self.me = await self.call(self.api.me)
-        self.rooms = await self.call(self.api.rooms)
+        self.rooms = _ordered(await self.call(self.api.rooms))
         for info in self.rooms:
             await self._count_unread(info)
         self._show_rooms()
         if self.rooms:
-            await self._switch(self.rooms[0].id)
+            last = [r.id for r in self.rooms if r.id.hex() == self.ui_state.last_room]
+            await self._switch(last[0] if last else self.rooms[0].id)
         else:
             self._show_welcome()
         self.ready = True
@@ -379,7 +380,7 @@ class RumorApp(App[int]):
         if rooms is None:
             return
         known = {info.id for info in self.rooms}
-        self.rooms = rooms
+        self.rooms = _ordered(rooms)
         for info in rooms:
             if info.id not in known:
                 await self._count_unread(info)
@@ -540,6 +541,7 @@ class RumorApp(App[int]):
         if self.current is not None and self.current != room_id:
             self._remember_read()
         self.current = room_id
+        self.ui_state.last_room = room_id.hex()
         self.unread[room_id] = 0
         self.mentions[room_id] = 0
         info = self._room_info(room_id)
@@ -573,7 +575,8 @@ class RumorApp(App[int]):
         if self.current is None or self.timeline.room_id != self.current:
             return
         newest = self.timeline.newest(skip_deleted=False)
-        if newest is not None and self.ui_state.mark_read(self.current, newest.hlc):
+        # An empty room gets marker 0: all that comes later is unread.
+        if self.ui_state.mark_read(self.current, newest.hlc if newest is not None else 0):
             self._state_dirty = True
 
     def _save_state(self) -> None:
@@ -733,7 +736,7 @@ class RumorApp(App[int]):
 
     async def _add_room(self, info: RoomInfo) -> None:
         if info.id not in {r.id for r in self.rooms}:
-            self.rooms.append(info)
+            self.rooms = _ordered([*self.rooms, info])
         await self._switch(info.id)
 
     def _cmd_join(self, arg: str) -> None:
@@ -1010,6 +1013,11 @@ def _goto(app: RumorApp, room_id: bytes) -> Callable[[], None]:
         app.switch_room(room_id)
 
     return callback
+
+
+def _ordered(rooms: list[RoomInfo]) -> list[RoomInfo]:
+    """Rooms by name (then id): the order, and so Alt+N, stays put across restarts."""
+    return sorted(rooms, key=lambda info: (info.name.casefold(), info.id))
 
 
 def _one_line(error: BaseException) -> str:

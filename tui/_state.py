@@ -27,6 +27,7 @@ class UiState:
     read: dict[str, int] = field(default_factory=dict)
     notify: str = "bell"
     show_members: bool = True
+    last_room: str = ""  # hex id of the room on screen when the UI closed
 
     @classmethod
     def load(cls, path: Path) -> UiState:
@@ -44,6 +45,8 @@ class UiState:
             }
         if raw.get("notify") in NOTIFY_MODES:
             state.notify = raw["notify"]
+        if isinstance(raw.get("last_room"), str):
+            state.last_room = raw["last_room"]
         if isinstance(raw.get("show_members"), bool):
             state.show_members = raw["show_members"]
         return state
@@ -51,7 +54,12 @@ class UiState:
     def save(self, path: Path) -> None:
         """Write the file atomically; a failure (read-only dir) is ignored: markers are a
         convenience, not data."""
-        data = {"notify": self.notify, "read": self.read, "show_members": self.show_members}
+        data = {
+            "last_room": self.last_room,
+            "notify": self.notify,
+            "read": self.read,
+            "show_members": self.show_members,
+        }
         temporary = path.with_name(path.name + ".tmp")
         with contextlib.suppress(OSError):
             temporary.write_text(json.dumps(data, sort_keys=True, indent=1), encoding="utf-8")

@@ -89,3 +89,8 @@ def screen_lines(timeline: Timeline) -> list[str]:
 
 def screen_text(timeline: Timeline) -> str:
     return "\n".join(screen_lines(timeline))
+
+
+def noticed(app: RumorApp, text: str) -> bool:
+    """Whether a notice containing `text` is showing."""
+    return any(text in str(notice.message) for notice in app._notifications)
