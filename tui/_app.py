@@ -127,6 +127,7 @@ class RumorApp(App[int]):
         state_dir: Path | None = None,
         tz: tzinfo | None = None,
         notify_mode: str | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         super().__init__()
         self.client_factory = client_factory
@@ -135,6 +136,7 @@ class RumorApp(App[int]):
         if notify_mode is not None:
             self.ui_state.notify = notify_mode
         self.tz = tz
+        self.clock_ms = clock_ms or _wall_ms
         self.guest = TrioGuest()
         self.client: ChatClient | None = None
         self.me = Me(b"", "", "")
@@ -519,7 +521,7 @@ class RumorApp(App[int]):
         text.append("/create NAME\n", style="bold cyan")
         text.append("   ", style="bold")
         text.append("or join one:        ")
-        text.append("paste the invite (rumor://…) and press Enter\n\n", style="bold cyan")
+        text.append("paste an invite (rumor://…)\n\n", style="bold cyan")
         text.append("F1 or /help lists every command; Ctrl+Q quits.", style="dim")
         return text
 
@@ -530,7 +532,7 @@ class RumorApp(App[int]):
         self.timeline.display = False
         self.timeline.clear_room()
         self.query_one(TopicBar).show(None)
-        self.query_one(MemberList).show([], self.me.peer_id)
+        self.query_one(MemberList).display = False  # no room, no members
         self._show_rooms()
         self._show_status()
 
@@ -546,6 +548,7 @@ class RumorApp(App[int]):
         self.mentions[room_id] = 0
         info = self._room_info(room_id)
         self.query_one("#welcome", Static).display = False
+        self.query_one(MemberList).display = self.ui_state.show_members
         timeline = self.timeline
         timeline.display = True
         self.query_one(TopicBar).show(info)
@@ -687,7 +690,7 @@ class RumorApp(App[int]):
         room_id = self._need_room()
         if room_id is None:
             return
-        token = self.timeline.add_pending(text, reply_to)
+        token = self.timeline.add_pending(text, reply_to, self.clock_ms())
         self._send(room_id, text, reply_to, token)
 
     @work(group="writes")
@@ -938,7 +941,7 @@ class RumorApp(App[int]):
         info = await self.attempt(self.api.room, room_id)
         if diagnostics is None or status is None or info is None:
             return
-        body = diagnostics_text(info, diagnostics, status, int(time.time() * 1000))
+        body = diagnostics_text(info, diagnostics, status, self.clock_ms())
         await self.push_screen(TextScreen("Diagnostics", body, id="peers-screen"))
 
     def _cmd_members(self, arg: str) -> None:
@@ -1013,6 +1016,10 @@ def _goto(app: RumorApp, room_id: bytes) -> Callable[[], None]:
         app.switch_room(room_id)
 
     return callback
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _ordered(rooms: list[RoomInfo]) -> list[RoomInfo]:
