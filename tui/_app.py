@@ -671,7 +671,8 @@ class RumorApp(App[int]):
             return
         if parsed is None:
             return
-        if self.client is None:
+        if self.client is None or not self.ready:
+            self.input.set_text(message.text)  # kept, to send once the node is open
             self.notify("the node is still opening", severity="warning")
             return
         if isinstance(parsed, Say):
