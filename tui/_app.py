@@ -638,13 +638,15 @@ class RumorApp(App[int]):
     def action_scroll_timeline(self, pages: int) -> None:
         timeline = self.timeline
         height = max(timeline.size.height - 1, 1)
-        timeline.scroll_to(y=timeline.scroll_y + pages * height, animate=False, immediate=True)
+        target = timeline.scroll_y + pages * height
+        timeline.scroll_to(y=target, animate=False, immediate=True, force=True)
 
     def action_timeline_top(self) -> None:
-        self.timeline.scroll_home(animate=False, immediate=True)
+        self.timeline.scroll_to(y=0, animate=False, immediate=True, force=True)
 
     def action_timeline_bottom(self) -> None:
-        self.timeline.scroll_end(animate=False, immediate=True)
+        timeline = self.timeline
+        timeline.scroll_to(y=timeline.max_scroll_y, animate=False, immediate=True, force=True)
 
     def action_select(self, delta: int) -> None:
         self.timeline.move_selection(delta)

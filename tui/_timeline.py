@@ -137,7 +137,7 @@ class Timeline(ScrollView, can_focus=True):
         self._follow = True
         self._find_new_marker()
         self._relayout()
-        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self._to_bottom()
 
     def clear_room(self) -> None:
         self.show_room(b"", (), more_before=False, me=self.me, read_hlc=None)
@@ -194,7 +194,7 @@ class Timeline(ScrollView, can_focus=True):
         self._pending.append(Message(token, self.me, 0, hlc, text, reply_to, False, False, ()))
         self._follow = True
         self._relayout(start=self._entries() - 1)
-        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self._to_bottom()
         return token
 
     def drop_pending(self, token: bytes) -> None:
@@ -266,7 +266,7 @@ class Timeline(ScrollView, can_focus=True):
         index += delta
         if index >= len(self._messages):
             self.select(None)
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._to_bottom()
             self._follow = True
             return
         index = max(index, 0)
@@ -282,16 +282,22 @@ class Timeline(ScrollView, can_focus=True):
         top = self._starts[index] + block.text_start
         height = self.scrollable_content_region.height or self.size.height
         if not (self.scroll_y <= top < self.scroll_y + height - 1):
-            self.scroll_to(y=max(top - height // 3, 0), animate=False, immediate=True)
+            self.scroll_to(y=max(top - height // 3, 0), animate=False, immediate=True, force=True)
         self._follow = self._at_bottom()
+
+    def _to_bottom(self) -> None:
+        # Forced: just after the virtual size grows, the scrollbar (and so "may scroll")
+        # is only updated at the next layout, and a plain scroll would be refused.
+        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
 
     def _at_bottom(self) -> bool:
         return self.scroll_y >= self.max_scroll_y - 0.5
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        self._follow = self._at_bottom()
-        self._maybe_need_older()
+        if self.size.height and self._total:  # not while hidden or empty: keep following
+            self._follow = self._at_bottom()
+            self._maybe_need_older()
 
     def _maybe_need_older(self, *, force: bool = False) -> None:
         height = self.size.height or 1
@@ -308,6 +314,8 @@ class Timeline(ScrollView, can_focus=True):
 
     def _on_resize(self, event: events.Resize) -> None:
         self._relayout(keep_anchor=True)
+        if self._follow:
+            self._to_bottom()
         self._maybe_need_older()
 
     async def _on_click(self, event: events.Click) -> None:
@@ -451,7 +459,8 @@ class Timeline(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width or self.size.width
         self.virtual_size = Size(width, total)
         if follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._to_bottom()
+            self._follow = True
         elif anchor is not None:
             target = self._line_of(anchor)
             if target is not None:
