@@ -28,6 +28,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message as TextualMessage
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Static
 
 from crdt import (
@@ -65,6 +66,7 @@ from ._timeline import Timeline
 __all__ = ["ClientFactory", "RumorApp"]
 
 T = TypeVar("T")
+W = TypeVar("W", bound=Widget)
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[ChatClient]]
 
@@ -152,6 +154,7 @@ class RumorApp(App[int]):
         self._search: tuple[str, bytes | None] | None = None
         self._state_dirty = False
         self.bells = 0  # mentions signalled (bell or desktop notice), for tests
+        self._parts: dict[str, Widget] = {}
         self._timeline: Timeline | None = None  # kept: still read while unmounting
         self._input: ChatInput | None = None
 
@@ -170,6 +173,17 @@ class RumorApp(App[int]):
             yield MemberList(id="members")
         yield StatusBar(id="status")
 
+    def _part(self, kind: type[W], selector: str | None = None) -> W:
+        """A widget of the screen, found once and kept: workers finishing while the app
+        shuts down still update it harmlessly (it is no longer on screen)."""
+        key = selector or kind.__name__
+        found = self._parts.get(key)
+        if found is None:
+            found = self.query_one(selector, kind) if selector else self.query_one(kind)
+            self._parts[key] = found
+        assert isinstance(found, kind)
+        return found
+
     @property
     def timeline(self) -> Timeline:
         if self._timeline is None:
@@ -184,11 +198,14 @@ class RumorApp(App[int]):
 
     def on_mount(self) -> None:
         self._timeline, self._input = self.query_one(Timeline), self.query_one(ChatInput)
+        for kind in (RoomList, MemberList, TopicBar, StatusBar):
+            self._part(kind)
+        self._part(Static, "#welcome")
         self.timeline.display = False
-        self.query_one(MemberList).display = self.ui_state.show_members
-        self.query_one(RoomList).show([], None)
-        self.query_one(TopicBar).show(None)
-        self.query_one(StatusBar).show("", b"", None, None, None, 0)
+        self._part(MemberList).display = self.ui_state.show_members
+        self._part(RoomList).show([], None)
+        self._part(TopicBar).show(None)
+        self._part(StatusBar).show("", b"", None, None, None, 0)
         self.input.focus()
         done = self.guest.start(self._trio_main)
         done.add_done_callback(self._guest_ended)
@@ -196,6 +213,7 @@ class RumorApp(App[int]):
         self.set_interval(SAVE_EVERY, self._save_if_dirty)
 
     async def on_unmount(self) -> None:
+        self.workers.cancel_all()
         self._remember_read()
         self._save_state()
         await self.guest.aclose()
@@ -402,7 +420,7 @@ class RumorApp(App[int]):
             return
         self.rooms = [info if r.id == room_id else r for r in self.rooms]
         if room_id == self.current:
-            self.query_one(TopicBar).show(info)
+            self._part(TopicBar).show(info)
 
     @work(exclusive=True, group="members")
     async def _load_members(self, room_id: bytes) -> None:
@@ -412,7 +430,7 @@ class RumorApp(App[int]):
         self.members[room_id] = members
         if room_id != self.current:
             return
-        self.query_one(MemberList).show(members, self.me.peer_id)
+        self._part(MemberList).show(members, self.me.peer_id)
         nicks = {m.peer_id: m.nick for m in members if m.nick}
         if self.me.nick:
             nicks[self.me.peer_id] = self.me.nick
@@ -487,7 +505,7 @@ class RumorApp(App[int]):
             )
             for info in self.rooms
         ]
-        self.query_one(RoomList).show(entries, self.current)
+        self._part(RoomList).show(entries, self.current)
 
     def _show_status(self) -> None:
         room = self._room_info(self.current)
@@ -500,7 +518,7 @@ class RumorApp(App[int]):
                     if lag and peak:
                         progress = 1.0 - lag / peak
         syncing = sum(1 for info in self.rooms if not info.synced)
-        self.query_one(StatusBar).show(
+        self._part(StatusBar).show(
             self.me.nick, self.me.peer_id, self.status, room, progress, syncing
         )
 
@@ -526,13 +544,13 @@ class RumorApp(App[int]):
         return text
 
     def _show_welcome(self) -> None:
-        welcome = self.query_one("#welcome", Static)
+        welcome = self._part(Static, "#welcome")
         welcome.update(self._welcome_text())
         welcome.display = True
         self.timeline.display = False
         self.timeline.clear_room()
-        self.query_one(TopicBar).show(None)
-        self.query_one(MemberList).display = False  # no room, no members
+        self._part(TopicBar).show(None)
+        self._part(MemberList).display = False  # no room, no members
         self._show_rooms()
         self._show_status()
 
@@ -547,11 +565,11 @@ class RumorApp(App[int]):
         self.unread[room_id] = 0
         self.mentions[room_id] = 0
         info = self._room_info(room_id)
-        self.query_one("#welcome", Static).display = False
-        self.query_one(MemberList).display = self.ui_state.show_members
+        self._part(Static, "#welcome").display = False
+        self._part(MemberList).display = self.ui_state.show_members
         timeline = self.timeline
         timeline.display = True
-        self.query_one(TopicBar).show(info)
+        self._part(TopicBar).show(info)
         self._show_rooms()
         self._show_status()
         self._search = None
@@ -951,7 +969,7 @@ class RumorApp(App[int]):
         self.action_toggle_members()
 
     def action_toggle_members(self) -> None:
-        panel = self.query_one(MemberList)
+        panel = self._part(MemberList)
         panel.display = not panel.display
         self.ui_state.show_members = bool(panel.display)
         self._state_dirty = True
