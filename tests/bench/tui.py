@@ -172,7 +172,8 @@ async def measure(
         print(f"page scroll p50: {percentile(scrolls, 50) * 1000:.1f} ms")
         verdict("page scroll p99", percentile(scrolls, 99), LATENCY_TARGET)
         t = time.perf_counter()
-        jump = await clock.key_to_paint(app, "ctrl+home", lambda: timeline.scroll_y == 0)
+        far = timeline.scroll_y - 2 * SIZE[1]  # well above where it was: at the top
+        jump = await clock.key_to_paint(app, "ctrl+home", lambda: timeline.scroll_y < far)
         while timeline.loading_older:
             await asyncio.sleep(0.001)
         await pilot.pause()
