@@ -133,7 +133,9 @@ async def measure(
 
     @asynccontextmanager
     async def factory():  # type: ignore[no-untyped-def]
-        async with Node.open(data_dir, dht_port=None, verify_workers=0) as node:
+        # As `tui.run` opens it: signatures verified in a worker process, not on the UI's
+        # thread (one worker: the machine has two cores and the peer needs one).
+        async with Node.open(data_dir, dht_port=None, verify_workers=1) as node:
             opened_at.append(time.perf_counter())
             yield LocalClient(node)
 
@@ -172,6 +174,8 @@ async def measure(
         print(f"page scroll p50: {percentile(scrolls, 50) * 1000:.1f} ms")
         verdict("page scroll p99", percentile(scrolls, 99), LATENCY_TARGET)
         t = time.perf_counter()
+        await pilot.press("ctrl+end")
+        await pilot.pause()
         far = timeline.scroll_y - 2 * SIZE[1]  # well above where it was: at the top
         jump = await clock.key_to_paint(app, "ctrl+home", lambda: timeline.scroll_y < far)
         while timeline.loading_older:
