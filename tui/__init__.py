@@ -6,7 +6,7 @@ on a `ChatClient` factory; `TrioGuest` is the one-thread bridge between asyncio 
 
 from ._app import ClientFactory, RumorApp
 from ._bridge import GuestClosed, TrioGuest
-from ._run import local_client_factory, main, run
+from ._run import local_client_factory, main, run, run_demo, run_remote
 
 __all__ = [
     "ClientFactory",
@@ -16,4 +16,6 @@ __all__ = [
     "local_client_factory",
     "main",
     "run",
+    "run_demo",
+    "run_remote",
 ]

@@ -16,12 +16,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import platformdirs
+
 from node import Node
 from node.client import ChatClient, LocalClient
 
 from ._app import ClientFactory, RumorApp
 
-__all__ = ["DATA_DIR_ENV", "local_client_factory", "main", "run"]
+__all__ = ["DATA_DIR_ENV", "local_client_factory", "main", "run", "run_demo", "run_remote"]
 
 DATA_DIR_ENV: Final = "RUMOR_DATA_DIR"
 
@@ -40,7 +42,8 @@ def local_client_factory(data_dir: Path, **node_options: Any) -> ClientFactory:
 def node_options_from_config(data_dir: Path) -> dict[str, Any]:
     """`Node.open` options from the data dir's config.toml (as `rumor run` reads it), or
     none when the file is absent (a first run: loopback links, a DHT on any port)."""
-    from node._config import CONFIG_FILE, load_config  # the one reader of that file
+    from node._datadir import CONFIG_FILE
+    from node.app._config import load_config  # the one reader of that file
 
     path = data_dir / CONFIG_FILE
     if not path.exists():
@@ -69,6 +72,24 @@ def run(data_dir: Path, *, client_factory: ClientFactory | None = None, **node_o
     except (OSError, ValueError) as exc:
         print(f"rumor: {exc}", file=sys.stderr)
         return 1
+    return app.return_code if app.return_code is not None else 1
+
+
+def run_remote(client_factory: ClientFactory, *, state_dir: Path | None = None) -> int:
+    """Run the chat UI against a node elsewhere (`rumor attach`): `client_factory` opens
+    the remote client. The UI's own state (read markers) lives in `state_dir`, by default
+    the platform's state dir for rumor."""
+    if state_dir is None:
+        state_dir = Path(platformdirs.user_state_dir("rumor")) / "attach"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return run(state_dir, client_factory=client_factory)
+
+
+def run_demo(client_factory: ClientFactory) -> int:
+    """Run the chat UI on `rumor demo`'s own node while its bots chat (`client_factory`
+    yields a client over that node); read markers are not kept."""
+    app = RumorApp(client_factory, state_dir=None)
+    app.run()
     return app.return_code if app.return_code is not None else 1
 
 
