@@ -1,7 +1,7 @@
 """Benchmark: the chat UI on a room of 100,000 messages, and under a flood from a peer.
 
 Builds the room once in a temp data dir (a node creates it; the ops of one other author
-are signed with crdt's `Replica` and appended to the room's store directly, for speed),
+are signed with crdt's `Replica` and ingested into the room's file through `History`),
 then in one run of the app (headless, 120x40, `App.run_test`):
   - first paint: from creating the app (the node opens inside it) to the room's newest
     messages painted; the node's own share (opening the room file) is printed beside it;
@@ -39,7 +39,7 @@ from textual import events
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from crdt import Identity, Kind, Replica, Store
+from crdt import History, Identity, Kind, Replica
 from node import Node
 from node.client import LocalClient
 from tui import RumorApp
@@ -76,20 +76,20 @@ async def build_room(data_dir: Path, count: int) -> tuple[bytes, str]:
     rng = random.Random(7)
     words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "rumor", "sync"]
     start_ms = int(time.time() * 1000) - count * 1000
-    rows = []
+    ops = []
     op = author.create(Kind.JOIN, (), now_ms=start_ms)
     author.admit(op)
-    rows.append((op.id, op.data))
+    ops.append(op)
     for index in range(count):
         text = f"{index} " + " ".join(rng.choice(words) for _ in range(rng.randint(3, 25)))
         op = author.create(Kind.MESSAGE, (text, None), now_ms=start_ms + index * 1000)
         author.admit(op)
-        rows.append((op.id, op.data))
+        ops.append(op)
+    # Ingested as sync would deliver them (verified, applied, stored in the room's views).
     path = data_dir / "rooms" / f"{room_id.hex()}.sqlite3"
-    async with Store.open(path) as store:
-        for first in range(0, len(rows), 5000):
-            await store.append(rows[first : first + 5000], durable=False)
-        await store.append([], durable=True)
+    async with History.open(path) as history:
+        for first in range(0, len(ops), 1000):
+            await history.ingest(ops[first : first + 1000])
     return room_id, invite
 
 
