@@ -1,4 +1,5 @@
-"""Modal screens showing text: help, diagnostics, an invite, mentions; and their content.
+"""Modal screens showing text: help, diagnostics, an invite, mentions; and their content
+(and the welcome's).
 
 The content builders are pure (data in, `Text` out) so tests and snapshots can use them;
 strings from the network go through `_safe.inert_line`.
@@ -19,13 +20,20 @@ from textual.widgets import Static
 
 from crdt import Message, format_peer_id, hlc_millis
 from node import NodeStatus
-from node.client import RoomDiagnostics, RoomInfo
+from node.client import Me, RoomDiagnostics, RoomInfo
 
 from ._commands import KEYS, help_lines
 from ._layout import is_action, nick_style, short_id
 from ._safe import inert_line
 
-__all__ = ["TextScreen", "diagnostics_text", "help_text", "invite_text", "mentions_text"]
+__all__ = [
+    "TextScreen",
+    "diagnostics_text",
+    "help_text",
+    "invite_text",
+    "mentions_text",
+    "welcome_text",
+]
 
 
 class TextScreen(ModalScreen[None]):
@@ -161,4 +169,27 @@ def mentions_text(
         else:
             text.append(f"<{nick}>", style=nick_style(message.author))
         text.append(f" {body[:200]}\n")
+    return text
+
+
+def welcome_text(me: Me) -> Text:
+    """The first screen: who you are and the three ways to start."""
+    text = Text()
+    text.append("Welcome to rumor\n\n", style="bold")
+    text.append("A chat with no server: your messages live on your machine and on the")
+    text.append(" machines of the people in your rooms.\n\n")
+    if me.peer_id:
+        text.append("You are ")
+        text.append(short_id(me.peer_id), style="bold")
+        text.append(f"{' (' + inert_line(me.nick) + ')' if me.nick else ''}.\n\n")
+    text.append("1. ", style="bold")
+    text.append("pick a nick:        ")
+    text.append("/nick NAME\n", style="bold cyan")
+    text.append("2. ", style="bold")
+    text.append("create a room:      ")
+    text.append("/create NAME\n", style="bold cyan")
+    text.append("   ", style="bold")
+    text.append("or join one:        ")
+    text.append("paste an invite (rumor://…)\n\n", style="bold cyan")
+    text.append("F1 or /help lists every command; Ctrl+Q quits.", style="dim")
     return text
