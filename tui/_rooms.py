@@ -44,14 +44,16 @@ class RoomsApp(AppShell):
     async def _load_start(self) -> None:
         self.me = await self.call(self.api.me)
         self.rooms = ordered(await self.call(self.api.rooms))
-        for info in self.rooms:
-            await self._count_unread(info)
-        self._show_rooms()
         if self.rooms:
             last = [r.id for r in self.rooms if r.id.hex() == self.ui_state.last_room]
             await self._switch(last[0] if last else self.rooms[0].id)
         else:
             self._show_welcome()
+        # After the first paint: the shown room counts as read, the others are read back.
+        for info in self.rooms:
+            if info.id != self.current:
+                await self._count_unread(info)
+        self._show_rooms()
         self.ready = True
         self._poll_status()
 

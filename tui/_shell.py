@@ -101,7 +101,7 @@ class AppShell(App[int]):
         self.mentions: dict[bytes, int] = {}
         self.members: dict[bytes, list[MemberInfo]] = {}
         self.status: NodeStatus | None = None
-        self.ready = False  # the client is open and the first rooms are shown
+        self.ready = False  # the client is open, a room is shown, the others are counted
         self.failure: str | None = None
         self._behind_peak: dict[bytes, int] = {}
         self._search: tuple[str, bytes | None] | None = None

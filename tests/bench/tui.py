@@ -3,8 +3,8 @@
 Builds the room once in a temp data dir (a node creates it; the ops of one other author
 are signed with crdt's `Replica` and ingested into the room's file through `History`),
 then in one run of the app (headless, 120x40, `App.run_test`):
-  - first paint: from creating the app (the node opens inside it) to the room's newest
-    messages painted; the node's own share (opening the room file) is printed beside it;
+  - first paint: from creating the app (the node opens inside it) to the first screen
+    update showing the room's newest messages; the node's own share (opening the room file) is printed beside it;
   - page scroll (PageUp) and jump to the top (Ctrl+Home: the top of the loaded history,
     which asks for the next older page) as key-to-paint times;
   - keypress-to-paint latency p50/p99 while a peer, in its own process and holding a copy
@@ -16,6 +16,8 @@ message bounded (its window stays <= MAX_LOADED + TRIM_SLACK messages, whatever 
 
     python tests/bench/tui.py           # 100,000 messages, a 10 s flood
     python tests/bench/tui.py --quick   # 10,000 messages, a 3 s flood, for CI
+    ... --room DIR        # build the room in DIR once and reuse it (copied) in later runs
+    ... --profile PREFIX  # pyinstrument profiles of each phase, PREFIX-<phase>.txt
 """
 
 # The benchmark polls conditions of a running app on purpose (that is what it measures).
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -139,14 +142,27 @@ async def measure(
             opened_at.append(time.perf_counter())
             yield LocalClient(node)
 
+    phases = Phases(args.profile)
+    phases.start()
     started = time.perf_counter()
     app = RumorApp(factory, state_dir=data_dir, notify_mode="off")
+    clock = PaintClock(app)
+
+    def room_shown() -> bool:
+        shown = app._timeline
+        return shown is not None and shown.room_id == invite_room and shown.line_count > 0
+
+    # Painted: the first screen update made once the room's messages are in the timeline
+    # (not Pilot's wait for idle, which would also wait for the node's background work).
+    clock.waiting = room_shown
     async with app.run_test(size=SIZE) as pilot:
         timeline = app.timeline
-        while not (app.ready and timeline.room_id == invite_room and timeline.line_count):
+        while not clock.painted_at and time.perf_counter() < started + 60:
+            await asyncio.sleep(0.0005)
+        first_paint = clock.painted_at - started
+        while not app.ready:
             await asyncio.sleep(0.001)
-        await pilot.pause()  # one screen update: painted
-        first_paint = time.perf_counter() - started
+        phases.stop("first-paint")
         node_share = opened_at[0] - started
         verdict(
             "first paint of a 100k-message room" if not args.quick else "first paint",
@@ -161,7 +177,7 @@ async def measure(
 
         app.input.focus()
         await pilot.pause()
-        clock = PaintClock(app)
+        phases.start()
         scrolls = []
         for _ in range(30):
             y = timeline.scroll_y
@@ -171,6 +187,7 @@ async def measure(
                 )
             )
             await pilot.pause()
+        phases.stop("scroll")
         print(f"page scroll p50: {percentile(scrolls, 50) * 1000:.1f} ms")
         verdict("page scroll p99", percentile(scrolls, 99), LATENCY_TARGET)
         t = time.perf_counter()
@@ -204,6 +221,7 @@ async def measure(
             while not ready.exists():
                 await pilot.pause(0.05)
             before = timeline.line_count
+            phases.start()
             latencies = []
             t_end = time.perf_counter() + args.flood_seconds
             while time.perf_counter() < t_end:
@@ -212,6 +230,7 @@ async def measure(
                     await clock.key_to_paint(app, "x", lambda n=length: len(app.input.text) > n)
                 )
                 await asyncio.sleep(0.02)
+            phases.stop("flood")
             deadline = time.perf_counter() + 30
             while not ready.read_text().startswith("done") and time.perf_counter() < deadline:
                 await pilot.pause(0.05)
@@ -246,7 +265,7 @@ class PaintClock:
     painted at the first screen update made once its effect (`changed()`) holds."""
 
     def __init__(self, app: RumorApp) -> None:
-        self.waiting = None
+        self.waiting: Callable[[], bool] | None = None
         self.painted_at = 0.0
         original = app._display
 
@@ -272,6 +291,28 @@ class PaintClock:
         return self.painted_at - started if self.painted_at else float("inf")
 
 
+class Phases:
+    """Optional pyinstrument profiles of the run's phases (the UI thread: app and node)."""
+
+    def __init__(self, prefix: str | None) -> None:
+        self.prefix = prefix
+        self.profiler = None
+
+    def start(self) -> None:
+        if self.prefix:
+            from pyinstrument import Profiler
+
+            self.profiler = Profiler(interval=0.0005, async_mode="disabled")
+            self.profiler.start()
+
+    def stop(self, phase: str) -> None:
+        if self.profiler is not None:
+            self.profiler.stop()
+            path = Path(f"{self.prefix}-{phase}.txt")
+            path.write_text(self.profiler.output_text(unicode=True, show_all=False))
+            self.profiler = None
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -280,9 +321,24 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
+def prepared_room(data_dir: Path, count: int, cache: Path | None) -> bytes:
+    """Build the room in `data_dir` (or copy the one built in `cache` before); its id."""
+    source = cache / str(count) if cache is not None else data_dir
+    if cache is None or not (source / "room-id").exists():
+        t = time.perf_counter()
+        room_id, _ = trio.run(build_room, source, count)
+        (source / "room-id").write_text(room_id.hex())
+        print(f"built a room of {count} messages in {time.perf_counter() - t:.1f} s")
+    if source != data_dir:
+        shutil.copytree(source, data_dir)
+    return bytes.fromhex((source / "room-id").read_text())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--room", type=Path, metavar="DIR", help="build the room here once")
+    parser.add_argument("--profile", metavar="PREFIX", help="profile each phase")
     parser.add_argument("--flood-peer", nargs=4, metavar=("DIR", "INVITE", "SECONDS", "READY"))
     args = parser.parse_args()
     if args.flood_peer:
@@ -293,9 +349,7 @@ def main() -> int:
     args.flood_seconds = 3.0 if args.quick else 10.0
     with tempfile.TemporaryDirectory(prefix="rumor-bench-tui-") as tmp:
         data_dir, peer_dir = Path(tmp) / "ui", Path(tmp) / "peer"
-        t = time.perf_counter()
-        room_id, _ = trio.run(build_room, data_dir, count)
-        print(f"built a room of {count} messages in {time.perf_counter() - t:.1f} s")
+        room_id = prepared_room(data_dir, count, args.room)
         # The peer holds a copy of the room, so the flood is not a 100k-op sync.
         (peer_dir / "rooms").mkdir(parents=True)
         shutil.copy(data_dir / "rooms" / f"{room_id.hex()}.sqlite3", peer_dir / "rooms")
