@@ -101,6 +101,13 @@ class Room:
         """One message as it stands now, or None if we do not have it (yet)."""
         return self._driver.history.replica.message(message_id)
 
+    def messages(self, message_ids: list[bytes]) -> list[Message]:
+        """The messages of `message_ids` as they stand now, in that order; ids we do not
+        have (yet) are left out."""
+        replica = self._driver.history.replica
+        found = (replica.message(message_id) for message_id in message_ids)
+        return [message for message in found if message is not None]
+
     def members(self) -> list[bytes]:
         """The peer ids of the members (latest join or leave of each author)."""
         return self._driver.history.replica.members()

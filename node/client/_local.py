@@ -31,7 +31,7 @@ __all__ = ["LocalClient"]
 
 T = TypeVar("T")
 
-MAX_PAGE = 1000  # messages per history page
+MAX_PAGE = 1000  # messages per history page, and per `messages` call
 
 
 class LocalClient:
@@ -137,6 +137,14 @@ class LocalClient:
     async def message(self, room_id: bytes, message_id: bytes) -> Message | None:
         try:
             return self._room(room_id).message(message_id)
+        except StoreError as exc:
+            raise ClientError(str(exc)) from None
+
+    async def messages(self, room_id: bytes, message_ids: list[bytes]) -> list[Message]:
+        if len(message_ids) > MAX_PAGE:
+            raise ClientError(f"at most {MAX_PAGE} messages a call, not {len(message_ids)}")
+        try:
+            return self._room(room_id).messages(message_ids)
         except StoreError as exc:
             raise ClientError(str(exc)) from None
 

@@ -340,6 +340,12 @@ class RemoteClient:
         result: Message | None = await self._call("message", room_id=room_id, message_id=message_id)
         return result
 
+    async def messages(self, room_id: bytes, message_ids: list[bytes]) -> list[Message]:
+        result: list[Message] = await self._call(
+            "messages", room_id=room_id, message_ids=message_ids
+        )
+        return result
+
     async def members(self, room_id: bytes) -> list[MemberInfo]:
         result: list[MemberInfo] = await self._call("members", room_id=room_id)
         return result

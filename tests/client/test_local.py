@@ -52,6 +52,10 @@ async def test_two_clients_chat_page_history_and_see_events(
             older = await a.history(info.id, before=newest.messages[0].id, limit=10)
             assert [m.text for m in older.messages] == ["line 0", "line 1", "line 2"]
             assert not older.more_before
+            # A burst of ids in one call: in the order asked, ids we lack left out.
+            wanted = [ids[3], b"\x09" * 32, ids[0]]
+            assert [m.text for m in await a.messages(info.id, wanted)] == ["line 3", "line 0"]
+            assert await a.messages(info.id, []) == []
 
             members = {m.peer_id: m for m in await a.members(info.id)}
             assert members[node_a.peer_id].nick == "alice"
@@ -75,3 +79,5 @@ async def test_refusals_are_client_errors(
         room = await client.create_room("r")
         with pytest.raises(ClientError, match="1 to"):
             await client.history(room.id, limit=0)
+        with pytest.raises(ClientError, match="at most"):
+            await client.messages(room.id, [b"\x01" * 32] * 1001)
