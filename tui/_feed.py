@@ -9,6 +9,9 @@ the node except through the shell's `call`/`attempt`.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
+
 from textual import on, work
 
 from crdt import (
@@ -21,56 +24,75 @@ from crdt import (
     NickChanged,
     TopicChanged,
 )
-from node.client import RoomChanged, RoomsChanged
+from node.client import ClientError, RoomsChanged
 
+from ._bridge import GuestClosed
 from ._rooms import PAGE, RoomsApp
 from ._safe import inert_line
-from ._shell import ClientEventPosted
+from ._shell import ClientEventsPosted
 from ._timeline import Timeline
 
 __all__ = ["FeedApp"]
+
+FRAME: Final = 1 / 60  # seconds a round of news waits for more to arrive with it
+SLICE: Final = 200  # messages fetched and laid out per round
+MENTIONS_SIGNALLED: Final = 3  # bells (or notices) per round at most
 
 
 class FeedApp(RoomsApp):
     """The rooms layer, plus the news: client events, mentions, timeline requests."""
 
-    @on(ClientEventPosted)
-    def _client_event(self, message: ClientEventPosted) -> None:
-        event = message.event
-        if isinstance(event, RoomsChanged):
-            self._reload_rooms()
-            return
-        assert isinstance(event, RoomChanged)
-        change = event.change
-        if isinstance(change, MessageAdded | MessageChanged):
-            self._fetch_message(event.room_id, change.id, isinstance(change, MessageAdded))
-        elif isinstance(change, TopicChanged):
-            self._reload_room(event.room_id)
-        elif (
-            isinstance(change, NickChanged | MemberJoined | MemberLeft | AuthorForked)
-            and event.room_id == self.current
-        ):
-            self._load_members(event.room_id)
+    @on(ClientEventsPosted)
+    def _client_events(self, message: ClientEventsPosted) -> None:
+        for event in message.events:
+            if isinstance(event, RoomsChanged):
+                self._reload_rooms()
+                continue
+            change = event.change
+            if isinstance(change, MessageAdded | MessageChanged):
+                self.inbox.add(event.room_id, change.id, added=isinstance(change, MessageAdded))
+            elif isinstance(change, TopicChanged):
+                self._reload_room(event.room_id)
+            elif (
+                isinstance(change, NickChanged | MemberJoined | MemberLeft | AuthorForked)
+                and event.room_id == self.current
+            ):
+                self._load_members(event.room_id)
+        if self.inbox and not self._draining:
+            self._draining = True
+            self._drain_inbox()
 
-    @work(group="messages")
-    async def _fetch_message(self, room_id: bytes, message_id: bytes, added: bool) -> None:
-        found = await self.attempt(self.api.message, room_id, message_id)
-        if found is None:
-            return
+    @work(group="feed")
+    async def _drain_inbox(self) -> None:
+        """Fetch and show the messages the events named: each round waits one frame so a
+        burst arrives together, takes up to SLICE of them in one call and one layout pass,
+        then yields, so a keypress never waits behind a flood."""
+        try:
+            while self.inbox:
+                await asyncio.sleep(FRAME)
+                room_id, ids, added = self.inbox.take(SLICE)
+                try:
+                    found = await self.call(self.api.messages, room_id, ids)
+                except (ClientError, GuestClosed):
+                    continue  # the room is gone, or the node: nothing to show
+                self._show_news(room_id, found, added)
+        finally:
+            self._draining = False
+
+    def _show_news(self, room_id: bytes, found: list[Message], added: set[bytes]) -> None:
+        """New and changed messages: into the timeline, or counted as unread elsewhere."""
         if room_id == self.current:
-            self.timeline.upsert(found)
+            self.timeline.upsert_many(found)
             if self.timeline._follow and self.screen.is_current:
                 self._remember_read()
-        if not added or found.author == self.me.peer_id:
-            return
-        mention = self._mentions_me(found)
-        if room_id != self.current:
-            self.unread[room_id] = self.unread.get(room_id, 0) + 1
-            if mention:
-                self.mentions[room_id] = self.mentions.get(room_id, 0) + 1
+        fresh = [m for m in found if m.id in added and m.author != self.me.peer_id]
+        mentions = [m for m in fresh if self._mentions_me(m)]
+        if fresh and room_id != self.current:
+            self.unread[room_id] = self.unread.get(room_id, 0) + len(fresh)
+            self.mentions[room_id] = self.mentions.get(room_id, 0) + len(mentions)
             self._show_rooms()
-        if mention:
-            self._signal_mention(room_id, found)
+        for mention in mentions[-MENTIONS_SIGNALLED:]:
+            self._signal_mention(room_id, mention)
 
     def _signal_mention(self, room_id: bytes, message: Message) -> None:
         """A mention rings the bell or asks the terminal for a desktop notification."""

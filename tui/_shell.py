@@ -33,6 +33,7 @@ from node import NodeStatus
 from node.client import ChatClient, ClientError, ClientEvent, Me, MemberInfo, RoomInfo
 
 from ._bridge import GuestClosed, TrioGuest
+from ._inbox import Inbox
 from ._input import ChatInput
 from ._panels import MemberList, RoomList, StatusBar, TopicBar
 from ._safe import inert_line
@@ -40,7 +41,7 @@ from ._screens import welcome_text
 from ._state import STATE_FILE, UiState
 from ._timeline import Timeline
 
-__all__ = ["AppShell", "ClientEventPosted", "ClientFactory", "ClientReady", "one_line"]
+__all__ = ["AppShell", "ClientEventsPosted", "ClientFactory", "ClientReady", "one_line"]
 
 T = TypeVar("T")
 W = TypeVar("W", bound=Widget)
@@ -49,6 +50,7 @@ ClientFactory = Callable[[], AbstractAsyncContextManager[ChatClient]]
 
 STATUS_EVERY: Final = 1.0  # seconds between status polls
 SAVE_EVERY: Final = 10.0  # seconds between saves of the read markers, when they moved
+EVENT_BATCH: Final = 500  # client events posted to the app as one message, at most
 
 
 class ClientReady(TextualMessage):
@@ -57,10 +59,12 @@ class ClientReady(TextualMessage):
         self.client = client
 
 
-class ClientEventPosted(TextualMessage):
-    def __init__(self, event: ClientEvent) -> None:
+class ClientEventsPosted(TextualMessage):
+    """The client's events that were waiting, in order (a burst comes as one message)."""
+
+    def __init__(self, events: list[ClientEvent]) -> None:
         super().__init__()
-        self.event = event
+        self.events = events
 
 
 class AppShell(App[int]):
@@ -106,6 +110,8 @@ class AppShell(App[int]):
         self._behind_peak: dict[bytes, int] = {}
         self._search: tuple[str, bytes | None] | None = None
         self._state_dirty = False
+        self.inbox = Inbox()  # messages the events named, to fetch (see `FeedApp`)
+        self._draining = False  # a worker is fetching them
         self.bells = 0  # mentions signalled (bell or desktop notice), for tests
         self._parts: dict[str, Widget] = {}
         self._timeline: Timeline | None = None  # kept: still read while unmounting
@@ -182,10 +188,20 @@ class AppShell(App[int]):
             nursery.cancel_scope.cancel()
 
     async def _forward_events(self, client: ChatClient) -> None:
+        """Post the client's events to the app, what has queued up as one message."""
+        send, receive = trio.open_memory_channel[ClientEvent](EVENT_BATCH)
         events: AsyncIterator[ClientEvent]
-        async with client.events() as events:
-            async for event in events:
-                self.post_message(ClientEventPosted(event))
+        async with client.events() as events, trio.open_nursery() as nursery:
+            nursery.start_soon(_read_events, events, send)
+            async with receive:
+                async for event in receive:
+                    batch = [event]
+                    while len(batch) < EVENT_BATCH:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    self.post_message(ClientEventsPosted(batch))
 
     def _guest_ended(self, future: Any) -> None:
         if future.cancelled():
@@ -255,6 +271,14 @@ class AppShell(App[int]):
 
     def _remember_read(self) -> None:
         """Move the current room's read marker to what is shown; see `RoomsApp`."""
+
+
+async def _read_events(
+    events: AsyncIterator[ClientEvent], send: trio.MemorySendChannel[ClientEvent]
+) -> None:
+    async with send:
+        async for event in events:
+            await send.send(event)
 
 
 def wall_ms() -> int:

@@ -18,12 +18,13 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from datetime import tzinfo
+from itertools import accumulate
 from typing import Final
 
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message as TextualMessage
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -39,6 +40,7 @@ PENDING_PREFIX: Final = b"\x00pending"
 MAX_LOADED: Final = 5000  # messages kept while following the bottom; older ones drop
 TRIM_SLACK: Final = 500  # ... in steps of this many, so a flood does not relayout each time
 SELECTED: Final = Style(bgcolor="#3e4451")
+STRIP_CACHE: Final = 4000  # painted lines kept (a few screens' worth, whatever the width)
 
 
 def _key(message: Message) -> tuple[int, bytes, int]:
@@ -103,8 +105,13 @@ class Timeline(ScrollView, can_focus=True):
         self._nicks: dict[bytes, str] = {}
         self._forked: set[bytes] = set()
         self._layouts: dict[bytes, tuple[BlockContext, Block]] = {}
-        self._starts: list[int] = []  # first line of each block (messages, then pending)
+        # One block per entry (messages, then pending); None: to be laid out again.
+        self._blocks: list[Block | None] = []
+        self._starts: list[int] = []  # first line of each block
         self._total = 0
+        self._strips: dict[tuple[bytes, int], tuple[Block, Strip]] = {}
+        self._strip_key: tuple[Style, int] | None = None  # what the cached strips were made for
+        self._paint: tuple[Style, int] | None = None  # base style and width, while painting
         self._follow = True
         self.selected: bytes | None = None
         self._new_marker_id: bytes | None = None
@@ -133,6 +140,7 @@ class Timeline(ScrollView, can_focus=True):
         self._quotes.clear()
         self._asked_quotes.clear()
         self._layouts.clear()
+        self._blocks = [None] * len(self._messages)
         self.selected = None
         self._follow = True
         self._find_new_marker()
@@ -153,36 +161,49 @@ class Timeline(ScrollView, can_focus=True):
 
     def upsert(self, message: Message) -> None:
         """A message was added or changed (edit, delete, reaction)."""
-        if message.id in self._by_id:
-            index = bisect_left(self._keys, _key(message))
-            self._messages[index] = message
-            self._by_id[message.id] = message
-            self._layouts.pop(message.id, None)
-            self._relayout(keep_anchor=True, start=index)
-        else:
-            if self._messages and self.more_before and _key(message) < self._keys[0]:
-                return  # older than the window: it comes with its page
-            self._insert_messages([message])
-        if message.id in self._quotes:
-            self._quotes[message.id] = message
-            self._layouts.clear()
-            self._relayout(keep_anchor=True)
+        self.upsert_many([message])
+
+    def upsert_many(self, messages: Iterable[Message]) -> None:
+        """Messages were added or changed: one layout pass (and one repaint) for them all."""
+        anchor = self._anchor()
+        added: list[Message] = []
+        changed: set[bytes] = set()
+        for message in messages:
+            if message.id in self._by_id:
+                index = bisect_left(self._keys, _key(message))
+                self._messages[index] = message
+                self._by_id[message.id] = message
+                self._layouts.pop(message.id, None)
+                self._blocks[index] = None
+                changed.add(message.id)
+            elif not (self._messages and self.more_before and _key(message) < self._keys[0]):
+                added.append(message)  # (older than the window: it comes with its page)
+            if message.id in self._quotes:
+                self._quotes[message.id] = message
+                changed.add(message.id)
+        if changed:
+            self._mark_replies(changed)  # their quotes show the new text
+        self._insert_messages(added, anchor=anchor)
 
     def add_quote(self, message: Message) -> None:
         """The message a reply answers, fetched because it was not loaded."""
         self._quotes[message.id] = message
-        self._layouts.clear()
+        self._mark_replies({message.id})
         self._relayout(keep_anchor=True)
 
     def set_people(self, nicks: dict[bytes, str], forked: set[bytes], my_nick: str) -> None:
         if nicks != self._nicks or forked != self._forked or my_nick != self.my_nick:
             self._nicks, self._forked, self.my_nick = dict(nicks), set(forked), my_nick
             self._layouts.clear()
+            self._blocks = [None] * self._entries()
             self._relayout(keep_anchor=True)
 
     def set_acked(self, acked_seq: int) -> None:
         if acked_seq != self.acked_seq:
             self.acked_seq = acked_seq
+            for index, message in enumerate(self._messages):
+                if message.author == self.me:  # only our own show the mark
+                    self._blocks[index] = None
             self._relayout(keep_anchor=True)
 
     def add_pending(self, text: str, reply_to: bytes | None, now_ms: int | None = None) -> bytes:
@@ -192,15 +213,24 @@ class Timeline(ScrollView, can_focus=True):
         newest = self._keys[-1][0] if self._keys else 0
         hlc = max(make_hlc(ms), newest + 1)
         self._pending.append(Message(token, self.me, 0, hlc, text, reply_to, False, False, ()))
+        self._blocks.append(None)
         self._follow = True
-        self._relayout(start=self._entries() - 1)
+        self._relayout()
         self._to_bottom()
         return token
 
     def drop_pending(self, token: bytes) -> None:
-        self._pending = [m for m in self._pending if m.id != token]
-        self._layouts.pop(token, None)
-        self._relayout(keep_anchor=True)
+        for number, message in enumerate(self._pending):
+            if message.id == token:
+                anchor = self._anchor()
+                del self._pending[number]
+                index = len(self._messages) + number
+                del self._blocks[index]
+                if index < len(self._blocks):
+                    self._blocks[index] = None  # its previous entry changed
+                self._layouts.pop(token, None)
+                self._relayout(anchor=anchor)
+                return
 
     # -- reading ------------------------------------------------------------------------
 
@@ -242,8 +272,9 @@ class Timeline(ScrollView, can_focus=True):
         """Every line of the loaded window as plain text (what the screen would show)."""
         return [
             "".join(segment.text for segment in line)
-            for index in range(len(self._starts))
-            for line in self._block(index).lines
+            for block in self._blocks
+            if block is not None
+            for line in block.lines
         ]
 
     # -- selection and scrolling ----------------------------------------------------------
@@ -278,7 +309,8 @@ class Timeline(ScrollView, can_focus=True):
         if message_id not in self._by_id:
             return
         index = bisect_left(self._keys, _key(self._by_id[message_id]))
-        block = self._block(index)
+        block = self._blocks[index]
+        assert block is not None
         top = self._starts[index] + block.text_start
         height = self.scrollable_content_region.height or self.size.height
         if not (self.scroll_y <= top < self.scroll_y + height - 1):
@@ -313,6 +345,7 @@ class Timeline(ScrollView, can_focus=True):
             self.post_message(self.NeedOlder(self.room_id, self._messages[0].id))
 
     def _on_resize(self, event: events.Resize) -> None:
+        self._blocks = [None] * self._entries()
         self._relayout(keep_anchor=True)
         if self._follow:
             self._to_bottom()
@@ -409,9 +442,14 @@ class Timeline(ScrollView, can_focus=True):
             return None
         return (self._entry(index).id, line - self._starts[index])
 
-    def _insert_messages(self, messages: list[Message]) -> None:
-        anchor = self._anchor()
-        first = self._entries()
+    def _insert_messages(
+        self, messages: list[Message], *, anchor: tuple[bytes, int] | None = None
+    ) -> None:
+        """Insert messages in timeline order; only their blocks (and each one's next, whose
+        day separator may change) are laid out, the others are kept."""
+        if anchor is None:
+            anchor = self._anchor()
+        inserted: list[Message] = []
         for message in messages:
             if message.id in self._by_id:
                 continue
@@ -419,45 +457,60 @@ class Timeline(ScrollView, can_focus=True):
             index = bisect_left(self._keys, key)
             self._keys.insert(index, key)
             self._messages.insert(index, message)
+            self._blocks.insert(index, None)
             self._by_id[message.id] = message
-            first = min(first, index)
+            inserted.append(message)
+        for message in inserted:
+            after = bisect_left(self._keys, _key(message)) + 1
+            if after < len(self._blocks):
+                self._blocks[after] = None
         if self._follow and len(self._messages) > MAX_LOADED + TRIM_SLACK:
             # Following the bottom: keep memory bounded, older pages come back on demand.
-            first = 0
             drop = len(self._messages) - MAX_LOADED
             for message in self._messages[:drop]:
                 self._by_id.pop(message.id, None)
                 self._layouts.pop(message.id, None)
             del self._messages[:drop]
             del self._keys[:drop]
+            del self._blocks[:drop]
+            self._blocks[0] = None  # now the first: it opens with a day separator
             self.more_before = True
         if self._new_marker_id is None:
             self._find_new_marker()
-        self._relayout(anchor=anchor, start=first)
+            if self._new_marker_id is not None:
+                index = bisect_left(self._keys, _key(self._by_id[self._new_marker_id]))
+                self._blocks[index] = None
+        self._relayout(anchor=anchor)
+
+    def _mark_replies(self, message_ids: set[bytes]) -> None:
+        """Lay out again the entries that quote one of `message_ids`."""
+        for index in range(self._entries()):
+            if self._entry(index).reply_to in message_ids:
+                self._blocks[index] = None
 
     def _relayout(
         self,
         *,
         keep_anchor: bool = False,
         anchor: tuple[bytes, int] | None = None,
-        start: int = 0,
     ) -> None:
-        """Recount block heights from block `start` on (those above it did not change)."""
+        """Lay out the blocks marked None, recount the start lines, keep the view put."""
         if keep_anchor and anchor is None:
             anchor = self._anchor()
         follow = self._follow
-        start = max(min(start, len(self._starts)), 0)
-        starts = self._starts[:start]
-        total = starts[-1] + len(self._block(start - 1).lines) if start > 0 else 0
-        for index in range(start, self._entries()):
-            starts.append(total)
-            total += len(self._block(index).lines)
-        live = {m.id for m in self._messages} | {m.id for m in self._pending}
-        if len(self._layouts) > 2 * len(live) + 64:
+        blocks = self._blocks
+        assert len(blocks) == self._entries()
+        for index, block in enumerate(blocks):
+            if block is None:
+                blocks[index] = self._block(index)
+        starts = list(accumulate([len(b.lines) for b in blocks if b is not None], initial=0))
+        self._total = starts.pop()
+        self._starts = starts
+        if len(self._layouts) > 2 * len(blocks) + 64:
+            live = {m.id for m in self._messages} | {m.id for m in self._pending}
             self._layouts = {k: v for k, v in self._layouts.items() if k in live}
-        self._starts, self._total = starts, total
         width = self.scrollable_content_region.width or self.size.width
-        self.virtual_size = Size(width, total)
+        self.virtual_size = Size(width, self._total)
         if follow:
             self._to_bottom()
             self._follow = True
@@ -479,16 +532,42 @@ class Timeline(ScrollView, can_focus=True):
 
     # -- painting -------------------------------------------------------------------------
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The base style and width, found once per paint rather than once per line.
+        self._paint = (self.rich_style, self.scrollable_content_region.width or self.size.width)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width or self.size.width
+        base, width = self._paint or (
+            self.rich_style,
+            self.scrollable_content_region.width or self.size.width,
+        )
         line = int(self.scroll_y) + y
-        base = self.rich_style
         if not self._starts or line >= self._total or line < 0:
             return Strip.blank(width, base)
         index = bisect_right(self._starts, line) - 1
-        block = self._block(index)
-        segments = block.lines[line - self._starts[index]]
-        strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in segments])
+        strip = self._strip(index, line - self._starts[index], base, width)
         if index < len(self._messages) and self._messages[index].id == self.selected:
-            strip = strip.extend_cell_length(width).apply_style(SELECTED)
-        return strip.crop_extend(0, width, base)
+            strip = strip.extend_cell_length(width).apply_style(SELECTED).crop(0, width)
+        return strip
+
+    def _strip(self, index: int, offset: int, base: Style, width: int) -> Strip:
+        """Line `offset` of block `index`, styled and cut to the width; kept until its
+        block is laid out again (a flood repaints the same lines many times)."""
+        if self._strip_key != (base, width) or len(self._strips) > STRIP_CACHE:
+            self._strips.clear()
+            self._strip_key = (base, width)
+        block = self._blocks[index]
+        assert block is not None
+        key = (self._entry(index).id, offset)
+        cached = self._strips.get(key)
+        if cached is not None and cached[0] is block:
+            return cached[1]
+        segments = block.lines[offset]
+        strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in segments])
+        strip = strip.crop_extend(0, width, base)
+        self._strips[key] = (block, strip)
+        return strip
