@@ -112,6 +112,7 @@ class Timeline(ScrollView, can_focus=True):
         self._strips: dict[tuple[bytes, int], tuple[Block, Strip]] = {}
         self._strip_key: tuple[Style, int] | None = None  # what the cached strips were made for
         self._paint: tuple[Style, int] | None = None  # base style and width, while painting
+        self._layout_width = 0  # the width the blocks were laid out for
         self._follow = True
         self.selected: bytes | None = None
         self._new_marker_id: bytes | None = None
@@ -464,12 +465,20 @@ class Timeline(ScrollView, can_focus=True):
             after = bisect_left(self._keys, _key(message)) + 1
             if after < len(self._blocks):
                 self._blocks[after] = None
+        requoted = {m.id for m in inserted if m.id in self._quotes}
+        if requoted:  # quoted from the window now: replies show it as it is now
+            for message_id in requoted:
+                self._quotes[message_id] = self._by_id[message_id]
+            self._mark_replies(requoted)
         if self._follow and len(self._messages) > MAX_LOADED + TRIM_SLACK:
             # Following the bottom: keep memory bounded, older pages come back on demand.
             drop = len(self._messages) - MAX_LOADED
+            quoted = {m.reply_to for m in itertools.islice(self._messages, drop, None)}
             for message in self._messages[:drop]:
                 self._by_id.pop(message.id, None)
                 self._layouts.pop(message.id, None)
+                if message.id in quoted:  # still quoted by a reply on screen
+                    self._quotes[message.id] = message
             del self._messages[:drop]
             del self._keys[:drop]
             del self._blocks[:drop]
@@ -510,6 +519,7 @@ class Timeline(ScrollView, can_focus=True):
             live = {m.id for m in self._messages} | {m.id for m in self._pending}
             self._layouts = {k: v for k, v in self._layouts.items() if k in live}
         width = self.scrollable_content_region.width or self.size.width
+        self._layout_width = width
         self.virtual_size = Size(width, self._total)
         if follow:
             self._to_bottom()
@@ -533,8 +543,13 @@ class Timeline(ScrollView, can_focus=True):
     # -- painting -------------------------------------------------------------------------
 
     def render_lines(self, crop: Region) -> list[Strip]:
+        width = self.scrollable_content_region.width or self.size.width
+        if width != self._layout_width and self._blocks:
+            # The scrollbar came or went (no resize event): lay out again for the width.
+            self._blocks = [None] * self._entries()
+            self._relayout(keep_anchor=True)
         # The base style and width, found once per paint rather than once per line.
-        self._paint = (self.rich_style, self.scrollable_content_region.width or self.size.width)
+        self._paint = (self.rich_style, width)
         try:
             return super().render_lines(crop)
         finally:

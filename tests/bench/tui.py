@@ -4,7 +4,8 @@ Builds the room once in a temp data dir (a node creates it; the ops of one other
 are signed with crdt's `Replica` and ingested into the room's file through `History`),
 then in one run of the app (headless, 120x40, `App.run_test`):
   - first paint: from creating the app (the node opens inside it) to the first screen
-    update showing the room's newest messages; the node's own share (opening the room file) is printed beside it;
+    update showing the room's newest messages; the node's own share (opening the room
+    file) is printed beside it;
   - page scroll (PageUp) and jump to the top (Ctrl+Home: the top of the loaded history,
     which asks for the next older page) as key-to-paint times;
   - keypress-to-paint latency p50/p99 while a peer, in its own process and holding a copy
