@@ -34,7 +34,7 @@ from ._timeline import Timeline
 
 __all__ = ["FeedApp"]
 
-FRAME: Final = 1 / 60  # seconds a round of news waits for more to arrive with it
+FRAME: Final = 0.05  # seconds a round of news waits for more: at most 20 repaints a second
 SLICE: Final = 200  # messages fetched and laid out per round
 MENTIONS_SIGNALLED: Final = 3  # bells (or notices) per round at most
 

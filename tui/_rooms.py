@@ -55,6 +55,7 @@ class RoomsApp(AppShell):
                 await self._count_unread(info)
         self._show_rooms()
         self.ready = True
+        self._started()
         self._poll_status()
 
     async def _count_unread(self, info: RoomInfo) -> None:

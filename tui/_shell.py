@@ -14,6 +14,7 @@ The shell decides nothing about rooms, messages or commands (the layers above it
 from __future__ import annotations
 
 import functools
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -23,6 +24,7 @@ from typing import Any, Final, TypeVar
 
 import outcome
 import trio
+from textual import events
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message as TextualMessage
@@ -32,6 +34,7 @@ from textual.widgets import Static
 from node import NodeStatus
 from node.client import ChatClient, ClientError, ClientEvent, Me, MemberInfo, RoomInfo
 
+from . import _gc
 from ._bridge import GuestClosed, TrioGuest
 from ._inbox import Inbox
 from ._input import ChatInput
@@ -112,6 +115,8 @@ class AppShell(App[int]):
         self._state_dirty = False
         self.inbox = Inbox()  # messages the events named, to fetch (see `FeedApp`)
         self._draining = False  # a worker is fetching them
+        self._gc_thresholds: tuple[int, int, int] | None = None  # set while `_gc` rules
+        self._collector = _gc.Collector(time.monotonic())
         self.bells = 0  # mentions signalled (bell or desktop notice), for tests
         self._parts: dict[str, Widget] = {}
         self._timeline: Timeline | None = None  # kept: still read while unmounting
@@ -175,7 +180,31 @@ class AppShell(App[int]):
         self.workers.cancel_all()
         self._remember_read()
         self._save_state()
+        if self._gc_thresholds is not None:
+            _gc.uninstall(self._gc_thresholds)
+            self._gc_thresholds = None
         await self.guest.aclose()
+
+    def _started(self) -> None:
+        """The first room is shown: what is alive now lives as long as the app, so full
+        garbage collections leave it out and wait for a pause in the typing (`_gc`)."""
+        if self._gc_thresholds is None:
+            self._gc_thresholds = _gc.install()
+            self._collector = _gc.Collector(time.monotonic())
+            self.set_interval(_gc.QUIET / 2, self._collect_if_due)
+
+    def _collect_if_due(self) -> None:
+        now = time.monotonic()
+        if self._collector.due(now):
+            gc.collect()
+            self._collector.collected(time.monotonic())
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(
+            event, events.Key | events.MouseDown | events.MouseScrollUp | events.MouseScrollDown
+        ):
+            self._collector.input(time.monotonic())
+        await super().on_event(event)
 
     # -- the trio side ----------------------------------------------------------------------
 

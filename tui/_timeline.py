@@ -346,8 +346,10 @@ class Timeline(ScrollView, can_focus=True):
             self.post_message(self.NeedOlder(self.room_id, self._messages[0].id))
 
     def _on_resize(self, event: events.Resize) -> None:
-        self._blocks = [None] * self._entries()
-        self._relayout(keep_anchor=True)
+        width = self.scrollable_content_region.width or self.size.width
+        if width != self._layout_width:  # blocks depend on the width only, not the height
+            self._blocks = [None] * self._entries()
+            self._relayout(keep_anchor=True)
         if self._follow:
             self._to_bottom()
         self._maybe_need_older()
@@ -520,7 +522,7 @@ class Timeline(ScrollView, can_focus=True):
             self._layouts = {k: v for k, v in self._layouts.items() if k in live}
         width = self.scrollable_content_region.width or self.size.width
         self._layout_width = width
-        self.virtual_size = Size(width, self._total)
+        self._set_virtual_size(Size(width, self._total))
         if follow:
             self._to_bottom()
             self._follow = True
@@ -529,6 +531,19 @@ class Timeline(ScrollView, can_focus=True):
             if target is not None:
                 self.scroll_to(y=target, animate=False, immediate=True, force=True)
         self.refresh()
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """Set the scrollable size; a full layout of the screen only when the scrollbar
+        comes or goes. (`virtual_size` is a layout reactive: assigning it reflows and
+        repaints every widget, which a flood would do for each burst.)"""
+        if size == self.virtual_size:
+            return
+        height = self.container_size.height
+        if height and (size.height > height) == (self.virtual_size.height > height):
+            self.set_reactive(Timeline.virtual_size, size)
+            self._scroll_update(size)  # the scrollbar's thumb and the scroll limits
+        else:
+            self.virtual_size = size
 
     def _line_of(self, anchor: tuple[bytes, int]) -> int | None:
         message_id, offset = anchor
