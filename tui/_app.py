@@ -9,6 +9,7 @@ every call runs in a worker.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Final
 
@@ -367,7 +368,8 @@ class RumorApp(FeedApp):
         info = await self.attempt(self.api.room, room_id)
         if diagnostics is None or status is None or info is None:
             return
-        body = diagnostics_text(info, diagnostics, status, self.clock_ms())
+        nick = functools.partial(self._nick, room_id=room_id)
+        body = diagnostics_text(info, diagnostics, status, self.clock_ms(), nick)
         await self.push_screen(TextScreen("Diagnostics", body, id="peers-screen"))
 
     def _cmd_members(self, arg: str) -> None:

@@ -101,13 +101,13 @@ class MemberList(Static):
                 text.append(
                     "● " if member.linked else "○ ", style="green" if member.linked else "dim"
                 )
-            nick = inert_line(member.nick) if member.nick else "(no nick)"
+            nick = inert_line(member.nick) if member.nick else "you" if you else "(no nick)"
             text.append(nick[:14], style=nick_style(member.peer_id))
             if member.forked:
                 text.append("!", style="bold red")
             text.append(f" {short_id(member.peer_id)}", style="dim")
-            if you:
-                text.append(" you", style="dim italic")
+            if you and nick.casefold() != "you":  # the nick "you" says it already
+                text.append(" (you)", style="dim italic")
             text.append("\n")
         self.update(text)
 

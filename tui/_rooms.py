@@ -150,10 +150,11 @@ class RoomsApp(AppShell):
                     peers=len(room.peers),
                     messages=info.messages,
                     acked_seq=room.acked_seq,
+                    held=room.held,
                 )
                 changed = changed or updated != info
                 info = updated
-                lag = room.behind + room.held
+                lag = updated.behind + updated.held
                 peak = self._behind_peak.get(info.id, 0)
                 self._behind_peak[info.id] = max(peak, lag) if lag else 0
             rooms.append(info)
@@ -195,13 +196,10 @@ class RoomsApp(AppShell):
     def _show_status(self) -> None:
         room = self._room_info(self.current)
         progress: float | None = None
-        if room is not None and self.status is not None:
-            for status in self.status.rooms:
-                if status.room_id == room.id:
-                    lag = status.behind + status.held
-                    peak = self._behind_peak.get(room.id, 0)
-                    if lag and peak:
-                        progress = 1.0 - lag / peak
+        if room is not None and room.behind + room.held:
+            peak = self._behind_peak.get(room.id, 0)
+            if peak:
+                progress = 1.0 - (room.behind + room.held) / peak
         syncing = sum(1 for info in self.rooms if not info.synced)
         self._part(StatusBar).show(
             self.me.nick, self.me.peer_id, self.status, room, progress, syncing

@@ -100,7 +100,11 @@ def _when(ms: int | None, now_ms: int) -> str:
 
 
 def diagnostics_text(
-    info: RoomInfo, diagnostics: RoomDiagnostics, status: NodeStatus, now_ms: int
+    info: RoomInfo,
+    diagnostics: RoomDiagnostics,
+    status: NodeStatus,
+    now_ms: int,
+    nick: Callable[[bytes], str] = short_id,
 ) -> Text:
     """Why messages may not be arriving in a room, for people."""
     text = Text()
@@ -116,7 +120,17 @@ def diagnostics_text(
     text.append(f"links open {len(status.links)} · room proofs refused {status.refusals}\n")
     for name, why in status.failed_rooms:
         text.append(f"room file {name} failed: {inert_line(why)}\n", style="red")
-    text.append("\nKnown addresses\n", style="bold underline")
+    linked = next((room.peers for room in status.rooms if room.room_id == info.id), ())
+    text.append("\nLinked now\n", style="bold underline")
+    if not linked:
+        text.append("(nobody)\n", style="dim")
+    for peer_id in linked:
+        text.append("● ", style="green")
+        text.append(nick(peer_id), style=nick_style(peer_id))
+        text.append(f" {short_id(peer_id)}\n", style="dim")
+    # Peers that dialed us are linked without our dialing them: their addresses may
+    # show "not linked" below, which is only about our own dials.
+    text.append("\nKnown addresses (our dials)\n", style="bold underline")
     if not diagnostics.peers:
         text.append("(none)\n", style="dim")
     for peer in diagnostics.peers:

@@ -111,7 +111,7 @@ class Timeline(ScrollView, can_focus=True):
         self._total = 0
         self._strips: dict[tuple[bytes, int], tuple[Block, Strip]] = {}
         self._strip_key: tuple[Style, int] | None = None  # what the cached strips were made for
-        self._paint: tuple[Style, int] | None = None  # base style and width, while painting
+        self._paint: tuple[Style, int, int] | None = None  # style, width, pad: while painting
         self._layout_width = 0  # the width the blocks were laid out for
         self._follow = True
         self.selected: bytes | None = None
@@ -355,7 +355,7 @@ class Timeline(ScrollView, can_focus=True):
         self._maybe_need_older()
 
     async def _on_click(self, event: events.Click) -> None:
-        line = int(self.scroll_y) + event.y
+        line = int(self.scroll_y) + event.y - self._top_pad()
         index = bisect_right(self._starts, line) - 1
         if 0 <= index < len(self._messages):
             message_id = self._messages[index].id
@@ -563,19 +563,20 @@ class Timeline(ScrollView, can_focus=True):
             # The scrollbar came or went (no resize event): lay out again for the width.
             self._blocks = [None] * self._entries()
             self._relayout(keep_anchor=True)
-        # The base style and width, found once per paint rather than once per line.
-        self._paint = (self.rich_style, width)
+        # The base style, width and top margin, found once per paint, not once per line.
+        self._paint = (self.rich_style, width, self._top_pad())
         try:
             return super().render_lines(crop)
         finally:
             self._paint = None
 
     def render_line(self, y: int) -> Strip:
-        base, width = self._paint or (
+        base, width, pad = self._paint or (
             self.rich_style,
             self.scrollable_content_region.width or self.size.width,
+            self._top_pad(),
         )
-        line = int(self.scroll_y) + y
+        line = int(self.scroll_y) + y - pad
         if not self._starts or line >= self._total or line < 0:
             return Strip.blank(width, base)
         index = bisect_right(self._starts, line) - 1
@@ -583,6 +584,12 @@ class Timeline(ScrollView, can_focus=True):
         if index < len(self._messages) and self._messages[index].id == self.selected:
             strip = strip.extend_cell_length(width).apply_style(SELECTED).crop(0, width)
         return strip
+
+    def _top_pad(self) -> int:
+        """Blank lines above the messages while they do not fill the view: a chat reads
+        upwards from the input line, so a short room sits at the bottom, next to it."""
+        height = self.scrollable_content_region.height or self.size.height
+        return max(0, height - self._total)
 
     def _strip(self, index: int, offset: int, base: Style, width: int) -> Strip:
         """Line `offset` of block `index`, styled and cut to the width; kept until its

@@ -56,6 +56,8 @@ class RoomInfo:
     # Our own ops in this room that some linked peer is known to hold (the highest seq of
     # ours in any peer's version vector): our messages up to it have reached a peer.
     acked_seq: int = 0
+    # Ops stored but waiting for an op we lack (still syncing): with `behind`, the sync lag.
+    held: int = 0
 
 
 @dataclass(frozen=True, slots=True)

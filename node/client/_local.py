@@ -67,6 +67,7 @@ class LocalClient:
             peers=len(status.peers) if status is not None else 0,
             messages=room.message_count(),
             acked_seq=status.acked_seq if status is not None else 0,
+            held=status.held if status is not None else 0,
         )
 
     def _statuses(self) -> dict[bytes, RoomStatus]:

@@ -121,6 +121,9 @@ class FakeClient:
     async def message(self, room_id: bytes, message_id: bytes) -> Message | None:
         return next((m for m in MESSAGES if m.id == message_id), None)
 
+    async def messages(self, room_id: bytes, message_ids: list[bytes]) -> list[Message]:
+        return [m for i in message_ids for m in MESSAGES if m.id == i]
+
     async def members(self, room_id: bytes) -> list[MemberInfo]:
         return [
             MemberInfo(ME, "me", False),
