@@ -10,6 +10,7 @@ every call runs in a worker.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Final
 
@@ -36,12 +37,14 @@ __all__ = ["ClientFactory", "RumorApp"]
 
 MENTION_SCAN_PAGES: Final = 5  # pages per room /mentions reads back
 SEARCH_PAGES: Final = 50  # older pages /search loads before giving up
+QUIT_AGAIN: Final = 3.0  # seconds in which a second Ctrl+C quits
 
 
 class RumorApp(FeedApp):
     """The terminal chat client."""
 
     TITLE = "rumor"
+    _quit_asked = float("-inf")  # when Ctrl+C last asked "quit?"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "quit", priority=True),
@@ -403,6 +406,16 @@ class RumorApp(FeedApp):
 
     async def action_quit(self) -> None:
         self.exit(0)
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C (when it has nothing to copy): pressed again soon, it quits; once may
+        be a reflex, so it only says how."""
+        now = time.monotonic()
+        if now - self._quit_asked < QUIT_AGAIN:
+            self.exit(0)
+            return
+        self._quit_asked = now
+        self.notify("press Ctrl+C again, or Ctrl+Q, to quit", title="quit?")
 
     # -- command palette ------------------------------------------------------------------------
 

@@ -212,10 +212,14 @@ def layout_block(message: Message, ctx: BlockContext, tz: tzinfo | None) -> Bloc
     pad = " " * (indent - 2)
     if ctx.quote is not None:
         quoted_nick, quoted_text = ctx.quote
-        snippet = inert_line(quoted_text)
+        quoted_action = is_action(quoted_text)
+        snippet = inert_line(quoted_text[len(ACTION_PREFIX) :] if quoted_action else quoted_text)
         if len(snippet) > QUOTE_CHARS:
             snippet = snippet[: QUOTE_CHARS - 1] + "…"
-        quote_line = f"↪ {quoted_nick}: {snippet}"
+        # An action is quoted as it reads ("* alice waves"), not as typed ("/me waves").
+        quote_line = (
+            f"↪ * {quoted_nick} {snippet}" if quoted_action else f"↪ {quoted_nick}: {snippet}"
+        )
         lines.append([Segment(pad + "┌ ", DIM), *_clip(quote_line, text_width, QUOTE)])
     text_start = len(lines)
     action = is_action(message.text) and not message.deleted

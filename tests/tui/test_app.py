@@ -216,6 +216,22 @@ def test_a_bad_invite_and_an_unknown_command_give_notices(tmp_path: Path) -> Non
     run(scenario)
 
 
+def test_ctrl_c_asks_once_and_quits_when_pressed_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        swarm = Swarm()
+        app = make_app(tmp_path, swarm, peers=0)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.ready)
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: noticed(app, "press Ctrl+C again"))
+            assert app.is_running
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: not app.is_running, "the app to quit")
+        assert app.return_code == 0
+
+    run(scenario)
+
+
 HOSTILE_TEXT = "[link=http://x]click[/link] \u202eevil\u2066 [reverse]x"
 
 

@@ -149,3 +149,23 @@ def test_a_flood_keeps_the_window_bounded_and_the_view_at_the_bottom() -> None:
             assert "5999" in "".join(live.rendered_text()[-10:])
 
     run(scenario)
+
+
+def test_a_reply_to_an_action_quotes_it_as_it_reads() -> None:
+    from tui._layout import BlockContext, layout_block
+
+    context = BlockContext(
+        width=80,
+        nick="bob",
+        forked=False,
+        own=False,
+        mark="",
+        day_separator=False,
+        new_marker=False,
+        quote=("alice", "/me waves at bob"),
+        reactions=(),
+        my_nick="",
+    )
+    block = layout_block(message(1), context, UTC)
+    quote = "".join(segment.text for segment in block.lines[0])
+    assert "↪ * alice waves at bob" in quote and "/me" not in quote
