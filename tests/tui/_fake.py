@@ -112,7 +112,7 @@ class FakeClient:
         before_ms: int | None = None,
         limit: int = 100,
     ) -> HistoryPage:
-        messages = MESSAGES if room_id == ROOM else ()
+        messages: tuple[Message, ...] = tuple(MESSAGES) if room_id == ROOM else ()
         if before is not None:
             ids = [m.id for m in messages]
             messages = messages[: ids.index(before)] if before in ids else ()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -61,7 +62,7 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 120))
 
 
-async def until(pilot: Pilot[object], condition: Callable[[], bool], what: str = "") -> None:
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], what: str = "") -> None:
     """Let the app run until `condition()` holds; fail after DEADLINE seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE
@@ -71,7 +72,7 @@ async def until(pilot: Pilot[object], condition: Callable[[], bool], what: str =
         await pilot.pause(0.02)
 
 
-async def submit(pilot: Pilot[object], app: RumorApp, line: str) -> None:
+async def submit(pilot: Pilot[Any], app: RumorApp, line: str) -> None:
     """Put `line` in the input and press Enter, as if typed."""
     app.input.focus()
     app.input.set_text(line)

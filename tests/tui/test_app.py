@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -38,15 +39,16 @@ def test_first_run_shows_the_welcome_and_creating_a_room_lets_you_chat(tmp_path:
     run(scenario)
 
 
-async def linked_room(pilot: Pilot[object], app: RumorApp, swarm: Swarm, name: str) -> bytes:
+async def linked_room(pilot: Pilot[Any], app: RumorApp, swarm: Swarm, name: str) -> bytes:
     """Create a room in the UI and have the peer join it through its invite."""
     await submit(pilot, app, f"/create {name}")
     await until(pilot, lambda: any(r.name == name for r in app.rooms), f"room {name}")
     room_id = next(r.id for r in app.rooms if r.name == name)
-    assert swarm.ui is not None
-    invite = swarm.ui.room(room_id).invite()
+    ui = swarm.ui
+    assert ui is not None
+    invite = ui.room(room_id).invite()
     await app.call(swarm.peer.join, invite)
-    await until(pilot, lambda: swarm.peer.peer_id in swarm.ui.status().links, "the link")
+    await until(pilot, lambda: swarm.peer.peer_id in ui.status().links, "the link")
     return room_id
 
 

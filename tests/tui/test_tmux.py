@@ -40,6 +40,7 @@ def wait_for_screen(session: str, text: str, timeout: float = 30.0) -> str:
 
 
 def test_create_a_room_and_type_a_message_under_tmux(tmp_path: Path) -> None:
+    assert TMUX is not None
     session = f"rumor-test-{uuid.uuid4().hex[:8]}"
     data_dir = tmp_path / "data"
     status_file = tmp_path / "status"
