@@ -32,11 +32,12 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -824,7 +825,7 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
             except BaseException:
                 if announce:
                     # Nobody has its invite: a half-made new room is nobody's history.
-                    _remove_room_file(data_dir, invite.room)
+                    DataDir(data_dir).discard_new_room(invite.room)
                 raise
             running = None
     except LockHeld as held:
@@ -865,15 +866,10 @@ async def _store_room(data_dir: Path, invite: Invite, new_room: bool) -> None:
         raise CommandError(f"cannot store the room in {data_dir}: {exc}") from None
 
 
-def _remove_room_file(data_dir: Path, room: bytes) -> None:
-    path = DataDir(data_dir).room_file(room)
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
 def _demo_command(args: argparse.Namespace) -> int:
     """`rumor demo`: the swarm in a temp dir (removed on exit) or in --data-dir."""
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_exit_on_hangup())
         if args.data_dir is not None:
             root = Path(args.data_dir)
             root.mkdir(parents=True, exist_ok=True)
@@ -887,6 +883,22 @@ def _demo_command(args: argparse.Namespace) -> int:
         result: int = run_demo(functools.partial(open_demo_client, root))
         return result
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _exit_on_hangup() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) end the command as Ctrl+C does, so what it
+    opened is cleaned up (the demo's temporary data dirs) instead of left behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_flush(line: str) -> None:
