@@ -277,17 +277,17 @@ class Link:
             pass
         raise self._closed_error()
 
-    def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self._iterate()
+    def __aiter__(self) -> Link:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[LinkEvent]:
-        """Events until the link closes; the reason is then in :attr:`closed`."""
-        while True:
-            try:
-                event = await self.receive()
-            except LinkClosed:
-                return
-            yield event
+    async def __anext__(self) -> LinkEvent:
+        """The next event; iteration ends when the link closes (the reason is then in
+        :attr:`closed`). No async generator: a reader cancelled mid-iteration leaves
+        nothing to finalise."""
+        try:
+            return await self.receive()
+        except LinkClosed:
+            raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
         """Close the link (idempotent); pending events are dropped."""
