@@ -92,6 +92,7 @@ class Recorder:
     delivered: dict[int, int] = field(default_factory=dict)  # bucket -> arrivals
     expected: dict[int, int] = field(default_factory=dict)  # bucket -> pairs due then
     arrivals: int = 0
+    catch_ups: int = 0  # arrivals at nodes that were down (or not yet there) when it was sent
     events: list[tuple[float, str]] = field(default_factory=list)
     progress: list[tuple[float, int, int]] = field(default_factory=list)  # (t, arrivals, up)
 
@@ -100,11 +101,16 @@ class Recorder:
         key = int(now // self.bucket)
         self.expected[key] = self.expected.get(key, 0) + max(0, up - 1)
 
-    def on_arrived(self, node: int, op_id: bytes, now: float) -> None:
+    def on_arrived(self, node: int, op_id: bytes, now: float, since: float = 0.0) -> None:
+        """Op `op_id` arrived at `node`, which has been up since `since`: an op sent before
+        that is a catch-up, counted apart from the delivery latencies."""
         sent = self.sent.get(op_id)
         if sent is None or sent.author == node:
             return
         self.arrivals += 1
+        if sent.at < since:
+            self.catch_ups += 1
+            return
         self.latencies.append(now - sent.at)
         key = int(now // self.bucket)
         self.delivered[key] = self.delivered.get(key, 0) + 1
@@ -126,6 +132,7 @@ class Recorder:
             counts[edge] += 1
         return {
             "count": len(ms),
+            "catch_ups": self.catch_ups,
             "p50": round(percentile(ms, 0.5), 3),
             "p90": round(percentile(ms, 0.9), 3),
             "p99": round(percentile(ms, 0.99), 3),

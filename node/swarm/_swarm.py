@@ -83,6 +83,7 @@ class SwarmNode:
     node: Node | None = None
     room: Room | None = None
     retired: bool = False  # replaced by a new node: gone for good
+    started_at: float = 0.0  # virtual time of its latest start
     # Counters of incarnations that have stopped (a node's own start from zero).
     totals: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -222,11 +223,11 @@ class Swarm:
         self._nursery.start_soon(self._watch, member, room)
 
     async def _watch(self, member: SwarmNode, room: Room) -> None:
-        recorder, index = self.recorder, member.index
+        recorder, index, since = self.recorder, member.index, member.started_at
         async with room.events() as events:
             async for change in events:
                 if isinstance(change, MessageAdded):
-                    recorder.on_arrived(index, change.id, trio.current_time())
+                    recorder.on_arrived(index, change.id, trio.current_time(), since)
 
     # -- membership: start, stop, replace ----------------------------------------------
 
@@ -276,6 +277,7 @@ class Swarm:
                 link_config=config.link_config,
             ) as node:
                 member.node, member.address, member.peer_id = node, node.address, node.peer_id
+                member.started_at = trio.current_time()
                 task_status.started()
                 await member._stop.wait()
                 _retire_counters(member, node)
