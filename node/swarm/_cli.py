@@ -41,14 +41,31 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a swarm of rumor nodes through a scenario and report how it went.",
         epilog=f"scenarios: {names}; or the path of a TOML file (see docs-swarm.md)",
     )
-    parser.add_argument("scenario", nargs="?", default="steady", help="a scenario name or TOML file")
-    parser.add_argument("--nodes", type=_positive_int, metavar="N", help="nodes (default: the scenario's)")
-    parser.add_argument("--seed", type=int, default=1, metavar="S", help="the run's seed (default 1)")
-    parser.add_argument("--duration", type=_positive_float, metavar="SEC",
-                        help="virtual seconds of traffic (faults are scaled to it)")  # fmt: skip
-    parser.add_argument("--real", action="store_true", help="real `rumor run` processes on loopback")
-    parser.add_argument("--out", type=Path, default=Path("swarm-report"), metavar="DIR",
-                        help="where report.json and report.html go (default ./swarm-report)")  # fmt: skip
+    parser.add_argument(
+        "scenario", nargs="?", default="steady", help="a scenario name or TOML file"
+    )
+    parser.add_argument(
+        "--nodes", type=_positive_int, metavar="N", help="nodes (default: the scenario's)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, metavar="S", help="the run's seed (default 1)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="SEC",
+        help="virtual seconds of traffic (faults are scaled to it)",
+    )
+    parser.add_argument(
+        "--real", action="store_true", help="real `rumor run` processes on loopback"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("swarm-report"),
+        metavar="DIR",
+        help="where report.json and report.html go (default ./swarm-report)",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser
 
@@ -80,8 +97,17 @@ def resolve(name: str) -> Scenario:
 
 
 def reproduce_command(args: argparse.Namespace, scenario: Scenario) -> str:
-    parts = ["rumor", "swarm", args.scenario, "--nodes", str(scenario.nodes),
-             "--seed", str(args.seed), "--duration", f"{scenario.duration:g}"]  # fmt: skip
+    parts = [
+        "rumor",
+        "swarm",
+        args.scenario,
+        "--nodes",
+        str(scenario.nodes),
+        "--seed",
+        str(args.seed),
+        "--duration",
+        f"{scenario.duration:g}",
+    ]
     if args.real:
         parts.append("--real")
     return shlex.join(parts)
@@ -116,7 +142,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.list:
         for name, scenario in SCENARIOS.items():
-            print(f"{name:<12} {scenario.nodes:>3} nodes, {scenario.duration:g} s: {scenario.description}")
+            print(
+                f"{name:<12} {scenario.nodes:>3} nodes, {scenario.duration:g} s: "
+                f"{scenario.description}"
+            )
         return 0
     if not args.real and not hash_seed_fixed():
         # Same bytes on every run: str/bytes hashing must not vary between processes.
@@ -135,12 +164,14 @@ def run(args: argparse.Namespace) -> int:
     command = reproduce_command(args, scenario)
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
     mode = "real processes" if args.real else "simulated"
-    print(f"swarm {scenario.name}: {scenario.nodes} nodes, {mode}, seed {args.seed}, "
-          f"{scenario.duration:g} s of traffic")  # fmt: skip
+    print(
+        f"swarm {scenario.name}: {scenario.nodes} nodes, {mode}, seed {args.seed}, "
+        f"{scenario.duration:g} s of traffic"
+    )
     progress = _Progress(sys.stdout, scenario.duration)
     report: dict[str, Any]
     if args.real:
-        from ._real import run_real  # noqa: PLC0415
+        from ._real import run_real
 
         report = run_real(scenario, args.seed, progress=progress)
     else:
@@ -153,17 +184,19 @@ def run(args: argparse.Namespace) -> int:
 
 def finish(report: dict[str, Any], out: Path, command: str) -> int:
     """Write the report files, print the verdict; the exit status."""
-    from ._html import render_html  # noqa: PLC0415  # matplotlib: only when drawing
+    from ._html import render_html  # matplotlib: only when drawing
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(dumps(report), encoding="utf-8")
     (out / "report.html").write_text(render_html(report, command), encoding="utf-8")
     latency, delivery = report["latency_ms"], report["delivery"]
     converge = report["time"]["time_to_converge"]
-    print(f"delivery {delivery['rate']:.2%}, converged "
-          f"{'in ' + format(converge, 'g') + ' s' if converge is not None else 'NO'}, "
-          f"latency p50 {latency['p50']:.0f} ms p99 {latency['p99']:.0f} ms, "
-          f"{report['receptions_per_op']:.2f} receptions per op")  # fmt: skip
+    print(
+        f"delivery {delivery['rate']:.2%}, converged "
+        f"{'in ' + format(converge, 'g') + ' s' if converge is not None else 'NO'}, "
+        f"latency p50 {latency['p50']:.0f} ms p99 {latency['p99']:.0f} ms, "
+        f"{report['receptions_per_op']:.2f} receptions per op"
+    )
     for check in report["checks"]:
         mark = "ok  " if check["ok"] else "FAIL"
         print(f"  {mark} {check['name']}" + (f" ({check['detail']})" if check["detail"] else ""))

@@ -39,7 +39,7 @@ def deterministic_scheduling(seed: int) -> None:
 
     Call it before `trio.run`. Reaches into `trio._core._run` (private): see the module
     docstring for why; the checks make a renamed switch an error, not a silent loss."""
-    from trio._core import _run  # noqa: PLC0415  # private: kept to this one function
+    from trio._core import _run  # private: kept to this one function
 
     if not hasattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING") or not hasattr(_run, "_r"):
         raise RuntimeError("this trio version has no deterministic scheduling switch")

@@ -74,8 +74,11 @@ class Partition(Fault):
         outcome = []
         for mine, theirs in (sides, sides[::-1]):
             names = {m.index for m in mine}
-            ops = [op for op, s in run.swarm.recorder.sent.items()
-                   if start <= s.at <= midway and s.author in names]  # fmt: skip
+            ops = [
+                op
+                for op, s in run.swarm.recorder.sent.items()
+                if start <= s.at <= midway and s.author in names
+            ]
             live = [m for m in mine if m.room is not None]
             within = sum(_holds_all(m, ops) for m in live)
             crossed = sum(_holds_all(m, ops) for m in theirs if m.room is not None)
@@ -145,13 +148,21 @@ class Churn(Fault):
 
     def check(self, run: ScenarioRun) -> list[Check]:
         facts = self.facts(run)
-        back = [run.swarm.nodes[i] for i in facts.get("returned", []) + facts.get("replacements", [])]
+        back = [
+            run.swarm.nodes[i] for i in facts.get("returned", []) + facts.get("replacements", [])
+        ]
         ops = list(run.swarm.recorder.sent)
         caught = [m for m in back if _holds_all(m, ops) == len(ops)]
-        detail = (f"{len(facts.get('returned', []))} returned, "
-                  f"{len(facts.get('replacements', []))} replaced; {len(caught)}/{len(back)} "
-                  f"hold all {len(ops)} ops")  # fmt: skip
-        return [run.check("churn: returning and new nodes caught up", len(caught) == len(back) > 0, detail)]
+        detail = (
+            f"{len(facts.get('returned', []))} returned, "
+            f"{len(facts.get('replacements', []))} replaced; {len(caught)}/{len(back)} "
+            f"hold all {len(ops)} ops"
+        )
+        return [
+            run.check(
+                "churn: returning and new nodes caught up", len(caught) == len(back) > 0, detail
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -185,7 +196,10 @@ class Offline(Fault):
         away = [run.swarm.nodes[i] for i in facts.get("away", [])]
         held = [_holds_all(m, missed) for m in away]
         ok = bool(away) and all(h == len(missed) for h in held)
-        detail = f"{len(away)} back after {self.back - self.at:g} s; held {held} of {len(missed)} missed ops"
+        detail = (
+            f"{len(away)} back after {self.back - self.at:g} s; "
+            f"held {held} of {len(missed)} missed ops"
+        )
         return [run.check("offline: returning nodes got what they missed", ok, detail)]
 
 
@@ -254,11 +268,17 @@ class Flood(Fault):
         if "window" not in facts:
             return [run.check("flood: the others got through", False, "the flood never ran")]
         start, end = facts["window"]
-        others = [op for op, s in run.swarm.recorder.sent.items()
-                  if start <= s.at <= end and s.author != facts["flooder"]]  # fmt: skip
+        others = [
+            op
+            for op, s in run.swarm.recorder.sent.items()
+            if start <= s.at <= end and s.author != facts["flooder"]
+        ]
         live = run.swarm.writers()
         held = sum(_holds_all(m, others) for m in live)
-        detail = f"{facts['sent']} flood ops; {len(others)} others' ops, {held}/{len(others) * len(live)} held"
+        detail = (
+            f"{facts['sent']} flood ops; {len(others)} others' ops, "
+            f"{held}/{len(others) * len(live)} held"
+        )
         return [run.check("flood: the others got through", held == len(others) * len(live), detail)]
 
 
@@ -290,17 +310,25 @@ class HostileMember(Fault):
         run.report_extra["hostile"] = hostile.attacks
         cuts = [a for a in hostile.attacks if a["cut_off"] is not None]
         cut = all(a["cut_off"] for a in cuts)
-        live = [m for m in run.swarm.writers() if m.room is not None]
-        forged = sum(1 for m in live for msg in m.room.timeline() if msg.text == FORGED_TEXT)  # type: ignore[union-attr]
+        rooms = [m.room for m in run.swarm.writers() if m.room is not None]
+        forged = sum(1 for room in rooms for msg in room.timeline() if msg.text == FORGED_TEXT)
         checks = [
-            run.check("hostile: cut off after each attack", bool(cuts) and cut,
-                      f"{sum(1 for a in cuts if a['cut_off'])}/{len(cuts)} links closed by the node"),
+            run.check(
+                "hostile: cut off after each attack",
+                bool(cuts) and cut,
+                f"{sum(1 for a in cuts if a['cut_off'])}/{len(cuts)} links closed by the node",
+            ),
             run.check("hostile: nothing forged is stored", forged == 0, f"{forged} forged copies"),
-        ]  # fmt: skip
+        ]
         if hostile.twins:
-            seen = sum(1 for m in live if hostile.peer_id in m.room.forked_authors())  # type: ignore[union-attr]
-            checks.append(run.check("hostile: every node sees the equivocation", seen == len(live),
-                                    f"{seen}/{len(live)} see the author forked"))  # fmt: skip
+            seen = sum(1 for room in rooms if hostile.peer_id in room.forked_authors())
+            checks.append(
+                run.check(
+                    "hostile: every node sees the equivocation",
+                    seen == len(rooms),
+                    f"{seen}/{len(rooms)} see the author forked",
+                )
+            )
         return checks
 
 
@@ -327,12 +355,16 @@ class LateJoin(Fault):
         late = [run.swarm.nodes[i] for i in facts.get("late", [])]
         held = [_holds_all(m, before) for m in late]
         ok = bool(late) and all(h == len(before) for h in held)
-        return [run.check("late joiners got the whole history", ok,
-                          f"held {held} of the {len(before)} ops written before they came")]  # fmt: skip
+        return [
+            run.check(
+                "late joiners got the whole history",
+                ok,
+                f"held {held} of the {len(before)} ops written before they came",
+            )
+        ]
 
 
 FAULTS: dict[str, type[Fault]] = {
-    cls.kind: cls for cls in (Partition, Churn, Offline, Slow, Degrade, Flood, HostileMember, LateJoin)
+    cls.kind: cls
+    for cls in (Partition, Churn, Offline, Slow, Degrade, Flood, HostileMember, LateJoin)
 }
-
-

@@ -81,7 +81,9 @@ class Hostile:
         assert invite is not None
         now = self._now_ms()
         twins = [
-            Replica(invite.room, identity=self.identity).create(Kind.MESSAGE, (text, None), now_ms=now)
+            Replica(invite.room, identity=self.identity).create(
+                Kind.MESSAGE, (text, None), now_ms=now
+            )
             for text in ("twin told to one", "twin told to another")
         ]
         self.twins = [t.id for t in twins]

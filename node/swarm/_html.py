@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (an HTML template: its lines are the page's)
 """The report as a page a person reads: one self-contained HTML file.
 
 Drawn from the report's data alone (`render_html(report)`), with matplotlib's Agg backend
@@ -16,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display, no GUI toolkit: files only
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 __all__ = ["FIGURES", "render_html"]
 
@@ -25,14 +26,16 @@ FIGURES = ("delivery", "latency", "mesh", "bytes")  # the figure ids in the page
 _OK, _BAD, _INK, _MUTED = "#1a7f37", "#cf222e", "#24292f", "#8c959f"
 _PALETTE = ("#0969da", "#54aeff", "#bf8700", "#f2cc60")
 
-plt.rcParams.update({
-    "svg.hashsalt": "rumor-swarm",  # stable element ids in the SVG
-    "font.size": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.edgecolor": _MUTED,
-    "axes.titleweight": "bold",
-})  # fmt: skip
+plt.rcParams.update(
+    {
+        "svg.hashsalt": "rumor-swarm",  # stable element ids in the SVG
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.edgecolor": _MUTED,
+        "axes.titleweight": "bold",
+    }
+)
 
 
 def _svg(fig: Any) -> str:
@@ -48,7 +51,14 @@ def _delivery_figure(report: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(11, 3.2))
     if series:
         t = [p[0] for p in series]
-        ax.plot(t, [p[2] for p in series], color=_MUTED, lw=1.2, ls="--", label="due (message x live node)")
+        ax.plot(
+            t,
+            [p[2] for p in series],
+            color=_MUTED,
+            lw=1.2,
+            ls="--",
+            label="due (message x live node)",
+        )
         ax.plot(t, [p[1] for p in series], color=_PALETTE[0], lw=2, label="delivered")
     # Events as numbered lines (the timeline table below names them); a label is left out
     # where it would sit on top of the previous one.
@@ -57,8 +67,15 @@ def _delivery_figure(report: dict[str, Any]) -> str:
     for number, (at, _) in enumerate(report["events"][:60], start=1):
         ax.axvline(at, color=_PALETTE[2], lw=0.8, alpha=0.6)
         if at - last > span / 40:
-            ax.annotate(str(number), (at, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
-                        color=_PALETTE[2], va="bottom", ha="center")  # fmt: skip
+            ax.annotate(
+                str(number),
+                (at, 1.0),
+                xycoords=("data", "axes fraction"),
+                fontsize=7,
+                color=_PALETTE[2],
+                va="bottom",
+                ha="center",
+            )
             last = at
     ax.set_xlabel("virtual seconds")
     ax.set_ylabel("deliveries (cumulative)")
@@ -73,8 +90,15 @@ def _latency_figure(report: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     lefts = [edges[0] / 10 ** (1 / 8), *edges]
     rights = [*edges, edges[-1] * 10 ** (1 / 8)]
-    ax.bar(lefts, counts, width=[r - lo for lo, r in zip(lefts, rights, strict=True)],
-           align="edge", color=_PALETTE[1], edgecolor=_PALETTE[0], lw=0.5)  # fmt: skip
+    ax.bar(
+        lefts,
+        counts,
+        width=[r - lo for lo, r in zip(lefts, rights, strict=True)],
+        align="edge",
+        color=_PALETTE[1],
+        edgecolor=_PALETTE[0],
+        lw=0.5,
+    )
     ax.set_xscale("log")
     for q, style in (("p50", "-"), ("p90", "--"), ("p99", ":")):
         if latency[q] > 0:
@@ -93,16 +117,25 @@ def _mesh_figure(report: dict[str, Any]) -> str:
     nodes = report["nodes"]
     names = list(nodes)
     count = max(1, len(names))
-    pos = {n: (math.cos(2 * math.pi * i / count), math.sin(2 * math.pi * i / count))
-           for i, n in enumerate(names)}  # fmt: skip
+    pos = {
+        n: (math.cos(2 * math.pi * i / count), math.sin(2 * math.pi * i / count))
+        for i, n in enumerate(names)
+    }
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     for a, b in report["links"]["edges"]:
         (x1, y1), (x2, y2) = pos[a], pos[b]
         ax.plot([x1, x2], [y1, y2], color=_PALETTE[1], lw=0.8, alpha=0.7, zorder=1)
     colours = [_OK if nodes[n]["up"] else (_MUTED if nodes[n]["retired"] else _BAD) for n in names]
     size = 120 if count <= 40 else max(8, 4000 // count)
-    ax.scatter([pos[n][0] for n in names], [pos[n][1] for n in names], s=size, c=colours,
-               zorder=2, edgecolors="white", linewidths=0.5)  # fmt: skip
+    ax.scatter(
+        [pos[n][0] for n in names],
+        [pos[n][1] for n in names],
+        s=size,
+        c=colours,
+        zorder=2,
+        edgecolors="white",
+        linewidths=0.5,
+    )
     if count <= 40:
         for n in names:
             x, y = pos[n]
@@ -111,8 +144,10 @@ def _mesh_figure(report: dict[str, Any]) -> str:
     ax.set_ylim(-1.3, 1.3)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(f"Mesh at the end: {len(report['links']['edges'])} links "
-                 "(green up, red down, grey replaced)")  # fmt: skip
+    ax.set_title(
+        f"Mesh at the end: {len(report['links']['edges'])} links "
+        "(green up, red down, grey replaced)"
+    )
     return _svg(fig)
 
 
@@ -124,8 +159,14 @@ def _bytes_figure(report: dict[str, Any]) -> str:
     bottom = [0.0] * len(names)
     for kind, colour in zip(kinds, _PALETTE, strict=True):
         values = [nodes[n]["bytes"][kind] / 1024 for n in names]
-        ax.bar(range(len(names)), values, bottom=bottom, color=colour, label=kind.replace("_", " "),
-               width=0.8 if len(names) < 60 else 1.0)  # fmt: skip
+        ax.bar(
+            range(len(names)),
+            values,
+            bottom=bottom,
+            color=colour,
+            label=kind.replace("_", " "),
+            width=0.8 if len(names) < 60 else 1.0,
+        )
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     if len(names) <= 40:
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
@@ -133,7 +174,12 @@ def _bytes_figure(report: dict[str, Any]) -> str:
         ax.set_xlabel(f"{len(names)} nodes")
     ax.set_ylabel("KiB")
     ax.set_title("Bytes per node, by kind")
-    ax.legend(frameon=False, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(names) <= 40 else -0.18))
+    ax.legend(
+        frameon=False,
+        ncols=4,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 if len(names) <= 40 else -0.18),
+    )
     return _svg(fig)
 
 
@@ -171,16 +217,22 @@ def render_html(report: dict[str, Any], command: str = "") -> str:
     delivery = report["delivery"]
     timing = report["time"]
     converge = timing["time_to_converge"]
-    cards = "".join((
-        _card(f"{delivery['rate']:.2%}", f"delivery ({delivery['held']:,}/{delivery['due']:,})"),
-        _card("yes" if report["convergence"]["converged"] else "NO", "converged (equal digests)"),
-        _card(f"{converge:g} s" if converge is not None else "never", "time to converge"),
-        _card(f"{latency['p50']:.0f} / {latency['p99']:.0f} ms", "latency p50 / p99"),
-        _card(f"{report['receptions_per_op']:.2f}", "receptions per op per node"),
-        _card(f"{report['links']['degree_mean']:.1f}", "mean links per node"),
-        _card(f"{sum(report['rejected'].values())}", "ops rejected"),
-        _card(f"{report['ops']['penalties']}", "peers penalised"),
-    ))  # fmt: skip
+    cards = "".join(
+        (
+            _card(
+                f"{delivery['rate']:.2%}", f"delivery ({delivery['held']:,}/{delivery['due']:,})"
+            ),
+            _card(
+                "yes" if report["convergence"]["converged"] else "NO", "converged (equal digests)"
+            ),
+            _card(f"{converge:g} s" if converge is not None else "never", "time to converge"),
+            _card(f"{latency['p50']:.0f} / {latency['p99']:.0f} ms", "latency p50 / p99"),
+            _card(f"{report['receptions_per_op']:.2f}", "receptions per op per node"),
+            _card(f"{report['links']['degree_mean']:.1f}", "mean links per node"),
+            _card(f"{sum(report['rejected'].values())}", "ops rejected"),
+            _card(f"{report['ops']['penalties']}", "peers penalised"),
+        )
+    )
     checks = "".join(
         f"<tr><td class={'ok' if c['ok'] else 'bad'}>{'pass' if c['ok'] else 'FAIL'}</td>"
         f"<td>{e(c['name'])}</td><td class=muted>{e(c['detail'])}</td></tr>"
@@ -195,7 +247,7 @@ def render_html(report: dict[str, Any], command: str = "") -> str:
         f"<td class=num>{n['ops']['received']}</td><td class=num>{n['ops']['duplicates']}</td>"
         f"<td class=num>{report['convergence']['digests'].get(name, '')[:10]}</td></tr>"
         for name, n in list(report["nodes"].items())[:200]
-    )  # fmt: skip
+    )
     events = "".join(
         f"<tr><td class=num>{n}</td><td class=num>{t:g}</td><td>{e(w)}</td></tr>"
         for n, (t, w) in enumerate(report["events"][:200], start=1)
@@ -211,25 +263,25 @@ def render_html(report: dict[str, Any], command: str = "") -> str:
     repro = f"<p>Reproduce: <code>{e(command)}</code></p>" if command else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>rumor swarm: {e(scenario['name'])} (seed {report['seed']})</title>
+<title>rumor swarm: {e(scenario["name"])} (seed {report["seed"]})</title>
 <style>{_CSS}</style></head><body>
-<h1>rumor swarm: {e(scenario['name'])}
-<span class="verdict {'pass' if passed else 'fail'}">{'PASSED' if passed else 'FAILED'}</span></h1>
-<p class="muted">{e(scenario['description'])} &middot; {scenario['nodes']} nodes, {report['mode']},
-seed {report['seed']}, {scenario['duration']:g} s of traffic at {scenario['traffic']['rate']:g} msg/s</p>
+<h1>rumor swarm: {e(scenario["name"])}
+<span class="verdict {"pass" if passed else "fail"}">{"PASSED" if passed else "FAILED"}</span></h1>
+<p class="muted">{e(scenario["description"])} &middot; {scenario["nodes"]} nodes, {report["mode"]},
+seed {report["seed"]}, {scenario["duration"]:g} s of traffic at {scenario["traffic"]["rate"]:g} msg/s</p>
 {repro}
 <div class="cards">{cards}</div>
 <h2>Expectations</h2><table><tr><th></th><th>expectation</th><th>detail</th></tr>{checks}</table>
-<h2>Delivery</h2>{fig['delivery']}
-<div class="grid2"><div><h2>Latency</h2>{fig['latency']}
-<p class="muted">p50 {latency['p50']:.1f} ms, p90 {latency['p90']:.1f} ms, p99 {latency['p99']:.1f} ms,
-max {latency['max']:.1f} ms; {latency['catch_ups']} catch-ups (ops sent while the receiver was away)
+<h2>Delivery</h2>{fig["delivery"]}
+<div class="grid2"><div><h2>Latency</h2>{fig["latency"]}
+<p class="muted">p50 {latency["p50"]:.1f} ms, p90 {latency["p90"]:.1f} ms, p99 {latency["p99"]:.1f} ms,
+max {latency["max"]:.1f} ms; {latency["catch_ups"]} catch-ups (ops sent while the receiver was away)
 not counted.</p></div>
-<div><h2>Mesh</h2>{fig['mesh']}</div></div>
-<h2>Traffic</h2>{fig['bytes']}
+<div><h2>Mesh</h2>{fig["mesh"]}</div></div>
+<h2>Traffic</h2>{fig["bytes"]}
 <p class="muted">Rejected ops by reason: {e(rejected)}. DHT: contacts per node min
-{report['dht']['contacts_min']}, median {report['dht']['contacts_median']:g}, max {report['dht']['contacts_max']};
-{report['dht_network']['datagrams_dropped']:,} of {report['dht_network']['datagrams_sent']:,} datagrams lost.</p>
+{report["dht"]["contacts_min"]}, median {report["dht"]["contacts_median"]:g}, max {report["dht"]["contacts_max"]};
+{report["dht_network"]["datagrams_dropped"]:,} of {report["dht_network"]["datagrams_sent"]:,} datagrams lost.</p>
 <h2>Timeline</h2><table><tr><th>#</th><th>virtual s</th><th>event</th></tr>{events}</table>
 <h2>Nodes</h2><table><tr><th>node</th><th>peer</th><th>state</th><th>starts</th><th>links</th>
 <th>DHT contacts</th><th>link KiB out</th><th>link KiB in</th><th>DHT KiB</th><th>ops in</th>

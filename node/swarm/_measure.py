@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from ..client import ChatClient
 from .._room import Room
+from ..client import ChatClient
 
 __all__ = ["Recorder", "percentile", "room_digest", "room_digest_remote"]
 
@@ -42,14 +42,29 @@ def room_digest(room: Room) -> str:
     edits, deletes and reactions), the topic, nicknames, members and forked authors.
     Two nodes with equal digests show the same room."""
     timeline = [
-        [m.id, m.author, m.seq, m.hlc, m.text, m.reply_to, m.edited, m.deleted,
-         [[e, list(a)] for e, a in m.reactions]]
+        [
+            m.id,
+            m.author,
+            m.seq,
+            m.hlc,
+            m.text,
+            m.reply_to,
+            m.edited,
+            m.deleted,
+            [[e, list(a)] for e, a in m.reactions],
+        ]
         for m in room.timeline()
-    ]  # fmt: skip
+    ]
     return _digest(
-        [room.id, timeline, room.topic, sorted(room.nicknames().items()), room.members(),
-         room.forked_authors()]
-    )  # fmt: skip
+        [
+            room.id,
+            timeline,
+            room.topic,
+            sorted(room.nicknames().items()),
+            room.members(),
+            room.forked_authors(),
+        ]
+    )
 
 
 async def room_digest_remote(client: ChatClient, room_id: bytes) -> str:
@@ -60,10 +75,19 @@ async def room_digest_remote(client: ChatClient, room_id: bytes) -> str:
     while True:
         page = await client.history(room_id, before=before, limit=500)
         messages[:0] = [
-            [m.id, m.author, m.seq, m.hlc, m.text, m.reply_to, m.edited, m.deleted,
-             [[e, list(a)] for e, a in m.reactions]]
+            [
+                m.id,
+                m.author,
+                m.seq,
+                m.hlc,
+                m.text,
+                m.reply_to,
+                m.edited,
+                m.deleted,
+                [[e, list(a)] for e, a in m.reactions],
+            ]
             for m in page.messages
-        ]  # fmt: skip
+        ]
         if not page.more_before or not page.messages:
             break
         before = page.messages[0].id
@@ -71,8 +95,9 @@ async def room_digest_remote(client: ChatClient, room_id: bytes) -> str:
     members = await client.members(room_id)
     nicks = sorted((m.peer_id, m.nick) for m in members if m.nick)
     forked = sorted(m.peer_id for m in members if m.forked)
-    return _digest([room_id, messages, info.topic, nicks, sorted(m.peer_id for m in members),
-                    forked])  # fmt: skip
+    return _digest(
+        [room_id, messages, info.topic, nicks, sorted(m.peer_id for m in members), forked]
+    )
 
 
 @dataclass(slots=True)

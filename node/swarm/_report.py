@@ -34,10 +34,13 @@ def _r(value: float) -> float:
 
 def scenario_dict(scenario: Any) -> dict[str, Any]:
     """The scenario as plain data (its faults with their kinds)."""
-    from dataclasses import asdict  # noqa: PLC0415
+    from dataclasses import asdict
 
-    network = {k: v for k, v in asdict(scenario.network).items()
-               if k not in ("gossip_config", "link_config")}  # fmt: skip
+    network = {
+        k: v
+        for k, v in asdict(scenario.network).items()
+        if k not in ("gossip_config", "link_config")
+    }
     return {
         "name": scenario.name,
         "description": scenario.description,
@@ -46,10 +49,14 @@ def scenario_dict(scenario: Any) -> dict[str, Any]:
         "settle": scenario.settle,
         "network": {k: list(v) if isinstance(v, tuple) else v for k, v in network.items()},
         "traffic": asdict(scenario.traffic),
-        "faults": [{"kind": f.kind, **{k: list(v) if isinstance(v, tuple) else v
-                                       for k, v in asdict(f).items()}}
-                   for f in scenario.faults],
-    }  # fmt: skip
+        "faults": [
+            {
+                "kind": f.kind,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(f).items()},
+            }
+            for f in scenario.faults
+        ],
+    }
 
 
 def _delivery(swarm: Swarm) -> dict[str, Any]:
@@ -109,16 +116,26 @@ def _nodes(swarm: Swarm) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]
             "starts": member.incarnation,
             "links": links,
             "dht_contacts": dht_contacts,
-            "bytes": {"link_sent": link_out, "link_received": link_in,
-                      "dht_sent": dht_out, "dht_received": dht_in},
+            "bytes": {
+                "link_sent": link_out,
+                "link_received": link_in,
+                "dht_sent": dht_out,
+                "dht_received": dht_in,
+            },
             "ops": {k: counters.get(k, 0) for k in totals},
-        }  # fmt: skip
+        }
     return per_node, totals, dict(sorted(rejected.items()))
 
 
 def _mesh(per_node: dict[str, Any]) -> dict[str, Any]:
-    edges = sorted({tuple(sorted((name, peer))) for name, node in per_node.items()
-                    for peer in node["links"] if peer in per_node})  # fmt: skip
+    edges = sorted(
+        {
+            tuple(sorted((name, peer)))
+            for name, node in per_node.items()
+            for peer in node["links"]
+            if peer in per_node
+        }
+    )
     up = [n for n in per_node.values() if n["up"]]
     degrees = sorted(len(n["links"]) for n in up)
     contacts = sorted(n["dht_contacts"] or 0 for n in up)
@@ -143,7 +160,7 @@ def build_report(
     run: ScenarioRun, seed: int, *, formed: bool, converged: bool, checks: list[Check]
 ) -> dict[str, Any]:
     """The whole report of a finished run (its swarm still open)."""
-    from ._scenario import Check  # noqa: PLC0415
+    from ._scenario import Check
 
     swarm = run.swarm
     recorder = swarm.recorder
@@ -154,12 +171,18 @@ def build_report(
     pairs = delivery["due"] - delivery["messages"]  # others than the author
     all_checks = [
         Check("the room formed", formed),
-        Check("converged: every live node shows the same room", converged and len(distinct) == 1,
-              f"{len(distinct)} distinct digest(s) over {len(digests)} nodes"),
-        Check("every live node holds every message", delivery["held"] == delivery["due"],
-              f"{delivery['held']}/{delivery['due']}"),
+        Check(
+            "converged: every live node shows the same room",
+            converged and len(distinct) == 1,
+            f"{len(distinct)} distinct digest(s) over {len(digests)} nodes",
+        ),
+        Check(
+            "every live node holds every message",
+            delivery["held"] == delivery["due"],
+            f"{delivery['held']}/{delivery['due']}",
+        ),
         *checks,
-    ]  # fmt: skip
+    ]
     end = swarm.converged_at or 0.0
     traffic_end = swarm.traffic_ended_at or run.started
     return {
@@ -180,11 +203,16 @@ def build_report(
         "receptions_per_op": _r(totals["received"] / pairs) if pairs > 0 else 0.0,
         "ops": totals,
         "rejected": rejected,
-        "convergence": {"converged": converged and len(distinct) == 1,
-                        "distinct_digests": len(distinct), "digests": digests},  # fmt: skip
+        "convergence": {
+            "converged": converged and len(distinct) == 1,
+            "distinct_digests": len(distinct),
+            "digests": digests,
+        },
         **_mesh(per_node),
-        "dht_network": {"datagrams_sent": swarm.network.dht.sent,
-                        "datagrams_dropped": swarm.network.dht.dropped},  # fmt: skip
+        "dht_network": {
+            "datagrams_sent": swarm.network.dht.sent,
+            "datagrams_dropped": swarm.network.dht.dropped,
+        },
         "nodes": per_node,
         "events": [[t, what] for t, what in recorder.events],
         "delivery_over_time": recorder.delivery_series(traffic_end if not converged else end),

@@ -93,27 +93,62 @@ def _scale(fault: Fault, factor: float) -> Fault:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("steady", "a healthy room: steady chat with bursts", nodes=10, duration=60,
-                 traffic=Traffic(rate=2.0, burst_every=20, burst_size=10)),
-        Scenario("partition", "the swarm splits in two for a minute, both sides chat, it heals",
-                 nodes=10, duration=120, faults=(Partition(at=20, heal=80),)),
-        Scenario("churn", "nodes leave and come back, some are replaced by new ones",
-                 nodes=12, duration=120, faults=(Churn(at=10, until=100),)),
-        Scenario("storm", "lossy, jittery links and one member flooding the room",
-                 nodes=10, duration=60,
-                 network=SwarmConfig(jitter=0.05, loss=0.05),
-                 traffic=Traffic(rate=3.0, burst_every=15, burst_size=20),
-                 faults=(Flood(at=10, seconds=20, rate=40),)),
-        Scenario("hostile", "a member sends garbage, a forged op and an equivocating chain",
-                 nodes=8, duration=60, faults=(HostileMember(at=15),)),
-        Scenario("offline", "a node is away for most of an hour and comes back elsewhere",
-                 nodes=8, duration=3600, settle=600, traffic=Traffic(rate=0.05),
-                 faults=(Offline(at=60, back=3300, count=2),)),
-        Scenario("late-joiner", "new members join after a long history was written",
-                 nodes=8, duration=90, traffic=Traffic(rate=4.0),
-                 faults=(LateJoin(at=75, count=2),)),
+        Scenario(
+            "steady",
+            "a healthy room: steady chat with bursts",
+            nodes=10,
+            duration=60,
+            traffic=Traffic(rate=2.0, burst_every=20, burst_size=10),
+        ),
+        Scenario(
+            "partition",
+            "the swarm splits in two for a minute, both sides chat, it heals",
+            nodes=10,
+            duration=120,
+            faults=(Partition(at=20, heal=80),),
+        ),
+        Scenario(
+            "churn",
+            "nodes leave and come back, some are replaced by new ones",
+            nodes=12,
+            duration=120,
+            faults=(Churn(at=10, until=100),),
+        ),
+        Scenario(
+            "storm",
+            "lossy, jittery links and one member flooding the room",
+            nodes=10,
+            duration=60,
+            network=SwarmConfig(jitter=0.05, loss=0.05),
+            traffic=Traffic(rate=3.0, burst_every=15, burst_size=20),
+            faults=(Flood(at=10, seconds=20, rate=40),),
+        ),
+        Scenario(
+            "hostile",
+            "a member sends garbage, a forged op and an equivocating chain",
+            nodes=8,
+            duration=60,
+            faults=(HostileMember(at=15),),
+        ),
+        Scenario(
+            "offline",
+            "a node is away for most of an hour and comes back elsewhere",
+            nodes=8,
+            duration=3600,
+            settle=600,
+            traffic=Traffic(rate=0.05),
+            faults=(Offline(at=60, back=3300, count=2),),
+        ),
+        Scenario(
+            "late-joiner",
+            "new members join after a long history was written",
+            nodes=8,
+            duration=90,
+            traffic=Traffic(rate=4.0),
+            faults=(LateJoin(at=75, count=2),),
+        ),
     )
-}  # fmt: skip
+}
 
 
 # -- TOML -------------------------------------------------------------------------------
@@ -158,8 +193,9 @@ def _scenario_from(data: dict[str, Any], default_name: str) -> Scenario:
             raise ValueError(f"[[fault]] {n + 1}: kind must be one of {', '.join(FAULTS)}")
         faults.append(_take(FAULTS[kind], table, f"fault {kind}"))
     top.setdefault("name", default_name)
-    scenario = _take(Scenario, top, "scenario", network=network, traffic=traffic,
-                     faults=tuple(faults))  # fmt: skip
+    scenario = _take(
+        Scenario, top, "scenario", network=network, traffic=traffic, faults=tuple(faults)
+    )
     if scenario.nodes < 2 or scenario.duration <= 0 or scenario.settle <= 0:
         raise ValueError("nodes must be >= 2, duration and settle positive")
     return scenario  # type: ignore[no-any-return]
@@ -204,7 +240,9 @@ async def run_scenario(
                 watcher.start_soon(_report_progress, swarm, progress, every, phase)
             await swarm.create_room()
             formed = await swarm.settle(FORM_TIMEOUT)
-            swarm.recorder.note(trio.current_time(), "room formed" if formed else "room never formed")
+            swarm.recorder.note(
+                trio.current_time(), "room formed" if formed else "room never formed"
+            )
             run.started = trio.current_time()
             phase[0] = "traffic"
             async with swarm.traffic(scenario.traffic), trio.open_nursery() as faults:

@@ -332,9 +332,14 @@ class Swarm:
         self.recorder.note(trio.current_time(), f"{member.name} slow (+{one_way:g} s)")
 
     def degrade(
-        self, a: SwarmNode, b: SwarmNode, *, latency: float = 0.0, jitter: float = 0.0,
+        self,
+        a: SwarmNode,
+        b: SwarmNode,
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
         loss: float = 0.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Faults on the link between two nodes, both ways (see `SimNetwork.set_link`)."""
         for x, y in ((a, b), (b, a)):
             self.network.set_link(x.host, y.host, latency=latency, jitter=jitter, loss=loss)
@@ -418,11 +423,12 @@ class Swarm:
             return False
         return len(set(self.digests().values())) == 1
 
-    async def settle(self, timeout: float, *, poll: float = POLL) -> bool:
-        """Wait (up to `timeout` virtual seconds) until the swarm has converged; True if it
+    async def settle(self, within: float, *, poll: float = POLL) -> bool:
+        """Wait (up to `within` virtual seconds) until the swarm has converged; True if it
         did. Records when, for the report."""
-        with trio.move_on_after(timeout):
-            while not self.converged():
+        with trio.move_on_after(within):
+            # Polling: convergence is a view over every node, with no one event to wait on.
+            while not self.converged():  # noqa: ASYNC110
                 await trio.sleep(poll)
             self.converged_at = trio.current_time()
             return True
@@ -437,7 +443,7 @@ class Swarm:
 
 def _secret(room: Room) -> bytes:
     # The invite is the public way to the secret.
-    from .._invite import parse_invite  # noqa: PLC0415
+    from .._invite import parse_invite
 
     return parse_invite(room.invite()).secret
 
@@ -454,4 +460,3 @@ def _retire_counters(member: SwarmNode, node: Node) -> None:
             member.totals[key] = member.totals.get(key, 0) + value
         for reason, count in room.rejected:
             member.rejected[reason] = member.rejected.get(reason, 0) + count
-

@@ -55,9 +55,19 @@ def swarm(*args: str, hash_seed: str | None = None) -> subprocess.CompletedProce
     if hash_seed is not None:
         env["PYTHONHASHSEED"] = hash_seed
     return subprocess.run(
-        [sys.executable, "-c", "import sys, node.swarm as s; sys.exit(s.main(sys.argv[1:]))", *args],
-        capture_output=True, text=True, timeout=300, check=False, env=env, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, node.swarm as s; sys.exit(s.main(sys.argv[1:]))",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 class _Figures(HTMLParser):
@@ -93,8 +103,18 @@ def test_reports_are_the_same_bytes_across_processes_and_hash_seeds(tmp_path: Pa
     outs = []
     for n, hash_seed in enumerate(("1", "2")):
         out = tmp_path / f"run{n}"
-        done = swarm("steady", "--nodes", "4", "--duration", "20", "--seed", "5",
-                     "--out", str(out), hash_seed=hash_seed)  # fmt: skip
+        done = swarm(
+            "steady",
+            "--nodes",
+            "4",
+            "--duration",
+            "20",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            hash_seed=hash_seed,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         outs.append((out / "report.json").read_bytes())
     assert outs[0] == outs[1]
