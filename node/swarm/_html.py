@@ -80,7 +80,10 @@ def _delivery_figure(report: dict[str, Any]) -> str:
     ax.set_xlabel("virtual seconds")
     ax.set_ylabel("deliveries (cumulative)")
     ax.set_title("Delivery over time")
-    ax.legend(loc="upper left", frameon=False)
+    if series:
+        ax.legend(loc="upper left", frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no messages were sent", transform=ax.transAxes, ha="center")
     return _svg(fig)
 
 
