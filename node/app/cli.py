@@ -275,6 +275,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir", type=Path, help="keep the nodes' data dirs here (default: a temp dir)"
     )
+
+    swarm = commands.add_parser(
+        "swarm",
+        help="run a swarm scenario (simulated or real) and write its report",
+        add_help=False,  # `rumor swarm --help` is the swarm tool's own
+    )
+    swarm.add_argument("swarm_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -367,6 +374,10 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return _demo_command(args)
+    if args.command == "swarm":
+        from ..swarm import main as swarm_main  # the swarm tool parses its own options
+
+        return swarm_main(args.swarm_args)
     data_dir = _data_dir(args)
     if args.command is None:
         return _default(data_dir)

@@ -43,7 +43,7 @@ import trio
 from crdt import Replica
 
 from .._invite import parse_invite
-from ..client import ChatClient
+from ..client import ChatClient, ClientError, RemoteClient
 from ._measure import Recorder, room_digest_remote
 from ._report import FORMAT, scenario_dict
 from ._scenario import Progress, Scenario
@@ -63,9 +63,14 @@ _METRICS = re.compile(r"metrics on http://(\S+)/metrics")
 async def connect(data_dir: Path) -> AsyncIterator[ChatClient | None]:
     """A `ChatClient` for the `rumor run` on `data_dir`, or None when there is no way in.
 
-    The control API's `RemoteClient` plugs in here (and only here): open it on the token
-    and address the data dir holds, and yield it."""
-    yield None
+    The control API's `RemoteClient`, on the token and address the data dir holds."""
+    async with contextlib.AsyncExitStack() as stack:
+        client: ChatClient | None
+        try:
+            client = await stack.enter_async_context(RemoteClient.connect(data_dir))
+        except (OSError, ClientError):
+            client = None  # no control API (turned off): rooms go through the inbox
+        yield client
 
 
 @dataclass
