@@ -34,6 +34,7 @@ from crdt import History, Identity, Kind, StoreError, Verifier, check_body, form
 from dht import Address, DHTNode
 from rumor_runtime import open_unwrapping_nursery
 
+from ._addressbook import AddressRecord, decode_records
 from ._addresses import join_host_port, split_host_port
 from ._datadir import DataDir
 from ._discovery import Discovery, resolve_bootstrap, room_dht_key
@@ -223,6 +224,7 @@ class Node:
         address = check_address(advertise) if advertise is not None else ""
         self._peers.address = self._peering.own_address = address
         self._nursery.start_soon(self._peers.run_timers)
+        self._nursery.start_soon(self._peers.run_records)
         if dht_port is not None:
             addresses = [split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
             self.dht = await self._nursery.start(self._run_dht, dht_host, dht_port, addresses)
@@ -294,7 +296,12 @@ class Node:
                         task_status.started(None)
                         return
                     name, peers = _room_settings(meta)
-                    driver = self._start_room(history, meta["secret"], name, peers)
+                    records = decode_records(
+                        meta.get("addresses", b"\x90"),
+                        history.room,
+                        self._env.wall_clock_ms() / 1000,
+                    )
+                    driver = self._start_room(history, meta["secret"], name, peers, records)
                     task_status.started(driver)
                     if new_meta is None and not history.replica.version_vector().get(self.peer_id):
                         # Joined before, but the node stopped before our JOIN could be said.
@@ -317,7 +324,12 @@ class Node:
                 driver.stopped.set()
 
     def _start_room(
-        self, history: History, secret: bytes, name: str, peers: list[str]
+        self,
+        history: History,
+        secret: bytes,
+        name: str,
+        peers: list[str],
+        records: list[AddressRecord],
     ) -> RoomDriver:
         core = RoomGossip(
             history.replica,
@@ -326,6 +338,9 @@ class Node:
         )
         settles_at = self._peering.settles_at(trio.current_time())
         driver = RoomDriver(self, history, secret, name, peers, core, settles_at=settles_at)
+        now = self._env.wall_clock_ms() / 1000
+        for record in records:
+            driver.book.add(record, now)
         self._rooms[driver.room_id] = driver
         self._rooms_changed()
         self._peers.room_started(driver)

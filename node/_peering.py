@@ -64,9 +64,13 @@ class PeeringConfig:
 
 @dataclass(frozen=True, slots=True)
 class Dial:
-    """Open a link to `address`; report `dialed`, `dial_failed` and later `link_ended`."""
+    """Open a link to `address`; report `dialed`, `dial_failed` and later `link_ended`.
+
+    `peer_id`, when set, is who signed the address (a room's address record, a DHT
+    record): the link must prove that peer, and anyone else answering is a failed dial."""
 
     address: str
+    peer_id: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,7 @@ class _Address:
     address: str
     peer_id: bytes | None
     backoff: Backoff
+    expect: bytes | None = None  # the signer of the address: only it may answer there
     breaker: Breaker = field(default_factory=Breaker)
     phase: _Phase = _Phase.WAITING
     due: float = 0.0
@@ -188,7 +193,9 @@ class Peering:
             if address == self.own_address or address in self._addresses:
                 continue
             backoff = Backoff(base=self.config.dial_backoff, cap=self.config.backoff_cap)
-            state = self._addresses[address] = _Address(address, peer_id, backoff, due=now)
+            state = self._addresses[address] = _Address(
+                address, peer_id, backoff, expect=peer_id, due=now
+            )
             self._try_dial(state, now, out)
         return out
 
@@ -280,6 +287,24 @@ class Peering:
         """A lookup's answer: (peer id, addresses) of members (ours left out by the
         caller). Members are dialed in random order until `mesh_size` of them are linked
         in the room (links others dialed to us count); the next round is scheduled."""
+        out = self.members(room_id, members, linked_in_room, now)
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.due = now + self.config.discovery_interval
+            self._schedule(room.due, room_id)
+        return out
+
+    def members(
+        self,
+        room_id: bytes,
+        members: Sequence[tuple[bytes, Sequence[str]]],
+        linked_in_room: Iterable[bytes],
+        now: float,
+    ) -> list[PeeringAction]:
+        """Members of a room and where they say they are (signed address records the room
+        passed around, or a lookup's answer): dialed as `found` does, expecting each
+        signer's peer id, without touching the discovery schedule. Called again when a
+        link of the room goes down, so a member that leaves is replaced."""
         room = self._rooms.get(room_id)
         if room is None:
             return []
@@ -294,8 +319,6 @@ class Peering:
                 continue
             room.dialed.add(peer_id)
             out += self.want(addresses, now, peer_id)
-        room.due = now + self.config.discovery_interval
-        self._schedule(room.due, room_id)
         return out
 
     # -- timers ---------------------------------------------------------------------------
@@ -347,7 +370,7 @@ class Peering:
             self._schedule(state.due, state.address)
             return
         state.phase = _Phase.DIALING
-        out.append(Dial(state.address))
+        out.append(Dial(state.address, state.expect))
 
     def _retry_later(self, state: _Address, now: float) -> None:
         state.phase = _Phase.WAITING

@@ -23,6 +23,7 @@ import trio
 
 from crdt import Change, History, IngestReport, Kind, Op, StoreError
 
+from ._addressbook import AddressBook, encode_records
 from ._events import RoomEvents
 from ._status import RoomStatus
 from .gossip import Action as GossipAction
@@ -115,6 +116,9 @@ class RoomDriver:
         self.secret = secret
         self.name = name
         self.peers = peers  # link addresses of members we have reached or were given
+        # Members' signed address records (ours too), passed around on the room's record
+        # channel and kept in the room file's meta (see `node._addressbook`).
+        self.book = AddressBook(history.room, host.peer_id)
         self.core = core
         self.links: dict[bytes, Link] = {}  # peers up in the core
         self.ingesting = 0
@@ -220,6 +224,14 @@ class RoomDriver:
         except (StoreError, trio.ClosedResourceError) as exc:
             # Only a hint for the next start; the room's own task reports a failing store.
             log.debug("room %s: peers not saved: %s", self.room_id.hex()[:8], exc)
+
+    async def save_records(self, now: float) -> None:
+        """Keep the members' address records in the room file, for the next start."""
+        data = encode_records(self.book.others(now))
+        try:
+            await self.history.store.set_meta({"addresses": data})
+        except (StoreError, trio.ClosedResourceError) as exc:
+            log.debug("room %s: address records not saved: %s", self.room_id.hex()[:8], exc)
 
     def status(self) -> RoomStatus:
         replica = self.history.replica

@@ -1,0 +1,128 @@
+"""Rooms outlive any member, on the simulated network in virtual time: members learn each
+other's addresses from signed address records passed around the room, keep them across a
+restart, and never dial an address a record's signer cannot prove is its own."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from crdt import Identity
+from node import SimNetwork, parse_invite
+from node._addressbook import (
+    RECORD_TTL,
+    record_channel,
+    sign_record,
+)
+from node.link import connect_link
+
+from ._helpers import open_sim_node, texts, wait_until
+
+
+@pytest.fixture(autouse=True)
+def no_threads_or_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a simulated node waited on a thread or a process")
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", refuse)
+    monkeypatch.setattr(trio.lowlevel, "open_process", refuse)
+
+
+def network() -> SimNetwork:
+    return SimNetwork(random.Random(7), latency=(0.02, 0.05))
+
+
+async def test_three_members_without_bootstrap_outlive_the_creator(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A creates the room, B and C join from A's invite (which names A alone), no DHT;
+    A closes for good. B and C go on chatting both ways, also after B restarts."""
+    net = network()
+    with trio.fail_after(600):
+        async with open_sim_node(net, tmp_path / "b") as b, open_sim_node(net, tmp_path / "c") as c:
+            async with open_sim_node(net, tmp_path / "a") as a:
+                ra = await a.create_room("outlive")
+                invite = ra.invite()
+                assert parse_invite(invite).peers == (a.address,)
+                rb, rc = await b.join(invite), await c.join(invite)
+                await ra.send("from a")
+                await wait_until(
+                    lambda: len(ra.members()) == 3 and texts(rb) == texts(rc) == ["from a"]
+                )
+            # A is gone for good, its node closed; nobody listens at its address again.
+            await rb.send("b after a left")
+            await rc.send("c after a left")
+            await wait_until(lambda: len(texts(rb)) == len(texts(rc)) == 3)
+            assert (
+                set(texts(rb)) == set(texts(rc)) == {"from a", "b after a left", "c after a left"}
+            )
+            assert c.peer_id in b.status().links and b.peer_id in c.status().links
+            c_address = c.address
+        # B and C both restart: the records kept in the room file bring them together again.
+        async with (
+            open_sim_node(net, tmp_path / "c", listen=c_address) as c,
+            open_sim_node(net, tmp_path / "b") as b,
+        ):
+            (rb,), (rc,) = b.rooms(), c.rooms()
+            await rc.send("c after the restart")
+            await rb.send("b after the restart")
+            await wait_until(lambda: len(texts(rb)) == len(texts(rc)) == 5)
+
+
+async def test_forged_address_records_are_never_dialed_nor_linked(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A member M sends V two records: one for X's peer id that M signed (a forged
+    signature), naming a trap address; and one M signed for itself naming X's address,
+    where X (no member) answers. V never connects to the trap and never links to X."""
+    net = network()
+    connects: list[str] = []
+    with trio.fail_after(300):
+        async with (
+            open_sim_node(net, tmp_path / "v") as v,
+            open_sim_node(net, tmp_path / "x") as x,
+        ):
+            rv = await v.create_room("victim")
+            invite = parse_invite(rv.invite())
+            trap_host = net.new_host()
+            trap_listeners, trap_port = await net.transport(trap_host).open_listeners(trap_host, 0)
+            trap = f"{trap_host}:{trap_port}"
+
+            async def count_trap() -> None:
+                stream = await trap_listeners[0].accept()
+                connects.append(trap)
+                await stream.aclose()
+
+            mallory = Identity.generate()
+            now = int(net.environment(trap_host).wall_clock_ms() / 1000)
+            channel = record_channel(invite.room)
+            # Signed by M, claiming to be X's record: the signature does not verify for X.
+            good = sign_record(mallory, invite.room, [trap], now + RECORD_TTL)
+            forged = good.data.replace(mallory.peer_id, x.peer_id)
+            # M's own valid record, naming the address where X answers.
+            pointing = sign_record(mallory, invite.room, [x.address], now + RECORD_TTL)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(count_trap)
+                async with connect_link(
+                    f"ws://{v.address}/", mallory, transport=net.transport(net.new_host())
+                ) as link:
+                    await link.join_room(invite.room, invite.secret)
+                    assert await link.join_room(channel, invite.secret)
+                    link.send_nowait(channel, forged)
+                    link.send_nowait(channel, pointing.data)
+                    await link.flush()
+                    await wait_until(lambda: sum(v._peers.record_drops.values()) == 1)
+                    await trio.sleep(1)
+                # M's link is gone: V dials where M's record says M is, expecting M.
+                await trio.sleep(120)  # dials are retried with backoff meanwhile
+                nursery.cancel_scope.cancel()
+            assert connects == []
+            assert v.status().links == x.status().links == ()
+            state = v.dial_states()[x.address]
+            assert state.failures >= 2 and state.peer_id == mallory.peer_id
+            assert v._peers.record_drops == {"bad-signature": 1}
+            assert x.status().links == ()
