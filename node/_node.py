@@ -39,7 +39,16 @@ from ._addresses import join_host_port, split_host_port
 from ._datadir import DataDir
 from ._discovery import Discovery, resolve_bootstrap, room_dht_key
 from ._env import Environment, real_environment
-from ._invite import Invite, InviteError, check_address, parse_invite
+from ._invite import (
+    MAX_DHT_CONTACTS,
+    Invite,
+    InviteError,
+    check_address,
+    check_dht_contact,
+    check_room_name,
+    parse_invite,
+    reachability_problem,
+)
 from ._lock import DataDirError, hold_lock
 from ._peering import Peering, PeeringConfig
 from ._peers import Peers
@@ -412,6 +421,36 @@ class Node:
     def nick(self) -> str:
         return self._nick
 
+    def reachability_problem(self) -> str | None:
+        """One line saying why other machines cannot dial the address this node puts in
+        invites (none: it accepts no links; a loopback one), or None. For a warning."""
+        return reachability_problem(None, self.address or None)
+
+    def wall_clock(self) -> float:
+        """Wall-clock seconds, as the node's environment keeps them (`RoomHost`)."""
+        return self._env.wall_clock_ms() / 1000
+
+    def dht_contacts(self) -> list[str]:
+        """A few DHT nodes an invitee can bootstrap from: ours, then some of our routing
+        table's ("ip:port"); none without a DHT (`RoomHost`, for invites)."""
+        dht = self.dht
+        if dht is None:
+            return []
+        found: list[tuple[str, int]] = []
+        host, port = dht.address
+        if host in ("0.0.0.0", "::") and self.address:  # bound everywhere: say where
+            host = split_host_port(self.address)[0]
+        found.append((host, port))
+        found += [(c.host, c.port) for c in dht.contacts()]
+        contacts: list[str] = []
+        for host, port in found:
+            text = join_host_port(host, port)
+            with contextlib.suppress(InviteError):  # a wildcard or a name: not for invites
+                check_dht_contact(text)
+                if host not in ("0.0.0.0", "::") and text not in contacts:
+                    contacts.append(text)
+        return contacts[:MAX_DHT_CONTACTS]
+
     def rooms(self) -> list[Room]:
         """Every room this node holds."""
         return [Room(driver) for driver in self._rooms.values()]
@@ -422,8 +461,10 @@ class Node:
 
     async def set_nick(self, nick: str) -> None:
         """Set our nickname in every room (and in rooms created or joined later); ValueError
-        for one no op could carry (too long, control characters)."""
+        for an empty or blank one, or one no op could carry (too long, control characters)."""
         self._check_open()
+        if not isinstance(nick, str) or not nick.strip():
+            raise ValueError("a nickname cannot be empty or blank")
         check_body(Kind.NICK, (nick,))
         self._nick = nick
         await self._env.blocking(self._layout.write_nick, nick)
@@ -434,14 +475,16 @@ class Node:
                 self._nursery.start_soon(driver.say_nick, nick)
 
     async def create_room(
-        self, name: str = "", *, room_id: bytes | None = None, secret: bytes | None = None
+        self, name: str, *, room_id: bytes | None = None, secret: bytes | None = None
     ) -> Room:
-        """A new room with a random id and secret, with us as its first member.
+        """A new room with a random id and secret, with us as its first member; `InviteError`
+        (a ValueError) for an empty or blank name, or one an invite cannot carry.
 
         `room_id` and `secret` take the place of random ones when the invite was made first
         (the command line prints it before a running node stores the room); the node must
         hold no other room of that id. Creating again returns the room."""
         self._check_open()
+        check_room_name(name)
         if room_id is None or secret is None:
             room_id, secret = secrets.token_bytes(32), secrets.token_bytes(32)
         invite = Invite(room_id, secret, name)  # checks them as an invite would
@@ -466,7 +509,16 @@ class Node:
             raise InviteError("this node holds that room with another secret")
         await driver.remember_peers(invite.peers)
         self._peers.want(list(invite.peers))
+        if invite.dht and self.dht is not None:
+            # The inviter's DHT contacts: the way in for a node with no bootstrap of its own.
+            contacts = [split_host_port(c) for c in invite.dht]
+            self._nursery.start_soon(self._bootstrap_from_invite, self.dht, contacts)
         return Room(driver)
+
+    async def _bootstrap_from_invite(self, dht: DHTNode, contacts: list[Address]) -> None:
+        with contextlib.suppress(trio.ClosedResourceError):  # the node closed first
+            answered = await dht.bootstrap(contacts)
+            log.info("DHT: %d of %d contacts from the invite answered", answered, len(contacts))
 
     async def _add_room(
         self, room_id: bytes, secret: bytes, name: str, peers: Iterable[str], *, new: bool = False

@@ -25,6 +25,7 @@ from crdt import Change, History, IngestReport, Kind, Op, StoreError
 
 from ._addressbook import AddressBook, encode_records
 from ._events import RoomEvents
+from ._invite import MAX_PEERS, Invite
 from ._status import RoomStatus
 from .gossip import Action as GossipAction
 from .gossip import Ingest, Penalise, RoomGossip, Send
@@ -49,6 +50,14 @@ class RoomHost(Protocol):
 
     @property
     def address(self) -> str: ...
+
+    def wall_clock(self) -> float:
+        """Wall-clock seconds (the environment's: virtual in a simulation)."""
+        ...
+
+    def dht_contacts(self) -> list[str]:
+        """A few DHT contacts ("ip:port") to put in invites."""
+        ...
 
     def penalise(self, room: RoomDriver, action: Penalise, link: Link | None) -> None:
         """Cut a misbehaving peer off (the core has already forgotten it)."""
@@ -224,6 +233,15 @@ class RoomDriver:
         except (StoreError, trio.ClosedResourceError) as exc:
             # Only a hint for the next start; the room's own task reports a failing store.
             log.debug("room %s: peers not saved: %s", self.room_id.hex()[:8], exc)
+
+    def invite(self) -> Invite:
+        """The room's invite as this node would give it (see `Room.invite`)."""
+        host = self.host
+        own = [host.address] if host.address else []  # none when dial-out only
+        signed = [a for r in self.book.others(host.wall_clock()) for a in r.addresses]
+        peers = list(dict.fromkeys([*own, *signed, *self.peers]))[:MAX_PEERS]
+        contacts = tuple(host.dht_contacts())
+        return Invite(self.room_id, self.secret, self.name, tuple(peers), contacts)
 
     async def save_records(self, now: float) -> None:
         """Keep the members' address records in the room file, for the next start."""

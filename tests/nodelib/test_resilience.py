@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from crdt import Identity
-from node import SimNetwork, parse_invite
+from node import Invite, InviteError, SimNetwork, parse_invite
 from node._addressbook import (
     RECORD_TTL,
     record_channel,
@@ -126,3 +126,56 @@ async def test_forged_address_records_are_never_dialed_nor_linked(
             assert state.failures >= 2 and state.peer_id == mallory.peer_id
             assert v._peers.record_drops == {"bad-signature": 1}
             assert x.status().links == ()
+
+
+async def test_blank_room_names_and_nicks_are_refused_in_one_line(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_sim_node(network(), tmp_path / "a") as a:
+        for name in ("", "   ", "\t"):
+            with pytest.raises(InviteError, match="not empty or blank"):
+                await a.create_room(name)
+        for nick in ("", "  "):
+            with pytest.raises(ValueError, match="empty or blank") as caught:
+                await a.set_nick(nick)
+            assert "\n" not in str(caught.value)
+        assert a.rooms() == [] and a.nick == ""
+
+
+async def test_invites_carry_the_bound_port_and_dht_contacts_an_invitee_bootstraps_from(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A listens on port 0: its invite names the port it got. B has no bootstrap of its
+    own; the invite's DHT contacts get it into the DHT, where it finds C, who also only
+    ever saw the invite's contacts."""
+    net = network()
+    with trio.fail_after(600):
+        async with (
+            open_sim_node(net, tmp_path / "a", listen="0.0.0.0:0", dht_port=0) as a,
+            open_sim_node(net, tmp_path / "b", dht_port=0, discovery_interval=5) as b,
+            open_sim_node(net, tmp_path / "c", dht_port=0, discovery_interval=5) as c,
+        ):
+            assert a.reachability_problem() is None  # a simulated host, not loopback
+            ra = await a.create_room("dht")
+            invite = parse_invite(ra.invite())
+            port = invite.peers[0].rsplit(":", 1)[1]
+            assert int(port) != 0 and invite.peers == (a.address,)
+            assert a.dht is not None and invite.dht[0] == "{}:{}".format(*a.dht.address)
+            assert b.dht is not None and b.dht.contacts() == []
+            # Only the secret and the DHT contacts: B and C must meet through the DHT.
+            bare = Invite(invite.room, invite.secret, invite.name, (), invite.dht)
+            rb, rc = await b.join(bare), await c.join(bare)
+            await wait_until(lambda: b.dht is not None and len(b.dht.contacts()) >= 1)
+            await rb.send("found you")
+            await wait_until(lambda: texts(rc) == ["found you"])
+            assert c.peer_id in b.status().links or b.peer_id in c.status().links
+
+
+async def test_a_node_that_accepts_no_links_says_so(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_sim_node(network(), tmp_path / "a", listen=None) as a:
+        problem = a.reachability_problem()
+        assert problem is not None and "accepts no links" in problem
+        room = await a.create_room("quiet")
+        assert parse_invite(room.invite()).peers == ()
