@@ -28,6 +28,7 @@ are newer, which to drop when full, when ours needs signing again. No IO, no clo
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ __all__ = [
     "AddressBook",
     "AddressRecord",
     "RecordError",
+    "RecordFault",
     "decode_record",
     "decode_records",
     "encode_records",
@@ -66,13 +68,25 @@ _PEER_ID_BYTES: Final = 32
 _SIGNATURE_BYTES: Final = 64
 
 
+class RecordFault(enum.Enum):
+    """Why a record was refused: a fixed set, for logs and metric labels."""
+
+    OVERSIZED = "oversized"
+    MALFORMED = "malformed"
+    BAD_ADDRESS = "bad-address"
+    BAD_SIGNATURE = "bad-signature"
+    EXPIRED = "expired"
+    TOO_LONG = "too-long"  # valid for longer than MAX_TTL from now
+
+
 class RecordError(ValueError):
     """A record a peer sent (or a damaged stored one) that cannot be used: the sender's
-    fault. `reason` is one of a fixed set of tags (for logs and counters)."""
+    fault. `reason` says why, from a fixed set."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+    def __init__(self, fault: RecordFault, detail: str = "") -> None:
+        super().__init__(f"{fault.value}: {detail}" if detail else fault.value)
+        self.fault = fault
+        self.reason = fault.value
 
 
 def record_channel(room_id: bytes) -> bytes:
@@ -119,7 +133,7 @@ def sign_record(
 def decode_record(data: bytes, room_id: bytes, now: float) -> AddressRecord:
     """The record in `data`, signed for `room_id` and valid at `now`; RecordError else."""
     if not isinstance(data, bytes) or len(data) > MAX_RECORD_BYTES:
-        raise RecordError("oversized", f"{len(data)} bytes")
+        raise RecordError(RecordFault.OVERSIZED, f"{len(data)} bytes")
     try:
         fields = msgpack.unpackb(
             data,
@@ -130,39 +144,39 @@ def decode_record(data: bytes, room_id: bytes, now: float) -> AddressRecord:
             max_ext_len=0,
         )
     except Exception:  # msgpack raises many types on bad input; all are the sender's doing
-        raise RecordError("malformed", "not msgpack") from None
+        raise RecordError(RecordFault.MALFORMED, "not msgpack") from None
     if not isinstance(fields, list) or len(fields) != 5:
-        raise RecordError("malformed", "not a 5-element array")
+        raise RecordError(RecordFault.MALFORMED, "not a 5-element array")
     version, peer_id, addresses, expires, signature = fields
     if type(version) is not int or version != VERSION:
-        raise RecordError("malformed", f"version {version!r}")
+        raise RecordError(RecordFault.MALFORMED, f"version {version!r}")
     if not isinstance(peer_id, bytes) or len(peer_id) != _PEER_ID_BYTES:
-        raise RecordError("malformed", "peer id")
+        raise RecordError(RecordFault.MALFORMED, "peer id")
     if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_BYTES:
-        raise RecordError("malformed", "signature")
+        raise RecordError(RecordFault.MALFORMED, "signature")
     if type(expires) is not int:
-        raise RecordError("malformed", "expiry")
+        raise RecordError(RecordFault.MALFORMED, "expiry")
     if (
         not isinstance(addresses, list)
         or not 1 <= len(addresses) <= MAX_ADDRESSES
         or not all(isinstance(a, str) for a in addresses)
     ):
-        raise RecordError("malformed", "address list")
+        raise RecordError(RecordFault.MALFORMED, "address list")
     for address in addresses:
         try:
             check_address(address)
         except InviteError:
-            raise RecordError("bad-address", address[:60]) from None
+            raise RecordError(RecordFault.BAD_ADDRESS, address[:60]) from None
     # The bytes must be the canonical encoding, so one record has one wire form.
     canonical = msgpack.packb([version, peer_id, addresses, expires, signature], use_bin_type=True)
     if canonical != data:
-        raise RecordError("malformed", "not in canonical form")
+        raise RecordError(RecordFault.MALFORMED, "not in canonical form")
     if not verify_signature(peer_id, signature, _signed_part(room_id, peer_id, addresses, expires)):
-        raise RecordError("bad-signature")
+        raise RecordError(RecordFault.BAD_SIGNATURE)
     if expires <= now:
-        raise RecordError("expired")
+        raise RecordError(RecordFault.EXPIRED)
     if expires > now + MAX_TTL:
-        raise RecordError("too-long", f"valid for {expires - now:.0f} s")
+        raise RecordError(RecordFault.TOO_LONG, f"valid for {expires - now:.0f} s")
     return AddressRecord(peer_id, tuple(addresses), expires, data)
 
 

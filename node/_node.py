@@ -56,7 +56,7 @@ from ._room import Room
 from ._room_driver import RoomDriver, Stop
 from ._status import DialState, NodeStatus
 from .gossip import GossipConfig, Penalise, RoomGossip
-from .link import Link, LinkConfig, serve_links
+from .link import Link, LinkConfig, LinkListener, serve_links
 from .sim import SimNetwork
 
 __all__ = ["Node", "room_dht_key"]
@@ -95,6 +95,7 @@ class Node:
         self._room_lock = trio.Lock()
         self._room_watchers: set[trio.MemorySendChannel[None]] = set()
         self._nick = ""
+        self._listener: LinkListener | None = None
         self._peering = Peering(
             identity.peer_id,
             rng=random.Random(env.rng.getrandbits(64)),
@@ -224,6 +225,7 @@ class Node:
                 port,
                 self.identity,
             )
+            self._listener = listener
             if advertise is None:
                 advertise_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
                 advertise_host = "::1" if advertise_host == "::" else advertise_host
@@ -555,6 +557,7 @@ class Node:
 
     def status(self) -> NodeStatus:
         """Links, DHT contacts and each room's sync progress, now."""
+        gate = self._listener.gate if self._listener is not None else None
         return NodeStatus(
             peer_id=self.peer_id,
             address=self.address,
@@ -564,6 +567,9 @@ class Node:
             failed_rooms=tuple(sorted(self._failed_rooms.items())),
             dht_counters=tuple(sorted(self.dht.counters().items())) if self.dht else (),
             dht_bootstrap_failed=self.dht.bootstrap_failed if self.dht else False,
+            records_dropped=tuple(sorted(self._peers.record_drops.items())),
+            handshakes_refused=gate.refused if gate is not None else 0,
+            handshakes_pushed_out=gate.evicted if gate is not None else 0,
             rooms=tuple(driver.status() for driver in self._rooms.values()),
         )
 

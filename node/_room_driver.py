@@ -132,6 +132,7 @@ class RoomDriver:
         self.links: dict[bytes, Link] = {}  # peers up in the core
         self.ingesting = 0
         self.rejected: dict[str, int] = {}  # received ops refused by crdt/, by reason
+        self.added = 0  # received ops new to us, now stored
         # Cancelled to stop the room's task before its history closes, so that the
         # store's writer still runs while the history saves what ingests left unsaved.
         self.scope = trio.CancelScope()
@@ -268,6 +269,7 @@ class RoomDriver:
             duplicates=self.core.stats.duplicates,
             rejected=tuple(sorted(self.rejected.items())),
             acked_seq=self.core.peer_seq(self.host.peer_id),
+            added=self.added,
         )
 
     # -- the room task -----------------------------------------------------------------
@@ -305,6 +307,7 @@ class RoomDriver:
             return core.authored(item.op, now)
         if isinstance(item, _Ingested):
             self.ingesting -= 1
+            self.added += len(item.report.added)
             for reason, count in item.report.rejected.items():
                 self.rejected[reason.value] = self.rejected.get(reason.value, 0) + count
             self._publish(item.report.changes)

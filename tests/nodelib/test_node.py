@@ -298,3 +298,13 @@ async def test_stored_peer_addresses_today_s_rules_refuse_are_dropped(tmp_path: 
         await store.set_meta({"peers": msgpack.packb(peers)})
     async with open_node(tmp_path / "a") as a:
         assert parse_invite(a.room(room_id).invite()).peers == (a.address, "127.0.0.1:7002")
+
+
+async def test_invites_name_the_bound_port_and_a_loopback_node_says_so(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_node(tmp_path / "a", listen="127.0.0.1:0") as a:
+            room = await a.create_room("here")
+            (address,) = parse_invite(room.invite()).peers
+            assert address == a.address and not address.endswith(":0")
+            problem = a.reachability_problem()
+            assert problem is not None and "loopback" in problem and "\n" not in problem

@@ -18,6 +18,8 @@ from node._addressbook import (
     record_channel,
     sign_record,
 )
+from node._status import caught_up_line
+from node.app._metrics import NodeCollector
 from node.link import connect_link
 
 from ._helpers import open_sim_node, texts, wait_until
@@ -179,3 +181,28 @@ async def test_a_node_that_accepts_no_links_says_so(
         assert problem is not None and "accepts no links" in problem
         room = await a.create_room("quiet")
         assert parse_invite(room.invite()).peers == ()
+
+
+async def test_the_caught_up_figures_add_up_and_drops_are_metrics(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = network()
+    with trio.fail_after(120):
+        async with open_sim_node(net, tmp_path / "a") as a, open_sim_node(net, tmp_path / "b") as b:
+            ra = await a.create_room("figures")
+            for n in range(20):
+                await ra.send(f"message {n}")
+            await b.join(ra.invite())
+            await wait_until(lambda: b.status().rooms[0].synced and len(texts(b.rooms()[0])) == 20)
+            await trio.sleep(5)
+            room = b.status().rooms[0]
+            # A's JOIN and 20 messages came from A; B's own JOIN is not "received".
+            assert room.added == 21 and room.ops == 22
+            assert room.received == room.added + room.duplicates + room.refused
+            assert "22 ops, " in caught_up_line(room)
+            families = {m.name: m for m in NodeCollector(b.status).collect()}
+            assert "rumor_address_records_dropped" in families
+            samples = {
+                s.labels["why"]: s.value for s in families["rumor_link_handshakes_closed"].samples
+            }
+            assert samples == {"source-cap": 0, "pushed-out": 0}
