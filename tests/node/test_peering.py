@@ -211,6 +211,23 @@ def test_a_member_whose_link_goes_is_dialed_again_from_its_record() -> None:
     assert p.members(ROOM, [(LOW, [A])], [], now=2.0) == [Dial(A, LOW)]
 
 
+def test_a_mesh_member_gone_behind_its_breaker_makes_room_for_another() -> None:
+    p = core(mesh_size=1)
+    p.room_started(ROOM, now=0.0, announce=False)
+    members = [(LOW, [A])]
+    assert p.members(ROOM, members, [], now=0.0) == [Dial(A, LOW)]
+    assert p.members(ROOM, [*members, (HIGH, [B])], [], now=0.0) == []  # full: LOW
+    now = 0.0
+    while not p.address_state(A)[2]:  # type: ignore[index]
+        p.dial_failed(A, now=now)
+        due = p.next_timer()
+        assert due is not None
+        now = due
+        p.handle_timer(now)
+    # The mesh of one is full while LOW is still worth dialing; not once its breaker opens.
+    assert p.members(ROOM, [*members, (HIGH, [B])], [], now=now) == [Dial(B, HIGH)]
+
+
 def test_members_of_a_room_not_served_are_not_dialed() -> None:
     p = core()
     assert p.members(ROOM, [(LOW, [A])], [], now=1.0) == []
