@@ -206,3 +206,22 @@ async def test_the_caught_up_figures_add_up_and_drops_are_metrics(
                 s.labels["why"]: s.value for s in families["rumor_link_handshakes_closed"].samples
             }
             assert samples == {"source-cap": 0, "pushed-out": 0}
+
+
+async def test_records_are_signed_again_before_they_expire_and_expire_when_not(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = network()
+    with trio.fail_after(4 * RECORD_TTL):
+        async with open_sim_node(net, tmp_path / "b") as b:
+            async with open_sim_node(net, tmp_path / "a") as a:
+                ra = await a.create_room("hours")
+                rb = await b.join(ra.invite())
+                await wait_until(lambda: rb._driver.book.get(a.peer_id) is not None)
+                await trio.sleep(2 * RECORD_TTL)  # two lifetimes: refreshed all along
+                record = rb._driver.book.get(a.peer_id)
+                assert record is not None and record.expires > b.wall_clock() + RECORD_TTL / 4
+                assert a.address in parse_invite(rb.invite()).peers
+            # A is gone: its last record runs out, and b's invites stop naming A from it.
+            await trio.sleep(RECORD_TTL + 1)
+            assert rb._driver.book.others(b.wall_clock()) == []
