@@ -30,6 +30,7 @@ from ._addressbook import (
     RECORD_TTL,
     AddressRecord,
     RecordError,
+    RecordFault,
     decode_record,
     record_channel,
     sign_record,
@@ -59,6 +60,7 @@ log = logging.getLogger("node")
 
 LEAVE_FLUSH_TIMEOUT: Final = 5.0  # seconds a leave op may take to be written to the links
 RECORD_CHECK: Final = RECORD_TTL / 8  # seconds between looks at whether ours need signing
+MAX_BAD_RECORDS: Final = 16  # bad address records one link may send before it is closed
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class Peers:
         self._last_contact: dict[str, int] = {}  # address -> wall-clock ms a link came up
         self._penalties_logged: set[tuple[bytes, str]] = set()
         self._records_logged: set[tuple[bytes, str]] = set()
+        self._bad_records: dict[bytes, int] = {}  # peer -> bad records it sent
         self._channels: dict[bytes, bytes] = {}  # record channel -> room id
         self.record_drops: dict[str, int] = {}  # address records refused, by reason
         self._wake = trio.Event()
@@ -329,6 +332,19 @@ class Peers:
             record = decode_record(data, driver.room_id, now)
         except RecordError as exc:
             self.record_drops[exc.reason] = self.record_drops.get(exc.reason, 0) + 1
+            # Expired or too long may be a clock apart, not a lie: only the rest count.
+            timely = exc.fault in (RecordFault.EXPIRED, RecordFault.TOO_LONG)
+            bad = self._bad_records.get(link.peer_id, 0) + (0 if timely else 1)
+            self._bad_records[link.peer_id] = bad
+            if bad >= MAX_BAD_RECORDS:  # an honest member passes on verified records only
+                log.warning(
+                    "closing the link to %s: %d bad address records",
+                    short_peer_id(link.peer_id),
+                    bad,
+                )
+                self._bad_records.pop(link.peer_id)
+                self._nursery.start_soon(link.aclose)
+                return
             key = (link.peer_id, exc.reason)
             if key not in self._records_logged:  # once per peer and reason
                 self._records_logged.add(key)

@@ -336,7 +336,10 @@ class Link:
 
     async def _fail(self, error: LinkClosed) -> None:
         if self._closed is None:
-            level = logging.INFO if error.reason in ("protocol", "idle") else logging.DEBUG
+            # A peer's fault is worth a line; a stranger's (no handshake: junk, scanners,
+            # floods) is not, or a flood would flood the log too.
+            peer_fault = error.reason in ("protocol", "idle")
+            level = logging.INFO if peer_fault and self._session.handshake_done else logging.DEBUG
             log.log(level, "link to %s closed: %s", _short(self._peer_or_none()), error)
             self._mark_closed(error)
         await self._close_ws(_CLOSE_CODES.get(error.reason, _CLOSE_NORMAL), error.reason)

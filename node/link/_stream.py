@@ -65,7 +65,8 @@ class GuardedStream(trio.abc.Stream):
             self.guard.feed(bytes(data))
         except LinkRemoteError as exc:
             self.violation = exc
-            log.info("connection with %s closed: %s", self.peer, exc)
+            # DEBUG: a flood of these must not flood the log (the link, if any, says more).
+            log.debug("connection with %s closed: %s", self.peer, exc)
             await trio.aclose_forcefully(self.inner)
             raise trio.BrokenResourceError(str(exc)) from None
         return data

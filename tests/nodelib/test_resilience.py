@@ -18,6 +18,7 @@ from node._addressbook import (
     record_channel,
     sign_record,
 )
+from node._peers import MAX_BAD_RECORDS
 from node._status import caught_up_line
 from node.app._metrics import NodeCollector
 from node.link import connect_link
@@ -225,3 +226,23 @@ async def test_records_are_signed_again_before_they_expire_and_expire_when_not(
             # A is gone: its last record runs out, and b's invites stop naming A from it.
             await trio.sleep(RECORD_TTL + 1)
             assert rb._driver.book.others(b.wall_clock()) == []
+
+
+async def test_a_member_sending_junk_records_is_cut_off(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = network()
+    with trio.fail_after(60):
+        async with open_sim_node(net, tmp_path / "v") as v:
+            invite = parse_invite((await v.create_room("junk")).invite())
+            channel = record_channel(invite.room)
+            mallory = Identity.generate()
+            async with connect_link(
+                f"ws://{v.address}/", mallory, transport=net.transport(net.new_host())
+            ) as link:
+                await link.join_room(invite.room, invite.secret)
+                assert await link.join_room(channel, invite.secret)
+                for n in range(MAX_BAD_RECORDS):
+                    link.send_nowait(channel, b"\x93junk %d" % n)
+                await wait_until(lambda: link.closed is not None)
+            assert v._peers.record_drops == {"malformed": MAX_BAD_RECORDS}
