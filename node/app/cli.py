@@ -56,7 +56,7 @@ from rumor_runtime import lone_error
 
 from .._addresses import parse_address, short_peer_id
 from .._datadir import DataDir
-from .._invite import Invite, InviteError, parse_invite
+from .._invite import Invite, InviteError, check_room_name, parse_invite, reachability_problem
 from .._node import Node
 from ..client import ChatClient, ClientError, LocalClient, RoomChanged, RoomInfo
 from ..client._remote import RemoteClient, parse_control_address
@@ -401,6 +401,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(data_dir, config.override(**_node_options(args)), control, args.log_format)
     if args.command == "create":
         _require_name(args.name, "a room name")
+        check_room_name(args.name)  # one line before anything is stored
         room = Invite(secrets.token_bytes(32), secrets.token_bytes(32), args.name)
         return _deliver(data_dir, config, room, announce=True)
     if args.command == "join":
@@ -847,6 +848,12 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
         address = running.address if running and running.address else config.invite_address
         peers = (address,) if address else ()
         print(Invite(invite.room, invite.secret, invite.name, peers).to_uri())
+        if running is not None:
+            problem = reachability_problem(None, running.address or None)
+        else:
+            problem = reachability_problem(config.listen, config.advertise or None)
+        if problem:
+            print(f"rumor: warning: {problem}", file=sys.stderr)
     elif running is None:
         print(f"joined room {invite.room.hex()[:8]} {invite.name!r}")
     if running is not None:
