@@ -439,7 +439,7 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         reader.execute("PRAGMA cache_size=-8192")
     except sqlite3.DatabaseError as exc:
         _close(db, *([reader] if reader is not None else []))
-        raise StoreError(f"{describe(path, exc)} (not a rumor store, or a damaged one)") from None
+        raise StoreError(f"{describe(path, exc)}: it is not a rumor store, or is damaged") from None
     except StoreError:
         _close(db, *([reader] if reader is not None else []))
         raise

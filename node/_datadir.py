@@ -12,8 +12,8 @@ One module owns the layout, so the node, the inbox and the command line agree on
     dht-state.msgpack           DHT node id and contacts (written by the DHT node)
 
 Everything here is plain blocking file work: callers run it through a `Blocking` runner.
-Nothing here ever deletes a room file: rooms are only moved, and only whole (the SQLite
-file with its WAL files).
+Room files are moved only whole (the SQLite file with its WAL files), and removed only
+when a room being created failed before anyone had its invite (`discard_new_room`).
 """
 
 from __future__ import annotations
@@ -114,6 +114,13 @@ class DataDir:
         """Take a left room's file back (nothing if there is none): joining again
         continues our own chain of ops instead of forking it."""
         _move_room_file(self.left / self.room_file(room_id).name, self.rooms)
+
+    def discard_new_room(self, room_id: bytes) -> None:
+        """Remove the file of a room whose creation failed before its invite was handed
+        to anyone: a half-made new room is nobody's history. Never for any other room."""
+        path = self.room_file(room_id)
+        for suffix in _ROOM_FILE_PARTS:
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
 
     def read_nick(self) -> str:
         """The saved nickname; a damaged settings file or an unusable nick is logged and

@@ -33,11 +33,21 @@ from crdt import History, Identity, Kind, StoreError, Verifier, check_body, form
 from dht import Address, DHTNode
 from rumor_runtime import open_unwrapping_nursery
 
+from ._addressbook import AddressRecord, decode_records
 from ._addresses import join_host_port, split_host_port
 from ._datadir import DataDir
 from ._discovery import Discovery, resolve_bootstrap, room_dht_key
 from ._env import Environment, real_environment
-from ._invite import Invite, InviteError, check_address, parse_invite
+from ._invite import (
+    MAX_DHT_CONTACTS,
+    Invite,
+    InviteError,
+    check_address,
+    check_dht_contact,
+    check_room_name,
+    parse_invite,
+    reachability_problem,
+)
 from ._lock import DataDirError, hold_lock
 from ._peering import Peering, PeeringConfig
 from ._peers import Peers
@@ -45,7 +55,7 @@ from ._room import Room
 from ._room_driver import RoomDriver, Stop
 from ._status import DialState, NodeStatus
 from .gossip import GossipConfig, Penalise, RoomGossip
-from .link import Link, LinkConfig, serve_links
+from .link import Link, LinkConfig, LinkListener, serve_links
 from .sim import SimNetwork
 
 __all__ = ["Node", "room_dht_key"]
@@ -84,6 +94,7 @@ class Node:
         self._room_lock = trio.Lock()
         self._room_watchers: set[trio.MemorySendChannel[None]] = set()
         self._nick = ""
+        self._listener: LinkListener | None = None
         self._peering = Peering(
             identity.peer_id,
             rng=random.Random(env.rng.getrandbits(64)),
@@ -213,6 +224,7 @@ class Node:
                 port,
                 self.identity,
             )
+            self._listener = listener
             if advertise is None:
                 advertise_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
                 advertise_host = "::1" if advertise_host == "::" else advertise_host
@@ -222,6 +234,7 @@ class Node:
         address = check_address(advertise) if advertise is not None else ""
         self._peers.address = self._peering.own_address = address
         self._nursery.start_soon(self._peers.run_timers)
+        self._nursery.start_soon(self._peers.run_records)
         if dht_port is not None:
             addresses = [split_host_port(b) if isinstance(b, str) else b for b in bootstrap]
             self.dht = await self._nursery.start(self._run_dht, dht_host, dht_port, addresses)
@@ -293,7 +306,12 @@ class Node:
                         task_status.started(None)
                         return
                     name, peers = _room_settings(meta)
-                    driver = self._start_room(history, meta["secret"], name, peers)
+                    records = decode_records(
+                        meta.get("addresses", b"\x90"),
+                        history.room,
+                        self._env.wall_clock_ms() / 1000,
+                    )
+                    driver = self._start_room(history, meta["secret"], name, peers, records)
                     task_status.started(driver)
                     if new_meta is None and not history.replica.version_vector().get(self.peer_id):
                         # Joined before, but the node stopped before our JOIN could be said.
@@ -316,7 +334,12 @@ class Node:
                 driver.stopped.set()
 
     def _start_room(
-        self, history: History, secret: bytes, name: str, peers: list[str]
+        self,
+        history: History,
+        secret: bytes,
+        name: str,
+        peers: list[str],
+        records: list[AddressRecord],
     ) -> RoomDriver:
         core = RoomGossip(
             history.replica,
@@ -325,6 +348,9 @@ class Node:
         )
         settles_at = self._peering.settles_at(trio.current_time())
         driver = RoomDriver(self, history, secret, name, peers, core, settles_at=settles_at)
+        now = self._env.wall_clock_ms() / 1000
+        for record in records:
+            driver.book.add(record, now)
         self._rooms[driver.room_id] = driver
         self._rooms_changed()
         self._peers.room_started(driver)
@@ -396,6 +422,36 @@ class Node:
     def nick(self) -> str:
         return self._nick
 
+    def reachability_problem(self) -> str | None:
+        """One line saying why other machines cannot dial the address this node puts in
+        invites (none: it accepts no links; a loopback one), or None. For a warning."""
+        return reachability_problem(None, self.address or None)
+
+    def wall_clock(self) -> float:
+        """Wall-clock seconds, as the node's environment keeps them (`RoomHost`)."""
+        return self._env.wall_clock_ms() / 1000
+
+    def dht_contacts(self) -> list[str]:
+        """A few DHT nodes an invitee can bootstrap from: ours, then some of our routing
+        table's ("ip:port"); none without a DHT (`RoomHost`, for invites)."""
+        dht = self.dht
+        if dht is None:
+            return []
+        found: list[tuple[str, int]] = []
+        host, port = dht.address
+        if host in ("0.0.0.0", "::") and self.address:  # bound everywhere: say where
+            host = split_host_port(self.address)[0]
+        found.append((host, port))
+        found += [(c.host, c.port) for c in dht.contacts()]
+        contacts: list[str] = []
+        for host, port in found:
+            text = join_host_port(host, port)
+            with contextlib.suppress(InviteError):  # a wildcard or a name: not for invites
+                check_dht_contact(text)
+                if host not in ("0.0.0.0", "::") and text not in contacts:
+                    contacts.append(text)
+        return contacts[:MAX_DHT_CONTACTS]
+
     def rooms(self) -> list[Room]:
         """Every room this node holds."""
         return [Room(driver) for driver in self._rooms.values()]
@@ -406,8 +462,10 @@ class Node:
 
     async def set_nick(self, nick: str) -> None:
         """Set our nickname in every room (and in rooms created or joined later); ValueError
-        for one no op could carry (too long, control characters)."""
+        for an empty or blank one, or one no op could carry (too long, control characters)."""
         self._check_open()
+        if not isinstance(nick, str) or not nick.strip():
+            raise ValueError("a nickname cannot be empty or blank")
         check_body(Kind.NICK, (nick,))
         self._nick = nick
         await self._env.blocking(self._layout.write_nick, nick)
@@ -418,14 +476,16 @@ class Node:
                 self._nursery.start_soon(driver.say_nick, nick)
 
     async def create_room(
-        self, name: str = "", *, room_id: bytes | None = None, secret: bytes | None = None
+        self, name: str, *, room_id: bytes | None = None, secret: bytes | None = None
     ) -> Room:
-        """A new room with a random id and secret, with us as its first member.
+        """A new room with a random id and secret, with us as its first member; `InviteError`
+        (a ValueError) for an empty or blank name, or one an invite cannot carry.
 
         `room_id` and `secret` take the place of random ones when the invite was made first
         (the command line prints it before a running node stores the room); the node must
         hold no other room of that id. Creating again returns the room."""
         self._check_open()
+        check_room_name(name)
         if room_id is None or secret is None:
             draw = self._env.unpredictable()
             room_id, secret = draw.randbytes(32), draw.randbytes(32)
@@ -451,7 +511,16 @@ class Node:
             raise InviteError("this node holds that room with another secret")
         await driver.remember_peers(invite.peers)
         self._peers.want(list(invite.peers))
+        if invite.dht and self.dht is not None:
+            # The inviter's DHT contacts: the way in for a node with no bootstrap of its own.
+            contacts = [split_host_port(c) for c in invite.dht]
+            self._nursery.start_soon(self._bootstrap_from_invite, self.dht, contacts)
         return Room(driver)
+
+    async def _bootstrap_from_invite(self, dht: DHTNode, contacts: list[Address]) -> None:
+        with contextlib.suppress(trio.ClosedResourceError):  # the node closed first
+            answered = await dht.bootstrap(contacts)
+            log.info("DHT: %d of %d contacts from the invite answered", answered, len(contacts))
 
     async def _add_room(
         self, room_id: bytes, secret: bytes, name: str, peers: Iterable[str], *, new: bool = False
@@ -488,6 +557,7 @@ class Node:
 
     def status(self) -> NodeStatus:
         """Links, DHT contacts and each room's sync progress, now."""
+        gate = self._listener.gate if self._listener is not None else None
         return NodeStatus(
             peer_id=self.peer_id,
             address=self.address,
@@ -497,6 +567,9 @@ class Node:
             failed_rooms=tuple(sorted({**self._failed_rooms, **self._failing_stores()}.items())),
             dht_counters=tuple(sorted(self.dht.counters().items())) if self.dht else (),
             dht_bootstrap_failed=self.dht.bootstrap_failed if self.dht else False,
+            records_dropped=tuple(sorted(self._peers.record_drops.items())),
+            handshakes_refused=gate.refused if gate is not None else 0,
+            handshakes_pushed_out=gate.evicted if gate is not None else 0,
             rooms=tuple(driver.status() for driver in self._rooms.values()),
         )
 

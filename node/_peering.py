@@ -64,9 +64,13 @@ class PeeringConfig:
 
 @dataclass(frozen=True, slots=True)
 class Dial:
-    """Open a link to `address`; report `dialed`, `dial_failed` and later `link_ended`."""
+    """Open a link to `address`; report `dialed`, `dial_failed` and later `link_ended`.
+
+    `peer_id`, when set, is who signed the address (a room's address record, a DHT
+    record): the link must prove that peer, and anyone else answering is a failed dial."""
 
     address: str
+    peer_id: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,7 @@ class _Address:
     address: str
     peer_id: bytes | None
     backoff: Backoff
+    expect: bytes | None = None  # the signer of the address: only it may answer there
     breaker: Breaker = field(default_factory=Breaker)
     phase: _Phase = _Phase.WAITING
     due: float = 0.0
@@ -188,7 +193,9 @@ class Peering:
             if address == self.own_address or address in self._addresses:
                 continue
             backoff = Backoff(base=self.config.dial_backoff, cap=self.config.backoff_cap)
-            state = self._addresses[address] = _Address(address, peer_id, backoff, due=now)
+            state = self._addresses[address] = _Address(
+                address, peer_id, backoff, expect=peer_id, due=now
+            )
             self._try_dial(state, now, out)
         return out
 
@@ -280,6 +287,24 @@ class Peering:
         """A lookup's answer: (peer id, addresses) of members (ours left out by the
         caller). Members are dialed in random order until `mesh_size` of them are linked
         in the room (links others dialed to us count); the next round is scheduled."""
+        out = self.members(room_id, members, linked_in_room, now)
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.due = now + self.config.discovery_interval
+            self._schedule(room.due, room_id)
+        return out
+
+    def members(
+        self,
+        room_id: bytes,
+        members: Sequence[tuple[bytes, Sequence[str]]],
+        linked_in_room: Iterable[bytes],
+        now: float,
+    ) -> list[PeeringAction]:
+        """Members of a room and where they say they are (signed address records the room
+        passed around, or a lookup's answer): dialed as `found` does, expecting each
+        signer's peer id, without touching the discovery schedule. Called again when a
+        link of the room goes down, so a member that leaves is replaced."""
         room = self._rooms.get(room_id)
         if room is None:
             return []
@@ -287,15 +312,19 @@ class Peering:
         shuffled = list(members)
         self.rng.shuffle(shuffled)  # a random mesh, not the same few for everyone
         linked = set(linked_in_room)
+        # A member dialed before counts while it is linked or still worth dialing: one
+        # behind an open breaker (gone, maybe for good) leaves room for another.
+        live = {p for p in room.dialed if p in self._linked or self._dialable(p)}
         for peer_id, addresses in shuffled:
             if peer_id == self.our_id or peer_id in self._linked:
                 continue
-            if len(room.dialed | linked) >= self.config.mesh_size:
+            if peer_id in room.dialed and peer_id not in live:
+                continue  # behind its breaker: dialed again when it reopens, not counted
+            if len(live | linked) >= self.config.mesh_size:
                 continue
+            live.add(peer_id)
             room.dialed.add(peer_id)
             out += self.want(addresses, now, peer_id)
-        room.due = now + self.config.discovery_interval
-        self._schedule(room.due, room_id)
         return out
 
     # -- timers ---------------------------------------------------------------------------
@@ -320,6 +349,12 @@ class Peering:
         return out
 
     # -- internals ------------------------------------------------------------------------
+
+    def _dialable(self, peer_id: bytes) -> bool:
+        """Whether an address of `peer_id` is kept and not behind an open breaker."""
+        return any(
+            s.peer_id == peer_id and s.breaker.opened_at is None for s in self._addresses.values()
+        )
 
     def _live(self, entry: tuple[float, int, str | bytes]) -> bool:
         due, _, key = entry
@@ -347,7 +382,7 @@ class Peering:
             self._schedule(state.due, state.address)
             return
         state.phase = _Phase.DIALING
-        out.append(Dial(state.address))
+        out.append(Dial(state.address, state.expect))
 
     def _retry_later(self, state: _Address, now: float) -> None:
         state.phase = _Phase.WAITING

@@ -4,6 +4,11 @@
 core says, reports back what happened, and hands each link's events to the room they
 belong to. One task per link reads it; sending is the link's own (`Link.send_nowait`).
 
+It also carries each room's address records (`node._addressbook`) on the room's record
+channel: ours, signed again before they expire, and every verified record it holds,
+passed to the room's other linked members; the members' signed addresses go to the core,
+which dials them expecting their signer.
+
 This module is a driver: whom to dial, when to retry, which of two links to keep and how
 many members to link to are the core's decisions, never taken here.
 """
@@ -21,6 +26,15 @@ import trio
 
 from crdt import Identity
 
+from ._addressbook import (
+    RECORD_TTL,
+    AddressRecord,
+    RecordError,
+    RecordFault,
+    decode_record,
+    record_channel,
+    sign_record,
+)
 from ._addresses import short_peer_id
 from ._discovery import Discovery
 from ._env import Environment
@@ -45,6 +59,8 @@ __all__ = ["Peers"]
 log = logging.getLogger("node")
 
 LEAVE_FLUSH_TIMEOUT: Final = 5.0  # seconds a leave op may take to be written to the links
+RECORD_CHECK: Final = RECORD_TTL / 8  # seconds between looks at whether ours need signing
+MAX_BAD_RECORDS: Final = 16  # bad address records one link may send before it is closed
 
 
 @dataclass(slots=True)
@@ -53,6 +69,7 @@ class _Linked:
 
     link: Link
     rooms: set[bytes] = field(default_factory=set)
+    channels: set[bytes] = field(default_factory=set)  # rooms whose record channel is up
 
 
 class Peers:
@@ -82,6 +99,10 @@ class Peers:
         self._link_config = link_config
         self._last_contact: dict[str, int] = {}  # address -> wall-clock ms a link came up
         self._penalties_logged: set[tuple[bytes, str]] = set()
+        self._records_logged: set[tuple[bytes, str]] = set()
+        self._bad_records: dict[bytes, int] = {}  # peer -> bad records it sent
+        self._channels: dict[bytes, bytes] = {}  # record channel -> room id
+        self.record_drops: dict[str, int] = {}  # address records refused, by reason
         self._wake = trio.Event()
 
     @property
@@ -105,7 +126,7 @@ class Peers:
         announces = {a.room_id: a for a in actions if isinstance(a, Announce)}
         for action in actions:
             if isinstance(action, Dial):
-                self._nursery.start_soon(self._dial, action.address)
+                self._nursery.start_soon(self._dial, action.address, action.peer_id)
             elif isinstance(action, Lookup):
                 driver = self.rooms.get(action.room_id)
                 if driver is not None:
@@ -117,14 +138,18 @@ class Peers:
         self.perform(self.peering.want(addresses, trio.current_time(), peer_id))
 
     def room_started(self, driver: RoomDriver) -> None:
+        self._channels[record_channel(driver.room_id)] = driver.room_id
+        self._sign_own(driver)
         for linked in list(self.links.values()):
             self._nursery.start_soon(self._offer, linked, driver)
         self.want(list(driver.peers))
         # Discovery rounds start once the DHT is ready (never without one).
         now = trio.current_time()
         self.perform(self.peering.room_started(driver.room_id, now, announce=bool(self.address)))
+        self._dial_members(driver)  # as the records kept from the last run say
 
     def room_stopped(self, driver: RoomDriver) -> None:
+        self._channels.pop(record_channel(driver.room_id), None)
         self.peering.room_stopped(driver.room_id)
         self.announced.discard(driver.room_id)
         if self.discovery is not None:
@@ -136,15 +161,18 @@ class Peers:
 
     # -- dialing ------------------------------------------------------------------------
 
-    async def _dial(self, address: str) -> None:
+    async def _dial(self, address: str, expected: bytes | None = None) -> None:
         if self.closing:
             return
         try:
+            # With `expected` (the address came signed), the handshake must prove that
+            # peer: whoever else answers there is a failed dial, never a link.
             async with connect_link(
                 f"ws://{address}/",
                 self.identity,
                 config=self._link_config,
                 transport=self.env.streams,
+                expected_peer_id=expected,
             ) as link:
                 self._last_contact[address] = self.env.wall_clock_ms()
                 self.perform(self.peering.dialed(address, link.peer_id, trio.current_time()))
@@ -223,10 +251,18 @@ class Peers:
                         room.post_nowait(Down(link))
                     except trio.WouldBlock:
                         self._nursery.start_soon(room.post, Down(link))
+                    if not self.closing:  # a member gone: link to another one
+                        self._dial_members(room)
 
     async def _read(self, linked: _Linked, dialed: str | None) -> None:
         link = linked.link
         async for event in link:
+            channel_of = self._channels.get(event.room_id)
+            if channel_of is not None:
+                channel_room = self.rooms.get(channel_of)
+                if channel_room is not None:
+                    await self._channel_event(linked, channel_room, event)
+                continue
             driver = self.rooms.get(event.room_id)
             if driver is None:
                 continue
@@ -252,8 +288,102 @@ class Peers:
                 )
 
     async def _offer(self, linked: _Linked, driver: RoomDriver) -> None:
-        with contextlib.suppress(LinkError):  # the link closed; its reader cleans up
-            await linked.link.join_room(driver.room_id, driver.secret)
+        """Join the room and its record channel on a link."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_join, linked.link, record_channel(driver.room_id), driver.secret)
+            await _join(linked.link, driver.room_id, driver.secret)
+
+    # -- address records ------------------------------------------------------------------
+
+    def _wall(self) -> float:
+        return self.env.wall_clock_ms() / 1000
+
+    def _sign_own(self, driver: RoomDriver) -> bool:
+        """Sign our record for the room if it needs it; whether it was."""
+        addresses = (self.address,) if self.address else ()
+        now = self._wall()
+        if not driver.book.needs_signing(addresses, now):
+            return False
+        expires = int(now) + RECORD_TTL
+        driver.book.set_own(sign_record(self.identity, driver.room_id, addresses, expires))
+        return True
+
+    async def run_records(self) -> None:
+        """Sign our records again before they expire and pass the new ones on, until the
+        node closes."""
+        while True:
+            await trio.sleep(RECORD_CHECK)
+            for driver in list(self.rooms.values()):
+                if self._sign_own(driver) and driver.book.own is not None:
+                    self._pass_on(driver, driver.book.own, frm=None)
+
+    async def _channel_event(self, linked: _Linked, driver: RoomDriver, event: object) -> None:
+        """An event of a room's record channel (an older peer denies it: nothing to do)."""
+        if isinstance(event, RoomAuthorized):
+            linked.channels.add(driver.room_id)
+            for record in driver.book.records(self._wall()):
+                self._send_record(linked, driver, record)
+        elif isinstance(event, Message):
+            await self._record_received(linked.link, driver, event.payload)
+
+    async def _record_received(self, link: Link, driver: RoomDriver, data: bytes) -> None:
+        now = self._wall()
+        try:
+            record = decode_record(data, driver.room_id, now)
+        except RecordError as exc:
+            self.record_drops[exc.reason] = self.record_drops.get(exc.reason, 0) + 1
+            # Expired or too long may be a clock apart, not a lie: only the rest count.
+            timely = exc.fault in (RecordFault.EXPIRED, RecordFault.TOO_LONG)
+            bad = self._bad_records.get(link.peer_id, 0) + (0 if timely else 1)
+            self._bad_records[link.peer_id] = bad
+            if bad >= MAX_BAD_RECORDS:  # an honest member passes on verified records only
+                log.warning(
+                    "closing the link to %s: %d bad address records",
+                    short_peer_id(link.peer_id),
+                    bad,
+                )
+                self._bad_records.pop(link.peer_id)
+                self._nursery.start_soon(link.aclose)
+                return
+            key = (link.peer_id, exc.reason)
+            if key not in self._records_logged:  # once per peer and reason
+                self._records_logged.add(key)
+                log.warning(
+                    "room %s: address record from %s dropped: %s",
+                    driver.room_id.hex()[:8],
+                    short_peer_id(link.peer_id),
+                    exc,
+                )
+            return
+        if not driver.book.add(record, now):
+            return
+        log.debug(
+            "room %s: %s is at %s",
+            driver.room_id.hex()[:8],
+            short_peer_id(record.peer_id),
+            ", ".join(record.addresses),
+        )
+        self._pass_on(driver, record, frm=link.peer_id)
+        self._dial_members(driver)
+        await driver.save_records(now)
+
+    def _pass_on(self, driver: RoomDriver, record: AddressRecord, frm: bytes | None) -> None:
+        """Send a record that is news to our other linked members of the room."""
+        for peer, linked in list(self.links.items()):
+            if peer not in (frm, record.peer_id) and driver.room_id in linked.channels:
+                self._send_record(linked, driver, record)
+
+    def _send_record(self, linked: _Linked, driver: RoomDriver, record: AddressRecord) -> None:
+        with contextlib.suppress(LinkError):  # closed: its reader cleans up
+            linked.link.send_nowait(record_channel(driver.room_id), record.data)
+
+    def _dial_members(self, driver: RoomDriver) -> None:
+        """Hand the members' signed addresses to the peering core, which dials (expecting
+        each signer) those it wants a link to."""
+        members = [(r.peer_id, r.addresses) for r in driver.book.others(self._wall())]
+        if members and self.rooms.get(driver.room_id) is driver:
+            now = trio.current_time()
+            self.perform(self.peering.members(driver.room_id, members, driver.links, now))
 
     def penalise(self, driver: RoomDriver, action: Penalise, link: Link | None) -> None:
         key = (action.peer, action.fault.value)
@@ -285,6 +415,11 @@ class Peers:
             async with trio.open_nursery() as nursery:
                 for linked in list(self.links.values()):
                     nursery.start_soon(linked.link.aclose)
+
+
+async def _join(link: Link, room_id: bytes, secret: bytes) -> None:
+    with contextlib.suppress(LinkError):  # the link closed; its reader cleans up
+        await link.join_room(room_id, secret)
 
 
 async def _close_when_sent(link: Link) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from crdt import Kind, Message
 
 from ._events import RoomEvents
-from ._invite import MAX_PEERS, Invite
 from ._room_driver import RoomDriver
 
 __all__ = ["Room", "RoomEvents"]  # RoomEvents lives in _events; re-exported
@@ -126,12 +125,10 @@ class Room:
         return self._driver.history.replica.nicknames()
 
     def invite(self) -> str:
-        """An invite URI: the room's id and secret, its name, and addresses to dial
-        (this node's first, then other members' this node has reached)."""
-        driver = self._driver
-        own = [driver.host.address] if driver.host.address else []  # none when dial-out only
-        peers = [*own, *(p for p in driver.peers if p != driver.host.address)]
-        return Invite(driver.room_id, driver.secret, driver.name, tuple(peers[:MAX_PEERS])).to_uri()
+        """An invite URI: the room's id and secret, its name, addresses to dial (this
+        node's first, then other members' from their address records, then those this
+        node has reached) and a few DHT contacts to bootstrap from."""
+        return self._driver.invite().to_uri()
 
     def events(self) -> RoomEvents:
         """What changes in the room from now on, for messages from anyone."""

@@ -23,7 +23,9 @@ import trio
 
 from crdt import Change, History, IngestReport, Kind, Op, StoreError
 
+from ._addressbook import AddressBook, encode_records
 from ._events import RoomEvents
+from ._invite import MAX_PEERS, Invite
 from ._status import RoomStatus
 from .gossip import Action as GossipAction
 from .gossip import Ingest, Penalise, RoomGossip, Send
@@ -48,6 +50,14 @@ class RoomHost(Protocol):
 
     @property
     def address(self) -> str: ...
+
+    def wall_clock(self) -> float:
+        """Wall-clock seconds (the environment's: virtual in a simulation)."""
+        ...
+
+    def dht_contacts(self) -> list[str]:
+        """A few DHT contacts ("ip:port") to put in invites."""
+        ...
 
     def penalise(self, room: RoomDriver, action: Penalise, link: Link | None) -> None:
         """Cut a misbehaving peer off (the core has already forgotten it)."""
@@ -115,10 +125,14 @@ class RoomDriver:
         self.secret = secret
         self.name = name
         self.peers = peers  # link addresses of members we have reached or were given
+        # Members' signed address records (ours too), passed around on the room's record
+        # channel and kept in the room file's meta (see `node._addressbook`).
+        self.book = AddressBook(history.room, host.peer_id)
         self.core = core
         self.links: dict[bytes, Link] = {}  # peers up in the core
         self.ingesting = 0
         self.rejected: dict[str, int] = {}  # received ops refused by crdt/, by reason
+        self.added = 0  # received ops new to us, now stored
         # Cancelled to stop the room's task before its history closes, so that the
         # store's writer still runs while the history saves what ingests left unsaved.
         self.scope = trio.CancelScope()
@@ -221,6 +235,23 @@ class RoomDriver:
             # Only a hint for the next start; the room's own task reports a failing store.
             log.debug("room %s: peers not saved: %s", self.room_id.hex()[:8], exc)
 
+    def invite(self) -> Invite:
+        """The room's invite as this node would give it (see `Room.invite`)."""
+        host = self.host
+        own = [host.address] if host.address else []  # none when dial-out only
+        signed = [a for r in self.book.others(host.wall_clock()) for a in r.addresses]
+        peers = list(dict.fromkeys([*own, *signed, *self.peers]))[:MAX_PEERS]
+        contacts = tuple(host.dht_contacts())
+        return Invite(self.room_id, self.secret, self.name, tuple(peers), contacts)
+
+    async def save_records(self, now: float) -> None:
+        """Keep the members' address records in the room file, for the next start."""
+        data = encode_records(self.book.others(now))
+        try:
+            await self.history.store.set_meta({"addresses": data})
+        except (StoreError, trio.ClosedResourceError) as exc:
+            log.debug("room %s: address records not saved: %s", self.room_id.hex()[:8], exc)
+
     def status(self) -> RoomStatus:
         replica = self.history.replica
         return RoomStatus(
@@ -239,6 +270,7 @@ class RoomDriver:
             rejected=tuple(sorted(self.rejected.items())),
             acked_seq=self.core.peer_seq(self.host.peer_id),
             damaged=self.history.damaged,
+            added=self.added,
         )
 
     # -- the room task -----------------------------------------------------------------
@@ -276,6 +308,7 @@ class RoomDriver:
             return core.authored(item.op, now)
         if isinstance(item, _Ingested):
             self.ingesting -= 1
+            self.added += len(item.report.added)
             for reason, count in item.report.rejected.items():
                 self.rejected[reason.value] = self.rejected.get(reason.value, 0) + count
             self._publish(item.report.changes)

@@ -54,6 +54,23 @@ class NodeCollector(Collector):
         for event, count in status.dht_counters:
             dht.add_metric([event], count)
         yield dht
+        records = CounterMetricFamily(
+            "rumor_address_records_dropped",
+            "Members' address records refused, by reason (bad-signature, expired, ...).",
+            labels=["reason"],
+        )
+        for reason, count in status.records_dropped:
+            records.add_metric([reason], count)
+        yield records
+        handshakes = CounterMetricFamily(
+            "rumor_link_handshakes_closed",
+            "Connections closed in their handshake by the cap: refused at once (their "
+            "source at its cap) or pushed out (the whole gate full).",
+            labels=["why"],
+        )
+        handshakes.add_metric(["source-cap"], status.handshakes_refused)
+        handshakes.add_metric(["pushed-out"], status.handshakes_pushed_out)
+        yield handshakes
         yield GaugeMetricFamily("rumor_rooms", "Rooms this node holds.", value=len(status.rooms))
         yield GaugeMetricFamily(
             "rumor_rooms_failed",

@@ -51,7 +51,7 @@ from .._addresses import join_host_port, short_peer_id, split_host_port
 from .._invite import InviteError, parse_invite
 from .._node import Node
 from .._room import Room
-from .._status import NodeStatus
+from .._status import NodeStatus, RoomStatus, caught_up_line
 from ..client import LocalClient
 from ..client._remote import ControlAddress
 from ._config import Config
@@ -86,7 +86,7 @@ class Watcher:
     def __init__(self) -> None:
         self._links: tuple[bytes, ...] = ()
         self._contacts = 0
-        self._logged_received: dict[bytes, int] = {}  # per room, as of the last line
+        self._logged: dict[bytes, RoomStatus] = {}  # per room, as of the last line
         self._logged_at: dict[bytes, float] = {}
 
     def update(self, status: NodeStatus, now: float) -> list[str]:
@@ -104,15 +104,11 @@ class Watcher:
             lines.append("DHT unreachable: no contacts left")
         for room in status.rooms:
             # A line when ops came from peers and all is in effect, at most once a while.
-            logged = self._logged_received.get(room.room_id, 0)
+            last = self._logged.get(room.room_id)
             due = now >= self._logged_at.get(room.room_id, -math.inf) + CAUGHT_UP_EVERY
-            if room.synced and room.received > logged and due:
-                lines.append(
-                    f"room {room.room_id.hex()[:8]} caught up: {room.ops} ops "
-                    f"({room.received - logged} more received) from {room.authors} authors, "
-                    f"{len(room.peers)} peers"
-                )
-                self._logged_received[room.room_id] = room.received
+            if room.synced and room.received > (last.received if last else 0) and due:
+                lines.append(caught_up_line(room, last))
+                self._logged[room.room_id] = room
                 self._logged_at[room.room_id] = now
         self._links, self._contacts = status.links, contacts
         return lines
@@ -126,9 +122,8 @@ async def _watch(node: Node) -> None:
         await trio.sleep(WATCH_INTERVAL)
 
 
-def _log_joined(room: Room) -> None:
-    messages = len(room.timeline())
-    log.info("room joined: %s %r (%d messages)", room.id.hex()[:8], room.name, messages)
+def _log_room(what: str, room: Room) -> None:
+    log.info("%s: %s %r (%d messages)", what, room.id.hex()[:8], room.name, room.message_count())
 
 
 async def _join_pending(node: Node, data_dir: Path, skipped: set[Path]) -> None:
@@ -151,8 +146,10 @@ async def _join_pending(node: Node, data_dir: Path, skipped: set[Path]) -> None:
         except UnicodeDecodeError as exc:
             await _set_aside(path, f"unusable invite (not UTF-8: {exc.reason})", skipped)
             continue
+        held = {r.id for r in node.rooms()}
+        new_room = path.stem.endswith(NEW_ROOM_MARK)
         try:
-            room = await _join(node, text, new_room=path.stem.endswith(NEW_ROOM_MARK))
+            room = await _join(node, text, new_room=new_room)
         except InviteError as exc:
             await _set_aside(path, f"unusable invite ({_one_line(exc)})", skipped)
             continue
@@ -162,7 +159,8 @@ async def _join_pending(node: Node, data_dir: Path, skipped: set[Path]) -> None:
         except OSError as exc:
             await _set_aside(path, f"cannot join its room ({exc.strerror or exc})", skipped)
             continue
-        _log_joined(room)
+        if room.id not in held:  # an invite for a room held already joins nothing
+            _log_room("room created" if new_room else "room joined", room)
         # Removed only after `join` stored the room: a crash in between joins it again,
         # which is harmless.
         try:
@@ -389,8 +387,9 @@ async def _serve(
         dht,
         len(node.rooms()),
     )
-    for room in node.rooms():
-        _log_joined(room)
+    problem = node.reachability_problem()
+    if problem:
+        log.warning("%s", problem)
     async with trio.open_nursery() as nursery:
         if listeners:
             registry = CollectorRegistry(auto_describe=True)

@@ -32,11 +32,12 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -55,7 +56,7 @@ from rumor_runtime import lone_error
 
 from .._addresses import parse_address, short_peer_id
 from .._datadir import DataDir
-from .._invite import Invite, InviteError, parse_invite
+from .._invite import Invite, InviteError, check_room_name, parse_invite, reachability_problem
 from .._node import Node
 from ..client import ChatClient, ClientError, LocalClient, RoomChanged, RoomInfo
 from ..client._remote import RemoteClient, parse_control_address
@@ -274,6 +275,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir", type=Path, help="keep the nodes' data dirs here (default: a temp dir)"
     )
+
+    swarm = commands.add_parser(
+        "swarm",
+        help="run a swarm scenario (simulated or real) and write its report",
+        add_help=False,  # `rumor swarm --help` is the swarm tool's own
+    )
+    swarm.add_argument("swarm_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -366,6 +374,10 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return _demo_command(args)
+    if args.command == "swarm":
+        from ..swarm import main as swarm_main  # the swarm tool parses its own options
+
+        return swarm_main(args.swarm_args)
     data_dir = _data_dir(args)
     if args.command is None:
         return _default(data_dir)
@@ -389,6 +401,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(data_dir, config.override(**_node_options(args)), control, args.log_format)
     if args.command == "create":
         _require_name(args.name, "a room name")
+        check_room_name(args.name)  # one line before anything is stored
         room = Invite(secrets.token_bytes(32), secrets.token_bytes(32), args.name)
         return _deliver(data_dir, config, room, announce=True)
     if args.command == "join":
@@ -824,7 +837,7 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
             except BaseException:
                 if announce:
                     # Nobody has its invite: a half-made new room is nobody's history.
-                    _remove_room_file(data_dir, invite.room)
+                    DataDir(data_dir).discard_new_room(invite.room)
                 raise
             running = None
     except LockHeld as held:
@@ -835,6 +848,12 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
         address = running.address if running and running.address else config.invite_address
         peers = (address,) if address else ()
         print(Invite(invite.room, invite.secret, invite.name, peers).to_uri())
+        if running is not None:
+            problem = reachability_problem(None, running.address or None)
+        else:
+            problem = reachability_problem(config.listen, config.advertise or None)
+        if problem:
+            print(f"rumor: warning: {problem}", file=sys.stderr)
     elif running is None:
         print(f"joined room {invite.room.hex()[:8]} {invite.name!r}")
     if running is not None:
@@ -865,15 +884,10 @@ async def _store_room(data_dir: Path, invite: Invite, new_room: bool) -> None:
         raise CommandError(f"cannot store the room in {data_dir}: {exc}") from None
 
 
-def _remove_room_file(data_dir: Path, room: bytes) -> None:
-    path = DataDir(data_dir).room_file(room)
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
 def _demo_command(args: argparse.Namespace) -> int:
     """`rumor demo`: the swarm in a temp dir (removed on exit) or in --data-dir."""
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_exit_on_hangup())
         if args.data_dir is not None:
             root = Path(args.data_dir)
             root.mkdir(parents=True, exist_ok=True)
@@ -887,6 +901,22 @@ def _demo_command(args: argparse.Namespace) -> int:
         result: int = run_demo(functools.partial(open_demo_client, root))
         return result
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _exit_on_hangup() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) end the command as Ctrl+C does, so what it
+    opened is cleaned up (the demo's temporary data dirs) instead of left behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_flush(line: str) -> None:

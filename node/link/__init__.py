@@ -7,21 +7,23 @@ carrying one msgpack frame of at most :data:`MAX_FRAME` bytes. Before any messag
 room flows, each side proves with a MAC over the handshake hash that it holds the room's
 secret. :class:`LinkSession` is the sans-IO core; :func:`open_link`, :func:`connect_link`
 and :func:`serve_links` run it on trio-websocket, over TCP or any :class:`StreamTransport`.
+A server bounds strangers: a deadline for the upgrade and handshake together, a cap on
+connections in their handshake (in all and per source), frame headers checked before
+their bodies are read.
 """
 
 from ._driver import (
     CLOSE_TIMEOUT,
     Link,
     LinkEvent,
-    LinkListener,
     StreamTransport,
     TCPTransport,
     connect_link,
     open_link,
-    serve_links,
 )
 from ._errors import LinkClosed, LinkError, LinkLocalError, LinkRemoteError
 from ._frames import MAX_FRAME, MAX_PAYLOAD
+from ._server import LinkListener, serve_links
 from ._session import (
     MAX_MESSAGE,
     PROLOGUE,

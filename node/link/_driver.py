@@ -1,8 +1,8 @@
 """The trio driver: a :class:`LinkSession` over a trio-websocket connection.
 
 :func:`open_link` runs a link over a WebSocket someone else opened (memory streams in
-tests); :func:`connect_link` dials a ``ws://`` URL and :func:`serve_links` accepts links,
-both over a :class:`StreamTransport`: real TCP (:class:`TCPTransport`, the default) or the
+tests); :func:`connect_link` dials a ``ws://`` URL (and ``_server.serve_links`` accepts
+links), over a :class:`StreamTransport`: real TCP (:class:`TCPTransport`, the default) or the
 simulated network (`node.SimNetwork`). A :class:`Link` has three tasks: one
 reader (the only caller of ``get_message``), one sender (the only caller of
 ``send_message``, so Noise nonces go out in order and a cancelled :meth:`Link.send` never
@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Final, NoReturn, Protocol
+from typing import Final, Protocol
 
 import trio
 import trio_websocket
@@ -42,17 +41,16 @@ from ._session import (
     RoomRefused,
     TimedOut,
 )
+from ._stream import GuardedStream
 
 __all__ = [
     "CLOSE_TIMEOUT",
     "Link",
     "LinkEvent",
-    "LinkListener",
     "StreamTransport",
     "TCPTransport",
     "connect_link",
     "open_link",
-    "serve_links",
 ]
 
 log = logging.getLogger("node.link")
@@ -62,6 +60,9 @@ LinkEvent = Message | RoomAuthorized | RoomRefused | RoomDenied
 
 CLOSE_TIMEOUT: Final = 2.0
 """Seconds the WebSocket closing handshake may take before the stream is just closed."""
+
+STRANGER_CLOSE_TIMEOUT: Final = 0.1
+"""Seconds a connection that never finished its handshake gets to take our close frame."""
 
 EVENT_BUFFER: Final = 64
 
@@ -277,17 +278,17 @@ class Link:
             pass
         raise self._closed_error()
 
-    def __aiter__(self) -> AsyncIterator[LinkEvent]:
-        return self._iterate()
+    def __aiter__(self) -> Link:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[LinkEvent]:
-        """Events until the link closes; the reason is then in :attr:`closed`."""
-        while True:
-            try:
-                event = await self.receive()
-            except LinkClosed:
-                return
-            yield event
+    async def __anext__(self) -> LinkEvent:
+        """The next event; iteration ends when the link closes (the reason is then in
+        :attr:`closed`). No async generator: a reader cancelled mid-iteration leaves
+        nothing to finalise."""
+        try:
+            return await self.receive()
+        except LinkClosed:
+            raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
         """Close the link (idempotent); pending events are dropped."""
@@ -326,13 +327,19 @@ class Link:
         if self._ws_closed:
             return
         self._ws_closed = True
+        # A peer that never proved who it is gets the close frame, not a wait for its
+        # answer: past its deadline, a stranger's connection is gone.
+        wait = CLOSE_TIMEOUT if self._session.handshake_done else STRANGER_CLOSE_TIMEOUT
         # Shielded and bounded: closing must finish even when the caller is cancelled.
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+        with trio.CancelScope(shield=True), trio.move_on_after(wait):
             await self._ws.aclose(code, reason)
 
     async def _fail(self, error: LinkClosed) -> None:
         if self._closed is None:
-            level = logging.INFO if error.reason in ("protocol", "idle") else logging.DEBUG
+            # A peer's fault is worth a line; a stranger's (no handshake: junk, scanners,
+            # floods) is not, or a flood would flood the log too.
+            peer_fault = error.reason in ("protocol", "idle")
+            level = logging.INFO if peer_fault and self._session.handshake_done else logging.DEBUG
             log.log(level, "link to %s closed: %s", _short(self._peer_or_none()), error)
             self._mark_closed(error)
         await self._close_ws(_CLOSE_CODES.get(error.reason, _CLOSE_NORMAL), error.reason)
@@ -576,7 +583,10 @@ async def connect_link(
     try:
         async with open_unwrapping_nursery() as nursery:
             with trio.move_on_at(started + config.handshake_timeout):
-                stream = await transport.open_stream(host, port)
+                # The server's frame headers are checked too, before their bodies.
+                stream: trio.abc.Stream = GuardedStream(
+                    await transport.open_stream(host, port), MAX_MESSAGE
+                )
                 try:
                     ws = await trio_websocket.wrap_client_stream(
                         nursery,
@@ -611,81 +621,3 @@ async def connect_link(
         if opened:
             raise
         raise LinkClosed("transport", f"cannot open {url}: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class LinkListener:
-    """Where :func:`serve_links` listens; ``url`` is what peers dial."""
-
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/"
-
-
-async def serve_links(
-    handler: Callable[[Link], Awaitable[None]],
-    host: str,
-    port: int,
-    identity: Identity,
-    *,
-    config: LinkConfig | None = None,
-    static: KeyPair | None = None,
-    event_buffer: int = EVENT_BUFFER,
-    transport: StreamTransport = _TCP,
-    task_status: trio.TaskStatus[LinkListener] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Accept links on ``host:port`` of ``transport`` (TCP by default) and run
-    ``handler(link)`` for each, until cancelled.
-
-    Start it with ``listener = await nursery.start(serve_links, ...)``. The WebSocket
-    upgrade and then the Noise handshake each get ``config.handshake_timeout``. A
-    connection whose handshake fails or times out is logged and dropped; the server keeps
-    serving. The
-    link closes when ``handler`` returns; :class:`LinkClosed` out of ``handler`` (its
-    link died) is logged, any other error propagates.
-    """
-    config = config if config is not None else LinkConfig()
-
-    async def on_request(request: WebSocketRequest) -> None:
-        started = trio.current_time()
-        remote = _describe_remote(request)  # the socket is gone once the link is closed
-        try:
-            ws = await request.accept()
-        except ConnectionClosed:
-            return
-        try:
-            async with open_link(
-                ws,
-                identity,
-                initiator=False,
-                config=config,
-                static=static,
-                event_buffer=event_buffer,
-                started_at=started,
-            ) as link:
-                await handler(link)
-        except LinkClosed as error:
-            log.debug("inbound link from %s ended: %s", remote, error)
-
-    listeners, bound = await transport.open_listeners(host, port)
-    server = trio_websocket.WebSocketServer(
-        on_request,
-        listeners,  # type: ignore[arg-type]  # any trio Listener works
-        max_message_size=MAX_MESSAGE,
-        connect_timeout=config.handshake_timeout,
-        disconnect_timeout=CLOSE_TIMEOUT,
-    )
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.run)
-            task_status.started(LinkListener(host, bound))
-            await trio.sleep_forever()
-    finally:
-        # The server closes them as it stops, unless stopped before it took them over.
-        for listener in listeners:
-            await trio.aclose_forcefully(listener)
-    raise AssertionError("unreachable")

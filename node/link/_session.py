@@ -80,17 +80,24 @@ class LinkConfig:
     ``idle_timeout``: the link is dead after this long without receiving anything; it must
     exceed the peer's ``keepalive`` (the defaults leave room for two lost pings).
     ``handshake_timeout``: the whole handshake (and the WebSocket opening) must finish
-    within this.
+    within this, counted from the TCP connection (a server closes it then).
     ``send_budget``: bytes queued by ``Link.send_nowait`` and not yet written after which
     the peer counts as not reading, and the link closes (``slow``).
+    ``max_handshakes``, ``max_handshakes_per_source``: how many accepted connections may
+    be in their handshake at once, in all and from one source (an IPv4 address, an IPv6
+    /64); see ``node.link._guard.HandshakeGate``.
     """
 
     keepalive: float = 15.0
     idle_timeout: float = 45.0
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = 5.0
     send_budget: int = 16 * 1024 * 1024
+    max_handshakes: int = 128
+    max_handshakes_per_source: int = 16
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_handshakes_per_source <= self.max_handshakes:
+            raise LinkLocalError("need 1 <= max_handshakes_per_source <= max_handshakes")
         for name in ("keepalive", "idle_timeout", "handshake_timeout", "send_budget"):
             if not getattr(self, name) > 0:
                 raise LinkLocalError(f"{name} must be positive")
@@ -230,6 +237,11 @@ class LinkSession:
     def is_established(self) -> bool:
         """Whether the handshake finished and the session is not closed."""
         return self._transport is not None and not self._closed
+
+    @property
+    def handshake_done(self) -> bool:
+        """Whether the handshake finished (the peer id is proven), closed since or not."""
+        return self._peer_id is not None and self._handshake_hash is not None
 
     @property
     def is_closed(self) -> bool:

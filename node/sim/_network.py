@@ -25,6 +25,7 @@ import errno
 import ipaddress
 import math
 import random
+from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -36,6 +37,9 @@ from .._env import Environment
 
 __all__ = ["SimListener", "SimNetwork", "SimStream", "SimTransport"]
 
+_LINK: Final = 0  # index of link-stream bytes in a host's traffic counters
+_DHT: Final = 2  # index of DHT datagram bytes
+RETRANSMIT: Final = 0.2  # seconds a lost segment of a stream costs (TCP's minimum RTO)
 WINDOW: Final = 256 * 1024  # unread bytes a sender may have in flight before it blocks
 EPOCH_MS: Final = 1_767_225_600_000  # 2026-01-01 00:00 UTC: simulated wall clocks start here
 FIRST_PORT: Final = 49152  # ports handed out for port 0 (the IANA ephemeral range)
@@ -130,6 +134,7 @@ class SimStream(trio.abc.Stream):
                 await pipe.writable.wait()
             if data:
                 chunk = bytes(data)
+                self._network._count(pipe.src, pipe.dst, len(chunk), _LINK)
                 pipe.chunks.append((pipe.due(self._network._delay(pipe.src, pipe.dst)), chunk))
                 pipe.unread += len(chunk)
                 pipe.readable.set()
@@ -200,7 +205,7 @@ class SimStream(trio.abc.Stream):
             incoming.wake()  # the other end's writer sees us gone; our own waiters wake
             self._connection.open_ends -= 1
             if self._connection.open_ends == 0:
-                self._network._connections.discard(self._connection)
+                self._network._connections.pop(self._connection, None)
         await trio.lowlevel.checkpoint()
 
 
@@ -262,6 +267,38 @@ class SimTransport:
         return [listener], listener.port
 
 
+@dataclass(frozen=True, slots=True)
+class _LinkFault:
+    jitter: float
+    loss: float
+
+
+class _CountingSocket:
+    """A node's DHT socket that counts its datagrams' bytes in the network's traffic."""
+
+    def __init__(self, network: SimNetwork, socket: dht.SimSocket) -> None:
+        self._network = network
+        self._socket = socket
+
+    def getsockname(self) -> dht.Address:
+        return self._socket.getsockname()
+
+    def send_nowait(self, data: bytes, address: dht.Address) -> bool:
+        self._network._counters(self._socket.address[0])[_DHT] += len(data)
+        return self._socket.send_nowait(data, address)
+
+    async def wait_writable(self) -> None:
+        await self._socket.wait_writable()
+
+    async def receive_batch(self) -> list[tuple[bytes, dht.Address]]:
+        batch = await self._socket.receive_batch()
+        self._network._counters(self._socket.address[0])[_DHT + 1] += sum(len(d) for d, _ in batch)
+        return batch
+
+    def close(self) -> None:
+        self._socket.close()
+
+
 class SimNetwork:
     """Seeded in-memory network of hosts: link streams here, DHT datagrams in `dht`.
 
@@ -294,8 +331,13 @@ class SimNetwork:
         self._blocked: set[frozenset[str]] = set()
         self._host_latency: dict[str, float] = {}
         self._extra: dict[tuple[str, str], float] = {}
+        self._links: dict[tuple[str, str], _LinkFault] = {}
         self._listeners: dict[dht.Address, SimListener] = {}
-        self._connections: set[_Connection] = set()
+        # A dict, not a set: connections hash by id(), and a partition must cut them in an
+        # order that does not depend on memory addresses (one seed, one run).
+        self._connections: dict[_Connection, None] = {}
+        # Per host: link bytes sent, received, DHT bytes sent, received.
+        self.traffic: dict[str, list[int]] = {}
         self._next_port: dict[str, int] = {}
 
     # -- hosts -------------------------------------------------------------------------
@@ -327,7 +369,7 @@ class SimNetwork:
         `epoch_ms`, and a generator seeded with `seed` (else from the network's)."""
 
         async def open_datagrams(_host: str, port: int) -> dht.DatagramTransport:
-            return self.datagram_socket(host, port)
+            return _CountingSocket(self, self.datagram_socket(host, port))
 
         async def resolve(name: str, port: int, socket_type: int) -> list[str]:
             raise OSError(errno.EHOSTUNREACH, f"no name resolver on a simulated network: {name}")
@@ -360,6 +402,29 @@ class SimNetwork:
         self._extra[(a, b)] = seconds
         spec = self.dht.links.get((a, b))
         self.dht.set_link(a, b, dht.LinkSpec(latency=seconds, loss=spec.loss if spec else 0.0))
+
+    def set_link(
+        self,
+        a: str,
+        b: str,
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        loss: float = 0.0,
+    ) -> None:
+        """Faults from host `a` to host `b` (one direction), on top of the network's own:
+        extra `latency`, up to `jitter` more, and `loss`. A datagram is lost with that
+        probability; a stream loses nothing but each lost segment arrives `RETRANSMIT`
+        seconds late (and holds up what follows it, as TCP does)."""
+        self._extra[(a, b)] = latency
+        self._links[(a, b)] = _LinkFault(jitter, loss)
+        self.dht.set_link(a, b, dht.LinkSpec(latency=latency + jitter / 2, loss=loss))
+
+    def set_host_latency(self, host: str, one_way: float) -> None:
+        """Make `host` slow (or fast): its access link adds `one_way` seconds to every
+        stream chunk and datagram to or from it."""
+        self._host_latency[host] = one_way
+        self.dht._host_latency[host] = one_way
 
     def block(self, a: str, b: str) -> None:
         """Partition hosts `a` and `b`: open streams between them break, new connects
@@ -399,11 +464,27 @@ class SimNetwork:
 
     def _delay(self, src: str, dst: str) -> float:
         base = self._share(src) + self._share(dst) + self._extra.get((src, dst), 0.0)
-        return base + self.rng.uniform(0, self.jitter)
+        delay = base + self.rng.uniform(0, self.jitter)
+        fault = self._links.get((src, dst))
+        if fault is not None:
+            delay += self.rng.uniform(0, fault.jitter) if fault.jitter else 0.0
+            while fault.loss and self.rng.random() < fault.loss:
+                delay += RETRANSMIT
+        return delay
+
+    def _counters(self, host: str) -> list[int]:
+        counters = self.traffic.get(host)
+        if counters is None:
+            counters = self.traffic[host] = [0, 0, 0, 0]
+        return counters
+
+    def _count(self, src: str, dst: str, size: int, kind: int) -> None:
+        self._counters(src)[kind] += size
+        self._counters(dst)[kind + 1] += size
 
     def _cut(self, connection: _Connection) -> None:
         connection.break_()
-        self._connections.discard(connection)
+        self._connections.pop(connection, None)
 
     def _listen(self, host: str, port: int) -> SimListener:
         address = (host, port or self._free_port(host))
@@ -427,7 +508,7 @@ class SimNetwork:
             raise ConnectionRefusedError(errno.ECONNREFUSED, f"nobody listens on {address}")
         local = (src, self._free_port(src))
         connection = _Connection(src, dst)
-        self._connections.add(connection)
+        self._connections[connection] = None
         forward, backward = connection.forward, connection.backward
         client = SimStream(self, connection, local, address, forward, backward)
         server = SimStream(self, connection, address, local, backward, forward)

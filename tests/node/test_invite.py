@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node._addresses import split_host_port
-from node._invite import PREFIX, Invite, InviteError, _checksum, check_address, parse_invite
+from node._invite import (
+    PREFIX,
+    Invite,
+    InviteError,
+    _checksum,
+    check_address,
+    check_room_name,
+    parse_invite,
+    reachability_problem,
+)
 
 ROOM, SECRET = os.urandom(32), os.urandom(32)
 
@@ -186,3 +195,66 @@ def test_any_change_to_a_valid_invite_is_caught(data: st.DataObject) -> None:
         return
     with pytest.raises(InviteError):
         parse_invite(changed)
+
+
+# -- DHT contacts, room names, reachability ------------------------------------------------
+
+
+def test_dht_contacts_round_trip_and_old_invites_stay_valid() -> None:
+    invite = Invite(
+        ROOM, SECRET, "room", ("192.0.2.1:9000",), ("192.0.2.1:9001", "[2001:db8::2]:7")
+    )
+    assert parse_invite(invite.to_uri()) == invite
+    # Without contacts the invite is the old five-field form, byte for byte.
+    old = encode([1, ROOM, SECRET, "room", ["192.0.2.1:9000"]])
+    assert Invite(ROOM, SECRET, "room", ("192.0.2.1:9000",)).to_uri() == old
+    assert parse_invite(old).dht == ()
+
+
+@pytest.mark.parametrize(
+    ("contacts", "message"),
+    [
+        ([], "wrong DHT contact list"),  # never written: not an invite of ours
+        ([1], "wrong DHT contact list"),
+        ("192.0.2.1:1", "wrong DHT contact list"),
+        (["dht.example.org:4000"], "not a DHT contact"),  # IP literals only
+        (["192.0.2.1:0"], "not a DHT contact"),
+        (["192.0.2.1:1"] * 5, "at most 4 DHT contacts"),
+    ],
+)
+def test_bad_dht_contacts_are_one_line_errors(contacts: object, message: str) -> None:
+    with pytest.raises(InviteError, match=message) as caught:
+        parse_invite(encode([1, ROOM, SECRET, "room", [], contacts]))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t \u3000"])
+def test_blank_room_names_are_refused(name: str) -> None:
+    with pytest.raises(InviteError, match="not empty or blank"):
+        check_room_name(name)
+    assert check_room_name(" plans ") == " plans "
+
+
+@pytest.mark.parametrize(
+    ("listen", "advertise", "problem"),
+    [
+        ("0.0.0.0:4433", "203.0.113.5:4433", None),
+        ("192.0.2.7:4433", None, None),
+        (None, "relay.example.org:443", None),
+        (None, None, "accepts no links"),
+        ("127.0.0.1:0", None, "any free port"),
+        ("127.0.0.1:4433", None, "loopback only"),
+        ("[::1]:4433", None, "loopback only"),
+        ("0.0.0.0:4433", None, "every interface"),
+        ("0.0.0.0:4433", "127.0.0.1:4433", "loopback address"),
+        ("0.0.0.0:4433", "localhost:4433", "loopback address"),
+    ],
+)
+def test_reachability_problem(
+    listen: str | None, advertise: str | None, problem: str | None
+) -> None:
+    said = reachability_problem(listen, advertise)
+    if problem is None:
+        assert said is None
+    else:
+        assert said is not None and problem in said and "\n" not in said

@@ -92,7 +92,7 @@ def test_an_address_whose_peer_is_linked_waits_for_that_link_to_end() -> None:
     p.link_up(LOW, now=0.0)  # LOW dialed us
     assert p.want([A], now=1.0, peer_id=LOW) == []
     assert p.next_timer() is None
-    assert p.link_down(LOW, now=5.0) == [Dial(A)]
+    assert p.link_down(LOW, now=5.0) == [Dial(A, LOW)]  # only LOW may answer there
 
 
 def test_our_own_address_coming_back_is_never_dialed_again() -> None:
@@ -186,6 +186,51 @@ def test_the_same_seed_chooses_the_same_mesh() -> None:
     assert chosen(9) == chosen(9)
     assert len(chosen(9)) == 3
     assert {tuple(chosen(s)) for s in range(6)} != {tuple(chosen(9))}
+
+
+def test_signed_member_addresses_are_dialed_expecting_their_signer() -> None:
+    p = core(seed=2, mesh_size=6)
+    p.room_started(ROOM, now=0.0, announce=False)  # no DHT: no rounds, no timers
+    p.want([C], now=0.0)  # an invite's address: whoever answers
+    assert p.next_timer() is None
+    actions = p.members(ROOM, [(LOW, [A]), (HIGH, [B]), (ME, ["10.9.9.9:1"])], [], now=1.0)
+    assert sorted(actions, key=str) == [Dial(A, LOW), Dial(B, HIGH)]
+    assert p.next_timer() is None  # the discovery schedule is untouched
+    # Someone else proved at A: a failed dial, retried (still expecting LOW).
+    p.dial_failed(A, now=1.0)
+    due = p.next_timer()
+    assert due is not None and p.handle_timer(due) == [Dial(A, LOW)]
+
+
+def test_a_member_whose_link_goes_is_dialed_again_from_its_record() -> None:
+    p = core(mesh_size=6)
+    p.room_started(ROOM, now=0.0, announce=False)
+    p.link_up(LOW, now=0.0)  # LOW dialed us; its record names A
+    assert p.members(ROOM, [(LOW, [A])], [LOW], now=1.0) == []  # linked already
+    p.link_down(LOW, now=2.0)
+    assert p.members(ROOM, [(LOW, [A])], [], now=2.0) == [Dial(A, LOW)]
+
+
+def test_a_mesh_member_gone_behind_its_breaker_makes_room_for_another() -> None:
+    p = core(mesh_size=1)
+    p.room_started(ROOM, now=0.0, announce=False)
+    members = [(LOW, [A])]
+    assert p.members(ROOM, members, [], now=0.0) == [Dial(A, LOW)]
+    assert p.members(ROOM, [*members, (HIGH, [B])], [], now=0.0) == []  # full: LOW
+    now = 0.0
+    while not p.address_state(A)[2]:  # type: ignore[index]
+        p.dial_failed(A, now=now)
+        due = p.next_timer()
+        assert due is not None
+        now = due
+        p.handle_timer(now)
+    # The mesh of one is full while LOW is still worth dialing; not once its breaker opens.
+    assert p.members(ROOM, [*members, (HIGH, [B])], [], now=now) == [Dial(B, HIGH)]
+
+
+def test_members_of_a_room_not_served_are_not_dialed() -> None:
+    p = core()
+    assert p.members(ROOM, [(LOW, [A])], [], now=1.0) == []
 
 
 def test_the_own_chain_grace() -> None:

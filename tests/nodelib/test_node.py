@@ -71,19 +71,18 @@ async def test_line_a_b_c_relays_through_b(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     open_node = simulated()
+    # A and C only dial out (no address of theirs goes round the room): B is their only
+    # way to each other.
     with trio.fail_after(20):
         async with (
-            open_node(tmp_path / "a") as a,
+            open_node(tmp_path / "a", listen=None) as a,
             open_node(tmp_path / "b") as b,
-            open_node(tmp_path / "c") as c,
+            open_node(tmp_path / "c", listen=None) as c,
         ):
-            ra = await a.create_room("line")
-            rb = await b.join(ra.invite())
-            await wait_until(lambda: b.peer_id in ra.members())
-            # C learns only B's address.
-            invite = parse_invite(rb.invite())
-            only_b = Invite(invite.room, invite.secret, invite.name, (b.address,))
-            rc = await c.join(only_b)
+            rb = await b.create_room("line")
+            ra = await a.join(rb.invite())
+            await wait_until(lambda: a.peer_id in rb.members())
+            rc = await c.join(rb.invite())
             await wait_until(lambda: c.peer_id in ra.members())
             for n in range(5):
                 await ra.send(f"from a {n}")
@@ -352,3 +351,13 @@ async def test_stored_peer_addresses_today_s_rules_refuse_are_dropped(
         await store.set_meta({"peers": msgpack.packb(peers)})
     async with open_node(tmp_path / "a") as a:
         assert parse_invite(a.room(room_id).invite()).peers == (a.address, "127.0.0.1:7002")
+
+
+async def test_invites_name_the_bound_port_and_a_loopback_node_says_so(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_node(tmp_path / "a", listen="127.0.0.1:0") as a:
+            room = await a.create_room("here")
+            (address,) = parse_invite(room.invite()).peers
+            assert address == a.address and not address.endswith(":0")
+            problem = a.reachability_problem()
+            assert problem is not None and "loopback" in problem and "\n" not in problem

@@ -1,0 +1,207 @@
+"""`rumor swarm`: run a scenario, show progress, write report.json and report.html.
+
+    rumor swarm steady --nodes 20 --seed 7 --out report/
+    rumor swarm my-scenario.toml --duration 300
+    rumor swarm steady --real --nodes 5
+
+Exit status: 0 when the swarm converged and the scenario's expectations held, 1 when not
+(the seed and the command that reproduces the run are printed), 2 for bad arguments or a
+scenario file that cannot be used. A simulated run re-runs itself with a fixed
+`PYTHONHASHSEED` (see `_determinism`) so that its report is the same bytes every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from ._determinism import HASH_SEED, hash_seed_fixed, run_simulated
+from ._report import dumps
+from ._scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, run_scenario
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    names = ", ".join(SCENARIOS)
+    parser = _Parser(
+        prog="rumor swarm",
+        description="Run a swarm of rumor nodes through a scenario and report how it went.",
+        epilog=f"scenarios: {names}; or the path of a TOML file (see docs-swarm.md)",
+    )
+    parser.add_argument(
+        "scenario", nargs="?", default="steady", help="a scenario name or TOML file"
+    )
+    parser.add_argument(
+        "--nodes", type=_positive_int, metavar="N", help="nodes (default: the scenario's)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, metavar="S", help="the run's seed (default 1)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="SEC",
+        help="virtual seconds of traffic (faults are scaled to it)",
+    )
+    parser.add_argument(
+        "--real", action="store_true", help="real `rumor run` processes on loopback"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("swarm-report"),
+        metavar="DIR",
+        help="where report.json and report.html go (default ./swarm-report)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 2, not {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e7:
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, not {text!r}")
+    return value
+
+
+def resolve(name: str) -> Scenario:
+    """A scenario by name, or from a TOML file; ScenarioError if neither."""
+    if name in SCENARIOS:
+        return SCENARIOS[name]
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        return load_scenario(path)
+    raise ScenarioError(f"no scenario {name!r}: one of {', '.join(SCENARIOS)}, or a .toml file")
+
+
+def reproduce_command(args: argparse.Namespace, scenario: Scenario) -> str:
+    parts = [
+        "rumor",
+        "swarm",
+        args.scenario,
+        "--nodes",
+        str(scenario.nodes),
+        "--seed",
+        str(args.seed),
+        "--duration",
+        f"{scenario.duration:g}",
+    ]
+    if args.real:
+        parts.append("--real")
+    return shlex.join(parts)
+
+
+class _Progress:
+    """One updating line on a terminal; a line every tenth of the run otherwise."""
+
+    def __init__(self, stream: TextIO, total: float) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.step = max(1.0, total / 10)
+        self.next = 0.0
+
+    def __call__(self, now: float, arrived: int, due: int, up: int, phase: str) -> None:
+        share = f"{arrived / due:.1%}" if due else "-"
+        line = f"t={now:8.1f}s  {phase:<8}  delivered {arrived:,}/{due:,} ({share})  nodes up {up}"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(78))
+        elif now >= self.next:
+            self.stream.write(line + "\n")
+            self.next = now + self.step
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def main(argv: list[str]) -> int:
+    """`rumor swarm ARGS`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.list:
+        for name, scenario in SCENARIOS.items():
+            print(
+                f"{name:<12} {scenario.nodes:>3} nodes, {scenario.duration:g} s: "
+                f"{scenario.description}"
+            )
+        return 0
+    if not args.real and not hash_seed_fixed():
+        # Same bytes on every run: str/bytes hashing must not vary between processes.
+        env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
+        return subprocess.call([sys.executable, "-m", "node.swarm", *argv], env=env)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command in this process."""
+    try:
+        scenario = resolve(args.scenario).sized(args.nodes, args.duration)
+    except ScenarioError as exc:
+        print(f"rumor swarm: error: {exc}", file=sys.stderr)
+        return 2
+    command = reproduce_command(args, scenario)
+    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
+    mode = "real processes" if args.real else "simulated"
+    print(
+        f"swarm {scenario.name}: {scenario.nodes} nodes, {mode}, seed {args.seed}, "
+        f"{scenario.duration:g} s of traffic"
+    )
+    progress = _Progress(sys.stdout, scenario.duration)
+    report: dict[str, Any]
+    if args.real:
+        from ._real import run_real
+
+        report = run_real(scenario, args.seed, progress=progress)
+    else:
+        every = max(1.0, scenario.duration / 100)
+        play = functools.partial(run_scenario, scenario, args.seed, progress=progress, every=every)
+        report = run_simulated(play, args.seed)
+    progress.done()
+    return finish(report, args.out, command)
+
+
+def finish(report: dict[str, Any], out: Path, command: str) -> int:
+    """Write the report files, print the verdict; the exit status."""
+    from ._html import render_html  # matplotlib: only when drawing
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(dumps(report), encoding="utf-8")
+    (out / "report.html").write_text(render_html(report, command), encoding="utf-8")
+    latency, delivery = report["latency_ms"], report["delivery"]
+    converge = report["time"]["time_to_converge"]
+    print(
+        f"delivery {delivery['rate']:.2%}, converged "
+        f"{'in ' + format(converge, 'g') + ' s' if converge is not None else 'NO'}, "
+        f"latency p50 {latency['p50']:.0f} ms p99 {latency['p99']:.0f} ms, "
+        f"{report['receptions_per_op']:.2f} receptions per op"
+    )
+    for check in report["checks"]:
+        mark = "ok  " if check["ok"] else "FAIL"
+        print(f"  {mark} {check['name']}" + (f" ({check['detail']})" if check["detail"] else ""))
+    print(f"report: {out / 'report.html'}")
+    if report["passed"]:
+        return 0
+    print(f"FAILED with seed {report['seed']}; reproduce with:\n  {command}", file=sys.stderr)
+    return 1

@@ -1,0 +1,120 @@
+"""Benchmark: one simulated room of many whole nodes over virtual time.
+
+The issue's run: 1,000 nodes, one hour of virtual time, 1% datagram loss (and 1% segment
+loss on every link, costing retransmission delays), 10% of the nodes churning (leaving
+and coming back, or replaced), one message a second across the room. Reports wall time,
+peak memory per node, delivery and convergence, each target with its ratio:
+
+    every node converges            MET / NOT MET
+    wall time <= 300 s              (2-core machine)
+    <= 2 MiB per simulated node     (peak RSS growth over the run / nodes)
+
+    PYTHONPATH=. python tests/bench/swarm.py            # 1,000 nodes, 3,600 s
+    PYTHONPATH=. python tests/bench/swarm.py --quick    # 20 nodes, 60 s, for CI
+    PYTHONPATH=. python tests/bench/swarm.py --nodes 200 --duration 600 --profile
+
+Exits non-zero only on a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import pstats
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from node.swarm import Scenario, SwarmConfig, Traffic, run_scenario, run_simulated
+from node.swarm._faults import Churn, Degrade
+
+WALL_TARGET = 300.0
+MEMORY_TARGET = 2 * 1024 * 1024
+
+
+def scenario(nodes: int, duration: float) -> Scenario:
+    return Scenario(
+        "bench",
+        "the issue's scale run",
+        nodes=nodes,
+        duration=duration,
+        settle=600.0,
+        network=SwarmConfig(loss=0.01, mesh_size=4, discovery_interval=120.0),
+        traffic=Traffic(rate=1.0),
+        faults=(
+            Churn(at=duration * 0.05, until=duration * 0.9, fraction=0.1, downtime=60.0),
+            Degrade(at=0.0, count=nodes, latency=0.0, jitter=0.0, loss=0.01),
+        ),
+    )
+
+
+def rss() -> int:
+    """Peak resident set size of this process, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 nodes, 60 s")
+    parser.add_argument("--nodes", type=int)
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="print the top costs")
+    args = parser.parse_args()
+    nodes = args.nodes or (20 if args.quick else 1000)
+    duration = args.duration or (60.0 if args.quick else 3600.0)
+    print(f"swarm bench: {nodes} nodes, {duration:g} s virtual, 1% loss, 10% churn, 1 msg/s")
+    base = rss()
+    started = time.perf_counter()
+    last = [0.0]
+
+    def progress(now: float, arrived: int, due: int, up: int, phase: str) -> None:
+        if time.perf_counter() - last[0] > 15:
+            last[0] = time.perf_counter()
+            wall = last[0] - started
+            print(
+                f"  t={now:7.0f}s {phase:<8} delivered {arrived:,}/{due:,} up {up} wall {wall:.0f}s"
+            )
+
+    play = functools.partial(
+        run_scenario, scenario(nodes, duration), args.seed, progress=progress, every=10.0
+    )
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    report = run_simulated(play, args.seed)
+    if profiler is not None:
+        profiler.disable()
+    wall = time.perf_counter() - started
+    per_node = (rss() - base) / nodes
+    delivery = report["delivery"]
+    converged = report["convergence"]["converged"]
+    latency = report["latency_ms"]
+    print(f"messages {delivery['messages']:,}; delivery {delivery['rate']:.2%} "
+          f"({delivery['held']:,}/{delivery['due']:,}); "
+          f"time to converge {report['time']['time_to_converge']} s")  # fmt: skip
+    print(f"latency p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms; "
+          f"{report['receptions_per_op']:.2f} receptions per op; "
+          f"{report['links']['degree_mean']:.1f} links per node")  # fmt: skip
+    print(f"every node converges        {'yes' if converged else 'no':>10}  target yes: "
+          f"{verdict(converged)}")  # fmt: skip
+    print(f"wall time                   {wall:>9.1f}s  target <= {WALL_TARGET:.0f} s: "
+          f"ratio {wall / WALL_TARGET:.2f} {verdict(wall <= WALL_TARGET)}")  # fmt: skip
+    print(f"peak memory per node        {per_node / 1024:>8.0f}KiB  target <= 2048 KiB: "
+          f"ratio {per_node / MEMORY_TARGET:.2f} {verdict(per_node <= MEMORY_TARGET)}")  # fmt: skip
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
