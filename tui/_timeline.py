@@ -52,7 +52,10 @@ class Timeline(ScrollView, can_focus=True):
     """A room's messages; the app feeds it pages and changes."""
 
     DEFAULT_CSS = """
-    Timeline { height: 1fr; scrollbar-size-vertical: 1; }
+    /* No scrollbar: redrawing its thumb for each burst of news cost more than the lines
+       themselves, and it could only show the loaded window, not the room. The wheel,
+       PageUp/PageDown and Ctrl+Home/End still scroll. */
+    Timeline { height: 1fr; scrollbar-size-vertical: 0; }
     """
 
     class NeedOlder(TextualMessage):

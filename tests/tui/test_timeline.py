@@ -146,6 +146,7 @@ def test_a_flood_keeps_the_window_bounded_and_the_view_at_the_bottom() -> None:
             assert len(live.messages) <= _timeline.MAX_LOADED + _timeline.TRIM_SLACK
             assert live.messages[-1].text.startswith("5999 ")
             assert live.scroll_y == live.max_scroll_y
+            assert live.allow_vertical_scroll  # no scrollbar drawn, but the wheel scrolls
             assert "5999" in "".join(live.rendered_text()[-10:])
 
     run(scenario)
