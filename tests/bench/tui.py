@@ -244,7 +244,7 @@ async def measure(
             while not ready.read_text().startswith("done") and time.perf_counter() < deadline:
                 await pilot.pause(0.05)
             sent = int(ready.read_text().split()[1]) if ready.read_text().startswith("done") else 0
-            await pilot.pause(1.0)
+            await pilot.pause(2.5)  # quiet: the UI may run its full garbage collection
         finally:
             child.wait(timeout=60)
         print(
