@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Final, TypeVar
 import outcome
 import trio
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -88,6 +88,10 @@ class ClientEventPosted(TextualMessage):
     def __init__(self, event: ClientEvent) -> None:
         super().__init__()
         self.event = event
+
+
+NARROW = 100  # columns below which the members panel hides unless asked for
+TIGHT = 72  # columns below which the room list narrows
 
 
 class RumorApp(App[int]):
@@ -202,7 +206,7 @@ class RumorApp(App[int]):
             self._part(kind)
         self._part(Static, "#welcome")
         self.timeline.display = False
-        self._part(MemberList).display = self.ui_state.show_members
+        self._fit_panels(self.size.width)
         self._part(RoomList).show([], None)
         self._part(TopicBar).show(None)
         self._part(StatusBar).show("", b"", None, None, None, 0)
@@ -566,7 +570,7 @@ class RumorApp(App[int]):
         self.mentions[room_id] = 0
         info = self._room_info(room_id)
         self._part(Static, "#welcome").display = False
-        self._part(MemberList).display = self.ui_state.show_members
+        self._fit_panels(self.size.width)
         timeline = self.timeline
         timeline.display = True
         self._part(TopicBar).show(info)
@@ -964,6 +968,16 @@ class RumorApp(App[int]):
             return
         body = diagnostics_text(info, diagnostics, status, self.clock_ms())
         await self.push_screen(TextScreen("Diagnostics", body, id="peers-screen"))
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Fit the panels to the terminal: below 100 columns the members panel gives way
+        to the timeline (F2 still shows it), below 72 the room list narrows."""
+        self._fit_panels(event.size.width)
+
+    def _fit_panels(self, width: int) -> None:
+        members = self._part(MemberList)
+        members.display = self.ui_state.show_members and width >= NARROW
+        self._part(RoomList).styles.width = 24 if width >= TIGHT else 14
 
     def _cmd_members(self, arg: str) -> None:
         self.action_toggle_members()

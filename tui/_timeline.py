@@ -104,6 +104,7 @@ class Timeline(ScrollView, can_focus=True):
         self._forked: set[bytes] = set()
         self._layouts: dict[bytes, tuple[BlockContext, Block]] = {}
         self._starts: list[int] = []  # first line of each block (messages, then pending)
+        self._laid_out_for = 0  # the width `_starts` was counted for
         self._total = 0
         self._follow = True
         self.selected: bytes | None = None
@@ -457,6 +458,7 @@ class Timeline(ScrollView, can_focus=True):
             self._layouts = {k: v for k, v in self._layouts.items() if k in live}
         self._starts, self._total = starts, total
         width = self.scrollable_content_region.width or self.size.width
+        self._laid_out_for = width
         self.virtual_size = Size(width, total)
         if follow:
             self._to_bottom()
@@ -481,13 +483,20 @@ class Timeline(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width or self.size.width
+        if width != self._laid_out_for and self._starts:
+            # Resized: every block is laid out again for the new width, heights included,
+            # before any line of them is drawn (the top line stays where it was).
+            self._relayout(keep_anchor=True)
         line = int(self.scroll_y) + y
         base = self.rich_style
         if not self._starts or line >= self._total or line < 0:
             return Strip.blank(width, base)
         index = bisect_right(self._starts, line) - 1
         block = self._block(index)
-        segments = block.lines[line - self._starts[index]]
+        offset = line - self._starts[index]
+        if offset >= len(block.lines):  # (never, once laid out for this width)
+            return Strip.blank(width, base)
+        segments = block.lines[offset]
         strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in segments])
         if index < len(self._messages) and self._messages[index].id == self.selected:
             strip = strip.extend_cell_length(width).apply_style(SELECTED)
