@@ -11,7 +11,7 @@ so no op is handed to anyone before it is durable, and a failed commit leaves no
 What readers see (`history.replica`, a `StoredReplica`) is the committed state only.
 Opening checks the file: SQLite's quick check and every op's bytes against its id for a
 room of moderate size, in the background for a larger one (`scrub`). A damaged op is set
-aside and fetched again from peers (see `crdt._stored`); a damaged file raises StoreError.
+aside and fetched again from peers (see `crdt._applier`); a damaged file raises StoreError.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ import trio
 
 from rumor_runtime import THREADED, Blocking, open_unwrapping_nursery
 
+from ._applier import Applier, Summary, load_op
 from ._hlc import HLC
 from ._identity import Identity
 from ._op import InvalidOp, Kind, Op, Reason, decode_op
 from ._replica import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES
 from ._store import Store, StoreError, describe
-from ._stored import Applier, StoredReplica, Summary, load_op
+from ._stored import StoredReplica
 from ._verify import Verifier
 from ._views import ApplyResult, IngestReport, Outcome
 

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import msgpack
 
 from crdt import SCHEMA_VERSION, Identity, Store, make_hlc
+from crdt._applier import SHIFT
 from crdt._op import SIGNING_CONTEXT
-from crdt._stored import SHIFT
 
 T0 = 1_700_000_000_000
 PAGE = 100
