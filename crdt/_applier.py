@@ -41,6 +41,8 @@ log = logging.getLogger("crdt.store")
 
 SHIFT = 1 << 63  # hlc is an unsigned 64-bit number; SQLite integers are signed
 RECENT = 8192  # ops that took effect lately, kept decoded: most lookups are for these
+_INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
+_INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
 
 
 def load_op(op_id: bytes, data: object) -> Op | None:
@@ -105,6 +107,12 @@ class Applier(Replica):
         self._authors: dict[bytes, int] = {}
         self._recent: OrderedDict[bytes, tuple[Op, int]] = OrderedDict()  # id -> (op, n)
         self._n = 0  # the effect index (row) of the op taking effect now
+        # Rows of ops and messages that took effect in this transaction and are not yet
+        # written: written together (`flush`) before any read of those tables and before
+        # the commit; `_fresh` holds their ids.
+        self._op_rows: list[tuple[int, bytes, int, int, bytes]] = []
+        self._message_rows: list[tuple[int, bytes, int, bytes, int]] = []
+        self._fresh: set[bytes] = set()
         self._restoring = False
         self._ops_count = 0
         self._messages = 0
@@ -115,6 +123,9 @@ class Applier(Replica):
     def load(self) -> None:
         """(Re)build the in-memory part from the tables: on open, and after a rollback."""
         db = self.db
+        self._op_rows.clear()
+        self._message_rows.clear()
+        self._fresh.clear()
         self._heads.clear()
         self._authors.clear()
         self._recent.clear()
@@ -205,6 +216,7 @@ class Applier(Replica):
                 self._nicks[author] = (key, text)
 
     def _op_at(self, n: int) -> Op | None:
+        self.flush()
         row = self.db.execute("SELECT id, data FROM ops WHERE n = ?", (n,)).fetchone()
         if row is None:
             return None
@@ -241,6 +253,7 @@ class Applier(Replica):
 
     def set_aside(self, n: int, reason: str = "damaged") -> bool:
         """Move the op row `n` to quarantine if it is (still) damaged; True if it was."""
+        self.flush()
         row = self.db.execute("SELECT id, data FROM ops WHERE n = ?", (n,)).fetchone()
         if row is None or load_op(bytes(row[0]), row[1]) is not None:
             return False
@@ -248,6 +261,7 @@ class Applier(Replica):
         return True
 
     def _set_aside(self, n: int, reason: str) -> None:
+        self.flush()
         db = self.db
         row = db.execute("SELECT id, a, seq, data FROM ops WHERE n = ?", (n,)).fetchone()
         if row is None:
@@ -283,10 +297,28 @@ class Applier(Replica):
 
     # -- state hooks ----------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Write the rows of ops that took effect since the last flush (one statement per
+        table, not one per op). Run before any read of those tables, and before commit."""
+        if self._op_rows:
+            db = self.db
+            db.executemany(_INSERT_OP, self._op_rows)
+            self._messages += db.executemany(_INSERT_MESSAGE, self._message_rows).rowcount
+            self._op_rows.clear()
+            self._message_rows.clear()
+            self._fresh.clear()
+
     def _known(self, op_id: bytes) -> bool:
-        if op_id in self._held or op_id in self._recent:
+        if op_id in self._held or op_id in self._recent or op_id in self._fresh:
             return True
         return self.db.execute("SELECT 1 FROM ops WHERE id = ?", (op_id,)).fetchone() is not None
+
+    def _known_op(self, op: Op) -> bool:
+        head = self._heads.get(op.author)
+        if head is None or op.seq > head.head:
+            # Every op of a chain in the ops table has a seq up to its head: no lookup.
+            return op.id in self._held
+        return self._known(op.id)
 
     def _find(self, op_id: bytes) -> Op | None:
         op = self._held_ops.get(op_id)
@@ -295,6 +327,7 @@ class Applier(Replica):
         recent = self._recent.get(op_id)
         if recent is not None:
             return recent[0]
+        self.flush()
         row = self.db.execute("SELECT n, data FROM ops WHERE id = ?", (op_id,)).fetchone()
         if row is None:
             return None
@@ -309,6 +342,7 @@ class Applier(Replica):
         recent = self._recent.get(op_id)
         if recent is not None:
             return recent[1]
+        self.flush()
         row = self.db.execute("SELECT n FROM ops WHERE id = ?", (op_id,)).fetchone()
         return None if row is None else int(row[0])
 
@@ -348,10 +382,8 @@ class Applier(Replica):
                 del head.gaps[op.seq]
                 self._restoring = True
                 log.warning("%s: op %s healed from a peer", self.path, op.id.hex()[:16])
-        db.execute(
-            "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)",
-            (n, op.id, head.a, op.seq, op.data),
-        )
+        self._op_rows.append((n, op.id, head.a, op.seq, op.data))
+        self._fresh.add(op.id)
         if was_held:
             db.execute("DELETE FROM held WHERE id = ?", (op.id,))
         self._n = n
@@ -378,16 +410,13 @@ class Applier(Replica):
         return head.head, head.head_id, head.head_hlc
 
     def _add_message(self, op: Op) -> None:
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)",
-            (op.hlc - SHIFT, op.author, op.seq, op.id, self._n),
-        )
-        self._messages += cursor.rowcount
+        self._message_rows.append((op.hlc - SHIFT, op.author, op.seq, op.id, self._n))
 
     def _message_row(self, target: bytes) -> tuple[tuple[int, bytes, int, bytes], Any] | None:
         op = self._find(target)
         if op is None:
             return None
+        self.flush()
         pk = (op.hlc - SHIFT, op.author, op.seq, op.id)
         row = self.db.execute(
             "SELECT edit, deleted, reacted FROM messages"

@@ -92,6 +92,7 @@ class History:
         self._turn_changed = trio.Event()
         self.replica.on_damage = self._on_damage
         store.after = self._after_transaction
+        store.before_commit = applier.flush
         store.publish = self._publish
 
     @classmethod
@@ -279,7 +280,7 @@ class History:
                     report.reasons[index] = exc.reason
                     continue
             decoded.append((index, op))
-        known = self.replica.known([op.id for _, op in decoded])
+        known = self.replica.known_ops([op for _, op in decoded])
         check = self.replica.check_unknown
         chunk = _Chunk()
         for index, op in decoded:
@@ -405,6 +406,7 @@ def _prepare(applier: Applier, db: sqlite3.Connection) -> int:
                     (op_id, data),
                 )
         db.execute("DROP TABLE ops_v1")
+        applier.flush()
         applier.max_pending, applier.max_pending_bytes = DEFAULT_LIMITS
         applier.load()
     return skipped

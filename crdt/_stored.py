@@ -78,6 +78,8 @@ class StoredReplica:
     def known(self, ids: list[bytes]) -> set[bytes]:
         """Which of `ids` are stored here (committed, in effect or held)."""
         found: set[bytes] = set()
+        if not ids:
+            return found
         for at in range(0, len(ids), 500):
             part = ids[at : at + 500]
             marks = ",".join("?" * len(part))
@@ -87,6 +89,15 @@ class StoredReplica:
                     for row in self._rows(f"SELECT id FROM {table} WHERE id IN ({marks})", part)
                 )
         return found
+
+    def known_ops(self, ops: list[Op]) -> set[bytes]:
+        """Which of `ops` are stored here, as `known`, looking up only those that can be: an
+        op beyond its author's committed head is not in effect, and unless ops are held it
+        is not held either. (Ops committed since the summary are found by the applier.)"""
+        heads = self._summary.heads
+        if self._summary.held:
+            return self.known([op.id for op in ops])
+        return self.known([op.id for op in ops if op.seq <= heads.get(op.author, 0)])
 
     def check_unknown(self, op: Op, *, now_ms: int | None = None) -> ApplyResult | None:
         return self._applier.check_unknown(op, now_ms=now_ms)
