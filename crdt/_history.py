@@ -35,7 +35,7 @@ from ._hlc import HLC
 from ._identity import Identity
 from ._op import InvalidOp, Kind, Op, Reason, decode_op
 from ._replica import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES
-from ._store import Store, StoreError, describe
+from ._store import Job, Store, StoreError, describe
 from ._stored import StoredReplica
 from ._verify import Verifier
 from ._views import ApplyResult, IngestReport, Outcome
@@ -43,6 +43,10 @@ from ._views import ApplyResult, IngestReport, Outcome
 __all__ = ["History", "wall_clock_ms"]
 
 CHUNK = 256  # ops per verification job: large enough that process hand-off is noise
+# Verified ops applied per write (at least; a batch's last ones go as they are). Each op
+# rewrites a page of the random id index, but a transaction also rewrites a page of every
+# author's chain index and the tails of the ops and messages tables: larger ones share those.
+APPLY_OPS = 1024
 CHECK_AT_OPEN_BYTES = 16 << 20  # files up to this size are checked in full before use
 SCRUB_ROWS = 4096  # op rows checked per step of a scrub
 
@@ -306,33 +310,45 @@ class History:
         self, receive: trio.MemoryReceiveChannel[_Chunk], report: IngestReport, ticket: int
     ) -> None:
         jobs = []
+        verified: list[_Chunk] = []
+        count = 0
         async with receive:
             await self._wait_for_turn(ticket)
             async for chunk in receive:
                 await chunk.verified.wait()
-                # The store runs writes in the order they were submitted, sharing
-                # transactions between those that queue up.
-                jobs.append(self.store.submit(partial(self._apply, chunk, report), durable=False))
+                verified.append(chunk)
+                count += len(chunk.ops)
+                if count >= APPLY_OPS:
+                    # The store runs writes in the order they were submitted, sharing
+                    # transactions between those that queue up.
+                    jobs.append(self._submit_apply(verified, report))
+                    verified, count = [], 0
+            if verified:
+                jobs.append(self._submit_apply(verified, report))
             self._end_turn(ticket)
         for job in jobs:
             await job.wait()
 
-    def _apply(self, chunk: _Chunk, report: IngestReport, db: sqlite3.Connection) -> None:
-        """Apply one verified chunk, inside a write transaction (on the writer's thread)."""
+    def _submit_apply(self, chunks: list[_Chunk], report: IngestReport) -> Job[None]:
+        return self.store.submit(partial(self._apply, chunks, report), durable=False)
+
+    def _apply(self, chunks: list[_Chunk], report: IngestReport, db: sqlite3.Connection) -> None:
+        """Apply verified chunks, inside a write transaction (on the writer's thread)."""
         admit = self._applier.admit_into
         changes = report.changes
-        for index, op, ok in zip(chunk.indexes, chunk.ops, chunk.verdicts, strict=True):
-            if not ok:
-                report.reasons[index] = Reason.BAD_SIGNATURE
-                continue
-            outcome, reason, waiting_for = admit(op, changes)
-            report.outcomes[index] = outcome
-            if outcome is Outcome.ADDED:
-                report.added.append(op)
-                if waiting_for is not None:
-                    report.waiting_for[op.id] = waiting_for
-            elif reason is not None:
-                report.reasons[index] = reason
+        for chunk in chunks:
+            for index, op, ok in zip(chunk.indexes, chunk.ops, chunk.verdicts, strict=True):
+                if not ok:
+                    report.reasons[index] = Reason.BAD_SIGNATURE
+                    continue
+                outcome, reason, waiting_for = admit(op, changes)
+                report.outcomes[index] = outcome
+                if outcome is Outcome.ADDED:
+                    report.added.append(op)
+                    if waiting_for is not None:
+                        report.waiting_for[op.id] = waiting_for
+                elif reason is not None:
+                    report.reasons[index] = reason
 
     # -- ops of our own ---------------------------------------------------------------------
 
