@@ -11,6 +11,12 @@ It must never run outside the store's write transactions (on the writer's thread
 hook assumes the open transaction, and the views are updated in the same transaction as
 the op. It must never be read from the trio thread except through its `Summary`.
 
+Bulk writes: the rows of ops and messages that take effect are kept in lists and written
+with one statement per table (`flush`), which must run before any read of those tables
+(every hook that reads them calls it) and before the commit (the store's `before_commit`).
+An op beyond its author's chain head is new without a lookup: every op in the ops table
+has a seq up to its author's head.
+
 Damage: every op read back is decoded and its bytes hashed against its id. A row that
 fails is never shown: it is moved to the `quarantine` table (never deleted), counted, and
 its (author, seq) becomes a gap that lowers that author's version vector entry, so sync
