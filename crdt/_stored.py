@@ -7,8 +7,8 @@ sees the last commit and never waits for the writer).
 
 It must never write: a damaged row it comes across is reported through `on_damage`, and
 the writer sets it aside. Of the applier's in-memory state it reads only the published
-summary and the held ops; and it never lets a raw `sqlite3.Error` out (reads go through
-`Store.guard`).
+summary, the held ops and the screening checks (`check_unknown`); and it never lets a raw
+`sqlite3.Error` out (reads go through `Store.guard`).
 """
 
 from __future__ import annotations
