@@ -11,7 +11,7 @@ so no op is handed to anyone before it is durable, and a failed commit leaves no
 What readers see (`history.replica`, a `StoredReplica`) is the committed state only.
 Opening checks the file: SQLite's quick check and every op's bytes against its id for a
 room of moderate size, in the background for a larger one (`scrub`). A damaged op is set
-aside and fetched again from peers (see `crdt._stored`); a damaged file raises StoreError.
+aside and fetched again from peers (see `crdt._applier`); a damaged file raises StoreError.
 """
 
 from __future__ import annotations
@@ -30,18 +30,23 @@ import trio
 
 from rumor_runtime import THREADED, Blocking, open_unwrapping_nursery
 
+from ._applier import Applier, Summary, load_op
 from ._hlc import HLC
 from ._identity import Identity
 from ._op import InvalidOp, Kind, Op, Reason, decode_op
 from ._replica import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES
-from ._store import Store, StoreError, describe
-from ._stored import Applier, StoredReplica, Summary, load_op
+from ._store import Job, Store, StoreError, describe
+from ._stored import StoredReplica
 from ._verify import Verifier
 from ._views import ApplyResult, IngestReport, Outcome
 
 __all__ = ["History", "wall_clock_ms"]
 
 CHUNK = 256  # ops per verification job: large enough that process hand-off is noise
+# Verified ops applied per write (at least; a batch's last ones go as they are). Each op
+# rewrites a page of the random id index, but a transaction also rewrites a page of every
+# author's chain index and the tails of the ops and messages tables: larger ones share those.
+APPLY_OPS = 1024
 CHECK_AT_OPEN_BYTES = 16 << 20  # files up to this size are checked in full before use
 SCRUB_ROWS = 4096  # op rows checked per step of a scrub
 
@@ -91,6 +96,7 @@ class History:
         self._turn_changed = trio.Event()
         self.replica.on_damage = self._on_damage
         store.after = self._after_transaction
+        store.before_commit = applier.flush
         store.publish = self._publish
 
     @classmethod
@@ -278,7 +284,7 @@ class History:
                     report.reasons[index] = exc.reason
                     continue
             decoded.append((index, op))
-        known = self.replica.known([op.id for _, op in decoded])
+        known = self.replica.known_ops([op for _, op in decoded])
         check = self.replica.check_unknown
         chunk = _Chunk()
         for index, op in decoded:
@@ -304,33 +310,45 @@ class History:
         self, receive: trio.MemoryReceiveChannel[_Chunk], report: IngestReport, ticket: int
     ) -> None:
         jobs = []
+        verified: list[_Chunk] = []
+        count = 0
         async with receive:
             await self._wait_for_turn(ticket)
             async for chunk in receive:
                 await chunk.verified.wait()
-                # The store runs writes in the order they were submitted, sharing
-                # transactions between those that queue up.
-                jobs.append(self.store.submit(partial(self._apply, chunk, report), durable=False))
+                verified.append(chunk)
+                count += len(chunk.ops)
+                if count >= APPLY_OPS:
+                    # The store runs writes in the order they were submitted, sharing
+                    # transactions between those that queue up.
+                    jobs.append(self._submit_apply(verified, report))
+                    verified, count = [], 0
+            if verified:
+                jobs.append(self._submit_apply(verified, report))
             self._end_turn(ticket)
         for job in jobs:
             await job.wait()
 
-    def _apply(self, chunk: _Chunk, report: IngestReport, db: sqlite3.Connection) -> None:
-        """Apply one verified chunk, inside a write transaction (on the writer's thread)."""
+    def _submit_apply(self, chunks: list[_Chunk], report: IngestReport) -> Job[None]:
+        return self.store.submit(partial(self._apply, chunks, report), durable=False)
+
+    def _apply(self, chunks: list[_Chunk], report: IngestReport, db: sqlite3.Connection) -> None:
+        """Apply verified chunks, inside a write transaction (on the writer's thread)."""
         admit = self._applier.admit_into
         changes = report.changes
-        for index, op, ok in zip(chunk.indexes, chunk.ops, chunk.verdicts, strict=True):
-            if not ok:
-                report.reasons[index] = Reason.BAD_SIGNATURE
-                continue
-            outcome, reason, waiting_for = admit(op, changes)
-            report.outcomes[index] = outcome
-            if outcome is Outcome.ADDED:
-                report.added.append(op)
-                if waiting_for is not None:
-                    report.waiting_for[op.id] = waiting_for
-            elif reason is not None:
-                report.reasons[index] = reason
+        for chunk in chunks:
+            for index, op, ok in zip(chunk.indexes, chunk.ops, chunk.verdicts, strict=True):
+                if not ok:
+                    report.reasons[index] = Reason.BAD_SIGNATURE
+                    continue
+                outcome, reason, waiting_for = admit(op, changes)
+                report.outcomes[index] = outcome
+                if outcome is Outcome.ADDED:
+                    report.added.append(op)
+                    if waiting_for is not None:
+                        report.waiting_for[op.id] = waiting_for
+                elif reason is not None:
+                    report.reasons[index] = reason
 
     # -- ops of our own ---------------------------------------------------------------------
 
@@ -404,6 +422,7 @@ def _prepare(applier: Applier, db: sqlite3.Connection) -> int:
                     (op_id, data),
                 )
         db.execute("DROP TABLE ops_v1")
+        applier.flush()
         applier.max_pending, applier.max_pending_bytes = DEFAULT_LIMITS
         applier.load()
     return skipped

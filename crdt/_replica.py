@@ -168,7 +168,7 @@ class Replica:
     ) -> tuple[Outcome, Reason | None, bytes | None]:
         """`admit`, appending the view changes to `changes`: for bulk ingest, which would
         rather not build a result object per op. Returns (outcome, reason, waiting for)."""
-        if self._known(op.id):
+        if self._known_op(op):
             return Outcome.DUPLICATE, None, None
         waiting_for, reason = self._dependency(op)
         if reason is not None:
@@ -338,6 +338,10 @@ class Replica:
     def _known(self, op_id: bytes) -> bool:
         """Whether `op_id` was accepted (held or in effect)."""
         return op_id in self._ops or op_id in self._held
+
+    def _known_op(self, op: Op) -> bool:
+        """`_known(op.id)`; a store may answer from `op`'s author and seq without a lookup."""
+        return self._known(op.id)
 
     def _find(self, op_id: bytes) -> Op | None:
         """An accepted op (held or in effect) by id."""

@@ -139,6 +139,7 @@ MIGRATIONS: list[Sequence[str]] = [
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+WAL_PAGES = 16384  # the WAL is folded into the file when it reaches this (64 MiB)
 
 # SQLite primary result codes after which a file takes no more writes this run.
 _FATAL_CODES = {
@@ -217,6 +218,9 @@ class Store:
         # (True: committed; False: rolled back), returning what `publish` then receives on
         # the trio thread.
         self.after: Callable[[bool], object] | None = None
+        # Set by the owner: run on the writer's thread inside each transaction, after its
+        # writes and before the commit (to write what they left buffered).
+        self.before_commit: Callable[[], None] | None = None
         self.publish: Callable[[object], None] | None = None
 
     @classmethod
@@ -303,6 +307,7 @@ class Store:
     async def _commit(self, jobs: list[Job[Any]]) -> None:
         durable = any(job.durable for job in jobs)
         after = self.after
+        before_commit = self.before_commit
 
         def write() -> tuple[BaseException | None, object]:
             error: BaseException | None = None
@@ -317,6 +322,8 @@ class Store:
                 try:
                     for job in jobs:
                         job.result = job.fn(self._db)
+                    if before_commit is not None:
+                        before_commit()
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -432,6 +439,10 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
             raise StoreError(f"{path}: cannot switch to WAL mode")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-32768")  # 32 MiB: the id index's hot pages
+        # Each commit rewrites about one page of the (random) id index per op; checkpoints
+        # copy those pages into the file and fsync it. Fewer, larger checkpoints copy a page
+        # rewritten by many commits once (measured: commit time halved in a 1M-op room).
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
         _migrate(db)
         db.execute("SELECT count(*) FROM meta").fetchone()
         reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -63,6 +63,7 @@ __all__ = ["Node", "room_dht_key"]
 log = logging.getLogger("node")
 
 STOP_TIMEOUT: Final = 10.0  # seconds the rooms may take to save and close on shutdown
+FLUSH_TIMEOUT: Final = 2.0  # seconds what we wrote last may take to reach the links
 
 
 class Node:
@@ -189,12 +190,26 @@ class Node:
                 await node._start(host, port, advertise, dht_port, dht_host, bootstrap)
                 yield node
             finally:
+                await node._flush()
                 await node._peers.close_all()
                 await node._stop_rooms()
                 nursery.cancel_scope.cancel()
                 for driver in node._rooms.values():
                     driver.gone = driver.gone or "closed with its node"
                     driver.close_subscribers()
+
+    async def _flush(self) -> None:
+        """On closing, hand what we wrote last to the links before they close: each room
+        task handles what it was given, then each link writes what is queued (bounded:
+        a peer that does not read is not waited for)."""
+        self._peers.closing = True  # no new links from here on
+        for driver in self._rooms.values():  # and no new writes: they could not go out
+            driver.gone = driver.gone or "closed with its node"
+        with trio.CancelScope(shield=True), trio.move_on_after(FLUSH_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for driver in list(self._rooms.values()):
+                    nursery.start_soon(driver.drain)
+            await self._peers.flush_all()
 
     async def _stop_rooms(self) -> None:
         """Stop every room's task and let it close its history itself: cancelling a

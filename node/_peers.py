@@ -407,6 +407,13 @@ class Peers:
             if room_id in linked.rooms:
                 self._nursery.start_soon(_close_when_sent, linked.link)
 
+    async def flush_all(self) -> None:
+        """Return once every link has written what is queued on it (the caller bounds
+        the wait)."""
+        async with trio.open_nursery() as nursery:
+            for linked in list(self.links.values()):
+                nursery.start_soon(linked.link.flush)
+
     async def close_all(self) -> None:
         """Close every link while the tasks serving them still run, so each closing
         handshake is answered instead of timing out; shielded, since closing is cleanup."""

@@ -101,8 +101,15 @@ class Stop:
     """Stop the room task once everything posted before is handled (leaving a room)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Handled:
+    """Set `done` once everything posted before is handled (see `RoomDriver.drain`)."""
+
+    done: trio.Event
+
+
 _Event = Up | Down | Received | _Authored | _Ingested
-_Item = _Event | Stop
+_Item = _Event | Stop | _Handled
 
 
 class RoomDriver:
@@ -211,6 +218,13 @@ class RoomDriver:
         await self.post(_Authored(op))
         return op
 
+    async def drain(self) -> None:
+        """Return once everything posted to the room task so far is handled: the ops we
+        authored are then queued on the links (the node closing flushes them)."""
+        done = trio.Event()
+        await self.post(_Handled(done))
+        await done.wait()
+
     def subscribe(self) -> RoomEvents:
         stream = RoomEvents(self._subscribers.discard)
         if self.gone is not None:
@@ -288,6 +302,9 @@ class RoomDriver:
                     if isinstance(item, Stop):
                         nursery.cancel_scope.cancel()
                         return
+                    if isinstance(item, _Handled):
+                        item.done.set()
+                        continue
                     self._perform(self._handle(item), nursery)
                     self._progressed()
                     continue

@@ -228,7 +228,7 @@ class RoomsApp(AppShell):
         self.mentions[room_id] = 0
         info = self._room_info(room_id)
         self._part(Static, "#welcome").display = False
-        self._part(MemberList).display = self.ui_state.show_members
+        self._fit_panels(self.size.width)
         timeline = self.timeline
         timeline.display = True
         self._part(TopicBar).show(info)

@@ -53,6 +53,8 @@ ClientFactory = Callable[[], AbstractAsyncContextManager[ChatClient]]
 
 STATUS_EVERY: Final = 1.0  # seconds between status polls
 SAVE_EVERY: Final = 10.0  # seconds between saves of the read markers, when they moved
+NARROW: Final = 100  # columns below which the members panel hides unless asked for
+TIGHT: Final = 72  # columns below which the room list narrows
 EVENT_BATCH: Final = 500  # client events posted to the app as one message, at most
 
 
@@ -166,7 +168,7 @@ class AppShell(App[int]):
             self._part(kind)
         self._part(Static, "#welcome")
         self.timeline.display = False
-        self._part(MemberList).display = self.ui_state.show_members
+        self._fit_panels(self.size.width)
         self._part(RoomList).show([], None)
         self._part(TopicBar).show(None)
         self._part(StatusBar).show("", b"", None, None, None, 0)
@@ -281,6 +283,16 @@ class AppShell(App[int]):
         if self.client is None:
             raise GuestClosed("the node is still opening")
         return self.client
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Fit the panels to the terminal: below NARROW columns the members panel gives
+        way to the timeline (F2 still shows it), below TIGHT the room list narrows."""
+        self._fit_panels(event.size.width)
+
+    def _fit_panels(self, width: int) -> None:
+        members = self._part(MemberList)
+        members.display = self.ui_state.show_members and width >= NARROW
+        self._part(RoomList).styles.width = 24 if width >= TIGHT else 14
 
     # -- kept state ---------------------------------------------------------------------------
 

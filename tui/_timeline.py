@@ -560,12 +560,17 @@ class Timeline(ScrollView, can_focus=True):
 
     # -- painting -------------------------------------------------------------------------
 
-    def render_lines(self, crop: Region) -> list[Strip]:
+    def _fit_width(self) -> int:
+        """Lay the blocks out again if the width changed since (a resize not yet handled:
+        every block's height may change, and no line may be drawn from the old ones)."""
         width = self.scrollable_content_region.width or self.size.width
         if width != self._layout_width and self._blocks:
-            # The scrollbar came or went (no resize event): lay out again for the width.
             self._blocks = [None] * self._entries()
             self._relayout(keep_anchor=True)
+        return width
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        width = self._fit_width()
         # The base style, width and top margin, found once per paint, not once per line.
         self._paint = (self.rich_style, width, self._top_pad())
         try:
@@ -574,6 +579,8 @@ class Timeline(ScrollView, can_focus=True):
             self._paint = None
 
     def render_line(self, y: int) -> Strip:
+        if self._paint is None:  # called on its own, not from `render_lines`
+            self._fit_width()
         base, width, pad = self._paint or (
             self.rich_style,
             self.scrollable_content_region.width or self.size.width,
@@ -606,6 +613,8 @@ class Timeline(ScrollView, can_focus=True):
         cached = self._strips.get(key)
         if cached is not None and cached[0] is block:
             return cached[1]
+        if offset >= len(block.lines):  # (never, once laid out for this width)
+            return Strip.blank(width, base)
         segments = block.lines[offset]
         strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in segments])
         strip = strip.crop_extend(0, width, base)

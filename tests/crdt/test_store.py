@@ -280,6 +280,38 @@ async def test_round_trip_preserves_views(tmp_path: Path) -> None:
                 assert await reopened.store.integrity_check() == "ok"
 
 
+async def test_one_batch_mixing_new_ops_copies_and_ops_aimed_at_each_other(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    # Rows are written in bulk (before any read of their tables, and before the commit),
+    # and an op beyond its author's head is taken as new without a lookup: copies within
+    # a batch and of committed ops must still come out as duplicates, and an edit or a
+    # reaction must find its target written in the same batch.
+    peers, _ = conversation()
+    first, rest = peers.ops[:20], peers.ops[20:]
+    more = [peers.message((ALICE, BOB)[i % 2], f"more {i}") for i in range(40)]
+    target = more[0]
+    more.append(peers.edit(ALICE, target, "more 0, edited"))
+    more.append(peers.react(BOB, target, "👀"))
+    async with open_history(tmp_path / "room.db", verifier) as history:
+        await ingest_all(history, first)
+        batch = [*first[:3], *rest, rest[0], *more, more[5]]
+        report = await history.ingest([op.data for op in batch])
+        duplicates = {0, 1, 2, 3 + len(rest), len(batch) - 1}
+        assert [i for i, o in enumerate(report.outcomes) if o is Outcome.DUPLICATE] == sorted(
+            duplicates
+        )
+        assert all(o is Outcome.ADDED for i, o in enumerate(report.outcomes) if i not in duplicates)
+        expected = Replica(ROOM)
+        for op in peers.ops:
+            assert expected.admit(op).added
+        assert history.replica.render() == expected.render()
+        shown = history.replica.message(target.id)
+        assert shown is not None and shown.text == "more 0, edited"
+        assert shown.reactions == (("👀", (BOB.peer_id,)),)
+        assert await history.store.count() == len(peers.ops)
+
+
 async def test_reopen_continues_own_chain_and_clock(tmp_path: Path, verifier: Verifier) -> None:
     path = tmp_path / "room.db"
     async with open_history(path, verifier, identity=ME) as history:

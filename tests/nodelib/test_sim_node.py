@@ -418,3 +418,19 @@ async def test_a_lost_or_restored_room_file_does_not_fork_our_own_chain(
                 for node, room in ((a, ra), (b, rb)):
                     assert node._rooms[room.id].history.replica.forked_authors() == []
                     assert node.status().rooms[0].held == 0
+
+
+async def test_what_a_closing_node_wrote_last_reaches_its_peers(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = fixed_network()
+    with trio.fail_after(60):
+        async with open_sim_node(net, tmp_path / "b") as b:
+            async with open_sim_node(net, tmp_path / "a") as a:
+                ra = await a.create_room("last words")
+                rb = await b.join(ra.invite())
+                await wait_until(lambda: b.peer_id in ra.members() and a.peer_id in rb.members())
+                await ra.send("goodbye")  # and the node closes at once
+            await wait_until(lambda: "goodbye" in texts(rb))
+            with pytest.raises(trio.ClosedResourceError):  # a closed node takes no writes
+                await ra.send("too late")

@@ -1,0 +1,493 @@
+"""The writer's side of a stored room: the replica's rules over the store's tables.
+
+`Applier` is a `Replica` whose state hooks read and write the store's tables (ops in
+effect, held ops, chains, the timeline, edits, deletes, reactions, registers) instead of
+dicts, so the views follow the very same rules as the in-memory `Replica`. In memory it
+keeps only what is per author (chain heads, forks, gaps left by damaged rows, the
+registers) and the held ops (bounded). After each transaction it publishes a `Summary`
+of that per-author state for the read side (`crdt._stored`).
+
+It must never run outside the store's write transactions (on the writer's thread): every
+hook assumes the open transaction, and the views are updated in the same transaction as
+the op. It must never be read from the trio thread except through its `Summary`.
+
+Bulk writes: the rows of ops and messages that take effect are kept in lists and written
+with one statement per table (`flush`), which must run before any read of those tables
+(every hook that reads them calls it) and before the commit (the store's `before_commit`).
+An op beyond its author's chain head is new without a lookup: every op in the ops table
+has a seq up to its author's head.
+
+Damage: every op read back is decoded and its bytes hashed against its id. A row that
+fails is never shown: it is moved to the `quarantine` table (never deleted), counted, and
+its (author, seq) becomes a gap that lowers that author's version vector entry, so sync
+fetches the op again; when the genuine op comes back it takes its old place (its old
+effect index) and the gap closes. The views were built with the op in place, so nothing
+else has to change.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import OrderedDict
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from ._hlc import HLC
+from ._identity import Identity
+from ._op import InvalidOp, Kind, Op, decode_op
+from ._replica import Replica, SortKey
+from ._store import StoreError
+from ._views import AuthorForked, Change
+
+__all__ = ["SHIFT", "Applier", "Summary", "load_op"]
+
+log = logging.getLogger("crdt.store")
+
+SHIFT = 1 << 63  # hlc is an unsigned 64-bit number; SQLite integers are signed
+RECENT = 8192  # ops that took effect lately, kept decoded: most lookups are for these
+_INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
+_INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
+
+
+def load_op(op_id: bytes, data: object) -> Op | None:
+    """The op stored as `data` under `op_id`, or None if the bytes are damaged (they no
+    longer decode, or no longer hash to the id)."""
+    if not isinstance(data, bytes):
+        return None
+    try:
+        op = decode_op(data)
+    except InvalidOp:
+        return None
+    return op if op.id == op_id else None
+
+
+class _Head:
+    """One author's chain, as far as sync and authoring need it."""
+
+    __slots__ = ("a", "forks", "gaps", "head", "head_hlc", "head_id")
+
+    def __init__(self, a: int) -> None:
+        self.a = a
+        self.head = 0  # every seq 1..head took effect
+        self.head_id: bytes | None = None  # the first op that took effect at head
+        self.head_hlc = 0
+        self.forks: set[int] = set()
+        self.gaps: dict[int, bytes] = {}  # seq -> id of an op in effect set aside as damaged
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the applier publishes after each transaction, for reads on the trio thread."""
+
+    authors: dict[bytes, int]
+    heads: dict[bytes, int]
+    vector: dict[bytes, int]
+    forks: dict[bytes, int]  # author -> lowest forked seq
+    ops: int
+    held: int
+    messages: int
+    topic: str
+    nicks: dict[bytes, str]
+    members: list[bytes]
+    damaged: int
+
+
+class Applier(Replica):
+    """The replica's rules over the store's tables. Use only inside a store transaction."""
+
+    def __init__(
+        self,
+        room: bytes,
+        db: sqlite3.Connection,
+        *,
+        identity: Identity | None = None,
+        clock: HLC | None = None,
+        path: object = "",
+    ) -> None:
+        super().__init__(room, identity=identity, clock=clock)
+        self.db = db
+        self.path = path
+        self._heads: dict[bytes, _Head] = {}
+        self._authors: dict[bytes, int] = {}
+        self._recent: OrderedDict[bytes, tuple[Op, int]] = OrderedDict()  # id -> (op, n)
+        self._n = 0  # the effect index (row) of the op taking effect now
+        # Rows of ops and messages that took effect in this transaction and are not yet
+        # written: written together (`flush`) before any read of those tables and before
+        # the commit; `_fresh` holds their ids.
+        self._op_rows: list[tuple[int, bytes, int, int, bytes]] = []
+        self._message_rows: list[tuple[int, bytes, int, bytes, int]] = []
+        self._fresh: set[bytes] = set()
+        self._restoring = False
+        self._ops_count = 0
+        self._messages = 0
+        self.damaged = 0  # rows set aside this run, and before (from the quarantine table)
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """(Re)build the in-memory part from the tables: on open, and after a rollback."""
+        db = self.db
+        self._op_rows.clear()
+        self._message_rows.clear()
+        self._fresh.clear()
+        self._heads.clear()
+        self._authors.clear()
+        self._recent.clear()
+        self._waiting.clear()
+        self._held.clear()
+        self._held_ops.clear()
+        self._held_bytes = 0
+        self._topic = None
+        self._nicks.clear()
+        self._membership.clear()
+        for a, key in db.execute("SELECT a, key FROM authors"):
+            self._authors[bytes(key)] = a
+            self._heads[bytes(key)] = _Head(a)
+        for a, seq in db.execute("SELECT a, seq FROM forks"):
+            self._head_of(a).forks.add(seq)
+        for a, seq, op_id in db.execute(
+            "SELECT a, seq, id FROM quarantine WHERE held = 0 AND healed = 0"
+        ):
+            if isinstance(a, int) and isinstance(seq, int) and isinstance(op_id, bytes):
+                self._head_of(a).gaps[seq] = op_id
+        self.damaged = int(db.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+        last = db.execute(
+            "SELECT max(coalesce((SELECT max(n) FROM ops), -1),"
+            " coalesce((SELECT max(n) FROM quarantine), -1))"
+        ).fetchone()[0]
+        self._effects = int(last) + 1
+        self._ops_count = int(db.execute("SELECT count(*) FROM ops").fetchone()[0])
+        self._messages = int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+        for author, head in list(self._heads.items()):
+            self._load_head(author, head)
+        self._load_registers()
+        for op_id, data in db.execute("SELECT id, data FROM held").fetchall():
+            op = load_op(bytes(op_id), data)
+            if op is None:
+                self._set_aside_held(bytes(op_id), data, "damaged")
+                continue
+            waiting_for, reason = self._dependency(op)
+            if reason is None and waiting_for is not None:
+                self._hold(op, waiting_for)
+                self.clock.observe(op.hlc)
+            else:  # cannot happen with tables this module wrote; kept, not applied
+                self._set_aside_held(op.id, data, f"unplaced: {reason}")
+
+    def _head_of(self, a: int) -> _Head:
+        for head in self._heads.values():
+            if head.a == a:
+                return head
+        raise StoreError(f"{self.path}: chain of unknown author {a}")
+
+    def _load_head(self, author: bytes, head: _Head) -> None:
+        db = self.db
+        top = db.execute("SELECT max(seq) FROM ops WHERE a = ?", (head.a,)).fetchone()[0]
+        head.head = max(int(top or 0), max(head.gaps, default=0))
+        while head.head:
+            if head.head in head.gaps:
+                head.head_id = head.gaps[head.head]
+                head.head_hlc = 0
+                return
+            row = db.execute(
+                "SELECT n, id, data FROM ops WHERE a = ? AND seq = ? ORDER BY n LIMIT 1",
+                (head.a, head.head),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"{self.path}: chain of {author.hex()[:8]} has no head")
+            op = load_op(bytes(row[1]), row[2])
+            if op is None:
+                self._set_aside(int(row[0]), "damaged")  # makes a gap; look again
+                continue
+            head.head_id, head.head_hlc = op.id, op.hlc
+            self.clock.observe(op.hlc)
+            return
+
+    def _load_registers(self) -> None:
+        rows = self.db.execute(
+            "SELECT reg, author, kind, hlc, seq, id, n FROM registers"
+        ).fetchall()
+        for reg, author, kind, hlc, seq, op_id, n in rows:
+            author = bytes(author)
+            key: SortKey = (hlc + SHIFT, author, seq, bytes(op_id))
+            if reg == Kind.JOIN:
+                self._membership[author] = (key, kind == Kind.JOIN)
+                continue
+            op = self._op_at(n)
+            text = op.body[0] if op is not None else ""  # damaged: shown again once healed
+            if reg == Kind.TOPIC:
+                self._topic = (key, text, author)
+            else:
+                self._nicks[author] = (key, text)
+
+    def _op_at(self, n: int) -> Op | None:
+        self.flush()
+        row = self.db.execute("SELECT id, data FROM ops WHERE n = ?", (n,)).fetchone()
+        if row is None:
+            return None
+        op = load_op(bytes(row[0]), row[1])
+        if op is None:
+            self._set_aside(n, "damaged")
+        return op
+
+    def summary(self) -> Summary:
+        vector = {}
+        heads = {}
+        forks = {}
+        for author, head in self._heads.items():
+            heads[author] = head.head
+            vector[author] = min(head.gaps) - 1 if head.gaps else head.head
+            if head.forks:
+                forks[author] = min(head.forks)
+        topic = "" if self._topic is None else self._topic[1]
+        return Summary(
+            authors=dict(self._authors),
+            heads=heads,
+            vector=vector,
+            forks=forks,
+            ops=self._ops_count,
+            held=len(self._held),
+            messages=self._messages,
+            topic=topic,
+            nicks={a: nick for a, (_, nick) in self._nicks.items() if nick},
+            members=sorted(a for a, (_, joined) in self._membership.items() if joined),
+            damaged=self.damaged,
+        )
+
+    # -- damage ---------------------------------------------------------------------------
+
+    def set_aside(self, n: int, reason: str = "damaged") -> bool:
+        """Move the op row `n` to quarantine if it is (still) damaged; True if it was."""
+        self.flush()
+        row = self.db.execute("SELECT id, data FROM ops WHERE n = ?", (n,)).fetchone()
+        if row is None or load_op(bytes(row[0]), row[1]) is not None:
+            return False
+        self._set_aside(n, reason)
+        return True
+
+    def _set_aside(self, n: int, reason: str) -> None:
+        self.flush()
+        db = self.db
+        row = db.execute("SELECT id, a, seq, data FROM ops WHERE n = ?", (n,)).fetchone()
+        if row is None:
+            return
+        op_id, a, seq, data = row
+        db.execute(
+            "INSERT INTO quarantine (n, id, a, seq, data, held, reason) VALUES (?,?,?,?,?,0,?)",
+            (n, op_id, a, seq, data, reason),
+        )
+        db.execute("DELETE FROM ops WHERE n = ?", (n,))
+        self._recent.pop(bytes(op_id), None)
+        self._ops_count -= 1
+        self.damaged += 1
+        # If the author number is damaged too there is nothing to ask peers for by seq.
+        with suppress(StoreError):
+            self._head_of(a).gaps[seq] = bytes(op_id)
+        log.warning(
+            "%s: stored op %s (#%s) is damaged (%s): set aside, to be fetched again from peers",
+            self.path,
+            bytes(op_id).hex()[:16],
+            seq,
+            reason,
+        )
+
+    def _set_aside_held(self, op_id: bytes, data: object, reason: str) -> None:
+        self.db.execute(
+            "INSERT INTO quarantine (id, data, held, reason) VALUES (?, ?, 1, ?)",
+            (op_id, data, reason),
+        )
+        self.db.execute("DELETE FROM held WHERE id = ?", (op_id,))
+        self.damaged += 1
+        log.warning("%s: held op %s set aside (%s)", self.path, op_id.hex()[:16], reason)
+
+    # -- state hooks ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the rows of ops that took effect since the last flush (one statement per
+        table, not one per op). Run before any read of those tables, and before commit."""
+        if self._op_rows:
+            db = self.db
+            db.executemany(_INSERT_OP, self._op_rows)
+            self._messages += db.executemany(_INSERT_MESSAGE, self._message_rows).rowcount
+            self._op_rows.clear()
+            self._message_rows.clear()
+            self._fresh.clear()
+
+    def _known(self, op_id: bytes) -> bool:
+        if op_id in self._held or op_id in self._recent or op_id in self._fresh:
+            return True
+        return self.db.execute("SELECT 1 FROM ops WHERE id = ?", (op_id,)).fetchone() is not None
+
+    def _known_op(self, op: Op) -> bool:
+        head = self._heads.get(op.author)
+        if head is None or op.seq > head.head:
+            # Every op of a chain in the ops table has a seq up to its head: no lookup.
+            return op.id in self._held
+        return self._known(op.id)
+
+    def _find(self, op_id: bytes) -> Op | None:
+        op = self._held_ops.get(op_id)
+        if op is not None:
+            return op
+        recent = self._recent.get(op_id)
+        if recent is not None:
+            return recent[0]
+        self.flush()
+        row = self.db.execute("SELECT n, data FROM ops WHERE id = ?", (op_id,)).fetchone()
+        if row is None:
+            return None
+        op = load_op(op_id, row[1])
+        if op is None:
+            self._set_aside(int(row[0]), "damaged")
+            return None
+        self._remember(op, int(row[0]))
+        return op
+
+    def _n_of(self, op_id: bytes) -> int | None:
+        recent = self._recent.get(op_id)
+        if recent is not None:
+            return recent[1]
+        self.flush()
+        row = self.db.execute("SELECT n FROM ops WHERE id = ?", (op_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _remember(self, op: Op, n: int) -> None:
+        self._recent[op.id] = (op, n)
+        if len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+
+    def _put_held(self, op: Op) -> None:
+        self.db.execute("INSERT OR REPLACE INTO held (id, data) VALUES (?, ?)", (op.id, op.data))
+
+    def _forget_held(self, op: Op) -> None:
+        self.db.execute("DELETE FROM held WHERE id = ?", (op.id,))
+
+    def _author(self, author: bytes) -> _Head:
+        head = self._heads.get(author)
+        if head is None:
+            a = self.db.execute("INSERT INTO authors (key) VALUES (?)", (author,)).lastrowid
+            assert a is not None
+            self._authors[author] = a
+            head = self._heads[author] = _Head(a)
+        return head
+
+    def _put_effect(self, op: Op, index: int, was_held: bool) -> None:
+        db = self.db
+        head = self._author(op.author)
+        n = index
+        if head.gaps.get(op.seq) == op.id:
+            # The genuine copy of an op set aside as damaged: back in its old place.
+            row = db.execute(
+                "SELECT n FROM quarantine WHERE id = ? AND held = 0 AND healed = 0 LIMIT 1",
+                (op.id,),
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                n = int(row[0])
+                db.execute("UPDATE quarantine SET healed = 1 WHERE id = ?", (op.id,))
+                del head.gaps[op.seq]
+                self._restoring = True
+                log.warning("%s: op %s healed from a peer", self.path, op.id.hex()[:16])
+        self._op_rows.append((n, op.id, head.a, op.seq, op.data))
+        self._fresh.add(op.id)
+        if was_held:
+            db.execute("DELETE FROM held WHERE id = ?", (op.id,))
+        self._n = n
+        self._ops_count += 1
+        self._remember(op, n)
+
+    def _extend_chain(self, op: Op, index: int, changes: list[Change]) -> None:
+        head = self._heads[op.author]
+        if self._restoring:
+            self._restoring = False
+            return
+        if op.seq <= head.head:
+            if op.seq not in head.forks:
+                head.forks.add(op.seq)
+                self.db.execute("INSERT INTO forks (a, seq) VALUES (?, ?)", (head.a, op.seq))
+                changes.append(AuthorForked(op.author, op.seq))
+        else:
+            head.head, head.head_id, head.head_hlc = op.seq, op.id, op.hlc
+
+    def _head_op(self, author: bytes) -> tuple[int, bytes | None, int]:
+        head = self._heads.get(author)
+        if head is None:
+            return 0, None, 0
+        return head.head, head.head_id, head.head_hlc
+
+    def _add_message(self, op: Op) -> None:
+        self._message_rows.append((op.hlc - SHIFT, op.author, op.seq, op.id, self._n))
+
+    def _message_row(self, target: bytes) -> tuple[tuple[int, bytes, int, bytes], Any] | None:
+        op = self._find(target)
+        if op is None:
+            return None
+        self.flush()
+        pk = (op.hlc - SHIFT, op.author, op.seq, op.id)
+        row = self.db.execute(
+            "SELECT edit, deleted, reacted FROM messages"
+            " WHERE hlc = ? AND author = ? AND seq = ? AND id = ?",
+            pk,
+        ).fetchone()
+        return None if row is None else (pk, row)
+
+    def _edit_key(self, target: bytes) -> SortKey | None:
+        found = self._message_row(target)
+        if found is None or found[1][0] is None:
+            return None
+        edit = self._op_at(found[1][0])
+        return None if edit is None else edit.sort_key
+
+    def _set_edit(self, target: bytes, op: Op) -> None:
+        found = self._message_row(target)
+        if found is not None:
+            self.db.execute(
+                "UPDATE messages SET edit = ? WHERE hlc = ? AND author = ? AND seq = ? AND id = ?",
+                (self._n, *found[0]),
+            )
+
+    def _is_deleted(self, target: bytes) -> bool:
+        found = self._message_row(target)
+        return found is not None and bool(found[1][1])
+
+    def _set_deleted(self, target: bytes, op: Op) -> None:
+        found = self._message_row(target)
+        if found is not None:
+            self.db.execute(
+                "UPDATE messages SET deleted = 1"
+                " WHERE hlc = ? AND author = ? AND seq = ? AND id = ?",
+                found[0],
+            )
+
+    def _reaction(self, target: bytes, slot: tuple[bytes, str]) -> tuple[SortKey, bool] | None:
+        row = self.db.execute(
+            "SELECT hlc, seq, id, present FROM reactions"
+            " WHERE target = ? AND author = ? AND emoji = ?",
+            (target, *slot),
+        ).fetchone()
+        if row is None:
+            return None
+        return (row[0] + SHIFT, slot[0], row[1], bytes(row[2])), bool(row[3])
+
+    def _set_reaction(self, target: bytes, slot: tuple[bytes, str], op: Op, present: bool) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO reactions (target, author, emoji, hlc, seq, id, present)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (target, slot[0], slot[1], op.hlc - SHIFT, op.seq, op.id, int(present)),
+        )
+        found = self._message_row(target)
+        if found is not None and not found[1][2]:
+            self.db.execute(
+                "UPDATE messages SET reacted = 1"
+                " WHERE hlc = ? AND author = ? AND seq = ? AND id = ?",
+                found[0],
+            )
+
+    def _set_register(self, op: Op) -> None:
+        reg = Kind.JOIN if op.kind in (Kind.JOIN, Kind.LEAVE) else op.kind
+        who = b"" if op.kind == Kind.TOPIC else op.author
+        self.db.execute(
+            "INSERT OR REPLACE INTO registers (reg, who, author, kind, hlc, seq, id, n)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (int(reg), who, op.author, op.kind, op.hlc - SHIFT, op.seq, op.id, self._n),
+        )
