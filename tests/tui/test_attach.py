@@ -22,7 +22,7 @@ def test_the_ui_attached_to_a_running_node_creates_a_room_and_chats(tmp_path: Pa
     with running(data) as node:
         wait_for(lambda: (data / "control.json").exists(), "control.json")
         factory = functools.partial(RemoteClient.connect, data)
-        app = RumorApp(factory, state_dir=tmp_path / "ui", tz=UTC)  # type: ignore[arg-type]
+        app = RumorApp(factory, state_dir=tmp_path / "ui", tz=UTC)
 
         async def scenario() -> None:
             async with app.run_test(size=(120, 40)) as pilot:
