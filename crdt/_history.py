@@ -205,15 +205,16 @@ class History:
         returns how many were found. With `quick_check`, SQLite's quick check runs first.
         Raises StoreError if the file itself is damaged (its writes are then stopped)."""
         store = self.store
-        if quick_check:
-            try:
-                await _quick_check(store, limiter=trio.CapacityLimiter(1))
-            except StoreError as exc:
-                store.failed = store.failed or str(exc)
-                raise
         found = 0
         after: int | None = -1
+        # A connection of its own: a long check on the reader the trio thread shares would
+        # hold its snapshot open, and reads there would miss ops committed meanwhile.
         with closing(await store._blocking(_scrub_connection, store.path)) as db:
+            if quick_check:
+                result = await store._blocking(_quick_check_on, db, limiter=trio.CapacityLimiter(1))
+                if result != "ok":
+                    store.failed = store.failed or f"{store.path}: damaged file: {result}"
+                    raise StoreError(store.failed)
             while True:
                 assert after is not None
                 bad, after = await store._blocking(
@@ -397,6 +398,15 @@ async def _quick_check(store: Store, limiter: trio.CapacityLimiter | None = None
     result = await store._blocking(check, limiter=limiter)
     if result != "ok":
         raise StoreError(f"{store.path}: damaged file: {result}")
+
+
+def _quick_check_on(db: sqlite3.Connection) -> str:
+    """SQLite's quick check on a connection of the caller's: "ok" for a sound file."""
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return "; ".join(str(row[0]) for row in rows[:3])
 
 
 def _prepare(applier: Applier, db: sqlite3.Connection) -> int:

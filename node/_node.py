@@ -194,7 +194,7 @@ class Node:
                 await node._peers.close_all()
                 await node._stop_rooms()
                 nursery.cancel_scope.cancel()
-                for driver in node._rooms.values():
+                for driver in list(node._rooms.values()):
                     driver.gone = driver.gone or "closed with its node"
                     driver.close_subscribers()
 
@@ -215,10 +215,11 @@ class Node:
         """Stop every room's task and let it close its history itself: cancelling a
         history's whole block would also stop its store's writer, and the history's last
         save on close would then wait forever (see the report on `crdt.History.open`)."""
+        drivers = list(self._rooms.values())  # a room failing as it stops leaves the map
         with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT):
-            for driver in self._rooms.values():
+            for driver in drivers:
                 driver.scope.cancel()
-            for driver in self._rooms.values():
+            for driver in drivers:
                 await driver.stopped.wait()
 
     async def _start(
