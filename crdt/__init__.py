@@ -36,6 +36,7 @@ from ._views import (
     OpDropped,
     Outcome,
     TopicChanged,
+    message_row,
 )
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "hlc_counter",
     "hlc_millis",
     "make_hlc",
+    "message_row",
     "parse_peer_id",
     "verify_signature",
 ]

@@ -39,6 +39,7 @@ from ._views import (
     OpDropped,
     Outcome,
     TopicChanged,
+    message_row,
 )
 
 __all__ = ["Replica"]
@@ -635,20 +636,7 @@ class Replica:
         rendered: bytes = msgpack.packb(
             [
                 self.room,
-                [
-                    [
-                        m.id,
-                        m.author,
-                        m.seq,
-                        m.hlc,
-                        m.text,
-                        m.reply_to,
-                        m.edited,
-                        m.deleted,
-                        [[e, list(a)] for e, a in m.reactions],
-                    ]
-                    for m in self.timeline()
-                ],
+                [message_row(m) for m in self.timeline()],
                 self.topic,
                 sorted(self.nicknames().items()),
                 self.members(),

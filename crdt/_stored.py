@@ -23,7 +23,7 @@ from ._applier import SHIFT, Applier, Summary, load_op
 from ._hlc import make_hlc
 from ._op import Kind, Op
 from ._store import Store
-from ._views import ApplyResult, Message
+from ._views import ApplyResult, Message, message_row
 
 __all__ = ["SHIFT", "StoredReplica"]
 
@@ -333,20 +333,7 @@ class StoredReplica:
         rendered: bytes = msgpack.packb(
             [
                 self.room,
-                [
-                    [
-                        m.id,
-                        m.author,
-                        m.seq,
-                        m.hlc,
-                        m.text,
-                        m.reply_to,
-                        m.edited,
-                        m.deleted,
-                        [[e, list(a)] for e, a in m.reactions],
-                    ]
-                    for m in self.timeline()
-                ],
+                [message_row(m) for m in self.timeline()],
                 self.topic,
                 sorted(self.nicknames().items()),
                 self.members(),

@@ -21,6 +21,7 @@ __all__ = [
     "OpDropped",
     "Outcome",
     "TopicChanged",
+    "message_row",
 ]
 
 
@@ -38,6 +39,21 @@ class Message:
     deleted: bool
     # (emoji, authors who reacted with it), both sorted; empty once deleted
     reactions: tuple[tuple[str, tuple[bytes, ...]], ...]
+
+
+def message_row(m: Message) -> list[object]:
+    """A message as a plain list, in the canonical order renders and digests use."""
+    return [
+        m.id,
+        m.author,
+        m.seq,
+        m.hlc,
+        m.text,
+        m.reply_to,
+        m.edited,
+        m.deleted,
+        [[e, list(a)] for e, a in m.reactions],
+    ]
 
 
 # -- change events: what `apply` changed in the views -------------------------------------

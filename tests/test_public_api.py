@@ -38,6 +38,7 @@ EXPECTED = {
         "encode_op",
         "format_peer_id",
         "hlc_counter",
+        "message_row",
         "hlc_millis",
         "make_hlc",
         "parse_peer_id",

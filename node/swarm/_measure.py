@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from crdt import message_row
+
 from .._room import Room
 from ..client import ChatClient
 
@@ -41,20 +43,7 @@ def room_digest(room: Room) -> str:
     """A digest of everything a person sees of `room` on one node: the timeline (with
     edits, deletes and reactions), the topic, nicknames, members and forked authors.
     Two nodes with equal digests show the same room."""
-    timeline = [
-        [
-            m.id,
-            m.author,
-            m.seq,
-            m.hlc,
-            m.text,
-            m.reply_to,
-            m.edited,
-            m.deleted,
-            [[e, list(a)] for e, a in m.reactions],
-        ]
-        for m in room.timeline()
-    ]
+    timeline = [message_row(m) for m in room.timeline()]
     return _digest(
         [
             room.id,
@@ -74,20 +63,7 @@ async def room_digest_remote(client: ChatClient, room_id: bytes) -> str:
     before: bytes | None = None
     while True:
         page = await client.history(room_id, before=before, limit=500)
-        messages[:0] = [
-            [
-                m.id,
-                m.author,
-                m.seq,
-                m.hlc,
-                m.text,
-                m.reply_to,
-                m.edited,
-                m.deleted,
-                [[e, list(a)] for e, a in m.reactions],
-            ]
-            for m in page.messages
-        ]
+        messages[:0] = [message_row(m) for m in page.messages]
         if not page.more_before or not page.messages:
             break
         before = page.messages[0].id
