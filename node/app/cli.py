@@ -151,10 +151,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     data_dir_help = f"the node's data dir (default: ${DATA_DIR_ENV}, else {default_data_dir()})"
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    # A subcommand's own --data-dir must not reset the top-level one to its default:
+    # argparse copies a subparser's defaults over what the main parser read.
+    data_dir_option: dict[str, Any] = {
+        "type": Path,
+        "metavar": "DIR",
+        "help": data_dir_help,
+        "default": argparse.SUPPRESS,
+    }
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     init = commands.add_parser("init", help="create the identity and config file")
-    init.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    init.add_argument("--data-dir", **data_dir_option)
     _add_node_options(init)
 
     run = commands.add_parser(
@@ -164,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         "config.toml. Rooms created or joined meanwhile (rumor create/join) are picked up "
         "within a second. SIGINT, SIGTERM and SIGHUP stop it cleanly.",
     )
-    run.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    run.add_argument("--data-dir", **data_dir_option)
     _add_node_options(run)
     run.add_argument(
         "--control",
@@ -198,7 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the node's control address (HOST:PORT or unix:PATH; default: the data dir's "
         "running node)",
     )
-    attach.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    attach.add_argument("--data-dir", **data_dir_option)
     attach.add_argument(
         "--token-file",
         type=Path,
@@ -208,13 +216,13 @@ def _parser() -> argparse.ArgumentParser:
 
     rooms = commands.add_parser("rooms", help="list the rooms: name, id, members, synced")
     rooms.add_argument("--json", action="store_true", help="one JSON object per line")
-    rooms.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    rooms.add_argument("--data-dir", **data_dir_option)
 
     room_help = "the room: its name, or a prefix of its id in hex"
     send = commands.add_parser("send", help="send a message to a room")
     send.add_argument("room", metavar="ROOM", help=room_help)
     send.add_argument("text", metavar="TEXT", help="the message; - reads it from stdin")
-    send.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    send.add_argument("--data-dir", **data_dir_option)
 
     history = commands.add_parser("history", help="print a room's latest messages")
     history.add_argument("room", metavar="ROOM", help=room_help)
@@ -222,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=_positive, default=20, metavar="N", help="how many (default 20)"
     )
     history.add_argument("--json", action="store_true", help="one JSON object per message")
-    history.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    history.add_argument("--data-dir", **data_dir_option)
 
     tail = commands.add_parser("tail", help="print a room's new messages as they come")
     tail.add_argument("room", metavar="ROOM", help=room_help)
@@ -234,34 +242,34 @@ def _parser() -> argparse.ArgumentParser:
         help="print the last N messages first (default 10)",
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per message")
-    tail.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    tail.add_argument("--data-dir", **data_dir_option)
 
     invite = commands.add_parser("invite", help="print a room's invite again")
     invite.add_argument("room", metavar="ROOM", help=room_help)
-    invite.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    invite.add_argument("--data-dir", **data_dir_option)
 
     nick = commands.add_parser("nick", help="set your nickname in every room")
     nick.add_argument("name", metavar="NAME")
-    nick.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    nick.add_argument("--data-dir", **data_dir_option)
 
     status = commands.add_parser(
         "status",
         help="links, DHT contacts, each room's sync state; exit 1 if unhealthy, 3 if stopped",
     )
     status.add_argument("--json", action="store_true", help="the status as one JSON object")
-    status.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    status.add_argument("--data-dir", **data_dir_option)
 
     leave = commands.add_parser("leave", help="leave a room (its history is kept aside)")
     leave.add_argument("room", metavar="ROOM", help=room_help)
-    leave.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    leave.add_argument("--data-dir", **data_dir_option)
 
     create = commands.add_parser("create", help="create a room and print its invite")
     create.add_argument("name", metavar="NAME", help="the room's name (local to each member)")
-    create.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    create.add_argument("--data-dir", **data_dir_option)
 
     join = commands.add_parser("join", help="join the room an invite names")
     join.add_argument("invite", metavar="INVITE", help="a rumor://invite/... URI")
-    join.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    join.add_argument("--data-dir", **data_dir_option)
 
     demo = commands.add_parser(
         "demo",
@@ -272,16 +280,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no UI: run the swarm, print the conversation, exit 0 once all converged",
     )
+    # (Its own --data-dir, default None: the demo never takes the node's data dir.)
     demo.add_argument(
         "--data-dir", type=Path, help="keep the nodes' data dirs here (default: a temp dir)"
     )
 
-    swarm = commands.add_parser(
+    # Listed for `rumor --help` only: `main` hands what follows `swarm` to the swarm tool
+    # before this parser sees it (argparse.REMAINDER would not take a leading option).
+    commands.add_parser(
         "swarm",
         help="run a swarm scenario (simulated or real) and write its report",
-        add_help=False,  # `rumor swarm --help` is the swarm tool's own
+        add_help=False,
     )
-    swarm.add_argument("swarm_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -334,10 +344,16 @@ _USER_ERRORS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = _swarm_at(argv)
+    args = _parser().parse_args(argv if at is None else argv[:at])
     debug = args.debug or bool(os.environ.get(DEBUG_ENV))
     try:
         try:
+            if at is not None:
+                from ..swarm import main as swarm_main  # it parses its own options
+
+                return swarm_main(argv[at + 1 :])
             return _dispatch(args)
         except BaseExceptionGroup as group:
             raise lone_error(group) from None
@@ -360,6 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERNAL_ERROR
 
 
+def _swarm_at(argv: list[str]) -> int | None:
+    """Where the `swarm` command is in `argv`, if it is the command (after top-level
+    options only)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "--data-dir" else 1
+    return i if i < len(argv) and argv[i] == "swarm" else None
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -374,10 +399,6 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return _demo_command(args)
-    if args.command == "swarm":
-        from ..swarm import main as swarm_main  # the swarm tool parses its own options
-
-        return swarm_main(args.swarm_args)
     data_dir = _data_dir(args)
     if args.command is None:
         return _default(data_dir)

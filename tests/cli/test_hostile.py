@@ -1,0 +1,54 @@
+"""The `rumor` command against a hostile tester's reproductions (numbers are the tester's):
+each test fails without its fix. Real processes of this tree's module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .test_headless import ROOT, init
+
+
+def rumor(*args: str | Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """This tree's `rumor` as a process, RUMOR_DATA_DIR unset, raw bytes in and out."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RUMOR_DATA_DIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "node.app.cli", *map(str, args)],
+        capture_output=True,
+        timeout=90,
+        check=False,
+        input=stdin,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def out(done: subprocess.CompletedProcess[bytes]) -> str:
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
+
+
+def error_line(done: subprocess.CompletedProcess[bytes]) -> str:
+    """The one line a failed command says: no traceback, no internal error."""
+    err = done.stderr.decode()
+    assert done.returncode == 1, (done.returncode, err)
+    assert err.count("\n") == 1 and err.startswith("rumor: error: "), err
+    return err
+
+
+def test_swarm_takes_its_own_options_after_the_command() -> None:
+    listed = out(rumor("swarm", "--list"))
+    assert listed.split()[0] == "steady"
+    assert "usage: rumor swarm" in out(rumor("swarm", "--help"))
+    assert out(rumor("--debug", "swarm", "--list")) == listed
+    assert "swarm" in out(rumor("--help"))
+
+
+def test_the_top_level_data_dir_is_the_commands_data_dir(tmp_path: Path) -> None:  # 3
+    init(tmp_path / "a", "--listen", "127.0.0.1:0", "--dht-port", "0")
+    out(rumor("--data-dir", tmp_path / "a", "create", "plans"))
+    assert out(rumor("--data-dir", tmp_path / "a", "rooms")).startswith("plans\t")
+    assert out(rumor("rooms", "--data-dir", tmp_path / "a")).startswith("plans\t")
