@@ -81,6 +81,8 @@ NICK_WAIT: Final = 15.0  # seconds `rumor nick` waits for the rooms to show the 
 # node opened by the command may write in a room only after its 10 s own-chain grace)
 NOT_RUNNING: Final = 3  # `rumor status` when no node runs (as LSB init scripts say)
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mistake
+# What the UI's node uses in a data dir without config.toml (tui/_run.py).
+UI_DEFAULTS: Final = Config(listen="127.0.0.1:0", dht_port=0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -406,9 +408,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _init(data_dir, args)
     if args.command == "attach":
         return _attach(data_dir, args.address, args.token_file)
-    require_initialised(data_dir)
-    config = load_config(data_dir / CONFIG_FILE)
     if args.command == "run":
+        require_initialised(data_dir)
+        config = load_config(data_dir / CONFIG_FILE)
         control = ControlOptions(
             address=None
             if args.control == "off"
@@ -420,6 +422,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.control_allow_remote and control.address is None:
             raise CommandError("--control-allow-remote needs a --control address")
         return _run(data_dir, config.override(**_node_options(args)), control, args.log_format)
+    config = _shell_config(data_dir)
     if args.command == "create":
         _require_name(args.name, "a room name")
         check_room_name(args.name)  # one line before anything is stored
@@ -428,6 +431,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "join":
         return _deliver(data_dir, config, parse_invite(args.invite), announce=False)
     return trio.run(_shell, data_dir, config, args)
+
+
+def _shell_config(data_dir: Path) -> Config:
+    """The settings the shell commands go by: config.toml's, or, in a data dir the UI made
+    (an identity, no config.toml), the node options the UI uses then (`Node.open`'s
+    defaults: loopback links on any free port, so invites made offline carry no address)."""
+    if not DataDir(data_dir).identity.exists():
+        require_initialised(data_dir)  # (raises: no identity, not a data dir)
+    path = data_dir / CONFIG_FILE
+    if path.exists():
+        return load_config(path)
+    return UI_DEFAULTS
 
 
 def _require_name(text: str, what: str) -> None:

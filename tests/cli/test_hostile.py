@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from crdt import Identity
+from node._datadir import DataDir
+
 from .test_headless import ROOT, init
 
 
@@ -52,3 +55,26 @@ def test_the_top_level_data_dir_is_the_commands_data_dir(tmp_path: Path) -> None
     out(rumor("--data-dir", tmp_path / "a", "create", "plans"))
     assert out(rumor("--data-dir", tmp_path / "a", "rooms")).startswith("plans\t")
     assert out(rumor("rooms", "--data-dir", tmp_path / "a")).startswith("plans\t")
+
+
+def _ui_first_run(data_dir: Path) -> None:
+    """What the UI's first run leaves: an identity, rooms/, its settings; no config.toml."""
+    data_dir.mkdir()
+    Identity.load_or_create(DataDir(data_dir).identity)
+    (data_dir / "rooms").mkdir()
+    (data_dir / "settings.json").write_text("{}\n")
+    (data_dir / "tui.json").write_text("{}\n")
+
+
+def test_shell_commands_take_a_data_dir_the_ui_made(tmp_path: Path) -> None:  # 4
+    data_dir = tmp_path / "ui"
+    _ui_first_run(data_dir)
+    assert out(rumor("create", "plans", "--data-dir", data_dir)).startswith("rumor://invite/")
+    assert len(out(rumor("send", "plans", "hi", "--data-dir", data_dir)).strip()) == 64
+    assert out(rumor("history", "plans", "--data-dir", data_dir)).rstrip().endswith("> hi")
+    assert out(rumor("rooms", "--data-dir", data_dir)).startswith("plans\t")
+    assert out(rumor("invite", "plans", "--data-dir", data_dir)).startswith("rumor://invite/")
+    # rumor run still wants rumor init's config; a dir without an identity is no data dir.
+    assert "rumor init" in error_line(rumor("run", "--data-dir", data_dir))
+    (tmp_path / "empty").mkdir()
+    assert "not a rumor data dir" in error_line(rumor("rooms", "--data-dir", tmp_path / "empty"))
