@@ -398,7 +398,26 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(from_env) if from_env else default_data_dir()
 
 
+def _check_text(args: argparse.Namespace) -> None:
+    """CommandError for an argument that is not UTF-8 text: Python hands undecodable argv
+    bytes over as lone surrogates, which nothing can encode (not the node, not a frame)."""
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and not _is_utf8(text):
+                shown = name.replace("_", "-").upper()
+                raise CommandError(f"{shown} is not UTF-8 text: {text!r}")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    _check_text(args)
     if args.command == "demo":
         return _demo_command(args)
     data_dir = _data_dir(args)
@@ -638,7 +657,7 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
     command: str = args.command
     text = ""
     if command == "send":
-        text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+        text = _read_stdin() if args.text == "-" else args.text
         if not text.strip():
             raise CommandError("an empty message is not sent")
     if command == "nick":
@@ -681,6 +700,18 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
             _note(f"left room {room.id.hex()[:8]} {room.name!r}")
             return 0
     raise AssertionError(f"unknown command {command}")  # argparse allows no other
+
+
+def _read_stdin() -> str:
+    """The message on stdin, strictly UTF-8 (the text stream's error handler may be
+    surrogateescape, which lets bytes through that no op can hold), less trailing newlines."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"the message on stdin is not UTF-8 text (byte {exc.start}: {data[exc.start]:#04x})"
+        ) from None
 
 
 def _flat(text: str) -> str:

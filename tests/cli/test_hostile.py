@@ -10,6 +10,7 @@ from pathlib import Path
 
 from crdt import Identity
 from node._datadir import DataDir
+from node._lock import hold_lock
 
 from .test_headless import ROOT, init
 
@@ -78,3 +79,25 @@ def test_shell_commands_take_a_data_dir_the_ui_made(tmp_path: Path) -> None:  # 
     assert "rumor init" in error_line(rumor("run", "--data-dir", data_dir))
     (tmp_path / "empty").mkdir()
     assert "not a rumor data dir" in error_line(rumor("rooms", "--data-dir", tmp_path / "empty"))
+
+
+def test_bytes_that_are_not_utf8_are_one_line(tmp_path: Path) -> None:  # 7
+    data_dir = tmp_path / "a"
+    init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    out(rumor("create", "plans", "--data-dir", data_dir))
+    done = rumor("send", "plans", "-", "--data-dir", data_dir, stdin=b"\xff\xfe\x00bad utf8")
+    assert "not UTF-8" in error_line(done)
+    # argv bytes that are not UTF-8 arrive as lone surrogates (os.fsdecode)
+    assert "not UTF-8" in error_line(
+        rumor("send", "plans", os.fsdecode(b"x\xff"), "--data-dir", data_dir)
+    )
+    assert "not UTF-8" in error_line(rumor("nick", os.fsdecode(b"\xfe"), "--data-dir", data_dir))
+
+
+def test_a_damaged_control_file_is_one_line(tmp_path: Path) -> None:  # 7
+    data_dir = tmp_path / "a"
+    init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    with hold_lock(data_dir):  # this process stands for the running node
+        for damage in ['{"pid": "x", "address": 5}', "[1]", '"x"', '{"address": "nowhere"}']:
+            (data_dir / "control.json").write_text(damage)
+            assert "control.json" in error_line(rumor("rooms", "--data-dir", data_dir)), damage
