@@ -80,6 +80,7 @@ DATA_DIR_ENV: Final = "RUMOR_DATA_DIR"  # the data dir when --data-dir is not gi
 NICK_WAIT: Final = 15.0  # seconds `rumor nick` waits for the rooms to show the new nick (a
 # node opened by the command may write in a room only after its 10 s own-chain grace)
 NOT_RUNNING: Final = 3  # `rumor status` when no node runs (as LSB init scripts say)
+SIGPIPE_STATUS: Final = 128 + signal.SIGPIPE  # 141: what the shell shows for a SIGPIPE'd one
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mistake
 # What the UI's node uses in a data dir without config.toml (tui/_run.py).
 UI_DEFAULTS: Final = Config(listen="127.0.0.1:0", dht_port=0)
@@ -356,9 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from ..swarm import main as swarm_main  # it parses its own options
 
                 return swarm_main(argv[at + 1 :])
-            return _dispatch(args)
+            status = _dispatch(args)
+            sys.stdout.flush()  # here, where a closed pipe can still be told apart
+            return status
         except BaseExceptionGroup as group:
             raise lone_error(group) from None
+    except BrokenPipeError:
+        return _stdout_closed()
     except _USER_ERRORS as exc:
         if debug:
             traceback.print_exc()
@@ -376,6 +381,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERNAL_ERROR
+
+
+def _stdout_closed() -> int:
+    """Whoever read our output stopped (`rumor status | head -1`): end quietly, with the
+    status of a process SIGPIPE ended, as other shell tools do."""
+    # Whatever is still buffered must not fail again when Python flushes at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
 
 
 def _swarm_at(argv: list[str]) -> int | None:

@@ -101,3 +101,23 @@ def test_a_damaged_control_file_is_one_line(tmp_path: Path) -> None:  # 7
         for damage in ['{"pid": "x", "address": 5}', "[1]", '"x"', '{"address": "nowhere"}']:
             (data_dir / "control.json").write_text(damage)
             assert "control.json" in error_line(rumor("rooms", "--data-dir", data_dir)), damage
+
+
+def test_a_closed_stdout_ends_quietly_as_sigpipe_would(tmp_path: Path) -> None:  # 12
+    data_dir = tmp_path / "a"
+    init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before rumor writes a byte (`| head -0`)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "node.app.cli", "status", "--data-dir", str(data_dir)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=90,
+            check=False,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, b"")
