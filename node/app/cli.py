@@ -31,6 +31,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -729,8 +730,31 @@ def _read_stdin() -> str:
         ) from None
 
 
+# Characters from the network that a terminal would act on instead of showing: C0 and C1
+# controls, DEL, bidi embeddings, overrides, isolates and marks (which reorder what follows
+# them on the line), line separators. The UI's set (tui/_safe.py); newline and tab are
+# the callers' to handle.
+_UNSAFE: Final = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+REPLACEMENT: Final = "\N{REPLACEMENT CHARACTER}"  # the visible mark, as in the UI
+
+
+def _inert(text: str) -> str:
+    """`text` safe to print: every unsafe character shown as U+FFFD, tabs as spaces."""
+    return _UNSAFE.sub(REPLACEMENT, text.replace("\t", "    "))
+
+
 def _flat(text: str) -> str:
-    return " ".join(text.split())
+    """`_inert` on one line, whitespace runs as one space (names, nicks, reasons)."""
+    return " ".join(_inert(text).split())
+
+
+def _json_line(entry: dict[str, Any]) -> str:
+    """`entry` as one line of JSON with the exact data, the unsafe characters escaped
+    (json.dumps escapes C0 controls only), so a terminal showing it is not steered."""
+    text = json.dumps(entry, ensure_ascii=False)
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 async def _until_nick_said(client: ChatClient, nick: str) -> None:
@@ -763,7 +787,7 @@ def _print_room(info: RoomInfo, *, as_json: bool) -> None:
             "synced": info.synced,
             "behind": info.behind,
         }
-        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        print(_json_line(entry), flush=True)
         return
     sync = "synced" if info.synced else f"syncing ({info.behind} behind)"
     print(
@@ -809,13 +833,13 @@ def _print_message(
                 emoji: [format_peer_id(p) for p in who] for emoji, who in message.reactions
             },
         }
-        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        print(_json_line(entry), flush=True)
         return
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(millis / 1000))
     author = nicks.get(message.author) or short_peer_id(message.author)
-    text = "(deleted)" if message.deleted else " ⏎ ".join(message.text.splitlines())
+    text = "(deleted)" if message.deleted else " ⏎ ".join(_inert(message.text).splitlines())
     flags = " (edited)" if message.edited and not message.deleted else ""
-    reactions = "".join(f"  {emoji}{len(who)}" for emoji, who in message.reactions)
+    reactions = "".join(f"  {_flat(emoji)}{len(who)}" for emoji, who in message.reactions)
     print(f"{when} <{_flat(author)}> {text}{flags}{reactions}", flush=True)
 
 
@@ -884,7 +908,7 @@ async def _status(client: ChatClient, running: bool, *, as_json: bool) -> int:
             ],
             "failed_rooms": dict(status.failed_rooms),
         }
-        print(json.dumps(entry, ensure_ascii=False))
+        print(_json_line(entry))
     else:
         state = "running" if running else "not running"
         print(f"node {format_peer_id(status.peer_id)} ({state})")

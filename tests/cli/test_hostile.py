@@ -3,6 +3,7 @@ each test fails without its fix. Real processes of this tree's module."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -121,3 +122,18 @@ def test_a_closed_stdout_ends_quietly_as_sigpipe_would(tmp_path: Path) -> None: 
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, b"")
+
+
+def test_text_from_the_network_is_printed_inert(tmp_path: Path) -> None:  # 11
+    data_dir = tmp_path / "a"
+    init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    out(rumor("create", "plans", "--data-dir", data_dir))
+    nick, text = "\u202eeve\u2066", "pay \u202etxe.exe\u2069 now\u200f"  # as a peer could
+    out(rumor("nick", nick, "--data-dir", data_dir))
+    out(rumor("send", "plans", text, "--data-dir", data_dir))
+    shown = out(rumor("history", "plans", "--data-dir", data_dir))
+    assert shown.rstrip("\n").endswith("<\ufffdeve\ufffd> pay \ufffdtxe.exe\ufffd now\ufffd")
+    raw = out(rumor("history", "plans", "--json", "--data-dir", data_dir))
+    assert all(c not in raw for c in "\u202e\u2066\u2069\u200f")  # escaped, \u202e ...
+    entry = json.loads(raw)
+    assert (entry["nick"], entry["text"]) == (nick, text)  # ... and exact
