@@ -42,9 +42,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+import msgpack
 import trio
 
 from crdt import (
+    MAX_BODY_BYTES,
     Identity,
     IdentityError,
     Message,
@@ -53,6 +55,7 @@ from crdt import (
     format_peer_id,
     hlc_millis,
 )
+from crdt._op import MAX_NICK_BYTES  # (not re-exported by crdt)
 from rumor_runtime import lone_error
 
 from .._addresses import parse_address, short_peer_id
@@ -83,6 +86,10 @@ NICK_WAIT: Final = 15.0  # seconds `rumor nick` waits for the rooms to show the 
 NOT_RUNNING: Final = 3  # `rumor status` when no node runs (as LSB init scripts say)
 SIGPIPE_STATUS: Final = 128 + signal.SIGPIPE  # 141: what the shell shows for a SIGPIPE'd one
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mistake
+# The longest message text an op holds: its body, [text, reply_to] in msgpack, is at most
+# MAX_BODY_BYTES (crdt/_op.py); a text that long has a 3-byte header, the array and a nil
+# reply one byte each.
+MAX_MESSAGE_BYTES: Final = MAX_BODY_BYTES - (len(msgpack.packb([" " * 256, None])) - 256)
 # What the UI's node uses in a data dir without config.toml (tui/_run.py).
 UI_DEFAULTS: Final = Config(listen="127.0.0.1:0", dht_port=0)
 
@@ -676,8 +683,10 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
         text = _read_stdin() if args.text == "-" else args.text
         if not text.strip():
             raise CommandError("an empty message is not sent")
+        _check_size(text, MAX_MESSAGE_BYTES, "a message")
     if command == "nick":
         _require_name(args.name, "a nick")
+        _check_size(args.name, MAX_NICK_BYTES, "a nick")
     async with _open_client(data_dir) as (client, running):
         if command == "rooms":
             for info in await client.rooms():
@@ -716,6 +725,15 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
             _note(f"left room {room.id.hex()[:8]} {room.name!r}")
             return 0
     raise AssertionError(f"unknown command {command}")  # argparse allows no other
+
+
+def _check_size(text: str, limit: int, what: str) -> None:
+    """CommandError, in the user's terms, for text over what an op may hold: checked here,
+    before anything is sent, so the node's own refusal (or the frame limit) is not the
+    first word."""
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise CommandError(f"{what} is at most {limit} bytes; this one is {size}")
 
 
 def _read_stdin() -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from crdt import Identity
 from node._datadir import DataDir
 from node._lock import hold_lock
+from node.app.cli import MAX_MESSAGE_BYTES
 
 from .test_headless import ROOT, init
 
@@ -137,3 +138,16 @@ def test_text_from_the_network_is_printed_inert(tmp_path: Path) -> None:  # 11
     assert all(c not in raw for c in "\u202e\u2066\u2069\u200f")  # escaped, \u202e ...
     entry = json.loads(raw)
     assert (entry["nick"], entry["text"]) == (nick, text)  # ... and exact
+
+
+def test_oversized_input_is_refused_in_plain_words_before_sending(tmp_path: Path) -> None:  # 14
+    data_dir = tmp_path / "a"
+    init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    out(rumor("create", "plans", "--data-dir", data_dir))
+    most = MAX_MESSAGE_BYTES
+    assert len(out(rumor("send", "plans", "-", "--data-dir", data_dir, stdin=b"x" * most))) == 65
+    for size in (most + 1, 60_000, 200_000):
+        done = rumor("send", "plans", "-", "--data-dir", data_dir, stdin=b"x" * size)
+        assert f"a message is at most {most} bytes; this one is {size}\n" in error_line(done)
+    done = rumor("nick", "n" * 5000, "--data-dir", data_dir)
+    assert "a nick is at most 64 bytes; this one is 5000\n" in error_line(done)
