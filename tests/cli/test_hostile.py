@@ -14,7 +14,7 @@ from node._datadir import DataDir
 from node._lock import hold_lock
 from node.app.cli import MAX_MESSAGE_BYTES
 
-from .test_headless import ROOT, init
+from .test_headless import ROOT, free_port, init, running
 
 
 def rumor(*args: str | Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -151,3 +151,15 @@ def test_oversized_input_is_refused_in_plain_words_before_sending(tmp_path: Path
         assert f"a message is at most {most} bytes; this one is {size}\n" in error_line(done)
     done = rumor("nick", "n" * 5000, "--data-dir", data_dir)
     assert "a nick is at most 64 bytes; this one is 5000\n" in error_line(done)
+
+
+def test_the_start_line_says_where_links_are_accepted_and_what_invites_name(
+    tmp_path: Path,
+) -> None:  # 13
+    port = free_port()
+    init(tmp_path / "a", "--listen", f"0.0.0.0:{port}", "--dht-port", "0")
+    with running(tmp_path / "a") as node:
+        started = node.log.splitlines()[0]
+        assert f"links on 0.0.0.0:{port}, DHT on " in started, started
+        assert started.endswith(f"; invites name 127.0.0.1:{port}"), started
+        assert node.stop() == 0
