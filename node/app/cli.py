@@ -63,12 +63,18 @@ from .._datadir import DataDir
 from .._invite import Invite, InviteError, check_room_name, parse_invite, reachability_problem
 from .._node import Node
 from ..client import ChatClient, ClientError, LocalClient, RoomChanged, RoomInfo
-from ..client._remote import RemoteClient, parse_control_address
+from ..client._remote import (
+    ConnectionLost,
+    RemoteClient,
+    parse_control_address,
+    read_control_record,
+)
 from ._config import CONFIG_FILE, Config, ConfigError, load_config, write_config
 from ._control import ensure_token
 from ._demo import open_demo_client, run_headless
 from ._inbox import (
     DataDirError,
+    Holder,
     LockHeld,
     default_data_dir,
     hold_lock,
@@ -90,6 +96,8 @@ INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mist
 # MAX_BODY_BYTES (crdt/_op.py); a text that long has a 3-byte header, the array and a nil
 # reply one byte each.
 MAX_MESSAGE_BYTES: Final = MAX_BODY_BYTES - (len(msgpack.packb([" " * 256, None])) - 256)
+LOCK_WAIT: Final = 30.0  # seconds a command waits for one other process to free the data dir
+LOCK_POLL: Final = 0.05
 # What the UI's node uses in a data dir without config.toml (tui/_run.py).
 UI_DEFAULTS: Final = Config(listen="127.0.0.1:0", dht_port=0)
 
@@ -641,14 +649,24 @@ async def _check_connection(target: str | Path, token: str | None) -> None:
 async def _open_client(data_dir: Path) -> AsyncIterator[tuple[ChatClient, bool]]:
     """A client of the data dir's node: the running one's control API (True), or, when
     none runs, the node opened here without links or DHT (False): what is written then
-    goes out when the node runs next."""
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(hold_lock(data_dir))
-        except LockHeld:
-            stack.close()
-            async with RemoteClient.connect(data_dir) as remote:
-                yield remote, True
+    goes out when the node runs next. Another command holding the data dir is waited for
+    (at most LOCK_WAIT seconds)."""
+    async with contextlib.AsyncExitStack() as stack:
+        wait = _LockWait(data_dir, trio.current_time)
+        while True:
+            try:
+                stack.enter_context(hold_lock(data_dir))
+            except LockHeld as held:
+                remote = await _node_client(stack, data_dir, held.holder)
+                if remote is not None:
+                    break
+                wait.check(held.holder)
+                await trio.sleep(LOCK_POLL)
+                continue
+            remote = None
+            break
+        if remote is not None:
+            yield remote, True
             return
         try:
             async with Node.open(data_dir, listen=None, dht_port=None, verify_workers=0) as node:
@@ -656,6 +674,44 @@ async def _open_client(data_dir: Path) -> AsyncIterator[tuple[ChatClient, bool]]
         except ValueError as exc:
             # The node's word for stored data it cannot use (a bad nick in settings.json).
             raise CommandError(f"cannot open the node in {data_dir}: {exc}") from None
+
+
+async def _node_client(
+    stack: contextlib.AsyncExitStack, data_dir: Path, holder: Holder
+) -> ChatClient | None:
+    """A client of the node holding the data dir's lock, or None if the holder is not a
+    node serving its control API (another command, or a node still starting)."""
+    try:
+        pid, _ = read_control_record(data_dir)
+    except ConnectionLost:  # no control.json
+        return None
+    if pid is None or pid != holder.pid:
+        return None  # left behind by a node that was killed: the holder is someone else
+    client: ChatClient = await stack.enter_async_context(RemoteClient.connect(data_dir))
+    return client
+
+
+class _LockWait:
+    """How long the data dir's lock has been held by one process while we wait for it:
+    CommandError once one holder keeps it LOCK_WAIT seconds. Commands queued behind each
+    other take their turns, so each new holder starts the count again."""
+
+    def __init__(self, data_dir: Path, clock: Callable[[], float]) -> None:
+        self._data_dir = data_dir
+        self._clock = clock
+        self._holder: int | None = None
+        self._since = clock()
+
+    def check(self, holder: Holder) -> None:
+        now = self._clock()
+        if holder.pid is not None and holder.pid != self._holder:
+            self._holder, self._since = holder.pid, now
+        elif now - self._since >= LOCK_WAIT:
+            pid = f" (pid {holder.pid})" if holder.pid else ""
+            raise CommandError(
+                f"data dir {self._data_dir} busy: another rumor process{pid} has held it for "
+                f"{LOCK_WAIT:g} s (a command still at work, or a rumor run with --control off)"
+            )
 
 
 def _find_room(rooms: list[RoomInfo], text: str) -> RoomInfo:
@@ -954,8 +1010,9 @@ async def _status(client: ChatClient, running: bool, *, as_json: bool) -> int:
 def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) -> int:
     """Store the room of `invite` (through the running node, if there is one); print the
     invite for others if `announce`, else what happened."""
-    try:
-        with hold_lock(data_dir):
+    with contextlib.ExitStack() as stack:
+        running = _hold_lock_or_node(stack, data_dir)
+        if running is None:
             try:
                 trio.run(_store_room, data_dir, invite, announce)
             except BaseException:
@@ -963,10 +1020,8 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
                     # Nobody has its invite: a half-made new room is nobody's history.
                     DataDir(data_dir).discard_new_room(invite.room)
                 raise
-            running = None
-    except LockHeld as held:
-        queue_invite(data_dir, invite.to_uri(), new_room=announce)
-        running = held.holder
+        else:
+            queue_invite(data_dir, invite.to_uri(), new_room=announce)
     if announce:
         # The running node's address if it told us, else the configured one.
         address = running.address if running and running.address else config.invite_address
@@ -988,6 +1043,23 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
             file=sys.stderr,
         )
     return 0
+
+
+def _hold_lock_or_node(stack: contextlib.ExitStack, data_dir: Path) -> Holder | None:
+    """Hold the data dir's lock in `stack` (None), or the holder if it is a running node
+    (`rumor run` names its node's address in the lock once started). Another command
+    holding it is waited for, at most LOCK_WAIT seconds."""
+    wait = _LockWait(data_dir, time.monotonic)
+    while True:
+        try:
+            stack.enter_context(hold_lock(data_dir))
+        except LockHeld as held:
+            if held.holder.address:
+                return held.holder
+            wait.check(held.holder)
+            time.sleep(LOCK_POLL)
+            continue
+        return None
 
 
 async def _store_room(data_dir: Path, invite: Invite, new_room: bool) -> None:

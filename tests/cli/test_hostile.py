@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from crdt import Identity
 from node._datadir import DataDir
-from node._lock import hold_lock
-from node.app.cli import MAX_MESSAGE_BYTES
+from node._lock import Holder, hold_lock
+from node.app import cli
 
-from .test_headless import ROOT, free_port, init, running
+from .test_headless import ROOT, free_port, init, running, wait_for
 
 
 def rumor(*args: str | Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -144,7 +146,7 @@ def test_oversized_input_is_refused_in_plain_words_before_sending(tmp_path: Path
     data_dir = tmp_path / "a"
     init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
     out(rumor("create", "plans", "--data-dir", data_dir))
-    most = MAX_MESSAGE_BYTES
+    most = cli.MAX_MESSAGE_BYTES
     assert len(out(rumor("send", "plans", "-", "--data-dir", data_dir, stdin=b"x" * most))) == 65
     for size in (most + 1, 60_000, 200_000):
         done = rumor("send", "plans", "-", "--data-dir", data_dir, stdin=b"x" * size)
@@ -163,3 +165,63 @@ def test_the_start_line_says_where_links_are_accepted_and_what_invites_name(
         assert f"links on 0.0.0.0:{port}, DHT on " in started, started
         assert started.endswith(f"; invites name 127.0.0.1:{port}"), started
         assert node.stop() == 0
+
+
+def _in_parallel(*commands: list[str | Path]) -> list[subprocess.CompletedProcess[bytes]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "node.app.cli", *map(str, command)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+        )
+        for command in commands
+    ]
+    done = []
+    for process, command in zip(started, commands, strict=True):
+        stdout, stderr = process.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+    return done
+
+
+def test_parallel_commands_wait_for_each_other(tmp_path: Path) -> None:  # 5
+    data_dir = tmp_path / "a"
+    init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    for done in _in_parallel(*[["create", f"r{i}", "--data-dir", data_dir] for i in range(3)]):
+        out(done)
+    assert sorted(
+        line.split("\t")[0] for line in out(rumor("rooms", "--data-dir", data_dir)).splitlines()
+    ) == ["r0", "r1", "r2"]
+    sends = [["send", "r0", f"x {i}", "--data-dir", data_dir] for i in range(3)]
+    for done in _in_parallel(*sends):
+        out(done)
+    history = out(rumor("history", "r0", "--data-dir", data_dir))
+    assert sorted(line.rsplit(" ", 1)[1] for line in history.splitlines()) == list("012")
+
+
+def test_a_control_file_left_by_a_killed_node_is_ignored(tmp_path: Path) -> None:  # 5
+    data_dir = tmp_path / "a"
+    init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
+    out(rumor("create", "plans", "--data-dir", data_dir))
+    with running(data_dir) as node:
+        wait_for(lambda: (data_dir / "control.json").exists(), "control.json")
+        node.kill()  # SIGKILL: control.json stays behind
+    assert (data_dir / "control.json").exists()
+    sends = [["send", "plans", f"x {i}", "--data-dir", data_dir] for i in range(3)]
+    for done in _in_parallel(*sends):
+        out(done)
+    assert len(out(rumor("history", "plans", "--data-dir", data_dir)).splitlines()) == 3
+
+
+def test_the_lock_wait_counts_per_holder() -> None:  # 5
+    now = [0.0]
+    wait = cli._LockWait(Path("d"), lambda: now[0])
+    for pid in (10, 11, 12):  # commands taking their turns: each may take a while
+        wait.check(Holder(pid, ""))
+        now[0] += cli.LOCK_WAIT - 1
+        wait.check(Holder(pid, ""))
+    now[0] += 1
+    with pytest.raises(cli.CommandError, match=r"busy: another rumor process \(pid 12\)"):
+        wait.check(Holder(12, ""))
