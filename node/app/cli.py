@@ -9,16 +9,21 @@
                        chat from the shell: through the running node's control API, or,
                        when none runs, by opening the data dir (the same `ChatClient` code)
     rumor demo         a swarm of bot nodes on loopback in a demo room
+    rumor swarm        the swarm tool (`node.swarm`): everything after it is its own
 
-`RUMOR_DATA_DIR` stands for `--data-dir` wherever that option is taken.
+`RUMOR_DATA_DIR` stands for `--data-dir` wherever that option is taken, before or after
+the command. The shell commands take any data dir with an identity (one the UI made has
+no config.toml: they go by the UI's node options then); `rumor run` wants `rumor init`'s.
 
 `create` and `join` store the room themselves when no node runs on the data dir; while a
 `rumor run` holds the data dir's lock they hand the invite to it through the data dir's
-inbox instead (`node._datadir`), so two processes never open the same room. Bad
+inbox instead (`node._datadir`), so two processes never open the same room. A command
+finding the lock held by another command waits its turn (`LOCK_WAIT` per holder). Bad
 arguments, a bad invite, a bad config file or an unusable data dir give one line on
-stderr and a non-zero exit (2 for usage, 1 for the rest), never a traceback. A bug gives
-one "internal error" line and exit status 70; `rumor --debug` (or RUMOR_DEBUG=1) adds
-the traceback.
+stderr and a non-zero exit (2 for usage, 1 for the rest), never a traceback; a closed
+stdout ends the command quietly with status 141. A bug gives one "internal error" line
+and exit status 70; `rumor --debug` (or RUMOR_DEBUG=1) adds the traceback. Text from the
+network is printed inert: it never steers the terminal.
 """
 
 from __future__ import annotations

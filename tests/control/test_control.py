@@ -300,6 +300,7 @@ def test_the_gate_pushes_out_the_oldest_handshake_of_the_busiest_host() -> None:
     gate.leave(3)  # (idempotent)
     assert gate.admit(7, "e") is None
 
+
 async def test_a_client_that_stops_reading_is_dropped_and_others_keep_working(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
