@@ -435,6 +435,14 @@ class Node:
         return self._peers.address
 
     @property
+    def listen_address(self) -> str:
+        """The host:port links are accepted on, as bound (a wildcard host stays one, unlike
+        `address`); empty when the node only dials out."""
+        if self._listener is None:
+            return ""
+        return join_host_port(self._listener.host, self._listener.port)
+
+    @property
     def nick(self) -> str:
         return self._nick
 

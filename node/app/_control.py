@@ -8,11 +8,12 @@ The frames are `node.client._wire`'s.
 Hostile until checked (issue 10's rules for any connection): the WebSocket upgrade and
 the hello must be done within `HANDSHAKE_TIMEOUT` seconds; at most `MAX_HANDSHAKING`
 connections (`MAX_HANDSHAKING_PER_HOST` from one address) may be in handshake at once,
-others are closed at once; a client not on loopback is refused unless the operator allowed
-remote clients; a wrong token, a frame over the size limit or a malformed frame gets a
-refusal frame naming the problem and the connection is closed. Once welcomed, frames to
-a client go through a bounded queue and one writer task: a client that stops reading is
-dropped when its queue is full, so it never slows the node.
+and a newcomer past a cap pushes out the oldest handshake of the address holding the most
+(so idle connections cannot lock clients out); a client not on loopback is refused unless
+the operator allowed remote clients; a wrong token, a frame over the size limit or a
+malformed frame gets a refusal frame naming the problem and the connection is closed.
+Once welcomed, frames to a client go through a bounded queue and one writer task: a
+client that stops reading is dropped when its queue is full, so it never slows the node.
 
 This module only translates; it decides nothing about rooms, and it never blocks the node
 on a client.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hmac
 import ipaddress
 import json
@@ -30,7 +32,7 @@ import os
 import secrets
 import socket
 import stat
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,25 +254,38 @@ class _Refused(Exception):
 
 
 class _Gate:
-    """Counts connections in handshake, in total and per host (pure bookkeeping)."""
+    """Connections in handshake, bounded in total and per host (pure bookkeeping).
+
+    A newcomer is always let in: at a cap, the oldest handshake of its own host (at the
+    per-host cap) or of the host holding the most (at the total cap) is pushed out, as the
+    link server does (`node.link._guard`). Refusing the newcomer instead would let anyone
+    on the machine keep every client out with a few idle connections (all of loopback is
+    one host); a real client's handshake takes milliseconds, so it is never the oldest."""
 
     def __init__(self, limits: ControlLimits) -> None:
         self._limits = limits
-        self._total = 0
+        self._pending: OrderedDict[int, str] = OrderedDict()  # connection -> host, oldest first
         self._per_host: Counter[str] = Counter()
 
-    def enter(self, host: str) -> bool:
-        if (
-            self._total >= self._limits.max_handshaking
-            or self._per_host[host] >= self._limits.max_handshaking_per_host
-        ):
-            return False
-        self._total += 1
+    def admit(self, connection: int, host: str) -> int | None:
+        """Let `connection` from `host` in; the connection to push out for it, if any."""
+        evict = None
+        if self._per_host[host] >= self._limits.max_handshaking_per_host:
+            evict = next(c for c, h in self._pending.items() if h == host)
+        elif len(self._pending) >= self._limits.max_handshaking:
+            most = max(self._per_host.values())
+            evict = next(c for c, h in self._pending.items() if self._per_host[h] == most)
+        if evict is not None:
+            self.leave(evict)
+        self._pending[connection] = host
         self._per_host[host] += 1
-        return True
+        return evict
 
-    def leave(self, host: str) -> None:
-        self._total -= 1
+    def leave(self, connection: int) -> None:
+        """The connection's handshake is over: done, failed or pushed out (idempotent)."""
+        host = self._pending.pop(connection, None)
+        if host is None:
+            return
         self._per_host[host] -= 1
         if not self._per_host[host]:
             del self._per_host[host]
@@ -290,20 +305,33 @@ async def serve_control(
     gate = _Gate(limits)
     ids = iter(range(1, 1 << 62))
 
+    handshaking: dict[int, trio.SocketStream] = {}  # the gate's connections, to push out
+
+    def handshake_over(number: int) -> None:
+        gate.leave(number)
+        handshaking.pop(number, None)
+
     async def handle(stream: trio.SocketStream) -> None:
         peer, name = _peer_name(stream)
         host = str(peer[0]) if isinstance(peer, tuple) else "unix"
-        if not gate.enter(host):
-            log.debug("control: %s refused: too many connections in handshake", name)
-            await trio.aclose_forcefully(stream)
-            return
-        connection = _Connection(client, stream, token, peer_id, next(ids), name, limits)
+        number = next(ids)
+        evict = gate.admit(number, host)
+        handshaking[number] = stream
+        if evict is not None:
+            pushed = handshaking.pop(evict, None)
+            if pushed is not None:  # its handshake sees the connection end, and gives up
+                log.debug("control: client %d pushed out: too many connections in handshake", evict)
+                await trio.aclose_forcefully(pushed)
+        connection = _Connection(client, stream, token, peer_id, number, name, limits)
         try:
-            await connection.run(peer_allowed(peer, allow_remote=allow_remote), gate, host)
+            await connection.run(
+                peer_allowed(peer, allow_remote=allow_remote),
+                functools.partial(handshake_over, number),
+            )
         except Exception:  # a bug of ours in one connection must not stop the node
             log.exception("control: %s failed", name)
         finally:
-            connection.leave_gate(gate, host)
+            handshake_over(number)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)
@@ -335,18 +363,12 @@ class _Connection:
         self._peer_id = peer_id
         self._name = f"client {number} ({name})"
         self._limits = limits
-        self._in_gate = True
         self._queue, self._outgoing = trio.open_memory_channel[bytes](limits.queue_frames)
         self._ended: tuple[int, str] | None = None  # the close code and reason, once decided
         self._subscriptions: dict[int, trio.CancelScope] = {}
         self._scope = trio.CancelScope()  # the served connection's, once welcomed
 
-    def leave_gate(self, gate: _Gate, host: str) -> None:
-        if self._in_gate:
-            self._in_gate = False
-            gate.leave(host)
-
-    async def run(self, allowed: bool, gate: _Gate, host: str) -> None:
+    async def run(self, allowed: bool, handshake_over: Callable[[], None]) -> None:
         async with trio.open_nursery() as nursery:
             ws: WebSocketConnection | None = None
             watched = _WatchedStream(self._stream)
@@ -366,7 +388,7 @@ class _Connection:
                 if deadline.cancelled_caught:
                     raise _Refused(RefusalCode.TIMEOUT, "handshake not done within the deadline")
                 assert ws is not None
-                self.leave_gate(gate, host)
+                handshake_over()
                 await self._serve(ws)
             except _Refused as refused:
                 log.info("control: %s refused: %s", self._name, refused.message)

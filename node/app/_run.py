@@ -380,12 +380,14 @@ async def _serve(
     if node.dht:
         dht_host, dht_port = node.dht.address[:2]
         dht = join_host_port(dht_host, dht_port)
+    # Where links are accepted (0.0.0.0: every interface) is not what invites name.
     log.info(
-        "started: peer %s, links on %s, DHT on %s, %d rooms",
+        "started: peer %s, links on %s, DHT on %s, %d rooms; invites name %s",
         node.peer_id_text,
-        node.address,
+        node.listen_address or "-",
         dht,
         len(node.rooms()),
+        node.address or "no address",
     )
     problem = node.reachability_problem()
     if problem:

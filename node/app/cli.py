@@ -9,16 +9,21 @@
                        chat from the shell: through the running node's control API, or,
                        when none runs, by opening the data dir (the same `ChatClient` code)
     rumor demo         a swarm of bot nodes on loopback in a demo room
+    rumor swarm        the swarm tool (`node.swarm`): everything after it is its own
 
-`RUMOR_DATA_DIR` stands for `--data-dir` wherever that option is taken.
+`RUMOR_DATA_DIR` stands for `--data-dir` wherever that option is taken, before or after
+the command. The shell commands take any data dir with an identity (one the UI made has
+no config.toml: they go by the UI's node options then); `rumor run` wants `rumor init`'s.
 
 `create` and `join` store the room themselves when no node runs on the data dir; while a
 `rumor run` holds the data dir's lock they hand the invite to it through the data dir's
-inbox instead (`node._datadir`), so two processes never open the same room. Bad
+inbox instead (`node._datadir`), so two processes never open the same room. A command
+finding the lock held by another command waits its turn (`LOCK_WAIT` per holder). Bad
 arguments, a bad invite, a bad config file or an unusable data dir give one line on
-stderr and a non-zero exit (2 for usage, 1 for the rest), never a traceback. A bug gives
-one "internal error" line and exit status 70; `rumor --debug` (or RUMOR_DEBUG=1) adds
-the traceback.
+stderr and a non-zero exit (2 for usage, 1 for the rest), never a traceback; a closed
+stdout ends the command quietly with status 141. A bug gives one "internal error" line
+and exit status 70; `rumor --debug` (or RUMOR_DEBUG=1) adds the traceback. Text from the
+network is printed inert: it never steers the terminal.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -41,9 +47,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+import msgpack
 import trio
 
 from crdt import (
+    MAX_BODY_BYTES,
     Identity,
     IdentityError,
     Message,
@@ -52,6 +60,7 @@ from crdt import (
     format_peer_id,
     hlc_millis,
 )
+from crdt._op import MAX_NICK_BYTES  # (not re-exported by crdt)
 from rumor_runtime import lone_error
 
 from .._addresses import parse_address, short_peer_id
@@ -59,12 +68,18 @@ from .._datadir import DataDir
 from .._invite import Invite, InviteError, check_room_name, parse_invite, reachability_problem
 from .._node import Node
 from ..client import ChatClient, ClientError, LocalClient, RoomChanged, RoomInfo
-from ..client._remote import RemoteClient, parse_control_address
+from ..client._remote import (
+    ConnectionLost,
+    RemoteClient,
+    parse_control_address,
+    read_control_record,
+)
 from ._config import CONFIG_FILE, Config, ConfigError, load_config, write_config
 from ._control import ensure_token
 from ._demo import open_demo_client, run_headless
 from ._inbox import (
     DataDirError,
+    Holder,
     LockHeld,
     default_data_dir,
     hold_lock,
@@ -80,7 +95,16 @@ DATA_DIR_ENV: Final = "RUMOR_DATA_DIR"  # the data dir when --data-dir is not gi
 NICK_WAIT: Final = 15.0  # seconds `rumor nick` waits for the rooms to show the new nick (a
 # node opened by the command may write in a room only after its 10 s own-chain grace)
 NOT_RUNNING: Final = 3  # `rumor status` when no node runs (as LSB init scripts say)
+SIGPIPE_STATUS: Final = 128 + signal.SIGPIPE  # 141: what the shell shows for a SIGPIPE'd one
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE (sysexits.h): a bug, not a user's mistake
+# The longest message text an op holds: its body, [text, reply_to] in msgpack, is at most
+# MAX_BODY_BYTES (crdt/_op.py); a text that long has a 3-byte header, the array and a nil
+# reply one byte each.
+MAX_MESSAGE_BYTES: Final = MAX_BODY_BYTES - (len(msgpack.packb([" " * 256, None])) - 256)
+LOCK_WAIT: Final = 30.0  # seconds a command waits for one other process to free the data dir
+LOCK_POLL: Final = 0.05
+# What the UI's node uses in a data dir without config.toml (tui/_run.py).
+UI_DEFAULTS: Final = Config(listen="127.0.0.1:0", dht_port=0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,10 +175,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     data_dir_help = f"the node's data dir (default: ${DATA_DIR_ENV}, else {default_data_dir()})"
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    # A subcommand's own --data-dir must not reset the top-level one to its default:
+    # argparse copies a subparser's defaults over what the main parser read.
+    data_dir_option: dict[str, Any] = {
+        "type": Path,
+        "metavar": "DIR",
+        "help": data_dir_help,
+        "default": argparse.SUPPRESS,
+    }
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     init = commands.add_parser("init", help="create the identity and config file")
-    init.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    init.add_argument("--data-dir", **data_dir_option)
     _add_node_options(init)
 
     run = commands.add_parser(
@@ -164,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
         "config.toml. Rooms created or joined meanwhile (rumor create/join) are picked up "
         "within a second. SIGINT, SIGTERM and SIGHUP stop it cleanly.",
     )
-    run.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    run.add_argument("--data-dir", **data_dir_option)
     _add_node_options(run)
     run.add_argument(
         "--control",
@@ -198,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the node's control address (HOST:PORT or unix:PATH; default: the data dir's "
         "running node)",
     )
-    attach.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    attach.add_argument("--data-dir", **data_dir_option)
     attach.add_argument(
         "--token-file",
         type=Path,
@@ -208,13 +240,13 @@ def _parser() -> argparse.ArgumentParser:
 
     rooms = commands.add_parser("rooms", help="list the rooms: name, id, members, synced")
     rooms.add_argument("--json", action="store_true", help="one JSON object per line")
-    rooms.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    rooms.add_argument("--data-dir", **data_dir_option)
 
     room_help = "the room: its name, or a prefix of its id in hex"
     send = commands.add_parser("send", help="send a message to a room")
     send.add_argument("room", metavar="ROOM", help=room_help)
     send.add_argument("text", metavar="TEXT", help="the message; - reads it from stdin")
-    send.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    send.add_argument("--data-dir", **data_dir_option)
 
     history = commands.add_parser("history", help="print a room's latest messages")
     history.add_argument("room", metavar="ROOM", help=room_help)
@@ -222,7 +254,7 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=_positive, default=20, metavar="N", help="how many (default 20)"
     )
     history.add_argument("--json", action="store_true", help="one JSON object per message")
-    history.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    history.add_argument("--data-dir", **data_dir_option)
 
     tail = commands.add_parser("tail", help="print a room's new messages as they come")
     tail.add_argument("room", metavar="ROOM", help=room_help)
@@ -234,34 +266,34 @@ def _parser() -> argparse.ArgumentParser:
         help="print the last N messages first (default 10)",
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per message")
-    tail.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    tail.add_argument("--data-dir", **data_dir_option)
 
     invite = commands.add_parser("invite", help="print a room's invite again")
     invite.add_argument("room", metavar="ROOM", help=room_help)
-    invite.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    invite.add_argument("--data-dir", **data_dir_option)
 
     nick = commands.add_parser("nick", help="set your nickname in every room")
     nick.add_argument("name", metavar="NAME")
-    nick.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    nick.add_argument("--data-dir", **data_dir_option)
 
     status = commands.add_parser(
         "status",
         help="links, DHT contacts, each room's sync state; exit 1 if unhealthy, 3 if stopped",
     )
     status.add_argument("--json", action="store_true", help="the status as one JSON object")
-    status.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    status.add_argument("--data-dir", **data_dir_option)
 
     leave = commands.add_parser("leave", help="leave a room (its history is kept aside)")
     leave.add_argument("room", metavar="ROOM", help=room_help)
-    leave.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    leave.add_argument("--data-dir", **data_dir_option)
 
     create = commands.add_parser("create", help="create a room and print its invite")
     create.add_argument("name", metavar="NAME", help="the room's name (local to each member)")
-    create.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    create.add_argument("--data-dir", **data_dir_option)
 
     join = commands.add_parser("join", help="join the room an invite names")
     join.add_argument("invite", metavar="INVITE", help="a rumor://invite/... URI")
-    join.add_argument("--data-dir", type=Path, metavar="DIR", help=data_dir_help)
+    join.add_argument("--data-dir", **data_dir_option)
 
     demo = commands.add_parser(
         "demo",
@@ -272,16 +304,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no UI: run the swarm, print the conversation, exit 0 once all converged",
     )
+    # (Its own --data-dir, default None: the demo never takes the node's data dir.)
     demo.add_argument(
         "--data-dir", type=Path, help="keep the nodes' data dirs here (default: a temp dir)"
     )
 
-    swarm = commands.add_parser(
+    # Listed for `rumor --help` only: `main` hands what follows `swarm` to the swarm tool
+    # before this parser sees it (argparse.REMAINDER would not take a leading option).
+    commands.add_parser(
         "swarm",
         help="run a swarm scenario (simulated or real) and write its report",
-        add_help=False,  # `rumor swarm --help` is the swarm tool's own
+        add_help=False,
     )
-    swarm.add_argument("swarm_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -334,13 +368,23 @@ _USER_ERRORS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = _swarm_at(argv)
+    args = _parser().parse_args(argv if at is None else argv[:at])
     debug = args.debug or bool(os.environ.get(DEBUG_ENV))
     try:
         try:
-            return _dispatch(args)
+            if at is not None:
+                from ..swarm import main as swarm_main  # it parses its own options
+
+                return swarm_main(argv[at + 1 :])
+            status = _dispatch(args)
+            sys.stdout.flush()  # here, where a closed pipe can still be told apart
+            return status
         except BaseExceptionGroup as group:
             raise lone_error(group) from None
+    except BrokenPipeError:
+        return _stdout_closed()
     except _USER_ERRORS as exc:
         if debug:
             traceback.print_exc()
@@ -360,6 +404,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERNAL_ERROR
 
 
+def _stdout_closed() -> int:
+    """Whoever read our output stopped (`rumor status | head -1`): end quietly, with the
+    status of a process SIGPIPE ended, as other shell tools do."""
+    # Whatever is still buffered must not fail again when Python flushes at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
+
+
+def _swarm_at(argv: list[str]) -> int | None:
+    """Where the `swarm` command is in `argv`, if it is the command (after top-level
+    options only)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "--data-dir" else 1
+    return i if i < len(argv) and argv[i] == "swarm" else None
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -371,13 +434,28 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(from_env) if from_env else default_data_dir()
 
 
+def _check_text(args: argparse.Namespace) -> None:
+    """CommandError for an argument that is not UTF-8 text: Python hands undecodable argv
+    bytes over as lone surrogates, which nothing can encode (not the node, not a frame)."""
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and not _is_utf8(text):
+                shown = name.replace("_", "-").upper()
+                raise CommandError(f"{shown} is not UTF-8 text: {text!r}")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    _check_text(args)
     if args.command == "demo":
         return _demo_command(args)
-    if args.command == "swarm":
-        from ..swarm import main as swarm_main  # the swarm tool parses its own options
-
-        return swarm_main(args.swarm_args)
     data_dir = _data_dir(args)
     if args.command is None:
         return _default(data_dir)
@@ -385,9 +463,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _init(data_dir, args)
     if args.command == "attach":
         return _attach(data_dir, args.address, args.token_file)
-    require_initialised(data_dir)
-    config = load_config(data_dir / CONFIG_FILE)
     if args.command == "run":
+        require_initialised(data_dir)
+        config = load_config(data_dir / CONFIG_FILE)
         control = ControlOptions(
             address=None
             if args.control == "off"
@@ -399,6 +477,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.control_allow_remote and control.address is None:
             raise CommandError("--control-allow-remote needs a --control address")
         return _run(data_dir, config.override(**_node_options(args)), control, args.log_format)
+    config = _shell_config(data_dir)
     if args.command == "create":
         _require_name(args.name, "a room name")
         check_room_name(args.name)  # one line before anything is stored
@@ -407,6 +486,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "join":
         return _deliver(data_dir, config, parse_invite(args.invite), announce=False)
     return trio.run(_shell, data_dir, config, args)
+
+
+def _shell_config(data_dir: Path) -> Config:
+    """The settings the shell commands go by: config.toml's, or, in a data dir the UI made
+    (an identity, no config.toml), the node options the UI uses then (`Node.open`'s
+    defaults: loopback links on any free port, so invites made offline carry no address)."""
+    if not DataDir(data_dir).identity.exists():
+        require_initialised(data_dir)  # (raises: no identity, not a data dir)
+    path = data_dir / CONFIG_FILE
+    if path.exists():
+        return load_config(path)
+    return UI_DEFAULTS
 
 
 def _require_name(text: str, what: str) -> None:
@@ -563,14 +654,24 @@ async def _check_connection(target: str | Path, token: str | None) -> None:
 async def _open_client(data_dir: Path) -> AsyncIterator[tuple[ChatClient, bool]]:
     """A client of the data dir's node: the running one's control API (True), or, when
     none runs, the node opened here without links or DHT (False): what is written then
-    goes out when the node runs next."""
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(hold_lock(data_dir))
-        except LockHeld:
-            stack.close()
-            async with RemoteClient.connect(data_dir) as remote:
-                yield remote, True
+    goes out when the node runs next. Another command holding the data dir is waited for
+    (at most LOCK_WAIT seconds)."""
+    async with contextlib.AsyncExitStack() as stack:
+        wait = _LockWait(data_dir, trio.current_time)
+        while True:
+            try:
+                stack.enter_context(hold_lock(data_dir))
+            except LockHeld as held:
+                remote = await _node_client(stack, data_dir, held.holder)
+                if remote is not None:
+                    break
+                wait.check(held.holder)
+                await trio.sleep(LOCK_POLL)
+                continue
+            remote = None
+            break
+        if remote is not None:
+            yield remote, True
             return
         try:
             async with Node.open(data_dir, listen=None, dht_port=None, verify_workers=0) as node:
@@ -578,6 +679,44 @@ async def _open_client(data_dir: Path) -> AsyncIterator[tuple[ChatClient, bool]]
         except ValueError as exc:
             # The node's word for stored data it cannot use (a bad nick in settings.json).
             raise CommandError(f"cannot open the node in {data_dir}: {exc}") from None
+
+
+async def _node_client(
+    stack: contextlib.AsyncExitStack, data_dir: Path, holder: Holder
+) -> ChatClient | None:
+    """A client of the node holding the data dir's lock, or None if the holder is not a
+    node serving its control API (another command, or a node still starting)."""
+    try:
+        pid, _ = read_control_record(data_dir)
+    except ConnectionLost:  # no control.json
+        return None
+    if pid is None or pid != holder.pid:
+        return None  # left behind by a node that was killed: the holder is someone else
+    client: ChatClient = await stack.enter_async_context(RemoteClient.connect(data_dir))
+    return client
+
+
+class _LockWait:
+    """How long the data dir's lock has been held by one process while we wait for it:
+    CommandError once one holder keeps it LOCK_WAIT seconds. Commands queued behind each
+    other take their turns, so each new holder starts the count again."""
+
+    def __init__(self, data_dir: Path, clock: Callable[[], float]) -> None:
+        self._data_dir = data_dir
+        self._clock = clock
+        self._holder: int | None = None
+        self._since = clock()
+
+    def check(self, holder: Holder) -> None:
+        now = self._clock()
+        if holder.pid is not None and holder.pid != self._holder:
+            self._holder, self._since = holder.pid, now
+        elif now - self._since >= LOCK_WAIT:
+            pid = f" (pid {holder.pid})" if holder.pid else ""
+            raise CommandError(
+                f"data dir {self._data_dir} busy: another rumor process{pid} has held it for "
+                f"{LOCK_WAIT:g} s (a command still at work, or a rumor run with --control off)"
+            )
 
 
 def _find_room(rooms: list[RoomInfo], text: str) -> RoomInfo:
@@ -602,11 +741,13 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
     command: str = args.command
     text = ""
     if command == "send":
-        text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+        text = _read_stdin() if args.text == "-" else args.text
         if not text.strip():
             raise CommandError("an empty message is not sent")
+        _check_size(text, MAX_MESSAGE_BYTES, "a message")
     if command == "nick":
         _require_name(args.name, "a nick")
+        _check_size(args.name, MAX_NICK_BYTES, "a nick")
     async with _open_client(data_dir) as (client, running):
         if command == "rooms":
             for info in await client.rooms():
@@ -647,8 +788,52 @@ async def _shell(data_dir: Path, config: Config, args: argparse.Namespace) -> in
     raise AssertionError(f"unknown command {command}")  # argparse allows no other
 
 
+def _check_size(text: str, limit: int, what: str) -> None:
+    """CommandError, in the user's terms, for text over what an op may hold: checked here,
+    before anything is sent, so the node's own refusal (or the frame limit) is not the
+    first word."""
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise CommandError(f"{what} is at most {limit} bytes; this one is {size}")
+
+
+def _read_stdin() -> str:
+    """The message on stdin, strictly UTF-8 (the text stream's error handler may be
+    surrogateescape, which lets bytes through that no op can hold), less trailing newlines."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"the message on stdin is not UTF-8 text (byte {exc.start}: {data[exc.start]:#04x})"
+        ) from None
+
+
+# Characters from the network that a terminal would act on instead of showing: C0 and C1
+# controls, DEL, bidi embeddings, overrides, isolates and marks (which reorder what follows
+# them on the line), line separators. The UI's set (tui/_safe.py); newline and tab are
+# the callers' to handle.
+_UNSAFE: Final = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+REPLACEMENT: Final = "\N{REPLACEMENT CHARACTER}"  # the visible mark, as in the UI
+
+
+def _inert(text: str) -> str:
+    """`text` safe to print: every unsafe character shown as U+FFFD, tabs as spaces."""
+    return _UNSAFE.sub(REPLACEMENT, text.replace("\t", "    "))
+
+
 def _flat(text: str) -> str:
-    return " ".join(text.split())
+    """`_inert` on one line, whitespace runs as one space (names, nicks, reasons)."""
+    return " ".join(_inert(text).split())
+
+
+def _json_line(entry: dict[str, Any]) -> str:
+    """`entry` as one line of JSON with the exact data, the unsafe characters escaped
+    (json.dumps escapes C0 controls only), so a terminal showing it is not steered."""
+    text = json.dumps(entry, ensure_ascii=False)
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 async def _until_nick_said(client: ChatClient, nick: str) -> None:
@@ -681,7 +866,7 @@ def _print_room(info: RoomInfo, *, as_json: bool) -> None:
             "synced": info.synced,
             "behind": info.behind,
         }
-        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        print(_json_line(entry), flush=True)
         return
     sync = "synced" if info.synced else f"syncing ({info.behind} behind)"
     print(
@@ -727,13 +912,13 @@ def _print_message(
                 emoji: [format_peer_id(p) for p in who] for emoji, who in message.reactions
             },
         }
-        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        print(_json_line(entry), flush=True)
         return
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(millis / 1000))
     author = nicks.get(message.author) or short_peer_id(message.author)
-    text = "(deleted)" if message.deleted else " ⏎ ".join(message.text.splitlines())
+    text = "(deleted)" if message.deleted else " ⏎ ".join(_inert(message.text).splitlines())
     flags = " (edited)" if message.edited and not message.deleted else ""
-    reactions = "".join(f"  {emoji}{len(who)}" for emoji, who in message.reactions)
+    reactions = "".join(f"  {_flat(emoji)}{len(who)}" for emoji, who in message.reactions)
     print(f"{when} <{_flat(author)}> {text}{flags}{reactions}", flush=True)
 
 
@@ -802,7 +987,7 @@ async def _status(client: ChatClient, running: bool, *, as_json: bool) -> int:
             ],
             "failed_rooms": dict(status.failed_rooms),
         }
-        print(json.dumps(entry, ensure_ascii=False))
+        print(_json_line(entry))
     else:
         state = "running" if running else "not running"
         print(f"node {format_peer_id(status.peer_id)} ({state})")
@@ -830,8 +1015,9 @@ async def _status(client: ChatClient, running: bool, *, as_json: bool) -> int:
 def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) -> int:
     """Store the room of `invite` (through the running node, if there is one); print the
     invite for others if `announce`, else what happened."""
-    try:
-        with hold_lock(data_dir):
+    with contextlib.ExitStack() as stack:
+        running = _hold_lock_or_node(stack, data_dir)
+        if running is None:
             try:
                 trio.run(_store_room, data_dir, invite, announce)
             except BaseException:
@@ -839,10 +1025,8 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
                     # Nobody has its invite: a half-made new room is nobody's history.
                     DataDir(data_dir).discard_new_room(invite.room)
                 raise
-            running = None
-    except LockHeld as held:
-        queue_invite(data_dir, invite.to_uri(), new_room=announce)
-        running = held.holder
+        else:
+            queue_invite(data_dir, invite.to_uri(), new_room=announce)
     if announce:
         # The running node's address if it told us, else the configured one.
         address = running.address if running and running.address else config.invite_address
@@ -864,6 +1048,23 @@ def _deliver(data_dir: Path, config: Config, invite: Invite, *, announce: bool) 
             file=sys.stderr,
         )
     return 0
+
+
+def _hold_lock_or_node(stack: contextlib.ExitStack, data_dir: Path) -> Holder | None:
+    """Hold the data dir's lock in `stack` (None), or the holder if it is a running node
+    (`rumor run` names its node's address in the lock once started). Another command
+    holding it is waited for, at most LOCK_WAIT seconds."""
+    wait = _LockWait(data_dir, time.monotonic)
+    while True:
+        try:
+            stack.enter_context(hold_lock(data_dir))
+        except LockHeld as held:
+            if held.holder.address:
+                return held.holder
+            wait.check(held.holder)
+            time.sleep(LOCK_POLL)
+            continue
+        return None
 
 
 async def _store_room(data_dir: Path, invite: Invite, new_room: bool) -> None:

@@ -66,6 +66,7 @@ __all__ = [
     "RemoteClient",
     "parse_control_address",
     "read_control_address",
+    "read_control_record",
     "read_token",
 ]
 
@@ -120,13 +121,29 @@ def read_token(data_dir: Path) -> str:
 
 def read_control_address(data_dir: Path) -> ControlAddress:
     """Where the node running on `data_dir` serves its control API, as it recorded."""
+    return read_control_record(data_dir)[1]
+
+
+def read_control_record(data_dir: Path) -> tuple[int | None, ControlAddress]:
+    """The pid of the node that wrote `control.json` (None if it did not say) and its
+    control address. ConnectionLost if there is no such file; ClientError (one line) if
+    it cannot be read or is not what a node writes (it is a file anyone may edit)."""
+    path = data_dir / CONTROL_FILE
     try:
-        data = json.loads((data_dir / CONTROL_FILE).read_text(encoding="utf-8"))
-        return parse_control_address(data["address"])
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConnectionLost(f"no node is running on {data_dir}") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ClientError(f"cannot read {data_dir / CONTROL_FILE}: {exc}") from None
+    except (OSError, ValueError) as exc:  # (UnicodeDecodeError and JSON's are ValueErrors)
+        raise ClientError(f"cannot read {path}: {exc}") from None
+    address = data.get("address") if isinstance(data, dict) else None
+    if not isinstance(address, str):
+        raise ClientError(f"cannot read {path}: no control address in it")
+    try:
+        parsed = parse_control_address(address)
+    except ValueError as exc:
+        raise ClientError(f"cannot read {path}: {exc}") from None
+    pid = data.get("pid")
+    return (pid if type(pid) is int else None), parsed
 
 
 class _Pending:

@@ -269,10 +269,11 @@ async def test_sigterm_mid_sync_keeps_what_was_stored_and_a_restart_finishes(
 
 
 def test_an_invite_queued_while_no_node_ran_is_joined_at_start(tmp_path: Path) -> None:
-    """`rumor create` while another process briefly held the data dir queues the room;
-    the next `rumor run` joins it as it starts."""
+    """`rumor create` while a node held the data dir queues the room; if that node stops
+    before joining it, the next `rumor run` joins it as it starts."""
     init(tmp_path, "--listen", "127.0.0.1:0", "--dht-port", "0")
-    with hold_lock(tmp_path):
+    with hold_lock(tmp_path) as lock:
+        lock.announce("127.0.0.1:9")  # a running node names its address (another command does not)
         created = rumor("create", "queued", "--data-dir", tmp_path)
     assert created.returncode == 0 and "handed to the node running" in created.stderr
     assert not list((tmp_path / "rooms").glob("*.sqlite3"))
