@@ -44,6 +44,7 @@ from .._room import Room
 from ..gossip import GossipConfig
 from ..link import LinkConfig
 from ..sim import SimNetwork
+from . import _checks as checks
 from ._measure import Recorder, room_digest
 from ._traffic import Traffic, message_text
 
@@ -67,6 +68,22 @@ class SwarmConfig:
     invite_peers: int = 3  # addresses in the invite a joining node gets (random members)
     gossip_config: GossipConfig | None = None
     link_config: LinkConfig | None = None
+
+    def __post_init__(self) -> None:
+        latency = self.latency
+        if not isinstance(latency, tuple | list) or len(latency) != 2:
+            raise ValueError(f"latency must be a pair [low, high] of seconds, not {latency!r}")
+        for value in latency:
+            checks.number("latency", value, low=0)
+        if latency[0] > latency[1]:
+            raise ValueError(f"latency must be [low, high] with low <= high, not {latency!r}")
+        checks.number("jitter", self.jitter, low=0)
+        checks.number("loss", self.loss, low=0, high=1, high_open=True)
+        checks.flag("dht", self.dht)
+        checks.whole("mesh_size", self.mesh_size, low=1)
+        checks.number("discovery_interval", self.discovery_interval, low=0, low_open=True)
+        checks.number("dial_backoff", self.dial_backoff, low=0, low_open=True)
+        checks.whole("invite_peers", self.invite_peers, low=1)
 
 
 @dataclass(eq=False)
