@@ -41,9 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a swarm of rumor nodes through a scenario and report how it went.",
         epilog=f"scenarios: {names}; or the path of a TOML file (see docs-swarm.md)",
     )
-    parser.add_argument(
-        "scenario", nargs="?", default="steady", help="a scenario name or TOML file"
-    )
+    parser.add_argument("scenario", nargs="?", help="a scenario name or TOML file")
     parser.add_argument(
         "--nodes", type=_positive_int, metavar="N", help="nodes (default: the scenario's)"
     )
@@ -137,16 +135,29 @@ class _Progress:
             self.stream.write("\n")
 
 
+def _list(stream: TextIO) -> None:
+    for name, scenario in SCENARIOS.items():
+        stream.write(
+            f"{name:<12} {scenario.nodes:>3} nodes, {scenario.duration:g} s: "
+            f"{scenario.description}\n"
+        )
+
+
 def main(argv: list[str]) -> int:
-    """`rumor swarm ARGS`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """`rumor swarm ARGS`; returns the exit status (never raises SystemExit)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option (already said, on one line)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.list:
-        for name, scenario in SCENARIOS.items():
-            print(
-                f"{name:<12} {scenario.nodes:>3} nodes, {scenario.duration:g} s: "
-                f"{scenario.description}"
-            )
+        _list(sys.stdout)
         return 0
+    if args.scenario is None:  # a bare `rumor swarm` shows what it can run, runs nothing
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("scenarios (or the path of a TOML file):\n")
+        _list(sys.stderr)
+        return 2
     if not args.real and not hash_seed_fixed():
         # Same bytes on every run: str/bytes hashing must not vary between processes.
         env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
