@@ -255,11 +255,19 @@ class ScenarioRun:
 
 
 async def run_scenario(
-    scenario: Scenario, seed: int, *, progress: Progress | None = None, every: float = 5.0
+    scenario: Scenario,
+    seed: int,
+    *,
+    progress: Progress | None = None,
+    every: float = 5.0,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Play `scenario` on a simulated swarm seeded with `seed`; the report as a dict.
-    Runs inside `run_simulated` (virtual time, deterministic scheduling)."""
-    async with Swarm.simulated(scenario.nodes, seed=seed, config=scenario.network) as swarm:
+    Runs inside `run_simulated` (virtual time, deterministic scheduling). The nodes' data
+    dirs go under `data_dir`, or a temporary dir removed afterwards (see `Swarm.simulated`)."""
+    async with Swarm.simulated(
+        scenario.nodes, seed=seed, config=scenario.network, data_dir=data_dir
+    ) as swarm:
         swarm.recorder.bucket = max(1.0, scenario.duration / 240)
         run = ScenarioRun(scenario, swarm, random.Random(f"{seed}:faults"))
         phase = ["forming"]
