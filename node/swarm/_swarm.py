@@ -237,6 +237,7 @@ class Swarm:
 
     def _joined(self, member: SwarmNode, room: Room) -> None:
         member.room = room
+        self.recorder.joined(member.index)
         self._nursery.start_soon(self._watch, member, room)
 
     async def _watch(self, member: SwarmNode, room: Room) -> None:
@@ -299,6 +300,8 @@ class Swarm:
                 await member._stop.wait()
                 _retire_counters(member, node)
         finally:
+            if member.room is not None:
+                self.recorder.left(member.index)
             member.node = member.room = None
             member._done.set()
 
