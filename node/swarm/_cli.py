@@ -354,11 +354,26 @@ def finish(report: dict[str, Any], out: Path, command: str) -> int:
     (out / "report.html").write_text(render_html(report, command), encoding="utf-8")
     latency, delivery = report["latency_ms"], report["delivery"]
     converge = report["time"]["time_to_converge"]
+    converged = report["convergence"]["converged"]
+    receptions = report["receptions_per_op"]
+    # None is "not measured" (a real run): said so, never printed as a 0.
     print(
-        f"delivery {delivery['rate']:.2%}, converged "
-        f"{'in ' + format(converge, 'g') + ' s' if converge is not None else 'NO'}, "
-        f"latency p50 {latency['p50']:.0f} ms p99 {latency['p99']:.0f} ms, "
-        f"{report['receptions_per_op']:.2f} receptions per op"
+        ", ".join(
+            (
+                "delivery not measured"
+                if delivery["rate"] is None
+                else f"delivery {delivery['rate']:.2%}",
+                ("converged" + (f" in {converge:g} s" if converge is not None else ""))
+                if converged
+                else "converged NO",
+                "latency not measured"
+                if latency is None
+                else f"latency p50 {latency['p50']:.0f} ms p99 {latency['p99']:.0f} ms",
+                "receptions per op not measured"
+                if receptions is None
+                else f"{receptions:.2f} receptions per op",
+            )
+        )
     )
     for check in report["checks"]:
         mark = "ok  " if check["ok"] else "FAIL"
