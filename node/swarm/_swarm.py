@@ -269,6 +269,11 @@ class Swarm:
         """Stop a node (it keeps its data dir and may `start` again)."""
         if not member.up:
             return
+        if member.room is not None:
+            # Leaving from now on: a node closing is no writer (an op sent through it
+            # while it closes may never leave it) and nothing sent from now is due to it.
+            self.recorder.left(member.index)
+            member.room = None
         member._stop.set()
         await member._done.wait()
 

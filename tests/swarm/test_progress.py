@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 
-from node.swarm import Recorder, Scenario, run_scenario, run_simulated
+import trio
+
+from node.swarm import Recorder, Scenario, Swarm, run_scenario, run_simulated
 from node.swarm._faults import HostileMember, Offline, Partition
 
 
@@ -48,3 +50,17 @@ def test_the_recorder_counts_an_op_only_for_nodes_that_were_members_when_it_was_
         recorder.on_arrived(1, op, 4.0, since=3.5)
     assert recorder.arrivals == 3
     assert recorder.delivered_due == 2 and sum(s.expected for s in recorder.sent.values()) == 2
+
+
+def test_a_node_being_stopped_is_no_writer_from_the_moment_it_starts_closing() -> None:
+    async def main() -> None:
+        async with Swarm.simulated(3, seed=2, config=None) as swarm:
+            await swarm.create_room()
+            leaving = swarm.nodes[2]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(swarm.stop, leaving)
+                await trio.lowlevel.checkpoint()  # stop() began: the node is closing
+                assert leaving not in swarm.writers()
+            assert not leaving.up
+
+    run_simulated(main, 2)
