@@ -13,20 +13,34 @@ scenario file that cannot be used. A simulated run re-runs itself with a fixed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from types import FrameType
+from typing import Any, Final, NoReturn, TextIO, TypeVar
+
+import trio
 
 from ._determinism import HASH_SEED, hash_seed_fixed, run_simulated
 from ._report import dumps
 from ._scenario import SCENARIOS, Scenario, ScenarioError, load_scenario, run_scenario
 
 __all__ = ["main"]
+
+STOPS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what interrupts a run
+CHILD_GRACE: Final = 60.0  # seconds an interrupted re-run gets to clean up before a kill
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a swarm of rumor nodes through a scenario and report how it went.",
         epilog=f"scenarios: {names}; or the path of a TOML file (see docs-swarm.md)",
     )
-    parser.add_argument(
-        "scenario", nargs="?", default="steady", help="a scenario name or TOML file"
-    )
+    parser.add_argument("scenario", nargs="?", help="a scenario name or TOML file")
     parser.add_argument(
         "--nodes", type=_positive_int, metavar="N", help="nodes (default: the scenario's)"
     )
@@ -137,20 +149,122 @@ class _Progress:
             self.stream.write("\n")
 
 
+def _list(stream: TextIO) -> None:
+    for name, scenario in SCENARIOS.items():
+        stream.write(
+            f"{name:<12} {scenario.nodes:>3} nodes, {scenario.duration:g} s: "
+            f"{scenario.description}\n"
+        )
+
+
+class _Interrupted(Exception):
+    """The run was interrupted by `signum` (SIGINT, SIGTERM or SIGHUP)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP act as SIGINT while the block runs: KeyboardInterrupt, which trio
+    (when it runs) delivers at a safe point, so every `finally` runs and temporary dirs go.
+    Yields the list the signals caught are appended to (SIGINT is left to Python/trio and
+    counted by the caller). Outside the main thread signals cannot be set: nothing changes.
+    """
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+        handler = signal.getsignal(signal.SIGINT)  # trio's own during a run
+        if callable(handler) and handler is not forward:
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield caught
+    except BaseException as exc:
+        if _is_interrupt(exc):
+            raise _Interrupted(caught[0] if caught else signal.SIGINT) from None
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """A KeyboardInterrupt, alone or in the exception group a nursery wrapped it in."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return isinstance(exc, KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Signals that would interrupt a run are ignored while the block (a clean-up) runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOPS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(signum: int) -> int:
+    print(f"rumor swarm: interrupted ({signal.Signals(signum).name}); no report", file=sys.stderr)
+    return 128 + signum
+
+
+def _rerun(argv: list[str]) -> int:
+    """Run the command again in a child with the fixed hash seed; its status. Interrupted,
+    the child is told (it may not have had the signal: a kill of this process alone) and
+    given time to remove its temporary dir before it is killed."""
+    env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
+    try:
+        with _interruptible():
+            child = subprocess.Popen([sys.executable, "-m", "node.swarm", *argv], env=env)
+            try:
+                return child.wait()
+            except BaseException:
+                with _uninterrupted():
+                    if child.poll() is None:
+                        child.send_signal(signal.SIGTERM)
+                    try:
+                        child.wait(timeout=CHILD_GRACE)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+                        child.wait()
+                raise
+    except _Interrupted as interrupted:
+        return _interrupted(interrupted.signum)
+
+
 def main(argv: list[str]) -> int:
-    """`rumor swarm ARGS`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """`rumor swarm ARGS`; returns the exit status (never raises SystemExit)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option (already said, on one line)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.list:
-        for name, scenario in SCENARIOS.items():
-            print(
-                f"{name:<12} {scenario.nodes:>3} nodes, {scenario.duration:g} s: "
-                f"{scenario.description}"
-            )
+        _list(sys.stdout)
         return 0
+    if args.scenario is None:  # a bare `rumor swarm` shows what it can run, runs nothing
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("scenarios (or the path of a TOML file):\n")
+        _list(sys.stderr)
+        return 2
     if not args.real and not hash_seed_fixed():
         # Same bytes on every run: str/bytes hashing must not vary between processes.
-        env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
-        return subprocess.call([sys.executable, "-m", "node.swarm", *argv], env=env)
+        return _rerun(argv)
     return run(args)
 
 
@@ -170,16 +284,65 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = _Progress(sys.stdout, scenario.duration)
     report: dict[str, Any]
-    if args.real:
-        from ._real import run_real
+    try:
+        with _interruptible():
+            if args.real:
+                from ._real import run_real
 
-        report = run_real(scenario, args.seed, progress=progress)
-    else:
-        every = max(1.0, scenario.duration / 100)
-        play = functools.partial(run_scenario, scenario, args.seed, progress=progress, every=every)
-        report = run_simulated(play, args.seed)
+                report = run_real(scenario, args.seed, progress=progress)
+            else:
+                report = _simulate(scenario, args.seed, progress)
+    except _Interrupted as interrupted:
+        progress.done()
+        return _interrupted(interrupted.signum)
     progress.done()
     return finish(report, args.out, command)
+
+
+def _simulate(scenario: Scenario, seed: int, progress: _Progress) -> dict[str, Any]:
+    """A simulated run, its nodes' data dirs in a temporary dir removed here (outside trio,
+    uninterrupted), however the run ends; `_Interrupted` if a signal stopped it."""
+    base = Path(tempfile.mkdtemp(prefix="rumor-swarm-"))
+    try:
+        every = max(1.0, scenario.duration / 100)
+        play = functools.partial(
+            run_scenario, scenario, seed, progress=progress, every=every, data_dir=base
+        )
+        return run_simulated(functools.partial(_until_signal, play), seed)
+    finally:
+        with _uninterrupted():
+            shutil.rmtree(base, ignore_errors=True)
+
+
+async def _until_signal(play: Callable[[], Awaitable[T]]) -> T:
+    """`play()`, cancelled (so that every node stops and every `finally` runs) when SIGINT,
+    SIGTERM or SIGHUP comes; then `_Interrupted`. A KeyboardInterrupt raised wherever the
+    signal lands could be taken for a node's own failure: a cancellation cannot."""
+    caught: list[int] = []
+    result: list[T] = []
+    with trio.open_signal_receiver(*STOPS) as signals:
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    async for signum in signals:
+                        caught.append(signum)
+                        nursery.cancel_scope.cancel()
+
+                async def run() -> None:
+                    result.append(await play())
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch)
+                nursery.start_soon(run)
+        except Exception:
+            # Nodes cancelled half-way through a join can fail on the way out: once a
+            # signal came, that is the interruption's doing, not the run's result.
+            if not caught:
+                raise
+    if caught:
+        raise _Interrupted(caught[0])
+    return result[0]
 
 
 def finish(report: dict[str, Any], out: Path, command: str) -> int:
@@ -191,11 +354,26 @@ def finish(report: dict[str, Any], out: Path, command: str) -> int:
     (out / "report.html").write_text(render_html(report, command), encoding="utf-8")
     latency, delivery = report["latency_ms"], report["delivery"]
     converge = report["time"]["time_to_converge"]
+    converged = report["convergence"]["converged"]
+    receptions = report["receptions_per_op"]
+    # None is "not measured" (a real run): said so, never printed as a 0.
     print(
-        f"delivery {delivery['rate']:.2%}, converged "
-        f"{'in ' + format(converge, 'g') + ' s' if converge is not None else 'NO'}, "
-        f"latency p50 {latency['p50']:.0f} ms p99 {latency['p99']:.0f} ms, "
-        f"{report['receptions_per_op']:.2f} receptions per op"
+        ", ".join(
+            (
+                "delivery not measured"
+                if delivery["rate"] is None
+                else f"delivery {delivery['rate']:.2%}",
+                ("converged" + (f" in {converge:g} s" if converge is not None else ""))
+                if converged
+                else "converged NO",
+                "latency not measured"
+                if latency is None
+                else f"latency p50 {latency['p50']:.0f} ms p99 {latency['p99']:.0f} ms",
+                "receptions per op not measured"
+                if receptions is None
+                else f"{receptions:.2f} receptions per op",
+            )
+        )
     )
     for check in report["checks"]:
         mark = "ok  " if check["ok"] else "FAIL"

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
-from ._hostile import FORGED_TEXT, Hostile
+from . import _checks as checks
+from ._hostile import ATTACKS, FORGED_TEXT, Hostile
 from ._swarm import SwarmNode
 
 if TYPE_CHECKING:
@@ -42,7 +43,11 @@ def _holds_all(member: SwarmNode, ops: list[bytes]) -> int:
 @dataclass(frozen=True)
 class Fault:
     kind: ClassVar[str] = ""
+    required: ClassVar[tuple[str, ...]] = ("at",)  # keys a scenario file must spell out
     at: float = 10.0
+
+    def __post_init__(self) -> None:
+        checks.number("at", self.at, low=0)
 
     async def run(self, run: ScenarioRun) -> None:
         raise NotImplementedError
@@ -61,8 +66,16 @@ class Partition(Fault):
     whole side by the heal), nothing crossed, and after healing everyone has everything."""
 
     kind: ClassVar[str] = "partition"
+    required: ClassVar[tuple[str, ...]] = ("at", "heal")
     heal: float = 60.0
     fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.number("heal", self.heal, low=0)
+        checks.later("heal", self.heal, "at", self.at)
+        # Both sides must hold someone: 1 would be no partition at all.
+        checks.number("fraction", self.fraction, low=0, high=1, low_open=True, high_open=True)
 
     async def run(self, run: ScenarioRun) -> None:
         facts = self.facts(run)
@@ -107,10 +120,19 @@ class Churn(Fault):
     Expected: returning nodes and replacements catch up with every op."""
 
     kind: ClassVar[str] = "churn"
+    required: ClassVar[tuple[str, ...]] = ("at", "until")
     until: float = 60.0
     fraction: float = 0.3
     downtime: float = 15.0
     replace: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.number("until", self.until, low=0)
+        checks.later("until", self.until, "at", self.at)
+        checks.number("fraction", self.fraction, low=0, high=1, low_open=True)
+        checks.number("downtime", self.downtime, low=0, low_open=True)
+        checks.number("replace", self.replace, low=0, high=1)
 
     async def run(self, run: ScenarioRun) -> None:
         facts = self.facts(run)
@@ -171,14 +193,23 @@ class Offline(Fault):
     `move`). Expected: they receive everything written while they were away."""
 
     kind: ClassVar[str] = "offline"
+    required: ClassVar[tuple[str, ...]] = ("at", "back")
     back: float = 300.0
     count: int = 1
     move: bool = True
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.number("back", self.back, low=0)
+        checks.later("back", self.back, "at", self.at)
+        checks.whole("count", self.count, low=1)
+        checks.flag("move", self.move)
+
     async def run(self, run: ScenarioRun) -> None:
         facts = self.facts(run)
         await run.until(self.at)
-        away = run.rng.sample(run.swarm.writers()[1:], self.count)
+        candidates = run.swarm.writers()[1:]  # the room's creator stays
+        away = run.rng.sample(candidates, min(self.count, len(candidates)))
         start = trio.current_time()
         for member in away:
             run.swarm.recorder.note(start, f"{member.name} goes offline")
@@ -211,6 +242,11 @@ class Slow(Fault):
     count: int = 2
     one_way: float = 0.5
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.whole("count", self.count, low=1)
+        checks.number("one_way", self.one_way, low=0, low_open=True)
+
     async def run(self, run: ScenarioRun) -> None:
         await run.until(self.at)
         chosen = run.rng.sample(run.swarm.writers(), min(self.count, len(run.swarm.writers())))
@@ -236,6 +272,13 @@ class Degrade(Fault):
     jitter: float = 0.05
     loss: float = 0.05
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.whole("count", self.count, low=1)
+        checks.number("latency", self.latency, low=0)
+        checks.number("jitter", self.jitter, low=0)
+        checks.number("loss", self.loss, low=0, high=1, high_open=True)
+
     async def run(self, run: ScenarioRun) -> None:
         await run.until(self.at)
         live = run.swarm.writers()
@@ -253,6 +296,11 @@ class Flood(Fault):
     kind: ClassVar[str] = "flood"
     seconds: float = 20.0
     rate: float = 50.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.number("seconds", self.seconds, low=0, low_open=True)
+        checks.number("rate", self.rate, low=0, low_open=True)
 
     async def run(self, run: ScenarioRun) -> None:
         await run.until(self.at)
@@ -290,6 +338,15 @@ class HostileMember(Fault):
 
     kind: ClassVar[str] = "hostile"
     attacks: tuple[str, ...] = ("garbage", "forged", "equivocate")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.attacks, tuple | list) or not self.attacks:
+            raise ValueError(
+                f"attacks must be a list of {', '.join(ATTACKS)}, not {self.attacks!r}"
+            )
+        for attack in self.attacks:
+            checks.choice("attacks", attack, ATTACKS)
 
     async def run(self, run: ScenarioRun) -> None:
         await run.until(self.at)
@@ -338,6 +395,10 @@ class LateJoin(Fault):
 
     kind: ClassVar[str] = "late-join"
     count: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.whole("count", self.count, low=1)
 
     async def run(self, run: ScenarioRun) -> None:
         await run.until(self.at)

@@ -87,8 +87,14 @@ def _delivery_figure(report: dict[str, Any]) -> str:
     return _svg(fig)
 
 
+def _not_measured(what: str) -> str:
+    return f'<p class="muted">{what}: not measured in a real run.</p>'
+
+
 def _latency_figure(report: dict[str, Any]) -> str:
     latency = report["latency_ms"]
+    if latency is None:
+        return _not_measured("Latency")
     edges, counts = latency["histogram"]["edges_ms"], latency["histogram"]["counts"]
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     lefts = [edges[0] / 10 ** (1 / 8), *edges]
@@ -155,6 +161,8 @@ def _mesh_figure(report: dict[str, Any]) -> str:
 
 
 def _bytes_figure(report: dict[str, Any]) -> str:
+    if any(n["bytes"] is None for n in report["nodes"].values()):
+        return _not_measured("Bytes per node")
     nodes = report["nodes"]
     names = list(nodes)
     kinds = ("link_sent", "link_received", "dht_sent", "dht_received")
@@ -211,6 +219,32 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.1f}"
 
 
+def _byte_cells(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return "<td class=num>-</td>" * 3
+    return (
+        f"<td class=num>{_kib(counts['link_sent'])}</td>"
+        f"<td class=num>{_kib(counts['link_received'])}</td>"
+        f"<td class=num>{_kib(counts['dht_sent'] + counts['dht_received'])}</td>"
+    )
+
+
+def _latency_note(latency: dict[str, Any] | None) -> str:
+    if latency is None:
+        return ""
+    return (
+        f'<p class="muted">p50 {latency["p50"]:.1f} ms, p90 {latency["p90"]:.1f} ms, '
+        f"p99 {latency['p99']:.1f} ms, max {latency['max']:.1f} ms; {latency['catch_ups']} "
+        "catch-ups (ops sent while the receiver was away) not counted.</p>"
+    )
+
+
+def _datagram_note(network: dict[str, int] | None) -> str:
+    if network is None:
+        return "DHT datagrams not measured in a real run."
+    return f"{network['datagrams_dropped']:,} of {network['datagrams_sent']:,} datagrams lost."
+
+
 def render_html(report: dict[str, Any], command: str = "") -> str:
     """The report as one self-contained HTML page (inline SVG plots)."""
     e = html.escape
@@ -222,15 +256,27 @@ def render_html(report: dict[str, Any], command: str = "") -> str:
     converge = timing["time_to_converge"]
     cards = "".join(
         (
-            _card(
+            _card("not measured", "delivery")
+            if delivery["rate"] is None
+            else _card(
                 f"{delivery['rate']:.2%}", f"delivery ({delivery['held']:,}/{delivery['due']:,})"
             ),
             _card(
                 "yes" if report["convergence"]["converged"] else "NO", "converged (equal digests)"
             ),
             _card(f"{converge:g} s" if converge is not None else "never", "time to converge"),
-            _card(f"{latency['p50']:.0f} / {latency['p99']:.0f} ms", "latency p50 / p99"),
-            _card(f"{report['receptions_per_op']:.2f}", "receptions per op per node"),
+            _card(
+                "not measured"
+                if latency is None
+                else f"{latency['p50']:.0f} / {latency['p99']:.0f} ms",
+                "latency p50 / p99",
+            ),
+            _card(
+                "not measured"
+                if report["receptions_per_op"] is None
+                else f"{report['receptions_per_op']:.2f}",
+                "receptions per op per node",
+            ),
             _card(f"{report['links']['degree_mean']:.1f}", "mean links per node"),
             _card(f"{sum(report['rejected'].values())}", "ops rejected"),
             _card(f"{report['ops']['penalties']}", "peers penalised"),
@@ -245,8 +291,7 @@ def render_html(report: dict[str, Any], command: str = "") -> str:
         f"<tr><td>{e(name)}</td><td>{e(n['peer'])}</td><td>{'up' if n['up'] else ('replaced' if n['retired'] else 'down')}</td>"
         f"<td class=num>{n['starts']}</td><td class=num>{len(n['links'])}</td>"
         f"<td class=num>{'' if n['dht_contacts'] is None else n['dht_contacts']}</td>"
-        f"<td class=num>{_kib(n['bytes']['link_sent'])}</td><td class=num>{_kib(n['bytes']['link_received'])}</td>"
-        f"<td class=num>{_kib(n['bytes']['dht_sent'] + n['bytes']['dht_received'])}</td>"
+        f"{_byte_cells(n['bytes'])}"
         f"<td class=num>{n['ops']['received']}</td><td class=num>{n['ops']['duplicates']}</td>"
         f"<td class=num>{report['convergence']['digests'].get(name, '')[:10]}</td></tr>"
         for name, n in list(report["nodes"].items())[:200]
@@ -277,14 +322,12 @@ seed {report["seed"]}, {scenario["duration"]:g} s of traffic at {scenario["traff
 <h2>Expectations</h2><table><tr><th></th><th>expectation</th><th>detail</th></tr>{checks}</table>
 <h2>Delivery</h2>{fig["delivery"]}
 <div class="grid2"><div><h2>Latency</h2>{fig["latency"]}
-<p class="muted">p50 {latency["p50"]:.1f} ms, p90 {latency["p90"]:.1f} ms, p99 {latency["p99"]:.1f} ms,
-max {latency["max"]:.1f} ms; {latency["catch_ups"]} catch-ups (ops sent while the receiver was away)
-not counted.</p></div>
+{_latency_note(latency)}</div>
 <div><h2>Mesh</h2>{fig["mesh"]}</div></div>
 <h2>Traffic</h2>{fig["bytes"]}
 <p class="muted">Rejected ops by reason: {e(rejected)}. DHT: contacts per node min
 {report["dht"]["contacts_min"]}, median {report["dht"]["contacts_median"]:g}, max {report["dht"]["contacts_max"]};
-{report["dht_network"]["datagrams_dropped"]:,} of {report["dht_network"]["datagrams_sent"]:,} datagrams lost.</p>
+{_datagram_note(report["dht_network"])}</p>
 <h2>Timeline</h2><table><tr><th>#</th><th>virtual s</th><th>event</th></tr>{events}</table>
 <h2>Nodes</h2><table><tr><th>node</th><th>peer</th><th>state</th><th>starts</th><th>links</th>
 <th>DHT contacts</th><th>link KiB out</th><th>link KiB in</th><th>DHT KiB</th><th>ops in</th>

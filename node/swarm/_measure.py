@@ -81,6 +81,7 @@ class _Sent:
     author: int
     at: float
     expected: int  # nodes other than the author up when it was sent
+    n: int = 0  # how many ops were sent before it
 
 
 @dataclass
@@ -96,9 +97,32 @@ class Recorder:
     catch_ups: int = 0  # arrivals at nodes that were down (or not yet there) when it was sent
     events: list[tuple[float, str]] = field(default_factory=list)
     progress: list[tuple[float, int, int]] = field(default_factory=list)  # (t, arrivals, up)
+    # Arrivals of an op at a node that was a member when it was sent: these, and only
+    # these, are what `expected` counts (catch-ups of ops sent while away are not).
+    delivered_due: int = 0
+    # Per node, its spans of membership in ops sent: [first op due, op after its last).
+    _member: dict[int, list[list[int | None]]] = field(default_factory=dict)
+
+    def joined(self, node: int) -> None:
+        """`node` is in the room from now on: ops sent from now are due to it."""
+        spans = self._member.setdefault(node, [])
+        if not spans or spans[-1][1] is not None:
+            spans.append([len(self.sent), None])
+
+    def left(self, node: int) -> None:
+        """`node` left the room (stopped): ops sent from now are not due to it."""
+        spans = self._member.get(node)
+        if spans and spans[-1][1] is None:
+            spans[-1][1] = len(self.sent)
+
+    def _was_member(self, node: int, n: int) -> bool:
+        for first, end in reversed(self._member.get(node, ())):
+            if first is not None and first <= n and (end is None or n < end):
+                return True
+        return False
 
     def on_sent(self, op_id: bytes, author: int, now: float, up: int) -> None:
-        self.sent[op_id] = _Sent(author, now, max(0, up - 1))
+        self.sent[op_id] = _Sent(author, now, max(0, up - 1), len(self.sent))
         key = int(now // self.bucket)
         self.expected[key] = self.expected.get(key, 0) + max(0, up - 1)
 
@@ -109,6 +133,8 @@ class Recorder:
         if sent is None or sent.author == node:
             return
         self.arrivals += 1
+        if self._was_member(node, sent.n):
+            self.delivered_due += 1
         if sent.at < since:
             self.catch_ups += 1
             return

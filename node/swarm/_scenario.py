@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from . import _checks as checks
 from ._faults import (
     FAULTS,
     Churn,
@@ -70,6 +71,13 @@ class Scenario:
     network: SwarmConfig = field(default_factory=SwarmConfig)
     traffic: Traffic = field(default_factory=Traffic)
     faults: tuple[Fault, ...] = ()
+
+    def __post_init__(self) -> None:
+        checks.text("name", self.name)
+        checks.text("description", self.description)
+        checks.whole("nodes", self.nodes, low=2)
+        checks.number("duration", self.duration, low=0, low_open=True)
+        checks.number("settle", self.settle, low=0, low_open=True)
 
     def sized(self, nodes: int | None = None, duration: float | None = None) -> Scenario:
         """The scenario with another node count or duration (faults scale with it)."""
@@ -168,37 +176,57 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}: {exc}") from None
 
 
-def _take(cls: type[Any], table: dict[str, Any], where: str, **extra: Any) -> Any:
+_NOT_IN_FILES = frozenset({"gossip_config", "link_config"})  # objects, not plain values
+
+
+def _take(
+    cls: type[Any],
+    table: object,
+    where: str,
+    required: tuple[str, ...] = (),
+    **extra: Any,
+) -> Any:
+    """`cls` built from a TOML table: unknown or missing keys and bad values refused."""
     if not isinstance(table, dict):
-        raise ValueError(f"[{where}] must be a table")
-    known = {f.name for f in fields(cls)} - set(extra)
+        raise ValueError(f"{where} must be a table, not {table!r}")
+    known = {f.name for f in fields(cls)} - set(extra) - _NOT_IN_FILES
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ValueError(f"unknown key in [{where}]: {', '.join(unknown)}")
-    for key, value in table.items():
-        if isinstance(value, list):
-            table = {**table, key: tuple(value)}
-    return cls(**table, **extra)
+        raise ValueError(f"unknown key in {where}: {', '.join(unknown)}")
+    missing = [key for key in required if key not in table]
+    if missing:
+        raise ValueError(f"{where}: missing key {', '.join(missing)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    try:
+        return cls(**values, **extra)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _scenario_from(data: dict[str, Any], default_name: str) -> Scenario:
     top = {k: v for k, v in data.items() if k not in ("network", "traffic", "fault")}
-    network = _take(SwarmConfig, data.get("network", {}), "network")
-    traffic = _take(Traffic, data.get("traffic", {}), "traffic")
+    network = _take(SwarmConfig, data.get("network", {}), "[network]")
+    traffic = _take(Traffic, data.get("traffic", {}), "[traffic]")
+    tables = data.get("fault", [])
+    if not isinstance(tables, list):
+        raise ValueError("fault must be [[fault]] tables, one per fault")
     faults = []
-    for n, table in enumerate(data.get("fault", [])):
+    for n, table in enumerate(tables):
+        where = f"[[fault]] {n + 1}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where} must be a table, not {table!r}")
         table = dict(table)
         kind = table.pop("kind", None)
         if kind not in FAULTS:
-            raise ValueError(f"[[fault]] {n + 1}: kind must be one of {', '.join(FAULTS)}")
-        faults.append(_take(FAULTS[kind], table, f"fault {kind}"))
+            raise ValueError(f"{where}: kind must be one of {', '.join(FAULTS)}, not {kind!r}")
+        cls = FAULTS[kind]
+        faults.append(_take(cls, table, f"{where} ({kind})", cls.required))
     top.setdefault("name", default_name)
-    scenario = _take(
-        Scenario, top, "scenario", network=network, traffic=traffic, faults=tuple(faults)
-    )
-    if scenario.nodes < 2 or scenario.duration <= 0 or scenario.settle <= 0:
-        raise ValueError("nodes must be >= 2, duration and settle positive")
-    return scenario  # type: ignore[no-any-return]
+    plain = {f.name for f in fields(Scenario)} - {"network", "traffic", "faults"}
+    unknown = sorted(set(top) - plain)
+    if unknown:
+        raise ValueError(f"unknown key in [scenario]: {', '.join(unknown)}")
+    return Scenario(**top, network=network, traffic=traffic, faults=tuple(faults))
 
 
 # -- running ----------------------------------------------------------------------------
@@ -227,11 +255,19 @@ class ScenarioRun:
 
 
 async def run_scenario(
-    scenario: Scenario, seed: int, *, progress: Progress | None = None, every: float = 5.0
+    scenario: Scenario,
+    seed: int,
+    *,
+    progress: Progress | None = None,
+    every: float = 5.0,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Play `scenario` on a simulated swarm seeded with `seed`; the report as a dict.
-    Runs inside `run_simulated` (virtual time, deterministic scheduling)."""
-    async with Swarm.simulated(scenario.nodes, seed=seed, config=scenario.network) as swarm:
+    Runs inside `run_simulated` (virtual time, deterministic scheduling). The nodes' data
+    dirs go under `data_dir`, or a temporary dir removed afterwards (see `Swarm.simulated`)."""
+    async with Swarm.simulated(
+        scenario.nodes, seed=seed, config=scenario.network, data_dir=data_dir
+    ) as swarm:
         swarm.recorder.bucket = max(1.0, scenario.duration / 240)
         run = ScenarioRun(scenario, swarm, random.Random(f"{seed}:faults"))
         phase = ["forming"]
@@ -262,5 +298,7 @@ async def _report_progress(
     while True:
         recorder = swarm.recorder
         due = sum(s.expected for s in recorder.sent.values())
-        progress(trio.current_time(), recorder.arrivals, due, len(swarm.live()), phase[0])
+        # Arrivals due, not all arrivals: a node back from away catching up on ops sent
+        # while it was gone is no delivery anyone counted as due (it went past 100%).
+        progress(trio.current_time(), recorder.delivered_due, due, len(swarm.live()), phase[0])
         await trio.sleep(every)

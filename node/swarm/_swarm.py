@@ -44,6 +44,7 @@ from .._room import Room
 from ..gossip import GossipConfig
 from ..link import LinkConfig
 from ..sim import SimNetwork
+from . import _checks as checks
 from ._measure import Recorder, room_digest
 from ._traffic import Traffic, message_text
 
@@ -67,6 +68,22 @@ class SwarmConfig:
     invite_peers: int = 3  # addresses in the invite a joining node gets (random members)
     gossip_config: GossipConfig | None = None
     link_config: LinkConfig | None = None
+
+    def __post_init__(self) -> None:
+        latency = self.latency
+        if not isinstance(latency, tuple | list) or len(latency) != 2:
+            raise ValueError(f"latency must be a pair [low, high] of seconds, not {latency!r}")
+        for value in latency:
+            checks.number("latency", value, low=0)
+        if latency[0] > latency[1]:
+            raise ValueError(f"latency must be [low, high] with low <= high, not {latency!r}")
+        checks.number("jitter", self.jitter, low=0)
+        checks.number("loss", self.loss, low=0, high=1, high_open=True)
+        checks.flag("dht", self.dht)
+        checks.whole("mesh_size", self.mesh_size, low=1)
+        checks.number("discovery_interval", self.discovery_interval, low=0, low_open=True)
+        checks.number("dial_backoff", self.dial_backoff, low=0, low_open=True)
+        checks.whole("invite_peers", self.invite_peers, low=1)
 
 
 @dataclass(eq=False)
@@ -220,6 +237,7 @@ class Swarm:
 
     def _joined(self, member: SwarmNode, room: Room) -> None:
         member.room = room
+        self.recorder.joined(member.index)
         self._nursery.start_soon(self._watch, member, room)
 
     async def _watch(self, member: SwarmNode, room: Room) -> None:
@@ -251,6 +269,11 @@ class Swarm:
         """Stop a node (it keeps its data dir and may `start` again)."""
         if not member.up:
             return
+        if member.room is not None:
+            # Leaving from now on: a node closing is no writer (an op sent through it
+            # while it closes may never leave it) and nothing sent from now is due to it.
+            self.recorder.left(member.index)
+            member.room = None
         member._stop.set()
         await member._done.wait()
 
@@ -282,6 +305,8 @@ class Swarm:
                 await member._stop.wait()
                 _retire_counters(member, node)
         finally:
+            if member.room is not None:
+                self.recorder.left(member.index)
             member.node = member.room = None
             member._done.set()
 

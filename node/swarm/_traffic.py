@@ -8,6 +8,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from . import _checks as checks
+
 __all__ = ["Traffic", "message_text"]
 
 
@@ -27,14 +29,13 @@ class Traffic:
     writers: int = 0
 
     def __post_init__(self) -> None:
-        if self.rate <= 0:
-            raise ValueError("traffic rate must be positive")
-        if not 1 <= self.min_size <= self.max_size:
-            raise ValueError("message sizes must satisfy 1 <= min_size <= max_size")
-        if self.size not in ("uniform", "lognormal"):
-            raise ValueError(f"size distribution is uniform or lognormal, not {self.size!r}")
-        if self.burst_every < 0 or self.burst_size < 0 or self.writers < 0:
-            raise ValueError("bursts and writers are counts, not negative")
+        checks.number("rate", self.rate, low=0, low_open=True)
+        checks.whole("min_size", self.min_size, low=1)
+        checks.whole("max_size", self.max_size, low=self.min_size)
+        checks.choice("size", self.size, ("uniform", "lognormal"))
+        checks.number("burst_every", self.burst_every, low=0)
+        checks.whole("burst_size", self.burst_size, low=0)
+        checks.whole("writers", self.writers, low=0)
 
     def draw_size(self, rng: random.Random) -> int:
         if self.size == "uniform":
