@@ -4,7 +4,9 @@ Each node is a `RoomGossip` over a real `crdt.Replica`; the harness plays the dr
 it carries `Send`s over links with a seeded latency per link and a little jitter per
 message (in order per direction, dropped when the link closes), performs `Ingest` by
 applying the ops to the replica after a short delay and reporting back, closes links on
-`Penalise`, and calls `handle_timer` when due.
+`Penalise`, and calls `handle_timer` when due. With `loss`, a link message is lost with
+that probability and sent again after a retransmission timeout (doubling each time), as a
+stream does: later messages on that direction wait behind it (head-of-line blocking).
 Time is virtual: an event queue ordered by (time, sequence), so a seed fixes every run.
 """
 
@@ -79,6 +81,8 @@ class Cluster:
         jitter: float = 0.1,
         ingest_delay: float = 0.002,
         cache_signatures: bool = False,
+        loss: float = 0.0,
+        rto: float = 0.2,
     ) -> None:
         self.rng = random.Random(seed)
         self.latency = latency
@@ -98,6 +102,9 @@ class Cluster:
         self.outstanding: dict[tuple[int, int], int] = {}  # (sender, receiver) -> batches
         self.max_outstanding = 0
         self.messages = 0
+        self.loss = loss
+        self.rto = rto  # the first retransmission timeout (Linux's minimum RTO)
+        self.bytes_by_type: dict[str, int] = {}  # link message bytes, by message type
         self._queue: list[tuple[float, int, str, Any]] = []
         self._seq = 0
         self._link_free: dict[tuple[int, int], float] = {}
@@ -184,11 +191,18 @@ class Cluster:
                 j = self.by_id[action.peer]
                 if frozenset((i, j)) not in self.links:
                     continue
-                if isinstance(decode_message(action.data), Ops):
+                message = decode_message(action.data)
+                kind = type(message).__name__
+                self.bytes_by_type[kind] = self.bytes_by_type.get(kind, 0) + len(action.data)
+                if isinstance(message, Ops):
                     self.outstanding[(i, j)] += 1
                     self.max_outstanding = max(self.max_outstanding, self.outstanding[(i, j)])
                 base = self._base_latency[frozenset((i, j))]
                 delay = base * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
+                rto = max(self.rto, 2 * base)
+                while self.loss and self.rng.random() < self.loss:
+                    delay += rto  # lost: the stream sends it again after its timeout
+                    rto *= 2
                 when = max(self.now + delay, self._link_free[(i, j)])
                 self._link_free[(i, j)] = when
                 self.messages += 1
