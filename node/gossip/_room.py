@@ -183,6 +183,11 @@ class _Peer:
     ihave: list[bytes] = field(default_factory=list)  # ids to announce
     want: list[bytes] = field(default_factory=list)  # ids to pull
     graft: bool = False  # the next WANT also grafts
+    # One tree per author (Plumtree §3.8): authors this peer asked us to push (GRAFT) or
+    # to announce (PRUNE), whatever the link's default (`eager`) says.
+    eager_for: set[bytes] = field(default_factory=set)
+    lazy_for: set[bytes] = field(default_factory=set)
+    told_lazy: bool = False  # it pruned the link's default: no pushes of our own ops either
     twins_told: int = 0  # ops of forked chains we last announced to it
 
 
@@ -224,6 +229,9 @@ class RoomGossip:
         self._announce_at: float | None = None
         self._feeder: bytes | None = None  # the peer whose catch-up last brought news
         self._feeder_at = 0.0  # and when
+        self._parent: dict[bytes, bytes] = {}  # author -> the peer that pushes us its ops
+        self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for its ops
+        self._first: dict[bytes, tuple[int, bytes]] = {}  # author -> (seq, first pusher)
 
     # -- introspection ------------------------------------------------------------------
 
@@ -405,17 +413,33 @@ class RoomGossip:
         elif isinstance(message, Want):
             if message.graft:
                 state.eager = True
+            self._graft_authors(state, message.authors)
             for op_id in message.ids:
                 op = self.source.get(op_id)
                 if op is not None:
+                    if message.graft:
+                        self._graft_authors(state, (op.author,))
                     self._enqueue(state, op, Mode.PULLED, asked=True)
             self._pump(state, out)
         elif isinstance(message, Pause):
             state.syncing = state.overflowed = False
             state.resume = True
-        else:  # Prune
-            if not self.config.flood:
+        elif not self.config.flood:  # Prune
+            if not message.authors:
                 state.eager = False
+                state.told_lazy = True
+                state.eager_for.clear()
+            for author in message.authors:
+                state.eager_for.discard(author)
+                if len(state.lazy_for) < MAX_VECTOR_AUTHORS:
+                    state.lazy_for.add(author)
+
+    @staticmethod
+    def _graft_authors(state: _Peer, authors: tuple[bytes, ...]) -> None:
+        for author in authors:
+            state.lazy_for.discard(author)
+            if len(state.eager_for) < MAX_VECTOR_AUTHORS:
+                state.eager_for.add(author)
 
     def _on_ops(self, state: _Peer, message: Ops, now: float, out: list[Action]) -> None:
         state.unacked += 1
@@ -423,6 +447,7 @@ class RoomGossip:
             raise GossipRemoteError("flow", f"more than {self.config.window} batches")
         fresh: list[Op] = []
         seen: set[bytes] = set()
+        repeated: list[Op] = []  # the duplicates
         for data in message.ops:
             try:
                 op = decode_op(data)
@@ -432,22 +457,14 @@ class RoomGossip:
                 return
             self._learn(state, op)
             if op.id in seen or op.id in self._inflight or op.id in self.source:
+                repeated.append(op)
                 continue
             seen.add(op.id)
             fresh.append(op)
         self.stats.ops_received += len(message.ops)
         self.stats.duplicates += len(message.ops) - len(fresh)
-        if (
-            len(fresh) < len(message.ops)
-            and message.mode is Mode.PUSH
-            and not self.config.flood
-            and self.rng.random() < self.config.prune_probability
-        ):
-            # Plumtree §3.2: a pushed duplicate means two eager paths; drop this one. The
-            # PRUNE goes out even if we count the sender lazy already: it may not know.
-            state.eager = False
-            self.stats.prunes_sent += 1
-            out.append(Send(state.id, encode_message(Prune())))
+        if message.mode is Mode.PUSH and not self.config.flood:
+            self._shape_trees(state, fresh, repeated, out)
         if message.mode is Mode.SYNC:
             feeding = (
                 self._feeder in self._peers and now - self._feeder_at < self.config.announce_delay
@@ -501,6 +518,91 @@ class RoomGossip:
         state.syncing = True
         self._pump(state, out)
 
+    def _shape_trees(
+        self, state: _Peer, fresh: list[Op], repeated: list[Op], out: list[Action]
+    ) -> None:
+        """Plumtree with one tree per author (§3.8: a tree per source): who should push us
+        each author's ops, from the first copies and the duplicates `state` just pushed.
+
+        Per author we keep the parent (the peer we rely on for its pushes) and the peers
+        we pruned for it. A parent is never pruned; it is replaced only by a peer we have
+        not pruned (a push from one may still be on its way): a peer whose IHAVE beat the
+        parent's push, or whose push keeps beating the parent's.
+        """
+        prune: list[bytes] = []
+        graft: dict[bytes, list[bytes]] = {}
+        for op in fresh:
+            author = op.author
+            self._first[author] = (op.seq, state.id)
+            parent = self._parent.get(author)
+            missing = self._missing.get(op.id)
+            cut = self._cut.get(author, ())
+            faster = None
+            if missing is not None:
+                faster = next(
+                    (
+                        p
+                        for p in missing.announcers
+                        if p != state.id and p in self._peers and p not in cut
+                    ),
+                    None,
+                )
+            if faster is not None:
+                # Its IHAVE, held back up to `ihave_interval`, still came first.
+                graft.setdefault(faster, []).append(author)
+                self._set_parent(author, faster)
+                if state.id not in cut and author not in prune:
+                    prune.append(author)
+                    self._cut.setdefault(author, set()).add(state.id)
+            elif parent is None or parent not in self._peers:
+                self._set_parent(author, state.id)
+        shared = False
+        for op in repeated:
+            author = op.author
+            parent = self._parent.get(author)
+            seq, first = self._first.get(author, (0, None))
+            if seq != op.seq:
+                first = None
+            if parent == state.id:
+                if first is None or first not in self._peers:
+                    continue
+                if first in self._cut.get(author, ()):
+                    # Pruned already, yet still pushing: the PRUNE crossed a GRAFT or
+                    # was undone by one; say it again rather than drop the parent.
+                    self.stats.prunes_sent += 1
+                    out.append(Send(first, encode_message(Prune((author,)))))
+                    continue
+                self._set_parent(author, first)  # its push keeps beating the parent's
+            elif parent is None or parent not in self._peers:
+                if first is None or first not in self._peers:
+                    continue
+                self._set_parent(author, first)
+            if author not in prune:
+                prune.append(author)
+                self._cut.setdefault(author, set()).add(state.id)
+            if self.rng.random() < self.config.prune_probability:
+                shared = state.id not in self._parent.values()
+        if shared:
+            # The link's default carries authors no tree is known for yet: prune it too
+            # (and every author with it: the peer is no parent of ours), but only with
+            # `prune_probability`, as several authors' ops racing around one cycle would
+            # each cut it somewhere else.
+            state.eager = False
+            self.stats.prunes_sent += 1
+            out.append(Send(state.id, encode_message(Prune())))
+        elif prune:
+            self.stats.prunes_sent += 1
+            out.append(Send(state.id, encode_message(Prune(tuple(prune[:MAX_IDS])))))
+        for peer, authors in graft.items():
+            self.stats.grafts_sent += 1
+            out.append(Send(peer, encode_message(Want(False, (), tuple(authors[:MAX_IDS])))))
+
+    def _set_parent(self, author: bytes, peer: bytes) -> None:
+        self._parent[author] = peer
+        cut = self._cut.get(author)
+        if cut is not None:
+            cut.discard(peer)
+
     def _announce_twins(self, state: _Peer, out: list[Action]) -> None:
         """Twins of a fork hide behind equal seqs in a version vector: announce the forked
         stretches (at most MAX_IDS ops) whenever they have changed since we last told this
@@ -538,7 +640,16 @@ class RoomGossip:
         for state in self._peers.values():
             if state.id == source or (state.have.get(op.author, 0) >= op.seq and not twin):
                 continue
-            if state.eager:
+            if op.author in state.eager_for:
+                eager = True
+            elif op.author in state.lazy_for:
+                eager = False
+            else:
+                # Our own ops go to every peer that has not pruned them: the first hop
+                # from the author is the root of its tree, and a copy costs the room
+                # one reception per peer, not per member.
+                eager = state.eager or (source is None and not state.told_lazy)
+            if eager:
                 self._enqueue(state, op, mode)
                 self._pump(state, out)
             else:

@@ -10,7 +10,9 @@ checked that the peer may see it). Fields are positional, never maps:
     [3, batch]                           ACK     a batch of ours was ingested: one credit back
     [4, [op id...]]                      IHAVE   ids of new ops, for lazy peers (Plumtree §3.2)
     [5, graft, [op id...]]               WANT    send me these ops; `graft`: and push to me
+    [5, graft, [op id...], [author...]]          and push me these authors' new ops
     [6]                                  PRUNE   stop pushing to me; announce instead
+    [6, [author...]]                             the same, for these authors' ops only
     [7]                                  PAUSE   stop catch-up: someone else is sending it
 
 Decoding any bytes gives a valid message or raises `GossipRemoteError`, nothing else.
@@ -200,25 +202,44 @@ class IHave:
 
 @dataclass(frozen=True, slots=True)
 class Want:
-    """Send me these ops; with `graft`, also push new ops to me eagerly from now on."""
+    """Send me these ops; with `graft`, also push new ops to me eagerly from now on.
+
+    `authors` grafts one tree per author (Plumtree §3.8: one tree per source): push me
+    new ops of these authors, whatever `graft` says about the others. A `graft` also
+    grafts the authors of the ops in `ids`.
+    """
 
     graft: bool
     ids: tuple[bytes, ...]
+    authors: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _check(type(self.graft) is bool, "graft is not a bool")
         _check(type(self.ids) is tuple and len(self.ids) <= MAX_IDS, "id count")
         _check(all(_is_id(i) for i in self.ids), "an id is not 32 bytes")
+        _check(type(self.authors) is tuple and len(self.authors) <= MAX_IDS, "author count")
+        _check(all(_is_id(a) for a in self.authors), "an author is not 32 bytes")
 
     def fields(self) -> list[Any]:
+        if self.authors:
+            return [MsgType.WANT, self.graft, list(self.ids), list(self.authors)]
         return [MsgType.WANT, self.graft, list(self.ids)]
 
 
 @dataclass(frozen=True, slots=True)
 class Prune:
-    """Stop pushing ops to me; send IHAVE instead (Plumtree §3.2)."""
+    """Stop pushing ops to me; send IHAVE instead (Plumtree §3.2). With `authors`, only
+    these authors' ops (their trees), without one: the link's default for every author."""
+
+    authors: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(type(self.authors) is tuple and len(self.authors) <= MAX_IDS, "author count")
+        _check(all(_is_id(a) for a in self.authors), "an author is not 32 bytes")
 
     def fields(self) -> list[Any]:
+        if self.authors:
+            return [MsgType.PRUNE, list(self.authors)]
         return [MsgType.PRUNE]
 
 
@@ -309,11 +330,10 @@ def _build(fields: tuple[Any, ...]) -> Message:
         (ids,) = _arity(fields, 2)
         return IHave(ids)
     if kind == MsgType.WANT:
-        graft, ids = _arity(fields, 3)
-        return Want(graft, ids)
+        graft, ids, *authors = _arity(fields, 4 if len(fields) == 4 else 3)
+        return Want(graft, ids, *authors)
     if kind == MsgType.PRUNE:
-        _arity(fields, 1)
-        return Prune()
+        return Prune(*_arity(fields, 2 if len(fields) == 2 else 1))
     if kind == MsgType.PAUSE:
         _arity(fields, 1)
         return Pause()
