@@ -78,7 +78,6 @@ PEER_FAULT_REASONS = frozenset(
         Reason.WRONG_ROOM,
     }
 )
-_FAULTS = {"oversized": Fault.OVERSIZED, "malformed": Fault.GARBAGE, "flow": Fault.FLOW}
 MAX_VECTOR_AUTHORS = 100_000  # a peer's whole vector, over all its chunks
 GRAFT_JITTER = 3.0  # the graft timeout is drawn from [1, GRAFT_JITTER] x graft_timeout
 
@@ -330,8 +329,7 @@ class RoomGossip:
             message = decode_message(data, max_bytes=self.config.max_message_bytes)
             self._dispatch(state, message, now, out)
         except GossipRemoteError as exc:
-            fault = _FAULTS.get(exc.reason, Fault.PROTOCOL)
-            self._penalise(peer, fault, exc.detail or exc.reason, out)
+            self._penalise(peer, exc.reason, exc.detail or exc.reason.value, out)
         return out
 
     def ingested(self, token: int, report: IngestReport, now: float) -> list[Action]:
@@ -391,19 +389,19 @@ class RoomGossip:
     def _dispatch(self, state: _Peer, message: Message, now: float, out: list[Action]) -> None:
         if isinstance(message, Hello):
             if state.hello is not None:
-                raise GossipRemoteError("protocol", "second HELLO")
+                raise GossipRemoteError(Fault.PROTOCOL, "second HELLO")
             if message.version != PROTOCOL_VERSION:
-                raise GossipRemoteError("protocol", f"version {message.version}")
+                raise GossipRemoteError(Fault.PROTOCOL, f"version {message.version}")
             state.hello = message
             self._pump(state, out)
             return
         if state.hello is None:
-            raise GossipRemoteError("protocol", "message before HELLO")
+            raise GossipRemoteError(Fault.PROTOCOL, "message before HELLO")
         if isinstance(message, Ops):
             self._on_ops(state, message, now, out)
         elif isinstance(message, Ack):
             if message.batch not in state.outstanding:
-                raise GossipRemoteError("flow", f"ack for batch {message.batch}")
+                raise GossipRemoteError(Fault.FLOW, f"ack for batch {message.batch}")
             state.outstanding.discard(message.batch)
             self._pump(state, out)
         elif isinstance(message, Vector):
@@ -444,7 +442,7 @@ class RoomGossip:
     def _on_ops(self, state: _Peer, message: Ops, now: float, out: list[Action]) -> None:
         state.unacked += 1
         if state.unacked > self.config.window:
-            raise GossipRemoteError("flow", f"more than {self.config.window} batches")
+            raise GossipRemoteError(Fault.FLOW, f"more than {self.config.window} batches")
         fresh: list[Op] = []
         seen: set[bytes] = set()
         repeated: list[Op] = []  # the duplicates
@@ -492,7 +490,7 @@ class RoomGossip:
     def _on_vector(self, state: _Peer, message: Vector, out: list[Action]) -> None:
         state.vector.extend(message.entries)
         if len(state.vector) > MAX_VECTOR_AUTHORS:
-            raise GossipRemoteError("protocol", "version vector too long")
+            raise GossipRemoteError(Fault.PROTOCOL, "version vector too long")
         if message.more:
             return
         for author, seq in state.vector:

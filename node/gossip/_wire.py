@@ -30,7 +30,7 @@ import msgpack
 
 from crdt import MAX_OP_BYTES
 
-from ._errors import GossipLocalError, GossipRemoteError
+from ._errors import Fault, GossipLocalError, GossipRemoteError
 
 __all__ = [
     "MAX_ADVERTISED_BYTES",
@@ -269,12 +269,12 @@ def ops_overhead(count: int) -> int:
 
 
 def decode_message(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
-    """Parse one message. Raises only `GossipRemoteError` (reason `oversized` or
-    `malformed`), whatever the bytes."""
+    """Parse one message. Raises only `GossipRemoteError` (reason `Fault.OVERSIZED` or
+    `Fault.GARBAGE`), whatever the bytes."""
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise GossipRemoteError("malformed", "not bytes")
+        raise GossipRemoteError(Fault.GARBAGE, "not bytes")
     if len(data) > max_bytes:
-        raise GossipRemoteError("oversized", f"{len(data)} bytes, limit {max_bytes}")
+        raise GossipRemoteError(Fault.OVERSIZED, f"{len(data)} bytes, limit {max_bytes}")
     try:
         fields = msgpack.unpackb(
             data,
@@ -288,18 +288,18 @@ def decode_message(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Messag
             max_ext_len=0,
         )
     except Exception as exc:  # msgpack raises a zoo of types on bad input
-        raise GossipRemoteError("malformed", type(exc).__name__) from None
+        raise GossipRemoteError(Fault.GARBAGE, type(exc).__name__) from None
     if type(fields) is not tuple or not fields or type(fields[0]) is not int:
-        raise GossipRemoteError("malformed", "not a [type, ...] array")
+        raise GossipRemoteError(Fault.GARBAGE, "not a [type, ...] array")
     try:
         return _build(fields)
     except GossipLocalError as exc:  # a field out of range: the peer's fault here
-        raise GossipRemoteError("malformed", str(exc)) from None
+        raise GossipRemoteError(Fault.GARBAGE, str(exc)) from None
 
 
 def _arity(fields: tuple[Any, ...], count: int) -> tuple[Any, ...]:
     if len(fields) != count:
-        raise GossipRemoteError("malformed", f"{len(fields)} fields, wants {count}")
+        raise GossipRemoteError(Fault.GARBAGE, f"{len(fields)} fields, wants {count}")
     return fields[1:]
 
 
@@ -311,7 +311,7 @@ def _build(fields: tuple[Any, ...]) -> Message:
     if kind == MsgType.VECTOR:
         reply, more, entries = _arity(fields, 4)
         if type(entries) is not tuple:
-            raise GossipRemoteError("malformed", "vector entries not an array")
+            raise GossipRemoteError(Fault.GARBAGE, "vector entries not an array")
         return Vector(reply, more, entries)
     if kind == MsgType.OPS:
         batch, mode, ops = _arity(fields, 4)
@@ -319,9 +319,9 @@ def _build(fields: tuple[Any, ...]) -> Message:
             len(ops) > MAX_OPS_PER_BATCH
             or any(type(op) is bytes and len(op) > MAX_OP_BYTES for op in ops)
         ):
-            raise GossipRemoteError("oversized", "batch over its op count or an op too large")
+            raise GossipRemoteError(Fault.OVERSIZED, "batch over its op count or an op too large")
         if type(mode) is not int or mode not in Mode._value2member_map_:
-            raise GossipRemoteError("malformed", f"unknown mode {mode!r}")
+            raise GossipRemoteError(Fault.GARBAGE, f"unknown mode {mode!r}")
         return Ops(batch, Mode(mode), ops)
     if kind == MsgType.ACK:
         (batch,) = _arity(fields, 2)
@@ -337,4 +337,4 @@ def _build(fields: tuple[Any, ...]) -> Message:
     if kind == MsgType.PAUSE:
         _arity(fields, 1)
         return Pause()
-    raise GossipRemoteError("malformed", f"unknown message type {kind}")
+    raise GossipRemoteError(Fault.GARBAGE, f"unknown message type {kind}")
