@@ -500,3 +500,57 @@ def test_may_author_with_a_chain_of_ours_waits_until_settled() -> None:
     assert core.may_author(me, new_chain=False, settled=True)
     connect(core, A)  # an empty vector: A holds nothing of ours
     assert core.may_author(me, new_chain=False, settled=False)
+
+
+def test_each_author_has_its_own_tree() -> None:
+    """A PRUNE naming an author stops pushes of that author's ops only: the link still
+    carries the others' (one tree per author, not one for the room)."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    x, y = authored(1, who=5)[0], authored(1, who=6)[0]
+    core.receive(A, encode_message(Prune((x.author,))), 1.0)
+    for op in (x, y):
+        core.receive(B, encode_message(Ops(op.seq, Mode.PUSH, (op.data,))), 1.0)
+    out = core.ingested(0, report_for(replica, (x.data,)), 1.1)
+    assert sent(out) == [(B, Ack(1))]  # x goes to A as an announcement, later
+    out = core.ingested(1, report_for(replica, (y.data,)), 1.1)
+    assert sent(out) == [(A, Ops(0, Mode.PUSH, (y.data,))), (B, Ack(1))]
+    assert core.next_timer() == pytest.approx(1.2)
+    assert sent(core.handle_timer(1.2 + 1e-9)) == [(A, IHave((x.id,)))]
+    # A graft naming the author puts it back on the tree.
+    core.receive(A, encode_message(Want(False, (), (x.author,))), 2.0)
+    more = authored(2, who=5)[1]
+    core.receive(B, encode_message(Ops(2, Mode.PUSH, (more.data,))), 2.0)
+    out = core.ingested(2, report_for(replica, (more.data,)), 2.1)
+    assert sent(out) == [(A, Ops(1, Mode.PUSH, (more.data,))), (B, Ack(2))]
+
+
+def test_a_duplicate_prunes_its_author_and_keeps_the_parent() -> None:
+    core, replica = make(prune_probability=0.01)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
+    core.receive(A, push, 1.0)  # A's copy is first: A is the author's parent here
+    assert sent(core.receive(B, push, 1.0)) == [(B, Prune((op.author,))), (B, Ack(0))]
+    core.ingested(0, report_for(replica, (op.data,)), 1.1)
+    # The parent's own copy of a later op, arriving second, never prunes the parent; B,
+    # pruned and pushing still (its PRUNE crossed the push), is told again.
+    later = authored(2)[1]
+    core.receive(B, encode_message(Ops(1, Mode.PUSH, (later.data,))), 2.0)
+    late = core.receive(A, encode_message(Ops(1, Mode.PUSH, (later.data,))), 2.0)
+    assert of_type(late, Prune) == [(B, Prune((op.author,)))]
+
+
+def test_an_announcement_beating_the_push_moves_the_author_to_the_faster_peer() -> None:
+    """Plumtree §3.8, per author: B announced the op before A's push brought it, so B is
+    on a faster path from its author: graft B for that author, prune A for it."""
+    core, _ = make(eager_peers=1)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    assert core.receive(B, encode_message(IHave((op.id,))), 1.0) == []
+    actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.05)
+    assert sent(actions) == [(A, Prune((op.author,))), (B, Want(False, (), (op.author,)))]
+    assert [type(a) for a in actions][-1] is Ingest
