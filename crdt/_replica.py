@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ._hlc import HLC
+from ._hlc import HLC, make_hlc
 from ._identity import Identity
 from ._op import ID_BYTES, InvalidOp, Kind, Op, Reason, decode_op, encode_op
 from ._views import (
@@ -394,6 +394,27 @@ class Replica:
     def timeline(self) -> list[Message]:
         """Every message in (hlc, author, seq) order, as it stands now."""
         return [self._snapshot(key[3]) for key in self._timeline]
+
+    def page(
+        self, *, before: bytes | None = None, before_ms: int | None = None, limit: int = 100
+    ) -> list[Message]:
+        """Up to `limit` messages in timeline order: the newest older than message `before`
+        (or than wall-clock time `before_ms`), else the newest of all. An unknown `before`
+        gives none."""
+        end = len(self._timeline)
+        if before is not None:
+            op = self._ops.get(before)
+            if op is None or op.kind != Kind.MESSAGE or not self.in_effect(before):
+                return []
+            end = bisect.bisect_left(self._timeline, op.sort_key)
+        elif before_ms is not None:
+            end = bisect.bisect_left(self._timeline, make_hlc(before_ms), key=lambda k: k[0])
+        return [self._snapshot(key[3]) for key in self._timeline[max(0, end - limit) : end]]
+
+    @property
+    def message_count(self) -> int:
+        """Messages in the timeline, deleted ones included."""
+        return len(self._timeline)
 
     def message(self, op_id: bytes) -> Message | None:
         op = self._ops.get(op_id)

@@ -2,10 +2,28 @@
 
 Speaks the wire format of the `kademlia` package (so its nodes are full peers) plus two
 RPCs of ours, `get_peers` and `announce`, for signed peer records.  See the README.
+
+This package never imports `node` or `crdt`; of our own code it uses `rumor_runtime` only.
 """
 
-from ._driver import DatagramTransport, DHTNode, UDPTransport
-from ._errors import DHTError, LocalProtocolError, RecordError, RemoteProtocolError
+from ._config import DHTConfig
+from ._driver import DatagramTransport, DHTHealth, DHTNode, UDPTransport
+from ._errors import DHTError, DropReason, LocalProtocolError, RecordError, RemoteProtocolError
+from ._events import (
+    AnnounceResult,
+    BootstrapFailed,
+    BootstrapRecovered,
+    BootstrapResult,
+    DatagramDropped,
+    DropSummary,
+    Event,
+    GetPeersResult,
+    GetResult,
+    LookupResult,
+    Op,
+    OperationDone,
+    SetResult,
+)
 from ._ids import (
     Address,
     Contact,
@@ -15,18 +33,7 @@ from ._ids import (
     node_id_from_public_key,
 )
 from ._lookup import Lookup, LookupStats
-from ._protocol import (
-    AnnounceResult,
-    BootstrapResult,
-    DatagramDropped,
-    DHTConfig,
-    DHTProtocol,
-    GetPeersResult,
-    GetResult,
-    LookupResult,
-    OperationDone,
-    SetResult,
-)
+from ._protocol import DHTProtocol
 from ._records import PeerRecord
 from ._routing import RoutingTable
 from ._sim import LinkSpec, SimNetwork, SimSocket, SimSwarm
@@ -37,14 +44,20 @@ __all__ = [
     "MAX_DATAGRAM",
     "Address",
     "AnnounceResult",
+    "BootstrapFailed",
+    "BootstrapRecovered",
     "BootstrapResult",
     "Contact",
     "DHTConfig",
     "DHTError",
+    "DHTHealth",
     "DHTNode",
     "DHTProtocol",
     "DatagramDropped",
     "DatagramTransport",
+    "DropReason",
+    "DropSummary",
+    "Event",
     "GetPeersResult",
     "GetResult",
     "LinkSpec",
@@ -52,6 +65,7 @@ __all__ = [
     "Lookup",
     "LookupResult",
     "LookupStats",
+    "Op",
     "OperationDone",
     "PeerRecord",
     "RecordError",

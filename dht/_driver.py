@@ -3,12 +3,16 @@
 Tasks per node, all in the node's own nursery: a sender (the only task that waits to
 write to the socket) and a timer (sleeps until the core's next deadline).  Datagrams
 reach the core from the run's shared `Poller` (real UDP on Linux: one task reads every
-node's socket) or else from a reader task of the node's own.  Output goes out at once,
+node's socket) or else from a reader task of the node's own (the simulator, other
+systems); either way every datagram enters the core through `_receive`.  Output goes out at once,
 from whichever task called into the core; only what the socket cannot take waits for
 the sender.  Operations call into the core, then wait for its `OperationDone`.  The
 same driver runs over real UDP (`UDPTransport`, IPv4 and IPv6) and over the simulator
 (`SimNetwork.socket()`).  Contacts and the node id are saved as msgpack in the data dir
-(never pickle) and used to bootstrap after a restart.
+(never pickle) and used to bootstrap after a restart, through the injected `blocking`
+runner (`THREADED`, or `INLINE` in virtual time).  The core's events become log lines:
+each dropped datagram at DEBUG, the core's summary of drops (at most once a minute) at
+INFO, a failed bootstrap at WARNING.
 
 What this module must never do: decide anything about the protocol.  Any rule about
 what to send, store or trust belongs in the core.
@@ -25,16 +29,29 @@ import random
 import socket as _stdlib_socket
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import msgpack
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from rumor_runtime import THREADED, Blocking
+
+from ._config import DHTConfig
 from ._errors import LocalProtocolError
+from ._events import (
+    BootstrapFailed,
+    BootstrapRecovered,
+    DatagramDropped,
+    DropSummary,
+    LookupResult,
+    Op,
+    OperationDone,
+)
 from ._ids import (
     Address,
     Contact,
@@ -44,22 +61,11 @@ from ._ids import (
     node_id_from_public_key,
 )
 from ._poller import Poller
-from ._protocol import (
-    AnnounceResult,
-    BootstrapResult,
-    DatagramDropped,
-    DHTConfig,
-    DHTProtocol,
-    GetPeersResult,
-    GetResult,
-    LookupResult,
-    OperationDone,
-    SetResult,
-)
+from ._protocol import DHTProtocol
 from ._records import PeerRecord
 from ._wire import MAX_DATAGRAM, Value, parse_contacts
 
-__all__ = ["DHTNode", "DatagramTransport", "UDPTransport"]
+__all__ = ["DHTHealth", "DHTNode", "DatagramTransport", "UDPTransport"]
 
 log = logging.getLogger("dht")
 
@@ -183,16 +189,29 @@ class UDPTransport:
         self._sock.close()
 
 
-_PENDING = object()
+@dataclass(frozen=True, slots=True)
+class DHTHealth:
+    """A node's health: contacts, and whether bootstrapping failed (and from where)."""
+
+    contacts: int
+    bootstrap_failed: bool
+    bootstrap_addresses: tuple[Address, ...]
 
 
-class _Waiter:
+class _Pending:
+    """The result of an operation that has not finished."""
+
+
+_PENDING = _Pending()
+
+
+class _Waiter(Generic[_T]):
     """An operation's caller, parked until the core reports the operation done."""
 
     __slots__ = ("result", "task")
 
     def __init__(self) -> None:
-        self.result: object = _PENDING
+        self.result: _T | _Pending = _PENDING
         self.task: trio.lowlevel.Task | None = None  # set while parked
 
     def wake(self) -> None:
@@ -220,7 +239,8 @@ class DHTNode:
         rng: random.Random | None = None,
         transport: DatagramTransport | None = None,
         save_interval: float = 600.0,
-        inline: bool = False,
+        wall_clock: Callable[[], float] = time.time,
+        blocking: Blocking = THREADED,
     ) -> None:
         if identity is not None and node_id is not None:
             raise LocalProtocolError("give an identity or a node id, not both")
@@ -234,14 +254,17 @@ class DHTNode:
         self._rng = rng if rng is not None else random.SystemRandom()
         self._given_transport = transport
         self._save_interval = save_interval
-        # Read and write the state file on the trio thread: it is a few KiB, and in a
-        # simulated run (virtual time) nothing may wait on a worker thread.
-        self._inline = inline
+        # Seconds since the epoch behind record expiry; a simulation passes its own.
+        self._wall_clock = wall_clock
+        # How the state file is read and written: on a worker thread, or (INLINE) on
+        # the trio thread, as a simulated run in virtual time needs.
+        self._blocking = blocking
         self._transport: DatagramTransport | None = None
         self._protocol: DHTProtocol | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
-        self._waiters: dict[int, _Waiter] = {}
+        # Each waiter's type matches its operation's `Op[R]`: see `_run`.
+        self._waiters: dict[int, _Waiter[Any]] = {}
         self._send_wake = trio.Event()
         self._backlog: collections.deque[tuple[bytes, Address]] = collections.deque()
         self._timer_scope: trio.CancelScope | None = None
@@ -265,7 +288,7 @@ class DHTNode:
                 rng=self._rng,
                 now=now,
                 config=self._config,
-                wall_offset=time.time() - now,
+                wall_offset=self._wall_clock() - now,
             )
             self._stack = contextlib.AsyncExitStack()
             nursery = await self._stack.enter_async_context(trio.open_nursery())
@@ -343,6 +366,21 @@ class DHTNode:
         """The contacts in the routing table."""
         return list(self.protocol.routing)
 
+    @property
+    def bootstrap_failed(self) -> bool:
+        """True while the node was given bootstrap addresses and, `bootstrap_grace`
+        seconds on, still has no contact (a WARNING was logged); False once one comes."""
+        return self.protocol.bootstrap_failed
+
+    def health(self) -> DHTHealth:
+        """How the node is doing, for status pages and metrics."""
+        protocol = self.protocol
+        return DHTHealth(
+            contacts=len(protocol.routing),
+            bootstrap_failed=protocol.bootstrap_failed,
+            bootstrap_addresses=protocol.bootstrap_addresses,
+        )
+
     def counters(self) -> dict[str, int]:
         """A snapshot of the node's counters (RPCs, retries, drops by reason), for metrics."""
         counters = dict(self.protocol.counters)
@@ -354,8 +392,8 @@ class DHTNode:
     async def bootstrap(self, addresses: Iterable[Address]) -> int:
         """Join via `addresses`; returns how many of them answered."""
         addrs = list(addresses)
-        result = await self._run(lambda now: self.protocol.start_bootstrap(addrs, now))
-        return cast(BootstrapResult, result).answered
+        result = await self._run(functools.partial(self.protocol.start_bootstrap, addrs))
+        return result.answered
 
     async def _bootstrap_saved(self, addresses: list[Address]) -> None:
         with contextlib.suppress(trio.ClosedResourceError):  # closed before it finished
@@ -364,9 +402,7 @@ class DHTNode:
 
     async def ping(self, address: Address) -> bytes | None:
         """The node id answering at `address`, or None if it did not answer."""
-        return cast(
-            "bytes | None", await self._run(lambda now: self.protocol.start_ping(address, now))
-        )
+        return await self._run(functools.partial(self.protocol.start_ping, address))
 
     async def stun(self, address: Address | None = None) -> Address | None:
         """Our address as `address` (default: our closest contacts, in turn) sees it."""
@@ -375,39 +411,34 @@ class DHTNode:
         else:
             targets = [c.address for c in self.protocol.routing.closest(self.node_id, 3)]
         for target in targets:
-            result = await self._run(functools.partial(self._start_stun, target))
+            result = await self._run(functools.partial(self.protocol.start_stun, target))
             if result is not None:
-                return cast(Address, result)
+                return result
         return None
-
-    def _start_stun(self, target: Address, now: float) -> int:
-        return self.protocol.start_stun(target, now)
 
     async def find_node(self, target: bytes) -> LookupResult:
         """The k closest nodes to `target` (an iterative lookup)."""
-        return cast(
-            LookupResult, await self._run(lambda now: self.protocol.start_find_node(target, now))
-        )
+        return await self._run(functools.partial(self.protocol.start_find_node, target))
 
     async def get(self, key: bytes | str | int | float) -> Value | None:
         """The value under `key` (hashed like the `kademlia` package), or None."""
         dkey = key_digest(key)
-        result = await self._run(lambda now: self.protocol.start_get(dkey, now))
-        return cast(GetResult, result).value
+        result = await self._run(functools.partial(self.protocol.start_get, dkey))
+        return result.value
 
     async def set(self, key: bytes | str | int | float, value: Value) -> bool:
         """Store `value` under `key` on the k closest nodes; True if any took it."""
         dkey = key_digest(key)
-        result = await self._run(lambda now: self.protocol.start_set(dkey, value, now))
-        return cast(SetResult, result).stored > 0
+        result = await self._run(functools.partial(self.protocol.start_set, dkey, value))
+        return result.stored > 0
 
     async def announce(self, key: bytes, record: PeerRecord) -> int:
         """Announce a signed record under the 20-byte `key`; returns how many nodes took it.
 
         The node re-announces it every `announce_interval` until it expires.
         """
-        result = await self._run(lambda now: self.protocol.start_announce(key, record, now))
-        return cast(AnnounceResult, result).stored
+        result = await self._run(functools.partial(self.protocol.start_announce, key, record))
+        return result.stored
 
     def stop_announcing(self, key: bytes) -> None:
         """Stop re-announcing our record under `key` (it lives on until it expires)."""
@@ -415,14 +446,16 @@ class DHTNode:
 
     async def get_peers(self, key: bytes) -> list[PeerRecord]:
         """The verified, unexpired records under the 20-byte `key`, newest first."""
-        result = await self._run(lambda now: self.protocol.start_get_peers(key, now))
-        return list(cast(GetPeersResult, result).records)
+        result = await self._run(functools.partial(self.protocol.start_get_peers, key))
+        return list(result.records)
 
-    async def _run(self, start: Callable[[float], int]) -> object:
+    async def _run(self, start: Callable[[float], Op[_T]]) -> _T:
+        """Start an operation with `start(now)` and wait for its typed result."""
         if self._closed or self._protocol is None:
             raise trio.ClosedResourceError("the DHT node is closed")
         op_id = start(trio.current_time())
-        waiter = _Waiter()
+        # Typed by `op_id`: the core ends an `Op[_T]` with an `OperationDone[_T]`.
+        waiter: _Waiter[_T] = _Waiter()
         self._waiters[op_id] = waiter
         try:
             self._pump()
@@ -441,9 +474,10 @@ class DHTNode:
                 await trio.lowlevel.checkpoint()  # done at once (a local value)
         finally:
             self._waiters.pop(op_id, None)
-        if waiter.result is _PENDING:
+        result = waiter.result
+        if isinstance(result, _Pending):
             raise trio.ClosedResourceError("the DHT node closed during the operation")
-        return waiter.result
+        return result
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -456,8 +490,8 @@ class DHTNode:
                 if waiter is not None:
                     waiter.result = event.result
                     waiter.wake()
-            elif isinstance(event, DatagramDropped):
-                log.info("dropped input from %s: %s", event.address, event.reason)
+            else:
+                self._log_event(event)
         self._flush()
         scope = self._timer_scope
         if scope is not None:
@@ -467,6 +501,36 @@ class DHTNode:
             if timer < scope.deadline:
                 scope.deadline = timer
 
+    def _log_event(
+        self, event: DatagramDropped | DropSummary | BootstrapFailed | BootstrapRecovered
+    ) -> None:
+        if isinstance(event, DatagramDropped):
+            # One line per datagram: debug only, or a flood would flood the log too.
+            log.debug(
+                "dropped input from %s: %s (%s)", event.address, event.reason.label, event.detail
+            )
+        elif isinstance(event, DropSummary):
+            counts = ", ".join(f"{reason.label}: {n}" for reason, n in event.counts)
+            since = trio.current_time() - event.since
+            log.info("dropped input in the last %.0f s: %s", since, counts)
+        elif isinstance(event, BootstrapFailed):
+            tried = ", ".join(_show(a) for a in event.addresses)
+            log.warning(
+                "DHT bootstrap failed: no contacts %.0f s after bootstrapping from %s",
+                self.protocol.config.bootstrap_grace,
+                tried,
+            )
+        else:
+            log.info("DHT bootstrap recovered: %d contacts", event.contacts)
+
+    def _receive(self, batch: list[tuple[bytes, Address]]) -> None:
+        """The one path every datagram takes into the core, whoever read it."""
+        receive = self.protocol.receive_datagram
+        now = trio.current_time()
+        for data, address in batch:
+            receive(data, address, now)
+        self._pump()
+
     def _on_readable(self) -> int:
         """The run's poller saw our socket ready: read and handle what is there."""
         transport = self._transport
@@ -474,11 +538,7 @@ class DHTNode:
         try:
             batch = transport.read_ready()
             if batch:
-                receive = self.protocol.receive_datagram
-                now = trio.current_time()
-                for data, address in batch:
-                    receive(data, address, now)
-                self._pump()
+                self._receive(batch)
         except Exception as exc:  # a bug of ours: fail this node, not the poller's run
             self._stop_polling()
             self._crashed = exc
@@ -505,11 +565,7 @@ class DHTNode:
                 batch = await transport.receive_batch()
             except (trio.ClosedResourceError, OSError):
                 return
-            receive = self.protocol.receive_datagram
-            now = trio.current_time()
-            for data, address in batch:
-                receive(data, address, now)
-            self._pump()
+            self._receive(batch)
 
     def _flush(self) -> None:
         """Send the core's output now; what the socket cannot take waits for the sender."""
@@ -578,7 +634,7 @@ class DHTNode:
         if self._data_dir is None:
             return None, []
         path = self._data_dir / STATE_FILE
-        data = await self._file_io(_read_file, path)
+        data = await self._blocking(_read_file, path)
         if data is None:
             return None, []
         try:
@@ -605,17 +661,7 @@ class DHTNode:
             "contacts": [list(c.to_wire()) for c in contacts],
         }
         data = msgpack.packb(state, use_bin_type=True)
-        await self._file_io(_write_file, self._data_dir / STATE_FILE, data)
-
-    async def _file_io(self, fn: Callable[..., _T], *args: Any) -> _T:
-        # The same thread-or-inline rule as crdt's store and node's `_run_sync` (dht
-        # imports neither): a checkpoint before it starts; once started, it finishes.
-        if not self._inline:
-            return await trio.to_thread.run_sync(fn, *args)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        result = fn(*args)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return result
+        await self._blocking(_write_file, self._data_dir / STATE_FILE, data)
 
 
 def _read_file(path: Path) -> bytes | None:
@@ -630,3 +676,8 @@ def _write_file(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _show(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

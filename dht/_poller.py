@@ -12,6 +12,10 @@ The task is a trio system task, one per run, living until the run ends.  A reade
 callback must not raise: the node wraps its own work and reports its failures itself.
 Without epoll (macOS, Windows) `for_this_run` is None and each node reads its own
 socket in its own task, as over the simulator.
+
+What this module must never do: parse or handle a datagram (a reader hands its batch to
+the node's one datagram path, `DHTNode._receive`), or block the run: it only ever polls
+with a zero timeout and sleeps in trio.
 """
 
 from __future__ import annotations

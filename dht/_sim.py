@@ -9,7 +9,13 @@ trio's clock, so under `trio.testing.MockClock(autojump_threshold=0)` a thousand
 run in virtual time.
 
 There is no central pump task: a send pushes onto the receiver's own heap, and the
-receiver sleeps until its earliest datagram is due.
+receiver sleeps until its earliest datagram is due.  A node reads its `SimSocket` with
+the driver's own reader task, and its datagrams enter the core through the same
+`DHTNode._receive` as those read from real sockets.
+
+What this module must never do: decide anything about the DHT, read the OS clock, or
+draw randomness but from the seeded `random.Random` it is given; and the driver must
+never ask whether it runs here (no `if simulated:` anywhere).
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from dataclasses import dataclass
 
 import trio
 
+from ._config import DHTConfig
 from ._driver import DHTNode
 from ._errors import LocalProtocolError
 from ._ids import Address, canonical_host
-from ._protocol import DHTConfig
 
 __all__ = ["LinkSpec", "SimNetwork", "SimSocket", "SimSwarm"]
 

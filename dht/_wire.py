@@ -27,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from ._errors import LocalProtocolError, RemoteProtocolError
+from ._errors import DropReason, LocalProtocolError, RemoteProtocolError
 from ._ids import ID_BYTES, Contact, canonical_host
 
 __all__ = [
@@ -189,7 +189,9 @@ def _reject_ext(code: int, data: bytes) -> Any:
 def decode_datagram(data: bytes) -> Request | Response:
     """Decode one datagram or raise RemoteProtocolError."""
     if len(data) > MAX_DATAGRAM:
-        raise RemoteProtocolError(f"datagram of {len(data)} bytes is over {MAX_DATAGRAM}")
+        raise RemoteProtocolError(
+            f"datagram of {len(data)} bytes is over {MAX_DATAGRAM}", DropReason.OVERSIZE
+        )
     # rpcudp drops anything shorter than 22 bytes: a header and one byte of msgpack.
     if len(data) < HEADER + 1:
         raise RemoteProtocolError("datagram too short")
@@ -205,7 +207,7 @@ def decode_datagram(data: bytes) -> Request | Response:
         return Request(msg_id, name, tuple(args))
     if kind == RESPONSE:
         return Response(msg_id, _unpack(data[HEADER:]))
-    raise RemoteProtocolError(f"unknown datagram kind {kind:#04x}")
+    raise RemoteProtocolError(f"unknown datagram kind {kind:#04x}", DropReason.UNKNOWN_KIND)
 
 
 # One packer, reused: `msgpack.packb` builds a new one per call.  `pack` runs in C with

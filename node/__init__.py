@@ -6,11 +6,13 @@ it returns; testers run nodes in virtual time on a `SimNetwork`
 (`node.link`, `node.gossip`, `node.noise`).
 """
 
+from ._events import RoomEvents
 from ._invite import Invite, InviteError, parse_invite
 from ._lock import DataDirError
-from ._node import Node, NodeStatus, RoomStatus, room_dht_key
-from ._room import Room, RoomEvents
-from ._sim import SimNetwork
+from ._node import Node, room_dht_key
+from ._room import Room
+from ._status import NodeStatus, RoomStatus
+from .sim import SimNetwork
 
 __all__ = [
     "DataDirError",

@@ -1,118 +1,145 @@
-"""The data dir as the command line shares it between processes: its lock and its inbox.
+"""The data dir's layout: every path in it, and the file moves that change it.
 
-Layout, beside what `Node` keeps there (`identity.pem`, `rooms/`, ...)::
+One module owns the layout, so the node, the inbox and the command line agree on it::
 
-    config.toml          the headless node's config (`node._config`)
-    lock                 held (flock) by the process using the node; holds its pid and address
-    inbox/*.invite       invites handed to a running node by `rumor create` / `rumor join`
-    inbox/*.failed       entries the node could not read or join, set aside for the operator
+    identity.pem                the node's Ed25519 key (0600)
+    settings.json               the nickname
+    config.toml                 the headless node's config (`node.app`)
+    lock                        held (flock) by the one process using the node (`node._lock`)
+    inbox/*.invite              rooms handed to a running node by other rumor processes
+    rooms/<room id hex>.sqlite3 one room's history; its secret, name and peers in the meta
+    rooms/left/                 rooms we left, kept (joining again takes the file back)
+    dht-state.msgpack           DHT node id and contacts (written by the DHT node)
 
-Only one process at a time opens the node's rooms: the one holding `lock` (`node._lock`;
-`Node.open` takes it too). Another process never touches the rooms; it writes an invite
-into `inbox/` (atomically: written under a temporary name, then renamed), and the lock
-holder joins it.
+Everything here is plain blocking file work: callers run it through a `Blocking` runner.
+Nothing here ever deletes a room file: rooms are only moved, and only whole (the SQLite
+file with its WAL files).
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import secrets
-import stat
-import time
+import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import platformdirs
 
-from ._config import CONFIG_FILE
-from ._lock import DataDirError, Holder, Lock, LockHeld, hold_lock
-from ._node import IDENTITY_FILE
+from crdt import Identity, Kind, check_body
 
 __all__ = [
-    "NEW_ROOM_MARK",
-    "DataDirError",
-    "Holder",
-    "Lock",
-    "LockHeld",
+    "CONFIG_FILE",
+    "IDENTITY_FILE",
+    "INBOX_DIR",
+    "LEFT_DIR",
+    "ROOMS_DIR",
+    "SETTINGS_FILE",
+    "DataDir",
     "default_data_dir",
-    "hold_lock",
-    "pending_invites",
-    "queue_invite",
-    "read_invite",
-    "require_initialised",
-    "set_aside",
 ]
 
+log = logging.getLogger("node")
+
+IDENTITY_FILE: Final = "identity.pem"
+SETTINGS_FILE: Final = "settings.json"
+CONFIG_FILE: Final = "config.toml"
 INBOX_DIR: Final = "inbox"
-INVITE_SUFFIX: Final = ".invite"
-NEW_ROOM_MARK: Final = ".new"  # before the suffix: a room to create, not to join
-FAILED_SUFFIX: Final = ".failed"  # an inbox entry that could not be joined, kept
-MAX_INVITE_BYTES: Final = 64 * 1024
+ROOMS_DIR: Final = "rooms"
+LEFT_DIR: Final = "left"  # under rooms/
+ROOM_SUFFIX: Final = ".sqlite3"
+_ROOM_FILE_PARTS: Final = ("-wal", "-shm", "")  # the main file last: it is what marks a room
 
 
 def default_data_dir() -> Path:
+    """The platform's data dir for rumor (`~/.local/share/rumor` on Linux)."""
     return Path(platformdirs.user_data_dir("rumor"))
 
 
-def require_initialised(data_dir: Path) -> None:
-    if not (data_dir / CONFIG_FILE).exists() or not (data_dir / IDENTITY_FILE).exists():
-        raise DataDirError(
-            f"{data_dir} is not a rumor data dir; run: rumor init --data-dir {data_dir}"
-        )
+@dataclass(frozen=True, slots=True)
+class DataDir:
+    """The paths of one data dir, and the file work on them."""
+
+    root: Path
+
+    @property
+    def identity(self) -> Path:
+        return self.root / IDENTITY_FILE
+
+    @property
+    def settings(self) -> Path:
+        return self.root / SETTINGS_FILE
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / INBOX_DIR
+
+    @property
+    def rooms(self) -> Path:
+        return self.root / ROOMS_DIR
+
+    @property
+    def left(self) -> Path:
+        return self.rooms / LEFT_DIR
+
+    def room_file(self, room_id: bytes) -> Path:
+        return self.rooms / f"{room_id.hex()}{ROOM_SUFFIX}"
+
+    def prepare(self) -> Identity:
+        """Make the rooms folder and load the identity (creating both when new)."""
+        self.rooms.mkdir(parents=True, exist_ok=True)
+        return Identity.load_or_create(self.identity)
+
+    def is_initialised(self) -> bool:
+        return self.config.exists() and self.identity.exists()
+
+    def room_files(self) -> tuple[list[Path], list[Path]]:
+        """The room files, sorted: those with content, and the empty ones (opening an
+        empty one would write a schema into it)."""
+        paths = sorted(self.rooms.glob(f"*{ROOM_SUFFIX}"))
+        sizes = [path.stat().st_size for path in paths]
+        full = [p for p, n in zip(paths, sizes, strict=True) if n]
+        return full, [p for p, n in zip(paths, sizes, strict=True) if not n]
+
+    def shelve(self, path: Path) -> None:
+        """Move a room we left into rooms/left/, kept for a later join."""
+        _move_room_file(path, self.left)
+
+    def unshelve(self, room_id: bytes) -> None:
+        """Take a left room's file back (nothing if there is none): joining again
+        continues our own chain of ops instead of forking it."""
+        _move_room_file(self.left / self.room_file(room_id).name, self.rooms)
+
+    def read_nick(self) -> str:
+        """The saved nickname; a damaged settings file or an unusable nick is logged and
+        ignored (the node runs without a nick rather than not at all)."""
+        path = self.settings
+        try:
+            if not path.exists():
+                return ""
+            nick = json.loads(path.read_text("utf-8")).get("nick", "")
+            check_body(Kind.NICK, (nick,))
+        except (OSError, ValueError, AttributeError) as exc:  # ValueError: JSON or the nick
+            log.warning("ignoring the nickname in %s: %s", path, exc)
+            return ""
+        return str(nick)
+
+    def write_nick(self, nick: str) -> None:
+        temporary = self.settings.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"nick": nick}), "utf-8")
+        temporary.replace(self.settings)
 
 
-def queue_invite(data_dir: Path, invite: str, *, new_room: bool = False) -> Path:
-    """Hand an invite to the node running on `data_dir`; the file appears whole or not at all.
-
-    `new_room`: the invite names a room we create (`rumor create`), not one we join; the
-    node must know, since in a room it joins it first learns what it holds there."""
-    inbox = data_dir / INBOX_DIR
-    inbox.mkdir(exist_ok=True)
-    stem = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
-    temporary = inbox / f".{stem}.tmp"
-    try:
-        with temporary.open("w", encoding="utf-8") as file:
-            file.write(invite + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        target = inbox / f"{stem}{NEW_ROOM_MARK if new_room else ''}{INVITE_SUFFIX}"
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)  # a disk that filled up leaves no half invite
-        raise
-    return target
-
-
-def pending_invites(data_dir: Path) -> list[Path]:
-    """The invites waiting in the inbox, oldest first (none without an inbox); OSError
-    if the inbox cannot be listed."""
-    inbox = data_dir / INBOX_DIR
-    try:
-        names = os.listdir(inbox)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(inbox / name for name in names if name.endswith(INVITE_SUFFIX))
-
-
-def read_invite(path: Path) -> str:
-    """The text of an inbox entry; OSError if it is not a readable file (a directory or a
-    pipe named *.invite, say), UnicodeDecodeError if it is not UTF-8."""
-    # Non-blocking: opening a named pipe must not stall the reader until someone writes.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        # An invite is at most a few KiB: a bigger file is refused, not read whole.
-        return file.read(MAX_INVITE_BYTES).decode("utf-8")
-
-
-def set_aside(path: Path) -> Path:
-    """Rename an inbox entry that cannot be joined to `<name>.failed` (`<name>.<n>.failed`
-    if taken), so it is neither retried nor lost; the new path. OSError if it cannot be."""
-    for n in range(100):
-        target = path.with_name(f"{path.name}{f'.{n}' if n else ''}{FAILED_SUFFIX}")
-        if not os.path.lexists(target):
-            os.rename(path, target)
-            return target
-    raise OSError(errno.EEXIST, "too many entries set aside under this name", str(path))
+def _move_room_file(path: Path, directory: Path) -> None:
+    """Move a room's SQLite file (and any WAL files beside it) into `directory`."""
+    if not path.exists():
+        return
+    directory.mkdir(exist_ok=True)
+    for suffix in _ROOM_FILE_PARTS:
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.replace(directory / source.name)

@@ -1,4 +1,4 @@
-"""The `Room` handle embedders use, and `RoomEvents`, the stream of what changes in a room.
+"""The `Room` handle embedders use.
 
 A `Room` is a thin view over one room of a running `Node`: writes author an op through
 the room's history (durable before anyone sees it) and hand it to the room's gossip;
@@ -8,79 +8,19 @@ socket or the store directly.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING
+from crdt import Kind, Message
 
-import trio
-
-from crdt import Change, Kind, Message
-
+from ._events import RoomEvents
 from ._invite import MAX_PEERS, Invite
+from ._room_driver import RoomDriver
 
-if TYPE_CHECKING:
-    from ._node import _RoomDriver
-
-__all__ = ["Room", "RoomEvents"]
-
-
-class RoomEvents:
-    """An async iterator of a room's change events (`crdt.MessageAdded`, `TopicChanged`, ...).
-
-    It sees every change made after it was created, by anyone, in order. It buffers
-    without bound until read: iterate it, or close it (`aclose()`, or `async with`) when
-    done. It ends when the node closes.
-    """
-
-    def __init__(self, unsubscribe: Callable[[RoomEvents], None]) -> None:
-        self._queue: deque[Change] = deque()
-        self._wake = trio.Event()
-        self._ended = False
-        self._unsubscribe = unsubscribe
-
-    def _push(self, changes: list[Change]) -> None:
-        if changes and not self._ended:
-            self._queue.extend(changes)
-            self._wake.set()
-
-    def _end(self) -> None:
-        self._ended = True
-        self._wake.set()
-
-    def __aiter__(self) -> RoomEvents:
-        return self
-
-    async def __anext__(self) -> Change:
-        while not self._queue:
-            if self._ended:
-                raise StopAsyncIteration
-            await self._wake.wait()
-            self._wake = trio.Event()
-        return self._queue.popleft()
-
-    async def aclose(self) -> None:
-        """Stop receiving events; buffered ones are dropped."""
-        self._unsubscribe(self)
-        self._queue.clear()
-        self._end()
-
-    async def __aenter__(self) -> RoomEvents:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+__all__ = ["Room", "RoomEvents"]  # RoomEvents lives in _events; re-exported
 
 
 class Room:
     """One room of a running `Node`; get it from `create_room`, `join` or `rooms()`."""
 
-    def __init__(self, driver: _RoomDriver) -> None:
+    def __init__(self, driver: RoomDriver) -> None:
         self._driver = driver
 
     def __repr__(self) -> str:
@@ -133,13 +73,29 @@ class Room:
         """Leave the room: the members we are linked to hear it, the node stops serving it,
         and its history moves to the data dir's rooms/left/ (joining again takes it back).
         Afterwards writes raise `trio.ClosedResourceError` and `events()` streams end."""
-        await self._driver.node._leave(self._driver)
+        await self._driver.host.leave(self._driver)
 
     # -- reading --------------------------------------------------------------------------
 
     def timeline(self) -> list[Message]:
         """Every message in (hlc, author, seq) order, as it stands now."""
         return self._driver.history.replica.timeline()
+
+    def history(
+        self, *, before: bytes | None = None, before_ms: int | None = None, limit: int = 100
+    ) -> list[Message]:
+        """Up to `limit` messages, oldest first: the newest ones older than message `before`
+        (or than wall-clock time `before_ms`), or the newest of all. A `before` we do not
+        have gives an empty list."""
+        return self._driver.history.replica.page(before=before, before_ms=before_ms, limit=limit)
+
+    def message_count(self) -> int:
+        """How many messages the timeline holds (deleted ones included)."""
+        return self._driver.history.replica.message_count
+
+    def known_addresses(self) -> list[str]:
+        """Link addresses of members this node has reached or was given."""
+        return list(self._driver.peers)
 
     def message(self, message_id: bytes) -> Message | None:
         """One message as it stands now, or None if we do not have it (yet)."""
@@ -166,8 +122,8 @@ class Room:
         """An invite URI: the room's id and secret, its name, and addresses to dial
         (this node's first, then other members' this node has reached)."""
         driver = self._driver
-        own = [driver.node.address] if driver.node.address else []  # none when dial-out only
-        peers = [*own, *(p for p in driver.peers if p != driver.node.address)]
+        own = [driver.host.address] if driver.host.address else []  # none when dial-out only
+        peers = [*own, *(p for p in driver.peers if p != driver.host.address)]
         return Invite(driver.room_id, driver.secret, driver.name, tuple(peers[:MAX_PEERS])).to_uri()
 
     def events(self) -> RoomEvents:

@@ -262,6 +262,10 @@ class RoomGossip:
         ours = self.source.version_vector()
         return sum(max(0, seq - ours.get(author, 0)) for author, seq in ahead.items())
 
+    def peer_seq(self, author: bytes) -> int:
+        """The highest seq of `author` that some linked peer is known to hold."""
+        return max((peer.have.get(author, 0) for peer in self._peers.values()), default=0)
+
     def may_author(self, author: bytes, *, new_chain: bool, settled: bool) -> bool:
         """Whether `author` (our identity) can write without forking its own chain.
 

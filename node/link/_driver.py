@@ -6,7 +6,9 @@ both over a :class:`StreamTransport`: real TCP (:class:`TCPTransport`, the defau
 simulated network (`node.SimNetwork`). A :class:`Link` has three tasks: one
 reader (the only caller of ``get_message``), one sender (the only caller of
 ``send_message``, so Noise nonces go out in order and a cancelled :meth:`Link.send` never
-tears a frame) and one timer for keepalives and timeouts. Errors from trio-websocket are
+tears a frame) and one timer for keepalives and timeouts. The sender is the only writer:
+:meth:`Link.send_nowait` queues without waiting, within a byte budget past which a peer
+that stopped reading is dropped. Errors from trio-websocket are
 turned into :class:`LinkClosed` here and never escape.
 
 This module holds no protocol logic: every decision is the session's.
@@ -152,6 +154,8 @@ class Link:
         self._written = 0
         self._bytes_sent = 0
         self._bytes_received = 0
+        self._queued = 0  # payload bytes queued by send_nowait and not yet written
+        self._budget = session.config.send_budget
 
     # -- what callers see -------------------------------------------------------------
 
@@ -236,6 +240,34 @@ class Link:
         while self._written < target:
             await self._progress.wait()
             self._check_open()
+
+    def send_nowait(self, room_id: bytes, payload: bytes) -> None:
+        """Queue ``payload`` for an authorized room without waiting; the sender writes it
+        in order. Past the link's ``send_budget`` of bytes waiting (a peer that stopped
+        reading) the link closes (``slow``) and this raises :class:`LinkClosed`, as it
+        does on a closed link. :class:`LinkLocalError` for a room not authorized."""
+        self._check_open()
+        self._session.send(room_id, payload)
+        self._queued += len(payload)
+        if self._queued > self._budget:
+            log.warning(
+                "link to %s: peer not reading (%d bytes waiting); closing it",
+                _short(self._peer_or_none()),
+                self._queued,
+            )
+            self._mark_closed(LinkClosed("slow", f"{self._queued} bytes waiting"))
+            # The sender may be stuck writing to the peer: cut it loose. No closing
+            # handshake either, since the peer reads nothing; the stream is just closed.
+            self._ws_closed = True
+            self._tasks.cancel()
+            raise self._closed_error()
+        self._wake_sender()
+
+    async def flush(self) -> None:
+        """Return once everything queued so far is written (at once on a closed link)."""
+        target = self._taken + self._session.pending_messages
+        while self._written < target and self._closed is None:
+            await self._progress.wait()
 
     async def receive(self) -> LinkEvent:
         """The next event; raises :class:`LinkClosed` once the link is closed and drained."""
@@ -437,6 +469,9 @@ class Link:
                     await self._fail(self._transport_closed())
                     return
                 self._bytes_sent += len(message)
+                # Each written frame frees its payload's share of the budget (frames carry
+                # a few bytes of overhead, and pings carry no payload: never below 0).
+                self._queued = max(0, self._queued - len(message))
                 self._written += 1
                 self._progress.set()
                 self._progress = trio.Event()

@@ -46,7 +46,8 @@ class LinkClosed(LinkError):
 
     ``reason`` is one of ``local`` (we closed it), ``peer`` (the peer closed it),
     ``protocol`` (the peer broke the protocol; ``__cause__`` is the
-    :class:`LinkRemoteError`), ``idle`` (nothing received for ``idle_timeout``),
+    :class:`LinkRemoteError`), ``idle`` (nothing received for ``idle_timeout``), ``slow``
+    (the peer stopped reading while ``send_budget`` bytes waited for it),
     ``handshake-timeout`` or ``transport`` (the connection failed underneath).
     """
 

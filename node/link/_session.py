@@ -81,14 +81,17 @@ class LinkConfig:
     exceed the peer's ``keepalive`` (the defaults leave room for two lost pings).
     ``handshake_timeout``: the whole handshake (and the WebSocket opening) must finish
     within this.
+    ``send_budget``: bytes queued by ``Link.send_nowait`` and not yet written after which
+    the peer counts as not reading, and the link closes (``slow``).
     """
 
     keepalive: float = 15.0
     idle_timeout: float = 45.0
     handshake_timeout: float = 10.0
+    send_budget: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("keepalive", "idle_timeout", "handshake_timeout"):
+        for name in ("keepalive", "idle_timeout", "handshake_timeout", "send_budget"):
             if not getattr(self, name) > 0:
                 raise LinkLocalError(f"{name} must be positive")
         if self.keepalive >= self.idle_timeout:

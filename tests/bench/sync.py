@@ -41,7 +41,7 @@ import trio
 
 from crdt import History
 from node import Node
-from node._node import ROOMS_DIR
+from node._datadir import DataDir
 from tests.bench.ingest import AUTHORS, build_ops, raw_verify_rate
 
 TARGET_TIME = 1.5  # x the verify-bound limit (N / all-cores raw verify rate)
@@ -55,7 +55,7 @@ POLL = 0.005  # seconds between looks at B's room while it syncs
 
 async def fill_room(data_dir: Path, room: bytes, ops: list[bytes]) -> None:
     """Make A's room file: the room's meta (a fresh secret) and every op, ingested."""
-    path = data_dir / ROOMS_DIR / f"{room.hex()}.sqlite3"
+    path = DataDir(data_dir).room_file(room)
     path.parent.mkdir(parents=True, exist_ok=True)
     async with History.open(path, room=room) as history:
         await history.store.set_meta(
@@ -146,7 +146,7 @@ async def sync_b(
         if profiler is not None:
             profiler.disable()
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-        (handle,) = node._links.values()
+        (handle,) = node._peers.links.values()
         stored = await driver.history.store.count()
         text = ""
         if profiler is not None:

@@ -11,18 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from node import _headless, cli
-from node._config import Config
-from node._datadir import hold_lock
-from node._headless import RunError, run_node
 from node._invite import Invite
-from node.cli import main
+from node._lock import hold_lock
+from node.app import _run as _headless
+from node.app import cli
+from node.app._config import Config
+from node.app._run import RunError, run_node
+from node.app.cli import main
 
 
 def rumor(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the console script if installed, else the module, as a separate process."""
     exe = shutil.which("rumor")
-    command = [exe, *args] if exe else [sys.executable, "-m", "node.cli", *args]
+    command = [exe, *args] if exe else [sys.executable, "-m", "node.app.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 

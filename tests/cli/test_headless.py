@@ -21,10 +21,10 @@ import pytest
 
 from crdt import format_peer_id
 from node import Node, NodeStatus, RoomStatus, parse_invite
-from node._config import Config, ConfigError, load_config, write_config
-from node._datadir import hold_lock
-from node._headless import INBOX_POLL, Watcher
-from node.cli import main
+from node._lock import hold_lock
+from node.app._config import Config, ConfigError, load_config, write_config
+from node.app._run import INBOX_POLL, Watcher
+from node.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 20.0  # seconds any one condition may take to come true
@@ -33,7 +33,7 @@ POLL = 0.05
 
 def rumor(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node.cli", *map(str, args)],
+        [sys.executable, "-m", "node.app.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -73,7 +73,7 @@ class Running:
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "run", "--data-dir", str(data_dir), *args],
+            [sys.executable, "-m", "node.app.cli", "run", "--data-dir", str(data_dir), *args],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             cwd=ROOT,
@@ -285,7 +285,7 @@ def test_an_invite_queued_while_no_node_ran_is_joined_at_start(tmp_path: Path) -
 
 def test_default_data_dir_is_the_platforms(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp_path)}
-    command = [sys.executable, "-m", "node.cli", "init", "--dht-port", "0"]
+    command = [sys.executable, "-m", "node.app.cli", "init", "--dht-port", "0"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "rumor" / "config.toml").is_file()

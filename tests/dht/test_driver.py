@@ -23,6 +23,7 @@ from dht import (
     node_id_from_public_key,
 )
 from dht._driver import STATE_FILE
+from rumor_runtime import INLINE
 
 
 @contextlib.asynccontextmanager
@@ -143,7 +144,7 @@ async def test_a_simulated_node_saves_its_contacts_inline_and_restarts_from_them
 
         def restartable(seed: int) -> DHTNode:
             return DHTNode(
-                transport=net.socket(), rng=random.Random(seed), data_dir=tmp_path, inline=True
+                transport=net.socket(), rng=random.Random(seed), data_dir=tmp_path, blocking=INLINE
             )
 
         async with restartable(9) as node:

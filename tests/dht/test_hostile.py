@@ -280,7 +280,7 @@ async def test_driver_survives_garbage_on_a_real_socket() -> None:
 
 
 def test_spoofed_source_flood_keeps_the_rate_table_bounded() -> None:
-    from dht._protocol import _RATE_HOSTS
+    from dht._serve import RATE_HOSTS as _RATE_HOSTS
 
     node = make_node()
     ping = encode_request(bytes(20), "ping", (int_to_id(5),))

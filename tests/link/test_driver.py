@@ -3,6 +3,9 @@ times, backpressure, and what a misbehaving peer gets."""
 
 from __future__ import annotations
 
+import functools
+import random
+
 import pytest
 import trio
 import trio.testing
@@ -21,8 +24,10 @@ from node.link import (
     RoomAuthorized,
     connect_link,
     open_link,
+    serve_links,
 )
 from node.link._frames import Data
+from node.sim import SimNetwork
 
 from ._wire import close_code, drive_handshake, join_both, memory_links, memory_websockets
 from .conftest import ALICE, BOB, FAST, ROOM_A, SECRET_A
@@ -299,3 +304,69 @@ async def test_a_url_no_resolver_could_use_is_the_callers_error(url: str) -> Non
     with pytest.raises(LinkLocalError):
         async with connect_link(url, Identity.generate()):
             pass
+
+
+async def test_a_peer_that_stops_reading_is_dropped_past_the_send_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Over the simulated network, whose streams block a sender once a window of bytes
+    # waits unread, as TCP does.
+    net = SimNetwork(random.Random(1), latency=(0.01, 0.01), jitter=0.0, window=4_096)
+    config = LinkConfig(keepalive=50.0, idle_timeout=150.0, send_budget=10_000)
+    stalled: list[Link] = []
+
+    async def never_read(link: Link) -> None:
+        await link.join_room(ROOM_A, SECRET_A)
+        stalled.append(link)
+        await trio.sleep_forever()  # b's application reads nothing
+
+    async with trio.open_nursery() as nursery:
+        server, client = net.host(), net.host()
+        listener = await nursery.start(
+            functools.partial(
+                serve_links, config=config, event_buffer=1, transport=net.transport(server)
+            ),
+            never_read,
+            server,
+            0,
+            BOB,
+        )
+        url = f"ws://{server}:{listener.port}/"
+        async with connect_link(url, ALICE, config=config, transport=net.transport(client)) as a:
+            assert await a.join_room(ROOM_A, SECRET_A)
+            # b's buffers fill, a's sender blocks, and what a queues without waiting
+            # piles up until it passes the budget.
+            waiting: list[int] = []
+            closed: LinkClosed | None = None
+            for _ in range(100):
+                waiting.append(a._queued)
+                try:
+                    a.send_nowait(ROOM_A, bytes(1_000))
+                except LinkClosed as error:
+                    closed = error
+                    break
+                await trio.testing.wait_all_tasks_blocked()
+            assert closed is not None and closed.reason == "slow"
+            assert a.closed is not None and a.closed.reason == "slow"
+            # Dropped by the first send that took the bytes waiting past 10,000, not before.
+            assert waiting[-1] + 1_000 > 10_000
+            assert all(queued + 1_000 <= 10_000 for queued in waiting[:-1])
+            assert len(waiting) >= 10
+            with pytest.raises(LinkClosed):  # after that, sends fail at once
+                a.send_nowait(ROOM_A, bytes(10))
+        assert stalled
+        nursery.cancel_scope.cancel()
+
+
+async def test_send_nowait_writes_in_order_and_flush_waits_for_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with memory_links(ALICE, BOB, config_a=FAST, config_b=FAST) as (a, b):
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        for i in range(20):
+            a.send_nowait(ROOM_A, b"%d" % i)
+        await a.flush()
+        assert a._written == a._taken and a._session.pending_messages == 0
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        for i in range(20):
+            assert await b.receive() == Message(ROOM_A, b"%d" % i)

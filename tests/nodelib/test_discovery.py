@@ -69,7 +69,7 @@ async def test_discovery_keeps_a_small_mesh_per_room(tmp_path: Path) -> None:
                     lambda: len(ra.timeline()) == 3 and same_room(ra, rb) and same_room(ra, rc)
                 )
                 for node in (a, b, c):
-                    assert len(node._rooms[real.room].dialed) <= 1
+                    assert len(node._peering.dialed_in(real.room)) <= 1
                 assert sum(len(n.status().links) for n in (a, b, c)) <= 2 * 3
 
 

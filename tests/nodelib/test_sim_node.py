@@ -193,7 +193,7 @@ async def test_members_find_each_other_through_the_simulated_dht_and_keep_a_smal
                 for node in nodes:
                     status = node.status()
                     assert status.dht_contacts is not None and status.dht_contacts >= 1
-                    assert len(node._rooms[ra.id].dialed) <= mesh
+                    assert len(node._peering.dialed_in(ra.id)) <= mesh
                 # Each link was dialed by one of its ends: at most mesh per node.
                 links = {frozenset((n.peer_id, p)) for n in nodes for p in n.status().links}
                 assert len(links) <= mesh * len(nodes)

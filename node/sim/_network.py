@@ -30,10 +30,14 @@ from typing import Final
 import trio
 
 import dht
+from rumor_runtime import INLINE
+
+from .._env import Environment
 
 __all__ = ["SimListener", "SimNetwork", "SimStream", "SimTransport"]
 
 WINDOW: Final = 256 * 1024  # unread bytes a sender may have in flight before it blocks
+EPOCH_MS: Final = 1_767_225_600_000  # 2026-01-01 00:00 UTC: simulated wall clocks start here
 FIRST_PORT: Final = 49152  # ports handed out for port 0 (the IANA ephemeral range)
 
 
@@ -275,8 +279,10 @@ class SimNetwork:
         jitter: float = 0.005,
         loss: float = 0.0,
         window: int = WINDOW,
+        epoch_ms: int = EPOCH_MS,
     ) -> None:
         self.rng = rng
+        self.epoch_ms = epoch_ms  # the simulated wall clock at virtual time 0
         self.latency = latency
         self.jitter = jitter
         self.window = window
@@ -314,6 +320,34 @@ class SimNetwork:
     def transport(self, host: str) -> SimTransport:
         """The stream transport of a node on `host`, for `connect_link` and `serve_links`."""
         return SimTransport(self, host)
+
+    def environment(self, host: str, seed: int | None = None) -> Environment:
+        """A node's environment on simulated host `host`: its links and DHT socket there,
+        blocking work inline, no name resolver, a wall clock that is trio's clock plus
+        `epoch_ms`, and a generator seeded with `seed` (else from the network's)."""
+
+        async def open_datagrams(_host: str, port: int) -> dht.DatagramTransport:
+            return self.datagram_socket(host, port)
+
+        async def resolve(name: str, port: int, socket_type: int) -> list[str]:
+            raise OSError(errno.EHOSTUNREACH, f"no name resolver on a simulated network: {name}")
+
+        def wall_clock_ms() -> int:
+            return self.epoch_ms + int(trio.current_time() * 1000)
+
+        rng = random.Random(seed if seed is not None else self.rng.getrandbits(64))
+        return Environment(
+            streams=self.transport(host),
+            open_datagrams=open_datagrams,
+            blocking=INLINE,
+            resolve=resolve,
+            wall_clock_ms=wall_clock_ms,
+            rng=rng,
+            # In a simulation nothing is secret, and everything must come from the seed.
+            unpredictable=lambda: random.Random(rng.getrandbits(64)),
+            processes=False,
+            host=host,
+        )
 
     def datagram_socket(self, host: str, port: int = 0) -> dht.SimSocket:
         """A DHT socket on `host` (port 0: a free one), for `DHTNode(transport=...)`."""

@@ -33,9 +33,12 @@ import trio
 
 from crdt import History, Identity, IdentityError, Kind, Message, StoreError, Verifier
 
-from ._addresses import parse_address
+from .._addresses import parse_address
+from .._datadir import DataDir
+from .._invite import Invite, InviteError, parse_invite
+from .._node import Node
 from ._config import CONFIG_FILE, Config, ConfigError, load_config, write_config
-from ._datadir import (
+from ._inbox import (
     DataDirError,
     LockHeld,
     default_data_dir,
@@ -43,9 +46,7 @@ from ._datadir import (
     queue_invite,
     require_initialised,
 )
-from ._headless import RunError, run_node
-from ._invite import Invite, InviteError, parse_invite
-from ._node import IDENTITY_FILE, ROOMS_DIR, Node
+from ._run import RunError, run_node
 
 __all__ = ["main"]
 
@@ -247,7 +248,7 @@ def _init(data_dir: Path, args: argparse.Namespace) -> int:
     config = Config().override(**_node_options(args))
     data_dir.mkdir(parents=True, exist_ok=True)
     # An identity already there (a data dir the TUI or an embedder made) is kept.
-    identity = Identity.load_or_create(data_dir / IDENTITY_FILE)
+    identity = Identity.load_or_create(DataDir(data_dir).identity)
     write_config(config_path, config)
     print(identity.peer_id_text)
     print(f"rumor: initialised {data_dir}; settings in {config_path}", file=sys.stderr)
@@ -317,7 +318,7 @@ async def _store_room(data_dir: Path, invite: Invite, new_room: bool) -> None:
 
 
 def _remove_room_file(data_dir: Path, room: bytes) -> None:
-    path = data_dir / ROOMS_DIR / f"{room.hex()}.sqlite3"
+    path = DataDir(data_dir).room_file(room)
     for suffix in ("", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 

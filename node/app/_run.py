@@ -42,13 +42,14 @@ from prometheus_client import CollectorRegistry
 from crdt import StoreError
 from rumor_runtime import lone_error
 
-from ._addresses import join_host_port, short_peer_id, split_host_port
+from .._addresses import join_host_port, short_peer_id, split_host_port
+from .._invite import InviteError, parse_invite
+from .._node import Node
+from .._room import Room
+from .._status import NodeStatus
 from ._config import Config
-from ._datadir import NEW_ROOM_MARK, Lock, pending_invites, read_invite, set_aside
-from ._invite import InviteError, parse_invite
+from ._inbox import NEW_ROOM_MARK, Lock, pending_invites, read_invite, set_aside
 from ._metrics import NodeCollector, serve_metrics
-from ._node import Node, NodeStatus
-from ._room import Room
 
 __all__ = ["RunError", "Watcher", "run_node"]
 

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._node import NodeStatus
+from .._status import NodeStatus
 
 __all__ = ["NodeCollector", "serve_metrics"]
 
@@ -40,6 +40,11 @@ class NodeCollector(Collector):
             "rumor_dht_contacts",
             "Contacts in the DHT routing table.",
             value=status.dht_contacts or 0,
+        )
+        yield GaugeMetricFamily(
+            "rumor_dht_bootstrap_failed",
+            "1 while bootstrap addresses were given but none answered in time.",
+            value=int(status.dht_bootstrap_failed),
         )
         dht = CounterMetricFamily(
             "rumor_dht_events",

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._addresses import parse_address
+from .._addresses import parse_address
+from .._datadir import CONFIG_FILE
 
 __all__ = ["CONFIG_FILE", "Config", "ConfigError", "load_config", "parse_host_port", "write_config"]
 
-CONFIG_FILE: Final = "config.toml"
 DEFAULT_PORT: Final = 7340  # links on TCP and the DHT on UDP share the number
 
 

@@ -1,0 +1,293 @@
+"""The peering driver: a node's links, its dials and its discovery rounds, on trio.
+
+`Peers` accepts links (`serve`), dials and announces as the pure `node._peering.Peering`
+core says, reports back what happened, and hands each link's events to the room they
+belong to. One task per link reads it; sending is the link's own (`Link.send_nowait`).
+
+This module is a driver: whom to dial, when to retry, which of two links to keep and how
+many members to link to are the core's decisions, never taken here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from crdt import Identity
+
+from ._addresses import short_peer_id
+from ._discovery import Discovery
+from ._env import Environment
+from ._peering import Announce, Dial, Lookup, Peering, PeeringAction, keep_existing
+from ._room_driver import Down, Received, RoomDriver, Up
+from ._status import DialState
+from .gossip import Penalise
+from .link import (
+    Link,
+    LinkClosed,
+    LinkConfig,
+    LinkError,
+    Message,
+    RoomAuthorized,
+    RoomDenied,
+    RoomRefused,
+    connect_link,
+)
+
+__all__ = ["Peers"]
+
+log = logging.getLogger("node")
+
+LEAVE_FLUSH_TIMEOUT: Final = 5.0  # seconds a leave op may take to be written to the links
+
+
+@dataclass(slots=True)
+class _Linked:
+    """A link that is up, and the rooms whose cores were told so."""
+
+    link: Link
+    rooms: set[bytes] = field(default_factory=set)
+
+
+class Peers:
+    """Every link of one node, and the dials and lookups that make them."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        env: Environment,
+        peering: Peering,
+        rooms: Mapping[bytes, RoomDriver],
+        nursery: trio.Nursery,
+        *,
+        link_config: LinkConfig | None,
+    ) -> None:
+        self.identity = identity
+        self.env = env
+        self.peering = peering
+        self.rooms = rooms
+        self.links: dict[bytes, _Linked] = {}
+        self.discovery: Discovery | None = None  # set once the DHT runs
+        self.address = ""  # ours, announced in the DHT; set once listening
+        self.announced: set[bytes] = set()  # rooms whose DHT record of ours is current
+        self.refusals = 0  # room proofs peers got wrong
+        self.closing = False  # no new links once set
+        self._nursery = nursery
+        self._link_config = link_config
+        self._last_contact: dict[str, int] = {}  # address -> wall-clock ms a link came up
+        self._penalties_logged: set[tuple[bytes, str]] = set()
+        self._wake = trio.Event()
+
+    @property
+    def peer_id(self) -> bytes:
+        return self.identity.peer_id
+
+    # -- the core's clock and actions ---------------------------------------------------
+
+    async def run_timers(self) -> None:
+        """Call the core when its timer is due, until the node closes."""
+        while True:
+            deadline = self.peering.next_timer()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            self.perform(self.peering.handle_timer(trio.current_time()))
+
+    def perform(self, actions: list[PeeringAction]) -> None:
+        # An Announce comes with the Lookup of the same room: one round does both, in order.
+        announces = {a.room_id: a for a in actions if isinstance(a, Announce)}
+        for action in actions:
+            if isinstance(action, Dial):
+                self._nursery.start_soon(self._dial, action.address)
+            elif isinstance(action, Lookup):
+                driver = self.rooms.get(action.room_id)
+                if driver is not None:
+                    announce = announces.get(action.room_id)
+                    self._nursery.start_soon(self._discovery_round, driver, announce)
+        self._wake.set()  # the core's next timer may have moved
+
+    def want(self, addresses: list[str], peer_id: bytes | None = None) -> None:
+        self.perform(self.peering.want(addresses, trio.current_time(), peer_id))
+
+    def room_started(self, driver: RoomDriver) -> None:
+        for linked in list(self.links.values()):
+            self._nursery.start_soon(self._offer, linked, driver)
+        self.want(list(driver.peers))
+        # Discovery rounds start once the DHT is ready (never without one).
+        now = trio.current_time()
+        self.perform(self.peering.room_started(driver.room_id, now, announce=bool(self.address)))
+
+    def room_stopped(self, driver: RoomDriver) -> None:
+        self.peering.room_stopped(driver.room_id)
+        self.announced.discard(driver.room_id)
+        if self.discovery is not None:
+            self.discovery.stop_announcing(driver.secret)
+
+    def dht_ready(self, discovery: Discovery) -> None:
+        self.discovery = discovery
+        self.perform(self.peering.dht_ready(trio.current_time()))
+
+    # -- dialing ------------------------------------------------------------------------
+
+    async def _dial(self, address: str) -> None:
+        if self.closing:
+            return
+        try:
+            async with connect_link(
+                f"ws://{address}/",
+                self.identity,
+                config=self._link_config,
+                transport=self.env.streams,
+            ) as link:
+                self._last_contact[address] = self.env.wall_clock_ms()
+                self.perform(self.peering.dialed(address, link.peer_id, trio.current_time()))
+                if link.peer_id != self.peer_id:
+                    await self.serve(link, address)
+        except LinkClosed as exc:
+            log.debug("dial %s: %s", address, exc)
+            self.perform(self.peering.dial_failed(address, trio.current_time()))
+            return
+        except LinkError as exc:  # a bad address: our caller's mistake, not the peer's
+            log.warning("cannot dial %s: %s", address, exc)
+            self.perform(self.peering.dial_failed(address, trio.current_time(), for_good=True))
+            return
+        if not self.closing:
+            self.perform(self.peering.link_ended(address, trio.current_time()))
+
+    def dial_states(self) -> dict[str, DialState]:
+        states: dict[str, DialState] = {}
+        for address in self.peering.dialing():
+            known = self.peering.address_state(address)
+            assert known is not None
+            peer_id, failures, breaker_open = known
+            states[address] = DialState(
+                address, peer_id, failures, breaker_open, self._last_contact.get(address)
+            )
+        return states
+
+    # -- discovery ----------------------------------------------------------------------
+
+    async def _discovery_round(self, driver: RoomDriver, announce: Announce | None) -> None:
+        discovery = self.discovery
+        assert discovery is not None
+        if announce is not None and await discovery.announce(
+            driver.secret, self.address, announce.ttl
+        ):
+            self.announced.add(driver.room_id)
+            self.peering.announced(driver.room_id, trio.current_time(), announce.ttl)
+        found = await discovery.lookup(driver.secret)
+        for _, addresses in found:
+            await driver.remember_peers(addresses)
+        if self.rooms.get(driver.room_id) is driver:
+            now = trio.current_time()
+            self.perform(self.peering.found(driver.room_id, found, driver.links, now))
+
+    # -- links --------------------------------------------------------------------------
+
+    async def serve(self, link: Link, dialed: str | None = None) -> None:
+        """Run one link until it closes: offer our rooms, dispatch its events by room."""
+        peer = link.peer_id
+        if peer == self.peer_id or self.closing:
+            return  # we dialed ourselves (our own address came back in an invite)
+        existing = self.links.get(peer)
+        if existing is not None:
+            old = (existing.link.initiator, peer)
+            if keep_existing(self.peer_id, old, (link.initiator, peer)):
+                return
+        linked = _Linked(link)
+        self.links[peer] = linked  # before the old one closes: never a moment without
+        self.peering.link_up(peer, trio.current_time())
+        try:
+            if existing is not None:
+                await existing.link.aclose()
+            async with trio.open_nursery() as nursery:
+                for driver in list(self.rooms.values()):
+                    nursery.start_soon(self._offer, linked, driver)
+                await self._read(linked, dialed)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.links.get(peer) is linked:
+                del self.links[peer]
+                self.perform(self.peering.link_down(peer, trio.current_time()))
+            for room_id in linked.rooms:
+                room = self.rooms.get(room_id)
+                if room is not None:
+                    try:
+                        room.post_nowait(Down(link))
+                    except trio.WouldBlock:
+                        self._nursery.start_soon(room.post, Down(link))
+
+    async def _read(self, linked: _Linked, dialed: str | None) -> None:
+        link = linked.link
+        async for event in link:
+            driver = self.rooms.get(event.room_id)
+            if driver is None:
+                continue
+            if isinstance(event, Message):
+                await driver.post(Received(link, event.payload))
+            elif isinstance(event, RoomAuthorized):
+                linked.rooms.add(event.room_id)
+                await driver.post(Up(link))
+                if dialed is not None:
+                    await driver.remember_peers([dialed])
+            elif isinstance(event, RoomRefused):
+                self.refusals += 1
+                log.warning(
+                    "peer %s does not hold room %s's secret",
+                    short_peer_id(link.peer_id),
+                    event.room_id.hex()[:8],
+                )
+            elif isinstance(event, RoomDenied):
+                log.debug(
+                    "peer %s does not hold room %s",
+                    short_peer_id(link.peer_id),
+                    event.room_id.hex()[:8],
+                )
+
+    async def _offer(self, linked: _Linked, driver: RoomDriver) -> None:
+        with contextlib.suppress(LinkError):  # the link closed; its reader cleans up
+            await linked.link.join_room(driver.room_id, driver.secret)
+
+    def penalise(self, driver: RoomDriver, action: Penalise, link: Link | None) -> None:
+        key = (action.peer, action.fault.value)
+        if key not in self._penalties_logged:
+            self._penalties_logged.add(key)
+            log.warning(
+                "closing the link to %s: %s in room %s (%s)",
+                short_peer_id(action.peer),
+                action.fault.value,
+                driver.room_id.hex()[:8],
+                action.detail,
+            )
+        if link is not None:
+            self._nursery.start_soon(link.aclose)
+
+    def close_links_of(self, room_id: bytes) -> None:
+        """Close the links that carried a room we left, once what is queued on them (the
+        leave op) is written: a link cannot drop one of its rooms, so they are dialed
+        again without it, and each member's gossip forgets us there."""
+        for linked in list(self.links.values()):
+            if room_id in linked.rooms:
+                self._nursery.start_soon(_close_when_sent, linked.link)
+
+    async def close_all(self) -> None:
+        """Close every link while the tasks serving them still run, so each closing
+        handshake is answered instead of timing out; shielded, since closing is cleanup."""
+        self.closing = True
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for linked in list(self.links.values()):
+                    nursery.start_soon(linked.link.aclose)
+
+
+async def _close_when_sent(link: Link) -> None:
+    with trio.move_on_after(LEAVE_FLUSH_TIMEOUT):
+        await link.flush()
+    await link.aclose()
