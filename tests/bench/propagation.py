@@ -123,7 +123,7 @@ def churn(cluster: Cluster, seed: int, span: float, every: float) -> list[tuple[
 def simulate(
     nodes: int, messages: int, degree: int, seed: int, flood: bool, mode: str
 ) -> dict[str, float]:
-    config = GossipConfig(eager_peers=4, flood=flood)
+    config = GossipConfig(flood=flood)  # the defaults a node runs with
     cluster = build(nodes, degree, seed, config, LOSS if mode == "loss" else 0.0)
     rng = random.Random(seed + 1)
     start = cluster.now
@@ -153,6 +153,7 @@ def simulate(
     hop_list: list[float] = []
     latencies: list[float] = []
     firsts: list[float] = []  # the latencies of each author's first op alone
+    laters: list[float] = []
     for node in cluster.nodes:
         for op_id, (author, op) in ops.items():
             if author == node.index:
@@ -171,6 +172,8 @@ def simulate(
                 latencies.append((arrived - origin) * 1000)
                 if op.seq == 1:
                     firsts.append(latencies[-1])
+                else:
+                    laters.append(latencies[-1])
     pairs = messages * (nodes - 1)
     receptions = sum(n.receptions - b for n, b in zip(cluster.nodes, stats_before, strict=True))
     sent = {k: v - bytes_before.get(k, 0) for k, v in cluster.bytes_by_type.items()}
@@ -188,6 +191,9 @@ def simulate(
         "first_share": len(firsts) / len(latencies),
         "first_p50": percentile(firsts, 0.5),
         "first_p99": percentile(firsts, 0.99),
+        "first_p90": percentile(firsts, 0.90),
+        "later_p99": percentile(laters, 0.99),
+        "later_p50": percentile(laters, 0.5),
         "degree": 2 * len(cluster.links) / nodes,
         "max_outstanding": cluster.max_outstanding,
         "op_bytes": sent.get("Ops", 0) / messages,

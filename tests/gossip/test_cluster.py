@@ -165,7 +165,7 @@ def test_oversized_batches_penalise() -> None:
 def test_tree_forms_and_each_op_arrives_about_once() -> None:
     # One tree per author: each author's first op shapes its tree (duplicates prune it),
     # so the later ops of the same authors arrive about once.
-    cluster = Cluster(30, seed=10, config=GossipConfig(prune_probability=1.0))
+    cluster = Cluster(30, seed=10, config=GossipConfig())
     rng = random.Random(10)
     for i in range(1, 30):
         cluster.link(i, rng.randrange(i))

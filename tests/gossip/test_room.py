@@ -74,35 +74,50 @@ def report_for(replica: Replica, ops: tuple[bytes, ...]) -> IngestReport:
 
 def make(**config: object) -> tuple[RoomGossip, Replica]:
     replica = Replica(ROOM)
-    settings = {"prune_probability": 1.0, **config}
+    settings = {**config}
     core = RoomGossip(replica, rng=random.Random(0), config=GossipConfig(**settings))  # type: ignore[arg-type]
     return core, replica
 
 
-def connect(core: RoomGossip, peer: bytes, *, window: int = 4) -> list[Action]:
+def connect(core: RoomGossip, peer: bytes, *, window: int = 4, feeds: bool = True) -> list[Action]:
+    """Open a link to `peer`; with `feeds`, the peer asks us to push it authors' first ops
+    (the link-wide GRAFT a node sends the first `eager_peers` peers it links to)."""
     actions = core.peer_up(peer, 0.0)
     actions += core.receive(peer, encode_message(Hello(1, window, MAX_MESSAGE_BYTES)), 0.0)
     actions += core.receive(peer, encode_message(Vector(False, False, ())), 0.0)
+    if feeds:
+        actions += core.receive(peer, encode_message(Want(True, ())), 0.0)
     return actions
 
 
-def test_link_up_sends_hello_then_vector_and_sets_the_sync_timer() -> None:
+def graft(author: bytes) -> Want:
+    """Push me this author's ops (a per-author GRAFT)."""
+    return Want(False, (), (author,))
+
+
+def test_link_up_sends_hello_then_vector_then_asks_for_first_ops() -> None:
     core, _ = make(sync_interval=60.0)
     messages = sent(core.peer_up(A, 10.0))
     assert messages == [
         (A, Hello(1, GossipConfig().window, MAX_MESSAGE_BYTES)),
         (A, Vector(False, False, ())),
+        (A, Want(True, ())),  # one of the peers that push us authors' first ops
     ]
     timer = core.next_timer()
     assert timer is not None and 10.0 + 45.0 <= timer <= 10.0 + 75.0
-    assert core.eager_peers == [A]
+    assert core.eager_peers == []  # we push first ops to a peer once it asks for them
 
 
-def test_mesh_has_at_most_eager_peers_pushed_to() -> None:
+def test_each_node_asks_eager_peers_of_its_peers_for_first_ops() -> None:
+    """The thin eager core is chosen by the receivers: a node asks (a link-wide GRAFT)
+    `eager_peers` peers to push it authors' first ops, and asks another when one goes."""
     core, _ = make(eager_peers=2)
-    for peer in (A, B, C):
-        connect(core, peer)
-    assert core.eager_peers == [A, B] and core.lazy_peers == [C]
+    asked = [of_type(connect(core, peer, feeds=False), Want) for peer in (A, B, C)]
+    assert asked == [[(A, Want(True, ()))], [(B, Want(True, ()))], []]
+    assert of_type(core.peer_down(A, 1.0), Want) == [(C, Want(True, ()))]
+    # We push first ops to the peers that asked us: here only C.
+    core.receive(C, encode_message(Want(True, ())), 1.0)
+    assert core.eager_peers == [C] and core.lazy_peers == [B]
 
 
 def test_ops_are_ingested_first_and_forwarded_only_once_added() -> None:
@@ -111,7 +126,8 @@ def test_ops_are_ingested_first_and_forwarded_only_once_added() -> None:
     connect(core, B)
     op = authored(1)[0]
     actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.0)
-    assert actions == [Ingest(A, 0, (op.data,))]  # nothing sent on before verification
+    # Nothing sent on before verification; the first copy's sender becomes the parent.
+    assert actions == [Send(A, encode_message(graft(op.author))), Ingest(A, 0, (op.data,))]
     report = report_for(replica, (op.data,))
     actions = core.ingested(0, report, 1.1)
     assert sent(actions) == [(B, Ops(0, Mode.PUSH, (op.data,))), (A, Ack(0))]
@@ -137,14 +153,15 @@ def test_bad_signature_penalises_the_sender() -> None:
     op = authored(1)[0]
     forged = op.data[:-1] + bytes([op.data[-1] ^ 1])
     actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (forged,))), 1.0)
-    assert actions == [Ingest(A, 0, (forged,))]
+    assert [type(a) for a in actions] == [Send, Ingest]  # graft A, ingest
     actions = core.ingested(0, report_for(replica, (forged,)), 1.1)
     assert actions == [Penalise(A, Fault.BAD_OP, "bad_signature")]
     assert core.peers == [B] and len(replica) == 0
     # Later messages from the closed peer are ignored; the genuine op still gets in.
     assert core.receive(A, encode_message(Ops(1, Mode.PUSH, (op.data,))), 1.2) == []
     assert core.receive(B, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.3) == [
-        Ingest(B, 1, (op.data,))
+        Send(B, encode_message(graft(op.author))),  # A is gone: B is the parent now
+        Ingest(B, 1, (op.data,)),
     ]
 
 
@@ -210,17 +227,18 @@ def test_we_never_exceed_the_window_the_peer_grants() -> None:
     assert core.outstanding(A) == 2
 
 
-def test_duplicates_are_dropped_and_a_pushed_duplicate_prunes() -> None:
+def test_duplicates_are_dropped_and_a_first_ops_copies_prune_nothing() -> None:
     core, replica = make()
     connect(core, A)
     connect(core, B)
     op = authored(1)[0]
     push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
-    assert [type(a) for a in core.receive(A, push, 1.0)] == [Ingest]
-    # The same op from B while A's copy is still being verified: not ingested twice.
+    assert sent(core.receive(A, push, 1.0)) == [(A, graft(op.author))]
+    # The same op from B while A's copy is still being verified: not ingested twice, and
+    # no PRUNE: B pushed an author new to it, and pushes its later ops only if asked.
     actions = core.receive(B, push, 1.0)
-    assert sent(actions) == [(B, Prune()), (B, Ack(0))]
-    assert core.eager_peers == [A] and core.lazy_peers == [B]
+    assert sent(actions) == [(B, Ack(0))]
+    assert core.parent(op.author) == A
     core.ingested(0, report_for(replica, (op.data,)), 1.1)
     # And once stored, a copy in a catch-up batch is dropped without pruning.
     actions = core.receive(A, encode_message(Ops(1, Mode.SYNC, (op.data,))), 1.2)
@@ -239,22 +257,27 @@ def test_prune_turns_pushes_into_announcements() -> None:
     assert sent(core.handle_timer(2.1)) == [(A, IHave((op.id,)))]
 
 
-def test_an_announced_op_is_pulled_after_the_timeout_and_the_link_grafted() -> None:
-    core, _ = make(eager_peers=0, graft_timeout=0.5)
+def test_an_announced_op_is_pulled_after_the_timeout_and_its_author_grafted() -> None:
+    core, replica = make(eager_peers=0, graft_timeout=0.5)
     connect(core, A)
     connect(core, B)
     op = authored(1)[0]
     assert core.receive(A, encode_message(IHave((op.id,))), 1.0) == []
     assert core.receive(B, encode_message(IHave((op.id,))), 1.05) == []
     deadline = core.next_timer()
-    assert deadline is not None and 1.5 <= deadline <= 2.5
+    assert deadline is not None and 1.5 <= deadline <= 1.75
     assert core.handle_timer(deadline - 0.01) == []
-    assert sent(core.handle_timer(deadline)) == [(A, Want(True, (op.id,)))]
-    assert A in core.eager_peers
-    # No answer in time: the next announcer is asked, without grafting it twice.
+    assert sent(core.handle_timer(deadline)) == [(A, Want(False, (op.id,)))]
+    # No answer in time: the next announcer is asked.
     retry = core.next_timer()
     assert retry is not None and retry == pytest.approx(deadline + 0.25)
-    assert sent(core.handle_timer(retry)) == [(B, Want(True, (op.id,)))]
+    assert sent(core.handle_timer(retry)) == [(B, Want(False, (op.id,)))]
+    # B answers first: its IHAVE beat every push, so it becomes the author's parent.
+    actions = core.receive(B, encode_message(Ops(0, Mode.PULLED, (op.data,))), retry + 0.1)
+    assert sent(actions) == [(B, graft(op.author))]
+    assert core.parent(op.author) == B
+    core.ingested(0, report_for(replica, (op.data,)), retry + 0.2)
+    assert all(not isinstance(m, Want) for _, m in sent(core.handle_timer(retry + 1.0)))
 
 
 def test_an_announced_op_that_arrives_is_not_pulled() -> None:
@@ -338,7 +361,7 @@ def test_misuse_is_a_local_error() -> None:
     with pytest.raises(GossipLocalError):
         GossipConfig(window=0)
     with pytest.raises(GossipLocalError):
-        GossipConfig(prune_probability=0.0)
+        GossipConfig(reroute_margin=-0.1)
 
 
 def test_an_ingest_finishing_after_the_link_reopened_acks_nothing() -> None:
@@ -366,35 +389,6 @@ def test_a_slow_peer_falls_back_from_queued_pushes_to_catch_up() -> None:
     rest = of_type(core.receive(A, encode_message(Ack(0)), 1.1), Ops)
     assert [(m.mode, len(m.ops)) for _, m in rest] == [(Mode.SYNC, 7)]
     assert rest[0][1].ops == tuple(op.data for op in ops[1:])
-
-
-class _Fixed(random.Random):
-    """A generator whose `random()` always gives one value (for the prune draw)."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
-@pytest.mark.parametrize(("draw", "prunes"), [(0.05, True), (0.5, False)])
-def test_a_duplicate_prunes_with_the_configured_probability(draw: float, prunes: bool) -> None:
-    """The duplicate's author is pruned from the link every time (its own tree); the
-    link's default, for authors with no tree yet, with the configured probability."""
-    replica = Replica(ROOM)
-    config = GossipConfig(prune_probability=0.1)
-    core = RoomGossip(replica, rng=_Fixed(draw), config=config)
-    connect(core, A)
-    connect(core, B)
-    op = authored(1)[0]
-    push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
-    core.receive(A, push, 1.0)
-    actions = core.receive(B, push, 1.0)
-    assert of_type(actions, Prune) == [(B, Prune() if prunes else Prune((op.author,)))]
-    assert (B in core.eager_peers) is not prunes
-    assert of_type(actions, Ack) == [(B, Ack(0))]
 
 
 def test_a_second_catch_up_stream_of_the_same_ops_is_paused() -> None:
@@ -502,55 +496,95 @@ def test_may_author_with_a_chain_of_ours_waits_until_settled() -> None:
     assert core.may_author(me, new_chain=False, settled=False)
 
 
+def push(core: RoomGossip, peer: bytes, op: Op, now: float, batch: int = 0) -> list[Action]:
+    return core.receive(peer, encode_message(Ops(batch, Mode.PUSH, (op.data,))), now)
+
+
 def test_each_author_has_its_own_tree() -> None:
-    """A PRUNE naming an author stops pushes of that author's ops only: the link still
-    carries the others' (one tree per author, not one for the room)."""
+    """Past an author's first op, we push its ops only to the peers that grafted it: a
+    GRAFT or PRUNE naming an author moves that author's ops alone."""
     core, replica = make()
     connect(core, A)
     connect(core, B)
-    x, y = authored(1, who=5)[0], authored(1, who=6)[0]
-    core.receive(A, encode_message(Prune((x.author,))), 1.0)
-    for op in (x, y):
-        core.receive(B, encode_message(Ops(op.seq, Mode.PUSH, (op.data,))), 1.0)
-    out = core.ingested(0, report_for(replica, (x.data,)), 1.1)
-    assert sent(out) == [(B, Ack(1))]  # x goes to A as an announcement, later
-    out = core.ingested(1, report_for(replica, (y.data,)), 1.1)
-    assert sent(out) == [(A, Ops(0, Mode.PUSH, (y.data,))), (B, Ack(1))]
-    assert core.next_timer() == pytest.approx(1.2)
-    assert sent(core.handle_timer(1.2 + 1e-9)) == [(A, IHave((x.id,)))]
-    # A graft naming the author puts it back on the tree.
-    core.receive(A, encode_message(Want(False, (), (x.author,))), 2.0)
-    more = authored(2, who=5)[1]
-    core.receive(B, encode_message(Ops(2, Mode.PUSH, (more.data,))), 2.0)
-    out = core.ingested(2, report_for(replica, (more.data,)), 2.1)
-    assert sent(out) == [(A, Ops(1, Mode.PUSH, (more.data,))), (B, Ack(2))]
+    x, y = authored(3, who=5), authored(2, who=6)
+    for n, op in enumerate((x[0], y[0])):  # first ops: along the thin core (A asked)
+        push(core, B, op, 1.0, batch=n)
+        out = core.ingested(n, report_for(replica, (op.data,)), 1.1)
+        assert sent(out) == [(A, Ops(n, Mode.PUSH, (op.data,))), (B, Ack(n))]
+    core.receive(A, encode_message(graft(x[0].author)), 1.2)  # A keeps x on the tree
+    push(core, B, x[1], 2.0, batch=2)
+    push(core, B, y[1], 2.0, batch=3)
+    out = core.ingested(2, report_for(replica, (x[1].data,)), 2.1)
+    assert sent(out) == [(A, Ops(2, Mode.PUSH, (x[1].data,))), (B, Ack(2))]
+    out = core.ingested(3, report_for(replica, (y[1].data,)), 2.1)
+    assert sent(out) == [(B, Ack(3)), (A, IHave((y[1].id,)))]  # announced at once
+    # A PRUNE naming x takes it off the tree again.
+    core.receive(A, encode_message(Prune((x[0].author,))), 3.0)
+    push(core, B, x[2], 3.0, batch=4)
+    out = core.ingested(4, report_for(replica, (x[2].data,)), 3.1)
+    assert sent(out) == [(B, Ack(4)), (A, IHave((x[2].id,)))]
 
 
-def test_a_duplicate_prunes_its_author_and_keeps_the_parent() -> None:
-    core, replica = make(prune_probability=0.01)
+def test_a_later_op_pushed_by_a_peer_we_never_asked_prunes_it() -> None:
+    """A first op's extra copies are one-offs (their senders push that author no
+    further); a later op pushed by a peer that is not its parent here prunes it."""
+    core, replica = make()
     connect(core, A)
     connect(core, B)
-    op = authored(1)[0]
-    push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
-    core.receive(A, push, 1.0)  # A's copy is first: A is the author's parent here
-    assert sent(core.receive(B, push, 1.0)) == [(B, Prune((op.author,))), (B, Ack(0))]
-    core.ingested(0, report_for(replica, (op.data,)), 1.1)
-    # The parent's own copy of a later op, arriving second, never prunes the parent; B,
-    # pruned and pushing still (its PRUNE crossed the push), is told again.
-    later = authored(2)[1]
-    core.receive(B, encode_message(Ops(1, Mode.PUSH, (later.data,))), 2.0)
-    late = core.receive(A, encode_message(Ops(1, Mode.PUSH, (later.data,))), 2.0)
-    assert of_type(late, Prune) == [(B, Prune((op.author,)))]
+    ops = authored(3)
+    push(core, A, ops[0], 1.0)
+    assert sent(push(core, B, ops[0], 1.01)) == [(B, Ack(0))]
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    push(core, A, ops[1], 2.0, batch=1)
+    assert sent(push(core, B, ops[1], 2.0, batch=1)) == [
+        (B, Prune((ops[0].author,))),
+        (B, Ack(1)),
+    ]
+    core.ingested(1, report_for(replica, (ops[1].data,)), 2.1)
+    # Pruned and pushing still (its PRUNE crossed the push): told again.
+    push(core, A, ops[2], 3.0, batch=2)
+    late = push(core, B, ops[2], 3.0, batch=2)
+    assert of_type(late, Prune) == [(B, Prune((ops[0].author,)))]
+    assert core.parent(ops[0].author) == A
+
+
+def test_a_push_beating_the_parents_moves_the_author_to_its_sender() -> None:
+    core, replica = make(reroute_margin=0.01)
+    connect(core, A)
+    connect(core, B)
+    ops = authored(2)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    # B pushes the next op (it had it before it learnt of our tree) 50 ms before A.
+    assert sent(push(core, B, ops[1], 2.0)) == []
+    actions = push(core, A, ops[1], 2.05, batch=1)
+    assert sent(actions) == [
+        (A, Prune((ops[0].author,))),
+        (B, graft(ops[0].author)),
+        (A, Ack(1)),
+    ]
+    assert core.parent(ops[0].author) == B
 
 
 def test_an_announcement_beating_the_push_moves_the_author_to_the_faster_peer() -> None:
     """Plumtree §3.8, per author: B announced the op before A's push brought it, so B is
     on a faster path from its author: graft B for that author, prune A for it."""
-    core, _ = make(eager_peers=1)
+    core, replica = make(eager_peers=1, reroute_margin=0.01)
     connect(core, A)
     connect(core, B)
-    op = authored(1)[0]
-    assert core.receive(B, encode_message(IHave((op.id,))), 1.0) == []
-    actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.05)
-    assert sent(actions) == [(A, Prune((op.author,))), (B, Want(False, (), (op.author,)))]
+    ops = authored(2)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    assert core.receive(B, encode_message(IHave((ops[1].id,))), 2.0) == []
+    actions = push(core, A, ops[1], 2.05, batch=1)
+    assert sent(actions) == [(A, Prune((ops[0].author,))), (B, graft(ops[0].author))]
     assert [type(a) for a in actions][-1] is Ingest
+    # Within the margin it is a tie, and the parent stays.
+    core, replica = make(reroute_margin=0.01)
+    connect(core, A)
+    connect(core, B)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    core.receive(B, encode_message(IHave((ops[1].id,))), 2.0)
+    assert of_type(push(core, A, ops[1], 2.005, batch=1), Prune) == []
+    assert core.parent(ops[0].author) == A

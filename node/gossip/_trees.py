@@ -1,0 +1,169 @@
+"""One Plumtree tree per author (Plumtree §3.8: a tree per source), grown by the receivers.
+
+Per author, each node keeps its parent: the peer it asked (GRAFT) to push it that
+author's ops. Nobody else pushes them, so each op reaches each node about once:
+
+- An author's *first* op (the first we forward) has no tree yet. It is pushed along the
+  thin eager core (a few peers per node, `GossipConfig.eager_peers`, plus every peer of
+  its author) and announced (IHAVE) on every other link. The copy that arrives first,
+  pushed or pulled, makes its sender the parent, and we graft the author on it. The
+  other copies cost nothing more: their senders push that author's ops no further.
+- A parent is replaced (graft the new one, prune the old one, for that author only) when
+  another peer proves faster: its IHAVE or its push beat the parent's push by
+  `reroute_margin`, or the parent's push did not come in time and we had to pull the op
+  from it. That keeps each tree near the fastest paths from its author as links come,
+  go and slow down.
+- A peer that keeps pushing an author after we pruned it is pruned again.
+
+Pure: peers, ops and `now` in; the grafts and prunes to send out. It never reads a clock,
+never sends anything itself and never touches IO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+
+from crdt import Op
+
+from ._pulls import Announced
+
+__all__ = ["Reshape", "Trees"]
+
+
+@dataclass(slots=True)
+class Reshape:
+    """What to tell peers: push me these authors' ops (GRAFT), or stop (PRUNE)."""
+
+    grafts: dict[bytes, list[bytes]] = field(default_factory=dict)  # peer -> authors
+    prunes: dict[bytes, list[bytes]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.grafts or self.prunes)
+
+
+@dataclass(slots=True)
+class _First:
+    seq: int  # the author's latest op pushed to us
+    peer: bytes  # who pushed it first
+    at: float  # and when
+
+
+class Trees:
+    """The parents of one room's per-author trees, as this node sees them."""
+
+    def __init__(self, margin: float, window: float) -> None:
+        self.margin = margin
+        self.window = window
+        self._parent: dict[bytes, bytes] = {}  # author -> the peer that pushes us its ops
+        self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
+        self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
+        # author -> the first op of it we forwarded: its seq, and when
+        self._start: dict[bytes, tuple[int, float]] = {}
+
+    def parent(self, author: bytes) -> bytes | None:
+        return self._parent.get(author)
+
+    def is_new(self, author: bytes, now: float) -> bool:
+        """Whether `author` has no tree through us yet: we forwarded no op of it, or the
+        first less than `window` ago, and the grafts it brings may still be on their way
+        (a burst of ops). Its ops go along the thin eager core meanwhile."""
+        start = self._start.get(author)
+        return start is None or now < start[1] + self.window
+
+    def forwarded(self, op: Op, now: float) -> None:
+        self._start.setdefault(op.author, (op.seq, now))
+
+    def peer_down(self, peer: bytes) -> None:
+        """The link to `peer` closed: the authors it was parent of have none (their next
+        announcement is pulled from whoever makes it, who becomes the parent)."""
+        for author in [a for a, p in self._parent.items() if p == peer]:
+            del self._parent[author]
+        for cut in self._cut.values():
+            cut.discard(peer)
+
+    def pushed(
+        self,
+        peer: bytes,
+        fresh: list[Op],
+        repeated: list[Op],
+        now: float,
+        announced: Callable[[bytes], Announced | None],
+        live: Container[bytes],
+    ) -> Reshape:
+        """`peer` pushed us `fresh` (ops new to us) and `repeated` (ones we hold or are
+        ingesting already). `announced` gives what IHAVEs told us of an op."""
+        change = Reshape()
+        for op in fresh:
+            author = op.author
+            self._first[author] = _First(op.seq, peer, now)
+            parent = self._parent.get(author)
+            if parent is not None and parent not in live:
+                parent = None
+            if parent is not None and parent != peer:
+                continue  # the parent's copy decides, when it comes (below)
+            faster = None
+            missing = announced(op.id)
+            if missing is not None and missing.first_at + self.margin <= now:
+                # An IHAVE came first: its sender is on a faster path from the author.
+                faster = next((p for p in missing.announcers if p != peer and p in live), None)
+            if faster is not None:
+                self._reroute(author, faster, change)
+            elif parent is None:
+                self._adopt(author, peer, change)
+        for op in repeated:
+            author = op.author
+            parent = self._parent.get(author)
+            first = self._first.get(author)
+            if peer == parent:
+                if (
+                    first is not None
+                    and first.seq == op.seq
+                    and first.peer != peer
+                    and first.peer in live
+                    and first.at + self.margin <= now
+                ):
+                    self._reroute(author, first.peer, change)  # its push beat the parent's
+            elif peer in self._cut.get(author, ()) or self._settled(op, now):
+                # Not a new author's one-off copy: it pushes this author though we never
+                # asked, or though we pruned it (the PRUNE crossed its push, or was lost).
+                change.prunes.setdefault(peer, []).append(author)
+                self._cut.setdefault(author, set()).add(peer)
+        return change
+
+    def _settled(self, op: Op, now: float) -> bool:
+        """Whether `op` came past its author's first op and graft window here: a peer
+        pushing it on its own has no reason left to."""
+        start = self._start.get(op.author)
+        return start is not None and op.seq > start[0] and now >= start[1] + self.window
+
+    def pulled(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
+        """We had to pull `fresh` from `peer`: their pushes were late or never came, and
+        `peer`, whose IHAVE came first, becomes the parent of their authors."""
+        change = Reshape()
+        for op in fresh:
+            author = op.author
+            if self._parent.get(author) != peer:
+                if self._parent.get(author) in live:
+                    self._reroute(author, peer, change)
+                else:
+                    self._adopt(author, peer, change)
+        return change
+
+    def _adopt(self, author: bytes, peer: bytes, change: Reshape) -> None:
+        self._parent[author] = peer
+        cut = self._cut.get(author)
+        if cut is not None:
+            cut.discard(peer)
+        authors = change.grafts.setdefault(peer, [])
+        if author not in authors:
+            authors.append(author)
+
+    def _reroute(self, author: bytes, peer: bytes, change: Reshape) -> None:
+        old = self._parent.get(author)
+        self._adopt(author, peer, change)
+        if old is not None and old != peer:
+            authors = change.prunes.setdefault(old, [])
+            if author not in authors:
+                authors.append(author)
+            self._cut.setdefault(author, set()).add(old)
