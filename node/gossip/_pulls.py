@@ -29,6 +29,7 @@ class Announced:
     deadline: float
     announcers: list[bytes]  # the peers to pull it from, in the order they announced it
     first_at: float  # when the first announcement came
+    holders: set[bytes]  # every peer that announced it: they need no copy, nor an IHAVE
 
 
 class Pulls:
@@ -50,18 +51,20 @@ class Pulls:
         """`peer` announced `op_id`, which we neither hold nor are ingesting."""
         missing = self._missing.get(op_id)
         if missing is not None:
-            if peer not in missing.announcers:
+            if peer not in missing.holders:
                 missing.announcers.append(peer)
+                missing.holders.add(peer)
         elif len(self._missing) < self.config.max_missing:
             # Give the push time to deliver it first. The jitter spreads the nodes that
             # lack it, so the first to pull it can push it to the rest before they pull.
             deadline = now + self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
-            self._missing[op_id] = Announced(deadline, [peer], now)
+            self._missing[op_id] = Announced(deadline, [peer], now, {peer})
             heapq.heappush(self._heap, (deadline, op_id))
 
-    def arrived(self, op_id: bytes) -> None:
-        """We hold `op_id` now: no more pulls of it."""
-        self._missing.pop(op_id, None)
+    def arrived(self, op_id: bytes) -> set[bytes]:
+        """We hold `op_id` now: no more pulls of it. Returns the peers that announced it."""
+        missing = self._missing.pop(op_id, None)
+        return missing.holders if missing is not None else set()
 
     def next_deadline(self) -> float | None:
         heap = self._heap

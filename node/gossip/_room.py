@@ -230,14 +230,14 @@ class RoomGossip:
         for op in ingesting.ops:
             if op.id not in added:
                 continue
-            self._pulls.arrived(op.id)
+            holders = self._pulls.arrived(op.id)
             if ingesting.mode is Mode.SYNC:
                 # Catch-up data is not pushed on: once the catch-up has gone quiet for
                 # `announce_delay`, we swap vectors with every peer, and they fetch only
                 # what they lack (and resume any catch-up we paused).
                 self._announce_at = now + self.config.announce_delay
             else:
-                self._forward(op, source.id, now, out)
+                self._forward(op, source.id, now, out, holders)
         if self._peers.get(source.id) is source:
             source.unacked -= 1
             out.append(Send(source.id, encode_message(Ack(ingesting.batch))))
@@ -399,15 +399,25 @@ class RoomGossip:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _forward(self, op: Op, source: bytes | None, now: float, out: list[Action]) -> None:
+    def _forward(
+        self,
+        op: Op,
+        source: bytes | None,
+        now: float,
+        out: list[Action],
+        holders: set[bytes] | frozenset[bytes] = frozenset(),
+    ) -> None:
         """Push `op` to the peers that grafted its author (an author new to us: to the
-        thin eager core) and announce it to the others, except `source`."""
+        thin eager core) and announce it to the others, except `source` and the peers
+        that announced it to us (`holders`)."""
         twin = self._stream.is_twin(op)
         author = op.author
         new = self._trees.is_new(author, now)
         self._trees.forwarded(op, now)
         for state in self._peers.values():
-            if state.id == source or (state.have.get(author, 0) >= op.seq and not twin):
+            if state.id == source or state.id in holders:
+                continue
+            if state.have.get(author, 0) >= op.seq and not twin:
                 continue
             if self.config.flood or author in state.eager_for:
                 eager = True

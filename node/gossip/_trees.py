@@ -1,19 +1,22 @@
 """One Plumtree tree per author (Plumtree §3.8: a tree per source), grown by the receivers.
 
 Per author, each node keeps its parent: the peer it asked (GRAFT) to push it that
-author's ops. Nobody else pushes them, so each op reaches each node about once:
+author's ops. Nobody else pushes them, so past the first each op reaches each node about
+once:
 
-- An author's *first* op (the first we forward) has no tree yet. It is pushed along the
-  thin eager core (a few peers per node, `GossipConfig.eager_peers`, plus every peer of
-  its author) and announced (IHAVE) on every other link. The copy that arrives first,
-  pushed or pulled, makes its sender the parent, and we graft the author on it. The
-  other copies cost nothing more: their senders push that author's ops no further.
+- An author new to a node (no op of it forwarded yet, or the first less than
+  `graft_window` ago) has no tree there: its ops go to every peer of their author and
+  along the thin eager core (each node asks a few peers, `eager_peers`, to push it such
+  ops), and are announced (IHAVE) on every other link at once. The copy that arrives
+  first, pushed or pulled after its IHAVE, makes its sender the parent, and we graft the
+  author on it. The other copies need no PRUNE: their senders push that author no further.
 - A parent is replaced (graft the new one, prune the old one, for that author only) when
   another peer proves faster: its IHAVE or its push beat the parent's push by
-  `reroute_margin`, or the parent's push did not come in time and we had to pull the op
-  from it. That keeps each tree near the fastest paths from its author as links come,
-  go and slow down.
-- A peer that keeps pushing an author after we pruned it is pruned again.
+  `reroute_margin`, or the parent's push did not come in time and we pulled the op from
+  it. That keeps each tree near the fastest paths from its author as links come, go and
+  slow down, without a repair storm: each node decides for itself.
+- A peer pushing an author we never asked it for (past the first op and the window) or
+  after we pruned it is pruned (again).
 
 Pure: peers, ops and `now` in; the grafts and prunes to send out. It never reads a clock,
 never sends anything itself and never touches IO.

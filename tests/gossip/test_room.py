@@ -588,3 +588,17 @@ def test_an_announcement_beating_the_push_moves_the_author_to_the_faster_peer() 
     core.receive(B, encode_message(IHave((ops[1].id,))), 2.0)
     assert of_type(push(core, A, ops[1], 2.005, batch=1), Prune) == []
     assert core.parent(ops[0].author) == A
+
+
+def test_a_peer_that_announced_an_op_gets_neither_it_nor_an_announcement_back() -> None:
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    core.receive(B, encode_message(IHave((op.id,))), 1.0)  # B holds it
+    push(core, A, op, 1.01)
+    out = core.ingested(0, report_for(replica, (op.data,)), 1.02)
+    # A new author: pushed along the thin core to C (which asked for first ops), and to
+    # B neither pushed nor announced.
+    assert sent(out) == [(C, Ops(0, Mode.PUSH, (op.data,))), (A, Ack(0))]
