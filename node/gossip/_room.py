@@ -167,6 +167,8 @@ class RoomGossip:
         out.append(Send(peer, encode_message(hello)))
         self._stream.send_vector(state, reply=False, out=out)
         self._feed(out)
+        if not self.config.flood:
+            self._reshape(self._trees.adopt_orphans(peer, self._peers), out)
         return out
 
     def _feed(self, out: list[Action]) -> None:
@@ -186,8 +188,7 @@ class RoomGossip:
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
         """The link to `peer` has closed (for whatever reason). Unknown peers are ignored."""
         out: list[Action] = []
-        if self._forget(peer):
-            self._feed(out)
+        self._forget(peer, out)
         return out
 
     def authored(self, op: Op, now: float) -> list[Action]:
@@ -284,7 +285,9 @@ class RoomGossip:
             self._on_vector(state, message, out)
         elif isinstance(message, IHave):
             for op_id in message.ids:
-                if op_id not in self._inflight and op_id not in self.source:
+                if op_id in self._inflight or op_id in self.source:
+                    self._trees.announced_held(state.id, op_id)
+                else:
                     self._pulls.announced(state.id, op_id, now)
         elif isinstance(message, Want):
             self._on_want(state, message, out)
@@ -480,13 +483,17 @@ class RoomGossip:
         return self.config.sync_interval * self.rng.uniform(0.75, 1.25)
 
     def _penalise(self, peer: bytes, fault: Fault, detail: str, out: list[Action]) -> None:
-        if self._forget(peer):
+        if peer in self._peers:
             self.stats.penalties += 1
             out.append(Penalise(peer, fault, detail))
-            self._feed(out)
+            self._forget(peer, out)
 
-    def _forget(self, peer: bytes) -> bool:
+    def _forget(self, peer: bytes, out: list[Action]) -> bool:
+        """Drop `peer`'s state; its authors move to their runner-ups, and another peer is
+        asked for first ops if it was one of ours."""
         if self._peers.pop(peer, None) is None:
             return False
-        self._trees.peer_down(peer)
+        self._feed(out)
+        spare = next((p.id for p in self._peers.values() if p.feeds), None)
+        self._reshape(self._trees.peer_down(peer, self._peers, spare), out)
         return True

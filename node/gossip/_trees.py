@@ -31,7 +31,9 @@ from crdt import Op
 
 from ._pulls import Announced
 
-__all__ = ["Reshape", "Trees"]
+__all__ = ["RECENT_OPS", "Reshape", "Trees"]
+
+RECENT_OPS = 4096  # ops whose author we remember, to tell whose op a late IHAVE announces
 
 
 @dataclass(slots=True)
@@ -61,6 +63,8 @@ class Trees:
         self._parent: dict[bytes, bytes] = {}  # author -> the peer that pushes us its ops
         self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
         self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
+        self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
+        self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
         # author -> the first op of it we forwarded: its seq, and when
         self._start: dict[bytes, tuple[int, float]] = {}
 
@@ -76,14 +80,44 @@ class Trees:
 
     def forwarded(self, op: Op, now: float) -> None:
         self._start.setdefault(op.author, (op.seq, now))
+        self._recent[op.id] = op.author
+        if len(self._recent) > RECENT_OPS:
+            del self._recent[next(iter(self._recent))]
 
-    def peer_down(self, peer: bytes) -> None:
-        """The link to `peer` closed: the authors it was parent of have none (their next
-        announcement is pulled from whoever makes it, who becomes the parent)."""
+    def announced_held(self, peer: bytes, op_id: bytes) -> None:
+        """`peer` announced an op we hold already: for its author, `peer` is the runner-up
+        to the parent (the next fastest way its ops reach us), should the parent go."""
+        author = self._recent.get(op_id)
+        if author is not None and self._parent.get(author) != peer:
+            self._backup.setdefault(author, peer)
+
+    def adopt_orphans(self, peer: bytes, live: Container[bytes]) -> Reshape:
+        """Graft on `peer` every author we have forwarded ops of and have no parent for
+        (our links went down, or came up anew): their next ops are pushed to us at once,
+        not each pulled after its IHAVE; a faster peer takes over once it shows."""
+        change = Reshape()
+        for author in self._start:
+            if self._parent.get(author) not in live:
+                self._adopt(author, peer, change)
+        return change
+
+    def peer_down(self, peer: bytes, live: Container[bytes], spare: bytes | None) -> Reshape:
+        """The link to `peer` closed: each author it was parent of moves to its runner-up,
+        or to `spare` if it has none (a graft at once, not a pull per author once their
+        next ops are announced)."""
+        change = Reshape()
         for author in [a for a, p in self._parent.items() if p == peer]:
             del self._parent[author]
+            backup = self._backup.pop(author, None)
+            if backup is not None and backup in live:
+                self._adopt(author, backup, change)
+            elif spare is not None:
+                self._adopt(author, spare, change)
+        for author in [a for a, p in self._backup.items() if p == peer]:
+            del self._backup[author]
         for cut in self._cut.values():
             cut.discard(peer)
+        return change
 
     def pushed(
         self,
@@ -155,6 +189,7 @@ class Trees:
 
     def _adopt(self, author: bytes, peer: bytes, change: Reshape) -> None:
         self._parent[author] = peer
+        self._backup.pop(author, None)
         cut = self._cut.get(author)
         if cut is not None:
             cut.discard(peer)

@@ -155,13 +155,16 @@ def test_bad_signature_penalises_the_sender() -> None:
     actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (forged,))), 1.0)
     assert [type(a) for a in actions] == [Send, Ingest]  # graft A, ingest
     actions = core.ingested(0, report_for(replica, (forged,)), 1.1)
-    assert actions == [Penalise(A, Fault.BAD_OP, "bad_signature")]
+    # A goes; the author it was parent of (it pushed the first copy) moves to B.
+    assert actions == [
+        Penalise(A, Fault.BAD_OP, "bad_signature"),
+        Send(B, encode_message(graft(op.author))),
+    ]
     assert core.peers == [B] and len(replica) == 0
     # Later messages from the closed peer are ignored; the genuine op still gets in.
     assert core.receive(A, encode_message(Ops(1, Mode.PUSH, (op.data,))), 1.2) == []
     assert core.receive(B, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.3) == [
-        Send(B, encode_message(graft(op.author))),  # A is gone: B is the parent now
-        Ingest(B, 1, (op.data,)),
+        Ingest(B, 1, (op.data,))
     ]
 
 
@@ -602,3 +605,31 @@ def test_a_peer_that_announced_an_op_gets_neither_it_nor_an_announcement_back() 
     # A new author: pushed along the thin core to C (which asked for first ops), and to
     # B neither pushed nor announced.
     assert sent(out) == [(C, Ops(0, Mode.PUSH, (op.data,))), (A, Ack(0))]
+
+
+def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
+    """The first peer to announce an op we already hold is its author's runner-up: when
+    the parent's link closes, the author is grafted on it at once, not pulled per op."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    core.receive(C, encode_message(IHave((op.id,))), 1.02)  # C: the runner-up
+    core.receive(B, encode_message(IHave((op.id,))), 1.03)
+    assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
+    assert core.parent(op.author) == C
+
+
+def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
+    core, replica = make()
+    connect(core, A)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    assert core.peer_down(A, 2.0) == []  # nobody left to graft it on
+    assert core.parent(op.author) is None
+    assert sent(core.peer_up(B, 3.0))[2:] == [(B, Want(True, ())), (B, graft(op.author))]
+    assert core.parent(op.author) == B
