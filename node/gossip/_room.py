@@ -79,7 +79,7 @@ class RoomGossip:
         self._ingests: dict[int, Ingesting] = {}
         self._next_token = 0
         self._pulls = Pulls(self.config, rng)
-        self._trees = Trees(self.config.reroute_margin, self.config.graft_window)
+        self._trees = Trees(self.config.reroute_margin, self.config.graft_window, self._is_child)
         self._stream = Streamer(source, self.config, self.stats)
         self._flush_at: float | None = None  # when queued IHAVEs go out
         self._announce_at: float | None = None
@@ -476,6 +476,10 @@ class RoomGossip:
 
     # -- bookkeeping --------------------------------------------------------------------
 
+    def _is_child(self, peer: bytes, author: bytes) -> bool:
+        state = self._peers.get(peer)
+        return state is not None and author in state.eager_for
+
     def _holds(self, op_id: bytes) -> bool:
         return op_id in self.source or op_id in self._inflight
 
@@ -494,6 +498,6 @@ class RoomGossip:
         if self._peers.pop(peer, None) is None:
             return False
         self._feed(out)
-        spare = next((p.id for p in self._peers.values() if p.feeds), None)
-        self._reshape(self._trees.peer_down(peer, self._peers, spare), out)
+        spares = [p.id for p in self._peers.values() if p.feeds]
+        self._reshape(self._trees.peer_down(peer, self._peers, spares), out)
         return True

@@ -57,9 +57,14 @@ class _First:
 class Trees:
     """The parents of one room's per-author trees, as this node sees them."""
 
-    def __init__(self, margin: float, window: float) -> None:
+    def __init__(
+        self, margin: float, window: float, is_child: Callable[[bytes, bytes], bool]
+    ) -> None:
         self.margin = margin
         self.window = window
+        # is_child(peer, author): `peer` grafted `author` on us. It gets that author's
+        # ops from us, so making it the author's parent here would close a cycle.
+        self.is_child = is_child
         self._parent: dict[bytes, bytes] = {}  # author -> the peer that pushes us its ops
         self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
         self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
@@ -88,7 +93,11 @@ class Trees:
         """`peer` announced an op we hold already: for its author, `peer` is the runner-up
         to the parent (the next fastest way its ops reach us), should the parent go."""
         author = self._recent.get(op_id)
-        if author is not None and self._parent.get(author) != peer:
+        if (
+            author is not None
+            and self._parent.get(author) != peer
+            and not self.is_child(peer, author)
+        ):
             self._backup.setdefault(author, peer)
 
     def adopt_orphans(self, peer: bytes, live: Container[bytes]) -> Reshape:
@@ -101,18 +110,18 @@ class Trees:
                 self._adopt(author, peer, change)
         return change
 
-    def peer_down(self, peer: bytes, live: Container[bytes], spare: bytes | None) -> Reshape:
+    def peer_down(self, peer: bytes, live: Container[bytes], spares: list[bytes]) -> Reshape:
         """The link to `peer` closed: each author it was parent of moves to its runner-up,
-        or to `spare` if it has none (a graft at once, not a pull per author once their
-        next ops are announced)."""
+        or to the first of `spares` it has none (a graft at once, not a pull per author
+        once their next ops are announced); never to a child of ours for it."""
         change = Reshape()
         for author in [a for a, p in self._parent.items() if p == peer]:
             del self._parent[author]
             backup = self._backup.pop(author, None)
-            if backup is not None and backup in live:
+            if backup is None or backup not in live or self.is_child(backup, author):
+                backup = next((p for p in spares if not self.is_child(p, author)), None)
+            if backup is not None:
                 self._adopt(author, backup, change)
-            elif spare is not None:
-                self._adopt(author, spare, change)
         for author in [a for a, p in self._backup.items() if p == peer]:
             del self._backup[author]
         for cut in self._cut.values():
@@ -143,7 +152,14 @@ class Trees:
             missing = announced(op.id)
             if missing is not None and missing.first_at + self.margin <= now:
                 # An IHAVE came first: its sender is on a faster path from the author.
-                faster = next((p for p in missing.announcers if p != peer and p in live), None)
+                faster = next(
+                    (
+                        p
+                        for p in missing.announcers
+                        if p != peer and p in live and not self.is_child(p, author)
+                    ),
+                    None,
+                )
             if faster is not None:
                 self._reroute(author, faster, change)
             elif parent is None:
@@ -158,6 +174,7 @@ class Trees:
                     and first.seq == op.seq
                     and first.peer != peer
                     and first.peer in live
+                    and not self.is_child(first.peer, author)
                     and first.at + self.margin <= now
                 ):
                     self._reroute(author, first.peer, change)  # its push beat the parent's
@@ -180,7 +197,7 @@ class Trees:
         change = Reshape()
         for op in fresh:
             author = op.author
-            if self._parent.get(author) != peer:
+            if self._parent.get(author) != peer and not self.is_child(peer, author):
                 if self._parent.get(author) in live:
                     self._reroute(author, peer, change)
                 else:
