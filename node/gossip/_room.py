@@ -79,7 +79,12 @@ class RoomGossip:
         self._ingests: dict[int, Ingesting] = {}
         self._next_token = 0
         self._pulls = Pulls(self.config, rng)
-        self._trees = Trees(self.config.reroute_margin, self.config.graft_window, self._is_child)
+        self._trees = Trees(
+            self.config.reroute_margin,
+            self.config.graft_window,
+            self.config.graft_timeout,
+            self._is_child,
+        )
         self._stream = Streamer(source, self.config, self.stats)
         self._flush_at: float | None = None  # when queued IHAVEs go out
         self._announce_at: float | None = None

@@ -58,10 +58,18 @@ class Trees:
     """The parents of one room's per-author trees, as this node sees them."""
 
     def __init__(
-        self, margin: float, window: float, is_child: Callable[[bytes, bytes], bool]
+        self,
+        margin: float,
+        window: float,
+        stall: float,
+        is_child: Callable[[bytes, bytes], bool],
     ) -> None:
         self.margin = margin
         self.window = window
+        # A parent beaten by this much or more (we pulled the op) may have stalled (a
+        # lost message held its link up): it goes only if that happens twice in a row.
+        self.stall = stall
+        self._strikes: set[bytes] = set()  # authors whose parent stalled once
         # is_child(peer, author): `peer` grafted `author` on us. It gets that author's
         # ops from us, so making it the author's parent here would close a cycle.
         self.is_child = is_child
@@ -160,10 +168,12 @@ class Trees:
                     ),
                     None,
                 )
-            if faster is not None:
-                self._reroute(author, faster, change)
-            elif parent is None:
-                self._adopt(author, peer, change)
+            if parent is None:
+                self._adopt(author, faster if faster is not None else peer, change)
+            elif faster is not None and missing is not None:
+                self._beaten(author, faster, now - missing.first_at, change)
+            else:
+                self._strikes.discard(author)  # the parent came first
         for op in repeated:
             author = op.author
             parent = self._parent.get(author)
@@ -177,7 +187,7 @@ class Trees:
                     and not self.is_child(first.peer, author)
                     and first.at + self.margin <= now
                 ):
-                    self._reroute(author, first.peer, change)  # its push beat the parent's
+                    self._beaten(author, first.peer, now - first.at, change)
             elif peer in self._cut.get(author, ()) or self._settled(op, now):
                 # Not a new author's one-off copy: it pushes this author though we never
                 # asked, or though we pruned it (the PRUNE crossed its push, or was lost).
@@ -199,10 +209,19 @@ class Trees:
             author = op.author
             if self._parent.get(author) != peer and not self.is_child(peer, author):
                 if self._parent.get(author) in live:
-                    self._reroute(author, peer, change)
+                    self._beaten(author, peer, self.stall, change)
                 else:
                     self._adopt(author, peer, change)
         return change
+
+    def _beaten(self, author: bytes, peer: bytes, lead: float, change: Reshape) -> None:
+        """`peer` beat the parent by `lead`: a steady lead is a faster path, and the
+        author moves to it; a stall moves it only the second time in a row."""
+        if lead < self.stall or author in self._strikes:
+            self._strikes.discard(author)
+            self._reroute(author, peer, change)
+        else:
+            self._strikes.add(author)
 
     def _adopt(self, author: bytes, peer: bytes, change: Reshape) -> None:
         self._parent[author] = peer

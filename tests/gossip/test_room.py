@@ -633,3 +633,43 @@ def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
     assert core.parent(op.author) is None
     assert sent(core.peer_up(B, 3.0))[2:] == [(B, Want(True, ())), (B, graft(op.author))]
     assert core.parent(op.author) == B
+
+
+def test_a_parent_that_stalls_once_keeps_its_authors() -> None:
+    """An op we had to pull (its push came later still) may be a stall, a lost message
+    holding the parent's link up, not a slower path: the parent goes only if it happens
+    twice in a row."""
+    core, replica = make(graft_timeout=0.05)
+    connect(core, A)
+    connect(core, B)
+    ops = authored(3)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.01)
+    token = 1
+    for n, op in enumerate(ops[1:], start=1):
+        now = 2.0 * n
+        core.receive(B, encode_message(IHave((op.id,))), now)
+        assert sent(core.handle_timer(now + 0.1)) == [(B, Want(False, (op.id,)))]
+        pulled = Ops(n - 1, Mode.PULLED, (op.data,))
+        actions = core.receive(B, encode_message(pulled), now + 0.15)
+        core.ingested(token, report_for(replica, (op.data,)), now + 0.16)
+        token += 1
+        if n == 1:
+            assert of_type(actions, Prune) == [] and core.parent(op.author) == A
+        else:
+            assert sent(actions)[:2] == [(A, Prune((op.author,))), (B, graft(op.author))]
+            assert core.parent(op.author) == B
+
+
+def test_a_child_is_never_made_the_parent() -> None:
+    """C gets the author's ops from us (it grafted the author on us): grafting the author
+    on C when the parent goes would close a cycle cut off from the author."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, C)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    core.receive(C, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == []  # C feeds us first ops, but is a child here
+    assert core.parent(op.author) is None
