@@ -75,6 +75,9 @@ class GossipConfig:
     max_message_bytes: int = MAX_MESSAGE_BYTES  # the link's payload limit
     batch_ops: int = 128  # ops in one catch-up batch at most
     ihave_interval: float = 0.0  # announcements to lazy peers are gathered this long
+    # Each op is announced to at most this many of the peers it is not pushed to, drawn
+    # at random (GossipSub's gossip to a few peers); None: to all of them.
+    lazy_peers: int | None = 2
     graft_timeout: float = 0.06  # wait this long (x 1..1.5) for a push after an IHAVE, then pull
     retry_timeout: float = 0.25  # then ask the next announcer after this long
     # A peer whose IHAVE or push beat the parent's push by this much becomes the parent.
@@ -101,6 +104,8 @@ class GossipConfig:
         timings = (self.graft_timeout, self.retry_timeout, self.sync_interval, self.announce_delay)
         if min(timings) <= 0:
             raise GossipLocalError("timeouts and the sync interval must be positive")
+        if self.lazy_peers is not None and self.lazy_peers < 0:
+            raise GossipLocalError("lazy_peers must be >= 0")
         if self.push_queue < 1 or self.max_missing < 1:
             raise GossipLocalError("push_queue and max_missing must be positive")
 

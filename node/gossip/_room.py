@@ -422,6 +422,7 @@ class RoomGossip:
         author = op.author
         new = self._trees.is_new(author, now)
         self._trees.forwarded(op, now)
+        lazy: list[Peer] = []
         for state in self._peers.values():
             if state.id == source or state.id in holders:
                 continue
@@ -442,11 +443,16 @@ class RoomGossip:
                 self._stream.enqueue(state, op, Mode.PUSH)
                 self._stream.pump(state, out)
             else:
-                state.ihave.append(op.id)
-                if len(state.ihave) >= MAX_IDS:
-                    self._flush(state, out)
-                elif self._flush_at is None:
-                    self._flush_at = now + self.config.ihave_interval
+                lazy.append(state)
+        cap = self.config.lazy_peers
+        if cap is not None and len(lazy) > cap:
+            lazy = self.rng.sample(lazy, cap)
+        for state in lazy:
+            state.ihave.append(op.id)
+            if len(state.ihave) >= MAX_IDS:
+                self._flush(state, out)
+            elif self._flush_at is None:
+                self._flush_at = now + self.config.ihave_interval
 
     def _flush_due(self, now: float, out: list[Action]) -> None:
         """Send the IHAVEs gathered, once `ihave_interval` has passed (at once if it is 0)."""

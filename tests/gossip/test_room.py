@@ -673,3 +673,16 @@ def test_a_child_is_never_made_the_parent() -> None:
     core.receive(C, encode_message(graft(op.author)), 1.1)
     assert sent(core.peer_down(A, 2.0)) == []  # C feeds us first ops, but is a child here
     assert core.parent(op.author) is None
+
+
+def test_an_op_is_announced_to_at_most_lazy_peers_peers() -> None:
+    core, replica = make(lazy_peers=2, graft_window=0.0)
+    d = bytes([0xD]) * 32
+    for peer in (A, B, C, d):
+        connect(core, peer, feeds=False)
+    ops = authored(2)
+    for n, op in enumerate(ops):
+        push(core, A, op, 1.0 + n, batch=n)
+        out = core.ingested(n, report_for(replica, (op.data,)), 1.01 + n)
+        announced = [peer for peer, _ in of_type(out, IHave)]
+        assert len(announced) == 2 and set(announced) <= {B, C, d}
