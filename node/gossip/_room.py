@@ -8,10 +8,11 @@ forwards only those the ingest result says were added.
 
 Dissemination is Plumtree (Leitão, Pereira, Rodrigues, "Epidemic Broadcast Trees", 2007)
 with one tree per author (§3.8), grown by the receivers (`_trees.py`): a new op is pushed
-to the peers that grafted its author and announced by id (IHAVE) to the others at once;
-an op announced but not pushed in time is pulled (`_pulls.py`), and its announcer becomes
-the author's parent. An author's first op has no tree yet: it goes along a thin eager
-core of a few peers per node, and the first copy to arrive picks the parent. Catch-up is
+to the peers that grafted its author and announced by id (IHAVE) at once to a few of the
+others (`lazy_peers`, as GossipSub gossips); an op announced but not pushed in time is
+pulled (`_pulls.py`), and its announcer may become the author's parent. An author's first
+op has no tree yet: it goes along a thin eager core (each node asks `eager_peers` peers to
+push it such ops), and the first copy to arrive picks the parent. Catch-up is
 by version vectors (as Secure Scuttlebutt's EBT does; `_stream.py`): when a link opens,
 periodically, and after catching up from someone, the two sides swap vectors and each
 streams what the other lacks, in bounded batches, with at most the receiver's window of
