@@ -511,5 +511,10 @@ class RoomGossip:
             return False
         self._feed(out)
         spares = [p.id for p in self._peers.values() if p.feeds]
-        self._reshape(self._trees.peer_down(peer, self._peers, spares), out)
+        change = self._trees.peer_down(peer, self._peers, spares)
+        self._reshape(change, out)
+        for heir in change.grafts:
+            # What the closed link was carrying is lost: our vector tells the new parent
+            # what we lack, and it announces that (or streams it, if it is much).
+            self._stream.send_vector(self._peers[heir], reply=False, out=out)
         return True

@@ -155,10 +155,12 @@ def test_bad_signature_penalises_the_sender() -> None:
     actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (forged,))), 1.0)
     assert [type(a) for a in actions] == [Send, Ingest]  # graft A, ingest
     actions = core.ingested(0, report_for(replica, (forged,)), 1.1)
-    # A goes; the author it was parent of (it pushed the first copy) moves to B.
+    # A goes; the author it was parent of (it pushed the first copy) moves to B, which
+    # gets our vector to tell what A's link may have been carrying.
     assert actions == [
         Penalise(A, Fault.BAD_OP, "bad_signature"),
         Send(B, encode_message(graft(op.author))),
+        Send(B, encode_message(Vector(False, False, ()))),
     ]
     assert core.peers == [B] and len(replica) == 0
     # Later messages from the closed peer are ignored; the genuine op still gets in.
@@ -619,7 +621,12 @@ def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
     core.ingested(0, report_for(replica, (op.data,)), 1.01)
     core.receive(C, encode_message(IHave((op.id,))), 1.02)  # C: the runner-up
     core.receive(B, encode_message(IHave((op.id,))), 1.03)
-    assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
+    # Our vector goes with the graft: what A's link was carrying is lost, and C
+    # announces what we lack.
+    assert sent(core.peer_down(A, 2.0)) == [
+        (C, graft(op.author)),
+        (C, Vector(False, False, ((op.author, 1),))),
+    ]
     assert core.parent(op.author) == C
 
 
