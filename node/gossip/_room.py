@@ -54,11 +54,7 @@ from ._wire import (
 
 __all__ = ["RoomGossip"]
 
-import os
-
-SETTLE = float(os.environ.get("SETTLE", "0.2"))
-
-WINDOW = os.environ.get("WINDOW", "0") == "1"
+RECENT_GRAFT = 1.0  # a graft brings IHAVEs of the author's ops we forwarded this recently
 
 
 class RoomGossip:
@@ -296,7 +292,7 @@ class RoomGossip:
                 else:
                     self._pulls.announced(state.id, op_id, now)
         elif isinstance(message, Want):
-            self._on_want(state, message, out)
+            self._on_want(state, message, now, out)
         elif isinstance(message, Pause):
             state.syncing = state.overflowed = False
             state.resume = True
@@ -310,12 +306,23 @@ class RoomGossip:
                 if len(state.lazy_for) < MAX_VECTOR_AUTHORS:
                     state.lazy_for.add(author)
 
-    def _on_want(self, state: Peer, message: Want, out: list[Action]) -> None:
+    def _on_want(self, state: Peer, message: Want, now: float, out: list[Action]) -> None:
         """A pull, a graft, or both: send the ops asked for; push the authors named (and,
         with the link-wide `graft`, the authors of the ops asked for) from now on."""
         if message.graft:
             state.eager = True
         self._graft_authors(state, message.authors)
+        # An op we forwarded just before the graft came may have missed the peer: its
+        # old parent, pruned meanwhile, did not push it either. Announce it again.
+        recent = [
+            op_id
+            for author in message.authors
+            for op_id, seq in self._trees.latest(author, now - RECENT_GRAFT)
+            if state.have.get(author, 0) < seq
+        ]
+        if recent:
+            self.stats.ihave_sent += len(recent)
+            out.append(Send(state.id, encode_message(IHave(tuple(recent[:MAX_IDS])))))
         for op_id in message.ids:
             op = self.source.get(op_id)
             if op is not None:

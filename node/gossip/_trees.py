@@ -34,6 +34,7 @@ from ._pulls import Announced
 __all__ = ["RECENT_OPS", "Reshape", "Trees"]
 
 RECENT_OPS = 4096  # ops whose author we remember, to tell whose op a late IHAVE announces
+RECENT_PER_AUTHOR = 4  # an author's latest ops we forwarded, for a peer that grafts it
 
 
 @dataclass(slots=True)
@@ -78,6 +79,8 @@ class Trees:
         self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
         self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
         self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
+        # author -> its latest ops we forwarded: (op id, seq, when)
+        self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
         # author -> the first op of it we forwarded: its seq, and when
         self._start: dict[bytes, tuple[int, float]] = {}
 
@@ -96,6 +99,13 @@ class Trees:
         self._recent[op.id] = op.author
         if len(self._recent) > RECENT_OPS:
             del self._recent[next(iter(self._recent))]
+        latest = self._latest.setdefault(op.author, [])
+        latest.append((op.id, op.seq, now))
+        del latest[:-RECENT_PER_AUTHOR]
+
+    def latest(self, author: bytes, since: float) -> list[tuple[bytes, int]]:
+        """`author`'s ops we forwarded at `since` or later: (op id, seq), oldest first."""
+        return [(i, seq) for i, seq, when in self._latest.get(author, ()) if when >= since]
 
     def announced_held(self, peer: bytes, op_id: bytes) -> None:
         """`peer` announced an op we hold already: for its author, `peer` is the runner-up

@@ -693,3 +693,20 @@ def test_an_op_is_announced_to_at_most_lazy_peers_peers() -> None:
         out = core.ingested(n, report_for(replica, (op.data,)), 1.01 + n)
         announced = [peer for peer, _ in of_type(out, IHave)]
         assert len(announced) == 2 and set(announced) <= {B, C, d}
+
+
+def test_a_graft_brings_an_ihave_of_the_authors_op_forwarded_just_before() -> None:
+    """B moves the author to us (it pruned its old parent) while the author's latest op
+    was on its way to us: we forwarded that op before B's graft came, and its old parent
+    will not push it either, so the graft is answered with an IHAVE of it."""
+    core, replica = make(graft_window=0.0)
+    connect(core, A)
+    connect(core, B, feeds=False)
+    ops = authored(2)
+    for n, op in enumerate(ops):
+        push(core, A, op, 1.0 + n, batch=n)
+        core.ingested(n, report_for(replica, (op.data,)), 1.01 + n)
+    actions = core.receive(B, encode_message(graft(ops[0].author)), 2.1)
+    assert sent(actions) == [(B, IHave((ops[1].id,)))]
+    # Long after, a graft brings nothing but the pushes to come.
+    assert sent(core.receive(B, encode_message(graft(ops[0].author)), 9.0)) == []
