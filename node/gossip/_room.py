@@ -429,7 +429,7 @@ class RoomGossip:
         twin = self._stream.is_twin(op)
         author = op.author
         new = self._trees.is_new(author, now)
-        self._trees.forwarded(op, now)
+        self._trees.forwarded(op, now, own=source is None)
         lazy: list[Peer] = []
         for state in self._peers.values():
             if state.id == source or state.id in holders:

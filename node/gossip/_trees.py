@@ -83,6 +83,7 @@ class Trees:
         self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
         # author -> the first op of it we forwarded: its seq, and when
         self._start: dict[bytes, tuple[int, float]] = {}
+        self._own: set[bytes] = set()  # authors we are (our ops need no parent)
 
     def parent(self, author: bytes) -> bytes | None:
         return self._parent.get(author)
@@ -94,7 +95,10 @@ class Trees:
         start = self._start.get(author)
         return start is None or now < start[1] + self.window
 
-    def forwarded(self, op: Op, now: float) -> None:
+    def forwarded(self, op: Op, now: float, *, own: bool = False) -> None:
+        """We forwarded `op` at `now` (`own`: we authored it)."""
+        if own:
+            self._own.add(op.author)
         self._start.setdefault(op.author, (op.seq, now))
         self._recent[op.id] = op.author
         if len(self._recent) > RECENT_OPS:
@@ -124,7 +128,7 @@ class Trees:
         not each pulled after its IHAVE; a faster peer takes over once it shows."""
         change = Reshape()
         for author in self._start:
-            if self._parent.get(author) not in live:
+            if author not in self._own and self._parent.get(author) not in live:
                 self._adopt(author, peer, change)
         return change
 

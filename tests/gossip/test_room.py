@@ -710,3 +710,13 @@ def test_a_graft_brings_an_ihave_of_the_authors_op_forwarded_just_before() -> No
     assert sent(actions) == [(B, IHave((ops[1].id,)))]
     # Long after, a graft brings nothing but the pushes to come.
     assert sent(core.receive(B, encode_message(graft(ops[0].author)), 9.0)) == []
+
+
+def test_a_node_cut_off_never_grafts_its_own_ops_on_anyone() -> None:
+    core, replica = make()
+    connect(core, A)
+    op = authored(1, who=0)[0]
+    replica.admit(op)
+    core.authored(op, 1.0)
+    core.peer_down(A, 2.0)
+    assert of_type(core.peer_up(B, 3.0), Want) == [(B, Want(True, ()))]
