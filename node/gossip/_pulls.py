@@ -22,6 +22,9 @@ from ._config import GossipConfig
 __all__ = ["GRAFT_JITTER", "Announced", "Pulls"]
 
 GRAFT_JITTER = 1.5  # the pull timeout is drawn from [1, GRAFT_JITTER] x graft_timeout
+# Peers asked at random once every announcer of an op has gone (their links closed):
+# by then most peers hold it, and a WANT for an op a peer lacks goes unanswered.
+FALLBACK_PULLS = 3
 
 
 @dataclass(slots=True)
@@ -30,6 +33,7 @@ class Announced:
     announcers: list[bytes]  # the peers to pull it from, in the order they announced it
     first_at: float  # when the first announcement came
     holders: set[bytes]  # every peer that announced it: they need no copy, nor an IHAVE
+    fallbacks: int = 0  # peers asked that had not announced it
 
 
 class Pulls:
@@ -77,11 +81,16 @@ class Pulls:
         return None
 
     def due(
-        self, now: float, holds: Callable[[bytes], bool], live: Container[bytes]
+        self,
+        now: float,
+        holds: Callable[[bytes], bool],
+        live: Container[bytes],
+        peers: list[bytes],
     ) -> list[tuple[bytes, bytes]]:
         """The pulls due at `now`, as (peer, op id); each op's next announcer is asked
-        after `retry_timeout`. Ops we came to hold (`holds`) or that no live peer
-        announced any more are dropped: catch-up brings what nobody can be asked for."""
+        after `retry_timeout`, then, once no announcer is left, a few of `peers` at
+        random. Ops we came to hold (`holds`) are dropped, and so are ops nobody is left
+        to ask: catch-up brings those."""
         heap = self._heap
         pulls: list[tuple[bytes, bytes]] = []
         while heap and heap[0][0] <= now:
@@ -94,10 +103,14 @@ class Pulls:
                 continue
             while missing.announcers and missing.announcers[0] not in live:
                 missing.announcers.pop(0)
-            if not missing.announcers:
+            if missing.announcers:
+                pulls.append((missing.announcers.pop(0), op_id))
+            elif missing.fallbacks < FALLBACK_PULLS and peers:
+                missing.fallbacks += 1
+                pulls.append((self.rng.choice(peers), op_id))
+            else:
                 del self._missing[op_id]
                 continue
-            pulls.append((missing.announcers.pop(0), op_id))
             missing.deadline = now + self.config.retry_timeout
             heapq.heappush(heap, (missing.deadline, op_id))
         return pulls

@@ -481,7 +481,7 @@ class RoomGossip:
         its announcer (whose answer makes it the author's parent)."""
         holds = self._holds
         asked: list[Peer] = []
-        for peer, op_id in self._pulls.due(now, holds, self._peers):
+        for peer, op_id in self._pulls.due(now, holds, self._peers, list(self._peers)):
             state = self._peers[peer]
             if not state.want:
                 asked.append(state)
@@ -520,8 +520,4 @@ class RoomGossip:
         spares = [p.id for p in self._peers.values() if p.feeds]
         change = self._trees.peer_down(peer, self._peers, spares)
         self._reshape(change, out)
-        for heir in change.grafts:
-            # What the closed link was carrying is lost: our vector tells the new parent
-            # what we lack, and it announces that (or streams it, if it is much).
-            self._stream.send_vector(self._peers[heir], reply=False, out=out)
         return True

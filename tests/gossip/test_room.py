@@ -155,12 +155,10 @@ def test_bad_signature_penalises_the_sender() -> None:
     actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (forged,))), 1.0)
     assert [type(a) for a in actions] == [Send, Ingest]  # graft A, ingest
     actions = core.ingested(0, report_for(replica, (forged,)), 1.1)
-    # A goes; the author it was parent of (it pushed the first copy) moves to B, which
-    # gets our vector to tell what A's link may have been carrying.
+    # A goes; the author it was parent of (it pushed the first copy) moves to B.
     assert actions == [
         Penalise(A, Fault.BAD_OP, "bad_signature"),
         Send(B, encode_message(graft(op.author))),
-        Send(B, encode_message(Vector(False, False, ()))),
     ]
     assert core.peers == [B] and len(replica) == 0
     # Later messages from the closed peer are ignored; the genuine op still gets in.
@@ -621,12 +619,7 @@ def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
     core.ingested(0, report_for(replica, (op.data,)), 1.01)
     core.receive(C, encode_message(IHave((op.id,))), 1.02)  # C: the runner-up
     core.receive(B, encode_message(IHave((op.id,))), 1.03)
-    # Our vector goes with the graft: what A's link was carrying is lost, and C
-    # announces what we lack.
-    assert sent(core.peer_down(A, 2.0)) == [
-        (C, graft(op.author)),
-        (C, Vector(False, False, ((op.author, 1),))),
-    ]
+    assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
     assert core.parent(op.author) == C
 
 
@@ -720,3 +713,21 @@ def test_a_node_cut_off_never_grafts_its_own_ops_on_anyone() -> None:
     core.authored(op, 1.0)
     core.peer_down(A, 2.0)
     assert of_type(core.peer_up(B, 3.0), Want) == [(B, Want(True, ()))]
+
+
+def test_an_op_whose_announcers_all_went_is_pulled_from_other_peers() -> None:
+    core, _ = make(graft_timeout=0.1, retry_timeout=0.25)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    core.receive(A, encode_message(IHave((op.id,))), 1.0)
+    core.peer_down(A, 1.05)
+    deadline = core.next_timer()
+    assert deadline is not None and deadline <= 1.15
+    # B never announced it, but likely holds it by now: asked, a few times at most.
+    pulls = []
+    for _ in range(5):
+        when = core.next_timer()
+        assert when is not None
+        pulls += of_type(core.handle_timer(when), Want)
+    assert pulls == [(B, Want(False, (op.id,)))] * 3
