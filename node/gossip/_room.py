@@ -366,6 +366,8 @@ class RoomGossip:
             self._reshape(change, out)
         elif not self.config.flood and message.mode is Mode.PULLED:
             self._reshape(self._trees.pulled(state.id, fresh, self._peers), out)
+        elif not self.config.flood:
+            self._reshape(self._trees.synced(state.id, fresh, self._peers), out)
         if message.mode is Mode.SYNC:
             feeding = (
                 self._feeder in self._peers and now - self._feeder_at < self.config.announce_delay
