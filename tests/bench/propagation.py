@@ -49,11 +49,11 @@ ops, IHAVE at once to 2 peers), seed 7, this harness:
                       (flooding 84/135 ms, 4/6 hops): every target met
                loss   p50/p99 202/595 ms (4/9 hops), 1.482 receptions, control 29,989 B/op
                       (flooding 107/235 ms, 4/7 hops)
-               churn  p50/p99 120/337 ms (4/9 hops), 1.442 receptions, control 58,977 B/op
+               churn  p50/p99 119/327 ms (4/9 hops), 1.442 receptions, control 56,648 B/op
                       (flooding 87/138 ms, 4/6 hops)
     40 nodes   calm   p50/p99 65/131 ms (3/5 hops), 1.421 receptions, control 3,500 B/op
                loss   p50/p99 99/436 ms (3/7 hops), 1.577 receptions, control 4,085 B/op
-               churn  p50/p99 66/160 ms (3/5 hops), 1.528 receptions, control 5,832 B/op
+               churn  p50/p99 66/151 ms (3/5 hops), 1.519 receptions, control 5,502 B/op
 
 At 40 nodes, 27% of the pairs are an author's first op (200 nodes: 20%), which costs
 about 2.4 receptions per member: receptions stay over 1.3 there.
