@@ -20,8 +20,9 @@ Every call returns the actions to perform, in order.
 """
 
 from ._actions import Action, Fault, Ingest, Penalise, Send
+from ._config import PEER_FAULT_REASONS, GossipConfig, GossipStats, OpSource
 from ._errors import GossipError, GossipLocalError, GossipRemoteError
-from ._room import PEER_FAULT_REASONS, GossipConfig, GossipStats, OpSource, RoomGossip
+from ._room import RoomGossip
 from ._wire import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,

@@ -6,22 +6,13 @@ driver should perform them. This module must never import trio or touch IO.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 from crdt import Op
 
+from ._errors import Fault
+
 __all__ = ["Action", "Fault", "Ingest", "Penalise", "Send"]
-
-
-class Fault(enum.StrEnum):
-    """Why a peer was penalised. The values are stable: metrics and logs use them."""
-
-    GARBAGE = "garbage"  # bytes that are not a room-protocol message
-    OVERSIZED = "oversized"  # a message over the size limit
-    BAD_OP = "bad_op"  # an op no honest peer would send (bad signature, malformed, ...)
-    FLOW = "flow"  # more batches than our window, or an ack for no batch of ours
-    PROTOCOL = "protocol"  # a message out of turn or an incompatible version
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,20 @@ This module must never import anything but the standard library.
 
 from __future__ import annotations
 
-__all__ = ["GossipError", "GossipLocalError", "GossipRemoteError"]
+import enum
+
+__all__ = ["Fault", "GossipError", "GossipLocalError", "GossipRemoteError"]
+
+
+class Fault(enum.StrEnum):
+    """Why a peer was penalised or its message refused. The values are stable: metric
+    labels and log lines use them, never free text."""
+
+    GARBAGE = "garbage"  # bytes that are not a room-protocol message
+    OVERSIZED = "oversized"  # a message over the size limit
+    BAD_OP = "bad_op"  # an op no honest peer would send (bad signature, malformed, ...)
+    FLOW = "flow"  # more batches than our window, or an ack for no batch of ours
+    PROTOCOL = "protocol"  # a message out of turn or an incompatible version
 
 
 class GossipError(Exception):
@@ -25,9 +38,10 @@ class GossipLocalError(GossipError, ValueError):
 
 
 class GossipRemoteError(GossipError):
-    """A peer sent something we must reject; `reason` is a short machine-readable tag."""
+    """A peer sent something we must reject; `reason` says why (a `Fault`), `detail` is
+    free text for a log line only."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+    def __init__(self, reason: Fault, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail

@@ -6,44 +6,37 @@ call takes `now`, in seconds), never draws randomness except from the `random.Ra
 given, and never verifies or stores an op: it hands ops to the driver's ingest (crdt/) and
 forwards only those the ingest result says were added.
 
-Dissemination is Plumtree (Leitão, Pereira, Rodrigues, "Epidemic Broadcast Trees", 2007):
-a new op is pushed to the eager peers and announced by id (IHAVE) to the lazy ones; a
-duplicate push demotes its sender to lazy (PRUNE); an op announced but not received in
-time is pulled from an announcer, which becomes eager (GRAFT). Eager links converge to a
-spanning tree, so each node receives each op about once. Two changes make it hold up with
-many concurrent senders, where plain Plumtree keeps cutting cycles in two places at once
-and regrafting: a duplicate prunes only with probability `prune_probability`, and graft
-timeouts are jittered so one node repairs a split before the others pile in (an op that
-was pulled travels on as pulled, and its echoes prune nothing). Catch-up is by version vectors
-(as Secure Scuttlebutt's EBT does): when a link opens, periodically, and after catching up
-from someone, the two sides swap vectors and each streams what the other lacks, in
-bounded batches, with at most the receiver's window of unacknowledged batches in flight.
-A vector counts seqs, so it cannot show which of two twins (a forked chain: one author,
-one seq, two ops) a peer holds: ops on a forked stretch are pushed on whatever the peer's
-vector says, and each vector swap announces them by id whenever they have changed.
+Dissemination is Plumtree (Leitão, Pereira, Rodrigues, "Epidemic Broadcast Trees", 2007)
+with one tree per author (§3.8), grown by the receivers (`_trees.py`): a new op is pushed
+to the peers that grafted its author and announced by id (IHAVE) at once to a few of the
+others (`lazy_peers`, as GossipSub gossips); an op announced but not pushed in time is
+pulled (`_pulls.py`), and its announcer may become the author's parent. An author's first
+op has no tree yet: it goes along a thin eager core (each node asks `eager_peers` peers to
+push it such ops), and the first copy to arrive picks the parent. Catch-up is
+by version vectors (as Secure Scuttlebutt's EBT does; `_stream.py`): when a link opens,
+periodically, and after catching up from someone, the two sides swap vectors and each
+streams what the other lacks, in bounded batches, with at most the receiver's window of
+unacknowledged batches in flight. A vector counts seqs, so it cannot show which of two
+twins (a forked chain: one author, one seq, two ops) a peer holds: ops on a forked
+stretch are pushed on whatever the peer's vector says, and each vector swap announces
+them by id whenever they have changed.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
 
-from crdt import IngestReport, InvalidOp, Op, Reason, decode_op
+from crdt import IngestReport, InvalidOp, Op, decode_op
 
 from ._actions import Action, Fault, Ingest, Penalise, Send
+from ._config import MAX_VECTOR_AUTHORS, PEER_FAULT_REASONS, GossipConfig, GossipStats, OpSource
 from ._errors import GossipLocalError, GossipRemoteError
+from ._peer import Ingesting, Peer
+from ._pulls import Pulls
+from ._stream import Streamer, learn
+from ._trees import Reshape, Trees
 from ._wire import (
-    MAX_ADVERTISED_BYTES,
     MAX_IDS,
-    MAX_MESSAGE_BYTES,
-    MAX_OPS_PER_BATCH,
-    MAX_VECTOR_ENTRIES,
-    MAX_WINDOW,
-    MIN_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     Ack,
     Hello,
@@ -57,147 +50,11 @@ from ._wire import (
     Want,
     decode_message,
     encode_message,
-    ops_overhead,
 )
 
-__all__ = ["PEER_FAULT_REASONS", "GossipConfig", "GossipStats", "OpSource", "RoomGossip"]
+__all__ = ["RoomGossip"]
 
-# Refusals that only a faulty or hostile peer causes: an honest node forwards only ops
-# that crdt/ accepted, so these can never be a race or a clock difference.
-PEER_FAULT_REASONS = frozenset(
-    {
-        Reason.MALFORMED,
-        Reason.TOO_LARGE,
-        Reason.NOT_CANONICAL,
-        Reason.BAD_VERSION,
-        Reason.BAD_FIELD,
-        Reason.UNKNOWN_KIND,
-        Reason.BAD_BODY,
-        Reason.BAD_SEQ,
-        Reason.BAD_SIGNATURE,
-        Reason.WRONG_ROOM,
-    }
-)
-_FAULTS = {"oversized": Fault.OVERSIZED, "malformed": Fault.GARBAGE, "flow": Fault.FLOW}
-MAX_VECTOR_AUTHORS = 100_000  # a peer's whole vector, over all its chunks
-GRAFT_JITTER = 3.0  # the graft timeout is drawn from [1, GRAFT_JITTER] x graft_timeout
-
-
-class OpSource(Protocol):
-    """Read access to the room's verified ops: `crdt.Replica` (a `History`'s `.replica`)."""
-
-    def version_vector(self) -> dict[bytes, int]: ...
-
-    def missing_for(
-        self, version_vector: Mapping[bytes, int], limit: int | None = None
-    ) -> list[Op]: ...
-
-    def get(self, op_id: bytes) -> Op | None: ...
-
-    def __contains__(self, op_id: object) -> bool: ...
-
-    def fork_seq(self, author: bytes) -> int | None: ...
-
-    def fork_ops(self, limit: int | None = None) -> list[Op]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class GossipConfig:
-    """Tuning for one room. The defaults suit a chat room of up to a few hundred members."""
-
-    eager_peers: int = 4  # eager (push) peers a node starts with; the rest are lazy
-    window: int = 16  # OPS batches a peer may have outstanding with us (we advertise it)
-    max_message_bytes: int = MAX_MESSAGE_BYTES  # the link's payload limit
-    batch_ops: int = 128  # ops in one catch-up batch at most
-    ihave_interval: float = 0.1  # announcements to lazy peers are gathered this long
-    graft_timeout: float = 0.3  # wait this long for a push after an IHAVE, then pull
-    retry_timeout: float = 0.25  # then ask the next announcer after this long
-    sync_interval: float = 60.0  # swap version vectors with each peer this often (±25%)
-    announce_delay: float = 1.0  # after catching up, ask every peer for its vector
-    push_queue: int = 1024  # ops queued for one peer before we fall back to catch-up
-    max_missing: int = 10_000  # announced ops we track before relying on catch-up
-    # A pushed duplicate prunes its sender with this probability: when several ops race
-    # around one cycle at once, each would cut it somewhere else and split the tree.
-    prune_probability: float = 0.1
-    flood: bool = False  # push to every peer and never prune (a baseline for benchmarks)
-
-    def __post_init__(self) -> None:
-        if self.eager_peers < 0:
-            raise GossipLocalError("eager_peers must be >= 0")
-        if not 1 <= self.window <= MAX_WINDOW:
-            raise GossipLocalError(f"window must be in 1..{MAX_WINDOW}")
-        if not MIN_MESSAGE_BYTES <= self.max_message_bytes <= MAX_ADVERTISED_BYTES:
-            raise GossipLocalError(
-                f"max_message_bytes must be in {MIN_MESSAGE_BYTES}..{MAX_ADVERTISED_BYTES}"
-            )
-        if not 1 <= self.batch_ops <= MAX_OPS_PER_BATCH:
-            raise GossipLocalError(f"batch_ops must be in 1..{MAX_OPS_PER_BATCH}")
-        timings = (
-            self.ihave_interval,
-            self.graft_timeout,
-            self.retry_timeout,
-            self.sync_interval,
-            self.announce_delay,
-        )
-        if min(timings) <= 0:
-            raise GossipLocalError("intervals and timeouts must be positive")
-        if not 0 < self.prune_probability <= 1:
-            raise GossipLocalError("prune_probability must be in (0, 1]")
-        if self.push_queue < 1 or self.max_missing < 1:
-            raise GossipLocalError("push_queue and max_missing must be positive")
-
-
-@dataclass(slots=True)
-class GossipStats:
-    """Counters for metrics; the core only ever increments them."""
-
-    ops_received: int = 0  # op wire forms received in OPS batches
-    duplicates: int = 0  # of those, ones we already had or were already ingesting
-    ops_sent: int = 0
-    batches_sent: int = 0
-    ihave_sent: int = 0  # ids announced
-    wants_sent: int = 0  # ids pulled
-    prunes_sent: int = 0
-    grafts_sent: int = 0
-    penalties: int = 0
-
-
-@dataclass(slots=True)
-class _Peer:
-    id: bytes
-    eager: bool
-    next_sync: float
-    hello: Hello | None = None
-    next_batch: int = 0
-    outstanding: set[int] = field(default_factory=set)  # our batches it has not acked
-    unacked: int = 0  # its batches we have not acked yet
-    # ops to send before catch-up: (op, mode, asked for by a WANT)
-    queue: deque[tuple[Op, Mode, bool]] = field(default_factory=deque)
-    have: dict[bytes, int] = field(default_factory=dict)  # what we believe it has
-    syncing: bool = False  # stream what `have` lacks once the queue is empty
-    swapped: bool = False  # we have had a whole vector from it since the link opened
-    overflowed: bool = False  # its queue overflowed: catch-up sends everything until done
-    paused: bool = False  # we asked it to pause its catch-up (until our next vector)
-    resume: bool = False  # it paused our catch-up: its next vector resumes the stream
-    vector: list[tuple[bytes, int]] = field(default_factory=list)  # chunks so far
-    ihave: list[bytes] = field(default_factory=list)  # ids to announce
-    want: list[bytes] = field(default_factory=list)  # ids to pull
-    graft: bool = False  # the next WANT also grafts
-    twins_told: int = 0  # ops of forked chains we last announced to it
-
-
-@dataclass(slots=True)
-class _Missing:
-    deadline: float
-    announcers: list[bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class _Ingesting:
-    peer: _Peer  # the link's state, so a result never acks into a later link to the peer
-    batch: int
-    mode: Mode
-    ops: tuple[Op, ...]
+RECENT_GRAFT = 1.0  # a graft brings IHAVEs of the author's ops we forwarded this recently
 
 
 class RoomGossip:
@@ -214,13 +71,19 @@ class RoomGossip:
         self.rng = rng
         self.config = config if config is not None else GossipConfig()
         self.stats = GossipStats()
-        self._peers: dict[bytes, _Peer] = {}
+        self._peers: dict[bytes, Peer] = {}
         self._inflight: dict[bytes, int] = {}  # op id -> ingest token carrying it
-        self._ingests: dict[int, _Ingesting] = {}
+        self._ingests: dict[int, Ingesting] = {}
         self._next_token = 0
-        self._missing: dict[bytes, _Missing] = {}
-        self._missing_heap: list[tuple[float, bytes]] = []
-        self._flush_at: float | None = None  # when queued IHAVEs and WANTs go out
+        self._pulls = Pulls(self.config, rng)
+        self._trees = Trees(
+            self.config.reroute_margin,
+            self.config.graft_window,
+            self.config.graft_timeout,
+            self._is_child,
+        )
+        self._stream = Streamer(source, self.config, self.stats)
+        self._flush_at: float | None = None  # when queued IHAVEs go out
         self._announce_at: float | None = None
         self._feeder: bytes | None = None  # the peer whose catch-up last brought news
         self._feeder_at = 0.0  # and when
@@ -233,11 +96,16 @@ class RoomGossip:
 
     @property
     def eager_peers(self) -> list[bytes]:
+        """The thin eager core: the peers an author's first op is pushed to."""
         return [p.id for p in self._peers.values() if p.eager]
 
     @property
     def lazy_peers(self) -> list[bytes]:
         return [p.id for p in self._peers.values() if not p.eager]
+
+    def parent(self, author: bytes) -> bytes | None:
+        """The peer we asked to push us `author`'s ops (its tree's edge to us), if any."""
+        return self._trees.parent(author)
 
     def outstanding(self, peer: bytes) -> int:
         """Our batches `peer` has not acknowledged yet."""
@@ -283,9 +151,9 @@ class RoomGossip:
             times.append(self._flush_at)
         if self._announce_at is not None:
             times.append(self._announce_at)
-        self._trim_missing_heap()
-        if self._missing_heap:
-            times.append(self._missing_heap[0][0])
+        pull = self._pulls.next_deadline()
+        if pull is not None:
+            times.append(pull)
         return min(times, default=None)
 
     # -- events -------------------------------------------------------------------------
@@ -294,26 +162,44 @@ class RoomGossip:
         """A link to `peer`, authorised for this room, has opened."""
         if peer in self._peers:
             raise GossipLocalError("peer_up for a peer that is already up")
-        eager = self.config.flood or len(self.eager_peers) < self.config.eager_peers
-        state = _Peer(peer, eager, now + self._sync_delay())
+        state = Peer(peer, self.config.flood, now + self._sync_delay())
         self._peers[peer] = state
         out: list[Action] = []
         hello = Hello(PROTOCOL_VERSION, self.config.window, self.config.max_message_bytes)
         out.append(Send(peer, encode_message(hello)))
-        self._send_vector(state, reply=False, out=out)
+        self._stream.send_vector(state, reply=False, out=out)
+        self._feed(out)
+        if not self.config.flood:
+            self._reshape(self._trees.adopt_orphans(peer, self._peers), out)
         return out
+
+    def _feed(self, out: list[Action]) -> None:
+        """Keep `eager_peers` peers pushing us authors' first ops (the thin eager core, as
+        each receiver picks its own feeders): graft the whole link on more if short."""
+        if self.config.flood:
+            return
+        feeders = sum(p.feeds for p in self._peers.values())
+        for state in self._peers.values():
+            if feeders >= self.config.eager_peers:
+                return
+            if not state.feeds:
+                state.feeds = True
+                feeders += 1
+                out.append(Send(state.id, encode_message(Want(True, ()))))
 
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
         """The link to `peer` has closed (for whatever reason). Unknown peers are ignored."""
-        self._forget(peer)
-        return []
+        out: list[Action] = []
+        self._forget(peer, out)
+        return out
 
     def authored(self, op: Op, now: float) -> list[Action]:
         """The local identity authored `op`, which is now durable and in the source."""
         if op.id not in self.source:
             raise GossipLocalError("apply an authored op to the source before gossiping it")
         out: list[Action] = []
-        self._forward(op, None, Mode.PUSH, now, out)
+        self._forward(op, None, now, out)
+        self._flush_due(now, out)
         return out
 
     def receive(self, peer: bytes, data: bytes, now: float) -> list[Action]:
@@ -326,8 +212,7 @@ class RoomGossip:
             message = decode_message(data, max_bytes=self.config.max_message_bytes)
             self._dispatch(state, message, now, out)
         except GossipRemoteError as exc:
-            fault = _FAULTS.get(exc.reason, Fault.PROTOCOL)
-            self._penalise(peer, fault, exc.detail or exc.reason, out)
+            self._penalise(peer, exc.reason, exc.detail or exc.reason.value, out)
         return out
 
     def ingested(self, token: int, report: IngestReport, now: float) -> list[Action]:
@@ -348,85 +233,118 @@ class RoomGossip:
         for op in ingesting.ops:
             if op.id not in added:
                 continue
-            self._missing.pop(op.id, None)
+            holders = self._pulls.arrived(op.id)
             if ingesting.mode is Mode.SYNC:
                 # Catch-up data is not pushed on: once the catch-up has gone quiet for
                 # `announce_delay`, we swap vectors with every peer, and they fetch only
                 # what they lack (and resume any catch-up we paused).
                 self._announce_at = now + self.config.announce_delay
             else:
-                # An op that had to be pulled travels on as pulled: copies of it meeting each
-                # other are the repair's echo, not a cycle in the tree, so they prune nothing.
-                self._forward(op, source.id, ingesting.mode, now, out)
+                self._forward(op, source.id, now, out, holders)
         if self._peers.get(source.id) is source:
             source.unacked -= 1
             out.append(Send(source.id, encode_message(Ack(ingesting.batch))))
+        self._flush_due(now, out)
         return out
 
     def handle_timer(self, now: float) -> list[Action]:
         """Do what is due at `now`: announcements, pulls, periodic vector swaps."""
         out: list[Action] = []
-        self._expire_missing(now, out)
-        if self._flush_at is not None and now >= self._flush_at:
-            self._flush_at = None
-            for state in self._peers.values():
-                self._flush(state, out)
+        self._pull_due(now, out)
+        self._flush_due(now, out)
         if self._announce_at is not None and now >= self._announce_at:
             self._announce_at = None
             for state in self._peers.values():
-                self._send_vector(state, reply=True, out=out)
+                self._stream.send_vector(state, reply=True, out=out)
                 state.next_sync = now + self._sync_delay()
         for state in self._peers.values():
             if now >= state.next_sync:
-                self._send_vector(state, reply=True, out=out)
+                self._stream.send_vector(state, reply=True, out=out)
                 state.next_sync = now + self._sync_delay()
         return out
 
     # -- messages -----------------------------------------------------------------------
 
-    def _dispatch(self, state: _Peer, message: Message, now: float, out: list[Action]) -> None:
+    def _dispatch(self, state: Peer, message: Message, now: float, out: list[Action]) -> None:
         if isinstance(message, Hello):
             if state.hello is not None:
-                raise GossipRemoteError("protocol", "second HELLO")
+                raise GossipRemoteError(Fault.PROTOCOL, "second HELLO")
             if message.version != PROTOCOL_VERSION:
-                raise GossipRemoteError("protocol", f"version {message.version}")
+                raise GossipRemoteError(Fault.PROTOCOL, f"version {message.version}")
             state.hello = message
-            self._pump(state, out)
+            self._stream.pump(state, out)
             return
         if state.hello is None:
-            raise GossipRemoteError("protocol", "message before HELLO")
+            raise GossipRemoteError(Fault.PROTOCOL, "message before HELLO")
         if isinstance(message, Ops):
             self._on_ops(state, message, now, out)
         elif isinstance(message, Ack):
             if message.batch not in state.outstanding:
-                raise GossipRemoteError("flow", f"ack for batch {message.batch}")
+                raise GossipRemoteError(Fault.FLOW, f"ack for batch {message.batch}")
             state.outstanding.discard(message.batch)
-            self._pump(state, out)
+            self._stream.pump(state, out)
         elif isinstance(message, Vector):
             self._on_vector(state, message, out)
         elif isinstance(message, IHave):
-            self._on_ihave(state, message, now)
-        elif isinstance(message, Want):
-            if message.graft:
-                state.eager = True
             for op_id in message.ids:
-                op = self.source.get(op_id)
-                if op is not None:
-                    self._enqueue(state, op, Mode.PULLED, asked=True)
-            self._pump(state, out)
+                if op_id in self._inflight or op_id in self.source:
+                    self._trees.announced_held(state.id, op_id)
+                else:
+                    self._pulls.announced(state.id, op_id, now)
+        elif isinstance(message, Want):
+            self._on_want(state, message, now, out)
         elif isinstance(message, Pause):
             state.syncing = state.overflowed = False
             state.resume = True
-        else:  # Prune
-            if not self.config.flood:
+        elif not self.config.flood:  # Prune
+            if not message.authors:
                 state.eager = False
+                state.told_lazy = True
+                state.eager_for.clear()
+            for author in message.authors:
+                state.eager_for.discard(author)
+                if len(state.lazy_for) < MAX_VECTOR_AUTHORS:
+                    state.lazy_for.add(author)
 
-    def _on_ops(self, state: _Peer, message: Ops, now: float, out: list[Action]) -> None:
+    def _on_want(self, state: Peer, message: Want, now: float, out: list[Action]) -> None:
+        """A pull, a graft, or both: send the ops asked for; push the authors named (and,
+        with the link-wide `graft`, the authors of the ops asked for) from now on."""
+        if message.graft:
+            state.eager = True
+        self._graft_authors(state, message.authors)
+        # An op we forwarded just before the graft came may have missed the peer: its
+        # old parent, pruned meanwhile, did not push it either. Announce it again.
+        recent = [
+            op_id
+            for author in message.authors
+            for op_id, seq in self._trees.latest(author, now - RECENT_GRAFT)
+            if state.have.get(author, 0) < seq
+        ]
+        if recent:
+            self.stats.ihave_sent += len(recent)
+            out.append(Send(state.id, encode_message(IHave(tuple(recent[:MAX_IDS])))))
+        for op_id in message.ids:
+            op = self.source.get(op_id)
+            if op is not None:
+                if message.graft:
+                    self._graft_authors(state, (op.author,))
+                self._stream.enqueue(state, op, Mode.PULLED, asked=True)
+        self._stream.pump(state, out)
+
+    @staticmethod
+    def _graft_authors(state: Peer, authors: tuple[bytes, ...]) -> None:
+        for author in authors:
+            state.lazy_for.discard(author)
+            if len(state.eager_for) < MAX_VECTOR_AUTHORS:
+                state.eager_for.add(author)
+
+    def _on_ops(self, state: Peer, message: Ops, now: float, out: list[Action]) -> None:
         state.unacked += 1
         if state.unacked > self.config.window:
-            raise GossipRemoteError("flow", f"more than {self.config.window} batches")
+            raise GossipRemoteError(Fault.FLOW, f"more than {self.config.window} batches")
         fresh: list[Op] = []
         seen: set[bytes] = set()
+        repeated: list[Op] = []  # the duplicates
         for data in message.ops:
             try:
                 op = decode_op(data)
@@ -434,24 +352,22 @@ class RoomGossip:
                 self.stats.ops_received += len(message.ops)
                 self._penalise(state.id, Fault.BAD_OP, exc.reason.value, out)
                 return
-            self._learn(state, op)
+            learn(state, op)
             if op.id in seen or op.id in self._inflight or op.id in self.source:
+                repeated.append(op)
                 continue
             seen.add(op.id)
             fresh.append(op)
         self.stats.ops_received += len(message.ops)
         self.stats.duplicates += len(message.ops) - len(fresh)
-        if (
-            len(fresh) < len(message.ops)
-            and message.mode is Mode.PUSH
-            and not self.config.flood
-            and self.rng.random() < self.config.prune_probability
-        ):
-            # Plumtree §3.2: a pushed duplicate means two eager paths; drop this one. The
-            # PRUNE goes out even if we count the sender lazy already: it may not know.
-            state.eager = False
-            self.stats.prunes_sent += 1
-            out.append(Send(state.id, encode_message(Prune())))
+        if not self.config.flood and message.mode is Mode.PUSH:
+            live = self._peers
+            change = self._trees.pushed(state.id, fresh, repeated, now, self._pulls.get, live)
+            self._reshape(change, out)
+        elif not self.config.flood and message.mode is Mode.PULLED:
+            self._reshape(self._trees.pulled(state.id, fresh, self._peers), out)
+        elif not self.config.flood:
+            self._reshape(self._trees.synced(state.id, fresh, self._peers), out)
         if message.mode is Mode.SYNC:
             feeding = (
                 self._feeder in self._peers and now - self._feeder_at < self.config.announce_delay
@@ -473,13 +389,22 @@ class RoomGossip:
         self._next_token += 1
         for op in fresh:
             self._inflight[op.id] = token
-        self._ingests[token] = _Ingesting(state, message.batch, message.mode, tuple(fresh))
+        self._ingests[token] = Ingesting(state, message.batch, message.mode, tuple(fresh))
         out.append(Ingest(state.id, token, tuple(op.data for op in fresh), tuple(fresh)))
 
-    def _on_vector(self, state: _Peer, message: Vector, out: list[Action]) -> None:
+    def _reshape(self, change: Reshape, out: list[Action]) -> None:
+        """Send the per-author PRUNEs and GRAFTs the trees decided on."""
+        for peer, authors in change.prunes.items():
+            self.stats.prunes_sent += 1
+            out.append(Send(peer, encode_message(Prune(tuple(authors[:MAX_IDS])))))
+        for peer, authors in change.grafts.items():
+            self.stats.grafts_sent += 1
+            out.append(Send(peer, encode_message(Want(False, (), tuple(authors[:MAX_IDS])))))
+
+    def _on_vector(self, state: Peer, message: Vector, out: list[Action]) -> None:
         state.vector.extend(message.entries)
         if len(state.vector) > MAX_VECTOR_AUTHORS:
-            raise GossipRemoteError("protocol", "version vector too long")
+            raise GossipRemoteError(Fault.PROTOCOL, "version vector too long")
         if message.more:
             return
         for author, seq in state.vector:
@@ -487,229 +412,114 @@ class RoomGossip:
                 state.have[author] = seq
         state.vector = []
         if message.reply:
-            self._send_vector(state, reply=False, out=out)
-        self._announce_twins(state, out)
-        if state.swapped and not state.resume:
-            # A later swap mostly finds ops still on their way along the tree: announce a
-            # short list rather than send it, and the peer pulls what is still missing
-            # once its timeout has given the tree its chance.
-            lacking = self.source.missing_for(state.have, limit=MAX_IDS + 1)
-            if len(lacking) <= MAX_IDS:
-                if lacking:
-                    ids = tuple(op.id for op in lacking)
-                    self.stats.ihave_sent += len(ids)
-                    out.append(Send(state.id, encode_message(IHave(ids))))
-                return
-        state.swapped = True
-        state.resume = False
-        state.syncing = True
-        self._pump(state, out)
-
-    def _announce_twins(self, state: _Peer, out: list[Action]) -> None:
-        """Twins of a fork hide behind equal seqs in a version vector: announce the forked
-        stretches (at most MAX_IDS ops) whenever they have changed since we last told this
-        peer, and it pulls the ops it lacks."""
-        twins = self.source.fork_ops(limit=MAX_IDS)
-        if twins and len(twins) != state.twins_told:
-            state.twins_told = len(twins)
-            ids = tuple(op.id for op in twins)
-            self.stats.ihave_sent += len(ids)
-            out.append(Send(state.id, encode_message(IHave(ids))))
-
-    def _on_ihave(self, state: _Peer, message: IHave, now: float) -> None:
-        for op_id in message.ids:
-            if op_id in self._inflight or op_id in self.source:
-                continue
-            missing = self._missing.get(op_id)
-            if missing is not None:
-                if state.id not in missing.announcers:
-                    missing.announcers.append(state.id)
-            elif len(self._missing) < self.config.max_missing:
-                # Plumtree: give the eager path time to deliver it first. The jitter
-                # spreads the nodes that lack it, so the first to pull it can push it to
-                # the rest before they graft too (each graft beyond one makes a cycle).
-                deadline = now + self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
-                self._missing[op_id] = _Missing(deadline, [state.id])
-                heapq.heappush(self._missing_heap, (deadline, op_id))
+            self._stream.send_vector(state, reply=False, out=out)
+        self._stream.catch_up(state, out)
 
     # -- sending ------------------------------------------------------------------------
 
     def _forward(
-        self, op: Op, source: bytes | None, mode: Mode, now: float, out: list[Action]
+        self,
+        op: Op,
+        source: bytes | None,
+        now: float,
+        out: list[Action],
+        holders: set[bytes] | frozenset[bytes] = frozenset(),
     ) -> None:
-        """Push `op` to the eager peers and announce it to the lazy ones, except `source`."""
-        twin = self._is_twin(op)
+        """Push `op` to the peers that grafted its author (an author new to us: to the
+        thin eager core) and announce it to the others, except `source` and the peers
+        that announced it to us (`holders`)."""
+        twin = self._stream.is_twin(op)
+        author = op.author
+        new = self._trees.is_new(author, now)
+        self._trees.forwarded(op, now, own=source is None)
+        lazy: list[Peer] = []
         for state in self._peers.values():
-            if state.id == source or (state.have.get(op.author, 0) >= op.seq and not twin):
+            if state.id == source or state.id in holders:
                 continue
-            if state.eager:
-                self._enqueue(state, op, mode)
-                self._pump(state, out)
+            if state.have.get(author, 0) >= op.seq and not twin:
+                continue
+            if self.config.flood or author in state.eager_for:
+                eager = True
+            elif author in state.lazy_for:
+                eager = False
+            elif source is None:
+                # Our own ops go to every peer that has not pruned them: the first hop
+                # from the author is the root of its tree, a copy costs the room one
+                # reception per peer, not per member, and a burst of ops needs no grafts.
+                eager = not state.told_lazy
             else:
-                state.ihave.append(op.id)
-                if len(state.ihave) >= MAX_IDS:
-                    self._flush(state, out)
-                elif self._flush_at is None:
-                    self._flush_at = now + self.config.ihave_interval
+                eager = new and state.eager
+            if eager:
+                self._stream.enqueue(state, op, Mode.PUSH)
+                self._stream.pump(state, out)
+            else:
+                lazy.append(state)
+        cap = self.config.lazy_peers
+        if cap is not None and len(lazy) > cap:
+            lazy = self.rng.sample(lazy, cap)
+        for state in lazy:
+            state.ihave.append(op.id)
+            if len(state.ihave) >= MAX_IDS:
+                self._flush(state, out)
+            elif self._flush_at is None:
+                self._flush_at = now + self.config.ihave_interval
 
-    def _enqueue(self, state: _Peer, op: Op, mode: Mode, *, asked: bool = False) -> None:
-        if asked:
-            # Answers to WANTs are bounded apart: a peer asking for more can ask again.
-            if len(state.queue) < self.config.push_queue + MAX_IDS:
-                state.queue.append((op, mode, True))
-            return
-        if state.overflowed:
-            return  # catch-up will send it, in order
-        if len(state.queue) >= self.config.push_queue:
-            # The peer is not keeping up: stop queueing and let catch-up send it all
-            # (once its vector is in; until then the first swap will).
-            state.queue = deque(item for item in state.queue if item[2])
-            state.overflowed = state.syncing = state.swapped
-            return
-        state.queue.append((op, mode, False))
+    def _flush_due(self, now: float, out: list[Action]) -> None:
+        """Send the IHAVEs gathered, once `ihave_interval` has passed (at once if it is 0)."""
+        if self._flush_at is not None and now >= self._flush_at:
+            self._flush_at = None
+            for state in self._peers.values():
+                self._flush(state, out)
 
-    def _pump(self, state: _Peer, out: list[Action]) -> None:
-        """Send batches while the peer's window has room: queued ops first, then catch-up."""
-        hello = state.hello
-        if hello is None:
-            return
-        budget = min(hello.max_bytes, self.config.max_message_bytes)
-        while len(state.outstanding) < hello.window:
-            mode, ops = self._next_batch(state, budget)
-            if not ops:
-                return
-            batch = state.next_batch
-            state.next_batch = (batch + 1) & 0xFFFFFFFF
-            state.outstanding.add(batch)
-            for op in ops:
-                self._learn(state, op)
-            self.stats.batches_sent += 1
-            self.stats.ops_sent += len(ops)
-            message = Ops(batch, mode, tuple(op.data for op in ops))
-            out.append(Send(state.id, encode_message(message)))
-
-    def _next_batch(self, state: _Peer, budget: int) -> tuple[Mode, list[Op]]:
-        ops: list[Op] = []
-        size = ops_overhead(0)
-        batch_mode = Mode.PUSH
-        queue = state.queue
-        while queue:
-            op, mode, asked = queue[0]
-            if ops and (mode is not batch_mode or len(ops) >= MAX_OPS_PER_BATCH):
-                break
-            if not asked and state.have.get(op.author, 0) >= op.seq and not self._is_twin(op):
-                queue.popleft()  # it got this one some other way meanwhile
-                continue
-            cost = len(op.data) + 5
-            if ops and size + cost > budget:
-                break
-            queue.popleft()
-            batch_mode = mode
-            ops.append(op)
-            size += cost
-        if ops:
-            return batch_mode, ops
-        if not state.syncing:
-            return Mode.SYNC, []
-        for op in self.source.missing_for(state.have, limit=self.config.batch_ops):
-            cost = len(op.data) + 5
-            if ops and size + cost > budget:
-                break
-            ops.append(op)
-            size += cost
-        if not ops:
-            state.syncing = state.overflowed = False
-        return Mode.SYNC, ops
-
-    def _send_vector(self, state: _Peer, *, reply: bool, out: list[Action]) -> None:
-        state.paused = False
-        entries = sorted(self.source.version_vector().items())
-        chunks = [
-            tuple(entries[i : i + MAX_VECTOR_ENTRIES])
-            for i in range(0, len(entries), MAX_VECTOR_ENTRIES)
-        ] or [()]
-        for n, chunk in enumerate(chunks):
-            message = Vector(reply, n < len(chunks) - 1, chunk)
-            out.append(Send(state.id, encode_message(message)))
-
-    def _flush(self, state: _Peer, out: list[Action]) -> None:
-        """Send the IHAVEs and WANTs queued for `state`."""
+    def _flush(self, state: Peer, out: list[Action]) -> None:
         ihave, state.ihave = state.ihave, []
         for start in range(0, len(ihave), MAX_IDS):
             ids = tuple(ihave[start : start + MAX_IDS])
             self.stats.ihave_sent += len(ids)
             out.append(Send(state.id, encode_message(IHave(ids))))
-        self._flush_wants(state, out)
 
-    def _expire_missing(self, now: float, out: list[Action]) -> None:
-        heap = self._missing_heap
-        pulled_from: list[_Peer] = []
-        while heap and heap[0][0] <= now:
-            deadline, op_id = heapq.heappop(heap)
-            missing = self._missing.get(op_id)
-            if missing is None or missing.deadline != deadline:
-                continue
-            if op_id in self.source or op_id in self._inflight:
-                del self._missing[op_id]
-                continue
-            while missing.announcers and missing.announcers[0] not in self._peers:
-                missing.announcers.pop(0)
-            if not missing.announcers:
-                del self._missing[op_id]  # nobody left to ask: catch-up will bring it
-                continue
-            # Plumtree GRAFT: pull it from the first announcer and make that link eager,
-            # then give it `retry_timeout` before asking the next one.
-            state = self._peers[missing.announcers.pop(0)]
+    def _pull_due(self, now: float, out: list[Action]) -> None:
+        """Plumtree's GRAFT, per author: pull each announced op not pushed in time from
+        its announcer (whose answer makes it the author's parent)."""
+        holds = self._holds
+        asked: list[Peer] = []
+        for peer, op_id in self._pulls.due(now, holds, self._peers, list(self._peers)):
+            state = self._peers[peer]
+            if not state.want:
+                asked.append(state)
             state.want.append(op_id)
-            if not state.eager:
-                state.eager = True
-                state.graft = True
-            pulled_from.append(state)
-            missing.deadline = now + self.config.retry_timeout
-            heapq.heappush(heap, (missing.deadline, op_id))
-        for state in pulled_from:
-            if state.want:
-                self._flush_wants(state, out)
-
-    def _flush_wants(self, state: _Peer, out: list[Action]) -> None:
-        want, state.want = state.want, []
-        graft, state.graft = state.graft, False
-        self.stats.grafts_sent += graft and bool(want)
-        for start in range(0, len(want), MAX_IDS):
-            ids = tuple(want[start : start + MAX_IDS])
-            self.stats.wants_sent += len(ids)
-            out.append(Send(state.id, encode_message(Want(graft, ids))))
-
-    def _trim_missing_heap(self) -> None:
-        heap = self._missing_heap
-        while heap:
-            deadline, op_id = heap[0]
-            missing = self._missing.get(op_id)
-            if missing is not None and missing.deadline == deadline:
-                return
-            heapq.heappop(heap)
+        for state in asked:
+            want, state.want = state.want, []
+            for start in range(0, len(want), MAX_IDS):
+                ids = tuple(want[start : start + MAX_IDS])
+                self.stats.wants_sent += len(ids)
+                out.append(Send(state.id, encode_message(Want(False, ids))))
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    def _is_twin(self, op: Op) -> bool:
-        """Whether `op` lies on a forked stretch of its author's chain, where a peer's
-        version vector says nothing about which of the twins it holds."""
-        fork = self.source.fork_seq(op.author)
-        return fork is not None and op.seq >= fork
+    def _is_child(self, peer: bytes, author: bytes) -> bool:
+        state = self._peers.get(peer)
+        return state is not None and author in state.eager_for
 
-    @staticmethod
-    def _learn(state: _Peer, op: Op) -> None:
-        """`state` has `op` (it sent it, or we did): extend what we believe it holds."""
-        if state.have.get(op.author, 0) == op.seq - 1:
-            state.have[op.author] = op.seq
+    def _holds(self, op_id: bytes) -> bool:
+        return op_id in self.source or op_id in self._inflight
 
     def _sync_delay(self) -> float:
         return self.config.sync_interval * self.rng.uniform(0.75, 1.25)
 
     def _penalise(self, peer: bytes, fault: Fault, detail: str, out: list[Action]) -> None:
-        if self._forget(peer):
+        if peer in self._peers:
             self.stats.penalties += 1
             out.append(Penalise(peer, fault, detail))
+            self._forget(peer, out)
 
-    def _forget(self, peer: bytes) -> bool:
-        return self._peers.pop(peer, None) is not None
+    def _forget(self, peer: bytes, out: list[Action]) -> bool:
+        """Drop `peer`'s state; its authors move to their runner-ups, and another peer is
+        asked for first ops if it was one of ours."""
+        if self._peers.pop(peer, None) is None:
+            return False
+        self._feed(out)
+        spares = [p.id for p in self._peers.values() if p.feeds]
+        change = self._trees.peer_down(peer, self._peers, spares)
+        self._reshape(change, out)
+        return True

@@ -10,7 +10,9 @@ checked that the peer may see it). Fields are positional, never maps:
     [3, batch]                           ACK     a batch of ours was ingested: one credit back
     [4, [op id...]]                      IHAVE   ids of new ops, for lazy peers (Plumtree §3.2)
     [5, graft, [op id...]]               WANT    send me these ops; `graft`: and push to me
+    [5, graft, [op id...], [author...]]          and push me these authors' new ops
     [6]                                  PRUNE   stop pushing to me; announce instead
+    [6, [author...]]                             the same, for these authors' ops only
     [7]                                  PAUSE   stop catch-up: someone else is sending it
 
 Decoding any bytes gives a valid message or raises `GossipRemoteError`, nothing else.
@@ -28,7 +30,7 @@ import msgpack
 
 from crdt import MAX_OP_BYTES
 
-from ._errors import GossipLocalError, GossipRemoteError
+from ._errors import Fault, GossipLocalError, GossipRemoteError
 
 __all__ = [
     "MAX_ADVERTISED_BYTES",
@@ -200,25 +202,44 @@ class IHave:
 
 @dataclass(frozen=True, slots=True)
 class Want:
-    """Send me these ops; with `graft`, also push new ops to me eagerly from now on."""
+    """Send me these ops; with `graft`, also push new ops to me eagerly from now on.
+
+    `authors` grafts one tree per author (Plumtree §3.8: one tree per source): push me
+    new ops of these authors, whatever `graft` says about the others. A `graft` also
+    grafts the authors of the ops in `ids`.
+    """
 
     graft: bool
     ids: tuple[bytes, ...]
+    authors: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _check(type(self.graft) is bool, "graft is not a bool")
         _check(type(self.ids) is tuple and len(self.ids) <= MAX_IDS, "id count")
         _check(all(_is_id(i) for i in self.ids), "an id is not 32 bytes")
+        _check(type(self.authors) is tuple and len(self.authors) <= MAX_IDS, "author count")
+        _check(all(_is_id(a) for a in self.authors), "an author is not 32 bytes")
 
     def fields(self) -> list[Any]:
+        if self.authors:
+            return [MsgType.WANT, self.graft, list(self.ids), list(self.authors)]
         return [MsgType.WANT, self.graft, list(self.ids)]
 
 
 @dataclass(frozen=True, slots=True)
 class Prune:
-    """Stop pushing ops to me; send IHAVE instead (Plumtree §3.2)."""
+    """Stop pushing ops to me; send IHAVE instead (Plumtree §3.2). With `authors`, only
+    these authors' ops (their trees), without one: the link's default for every author."""
+
+    authors: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(type(self.authors) is tuple and len(self.authors) <= MAX_IDS, "author count")
+        _check(all(_is_id(a) for a in self.authors), "an author is not 32 bytes")
 
     def fields(self) -> list[Any]:
+        if self.authors:
+            return [MsgType.PRUNE, list(self.authors)]
         return [MsgType.PRUNE]
 
 
@@ -248,12 +269,12 @@ def ops_overhead(count: int) -> int:
 
 
 def decode_message(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
-    """Parse one message. Raises only `GossipRemoteError` (reason `oversized` or
-    `malformed`), whatever the bytes."""
+    """Parse one message. Raises only `GossipRemoteError` (reason `Fault.OVERSIZED` or
+    `Fault.GARBAGE`), whatever the bytes."""
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise GossipRemoteError("malformed", "not bytes")
+        raise GossipRemoteError(Fault.GARBAGE, "not bytes")
     if len(data) > max_bytes:
-        raise GossipRemoteError("oversized", f"{len(data)} bytes, limit {max_bytes}")
+        raise GossipRemoteError(Fault.OVERSIZED, f"{len(data)} bytes, limit {max_bytes}")
     try:
         fields = msgpack.unpackb(
             data,
@@ -267,18 +288,18 @@ def decode_message(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Messag
             max_ext_len=0,
         )
     except Exception as exc:  # msgpack raises a zoo of types on bad input
-        raise GossipRemoteError("malformed", type(exc).__name__) from None
+        raise GossipRemoteError(Fault.GARBAGE, type(exc).__name__) from None
     if type(fields) is not tuple or not fields or type(fields[0]) is not int:
-        raise GossipRemoteError("malformed", "not a [type, ...] array")
+        raise GossipRemoteError(Fault.GARBAGE, "not a [type, ...] array")
     try:
         return _build(fields)
     except GossipLocalError as exc:  # a field out of range: the peer's fault here
-        raise GossipRemoteError("malformed", str(exc)) from None
+        raise GossipRemoteError(Fault.GARBAGE, str(exc)) from None
 
 
 def _arity(fields: tuple[Any, ...], count: int) -> tuple[Any, ...]:
     if len(fields) != count:
-        raise GossipRemoteError("malformed", f"{len(fields)} fields, wants {count}")
+        raise GossipRemoteError(Fault.GARBAGE, f"{len(fields)} fields, wants {count}")
     return fields[1:]
 
 
@@ -290,7 +311,7 @@ def _build(fields: tuple[Any, ...]) -> Message:
     if kind == MsgType.VECTOR:
         reply, more, entries = _arity(fields, 4)
         if type(entries) is not tuple:
-            raise GossipRemoteError("malformed", "vector entries not an array")
+            raise GossipRemoteError(Fault.GARBAGE, "vector entries not an array")
         return Vector(reply, more, entries)
     if kind == MsgType.OPS:
         batch, mode, ops = _arity(fields, 4)
@@ -298,9 +319,9 @@ def _build(fields: tuple[Any, ...]) -> Message:
             len(ops) > MAX_OPS_PER_BATCH
             or any(type(op) is bytes and len(op) > MAX_OP_BYTES for op in ops)
         ):
-            raise GossipRemoteError("oversized", "batch over its op count or an op too large")
+            raise GossipRemoteError(Fault.OVERSIZED, "batch over its op count or an op too large")
         if type(mode) is not int or mode not in Mode._value2member_map_:
-            raise GossipRemoteError("malformed", f"unknown mode {mode!r}")
+            raise GossipRemoteError(Fault.GARBAGE, f"unknown mode {mode!r}")
         return Ops(batch, Mode(mode), ops)
     if kind == MsgType.ACK:
         (batch,) = _arity(fields, 2)
@@ -309,12 +330,11 @@ def _build(fields: tuple[Any, ...]) -> Message:
         (ids,) = _arity(fields, 2)
         return IHave(ids)
     if kind == MsgType.WANT:
-        graft, ids = _arity(fields, 3)
-        return Want(graft, ids)
+        graft, ids, *authors = _arity(fields, 4 if len(fields) == 4 else 3)
+        return Want(graft, ids, *authors)
     if kind == MsgType.PRUNE:
-        _arity(fields, 1)
-        return Prune()
+        return Prune(*_arity(fields, 2 if len(fields) == 2 else 1))
     if kind == MsgType.PAUSE:
         _arity(fields, 1)
         return Pause()
-    raise GossipRemoteError("malformed", f"unknown message type {kind}")
+    raise GossipRemoteError(Fault.GARBAGE, f"unknown message type {kind}")

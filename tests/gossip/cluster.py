@@ -4,7 +4,9 @@ Each node is a `RoomGossip` over a real `crdt.Replica`; the harness plays the dr
 it carries `Send`s over links with a seeded latency per link and a little jitter per
 message (in order per direction, dropped when the link closes), performs `Ingest` by
 applying the ops to the replica after a short delay and reporting back, closes links on
-`Penalise`, and calls `handle_timer` when due.
+`Penalise`, and calls `handle_timer` when due. With `loss`, a link message is lost with
+that probability and sent again after a retransmission timeout (doubling each time), as a
+stream does: later messages on that direction wait behind it (head-of-line blocking).
 Time is virtual: an event queue ordered by (time, sequence), so a seed fixes every run.
 """
 
@@ -15,6 +17,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgpack
 
 from crdt import (
     ApplyResult,
@@ -28,19 +32,36 @@ from crdt import (
     decode_op,
 )
 from node.gossip import (
-    Ack,
     Action,
     GossipConfig,
     Ingest,
-    Ops,
+    MsgType,
     Penalise,
     RoomGossip,
     Send,
-    decode_message,
 )
 
 T0_MS = 1_780_000_000_000  # virtual time 0 on the wall clock (2026)
 ROOM = bytes(range(32))
+# Message names by type, for `bytes_by_type` (the class names of node.gossip's messages).
+_NAMES = {
+    MsgType.HELLO: "Hello",
+    MsgType.VECTOR: "Vector",
+    MsgType.OPS: "Ops",
+    MsgType.ACK: "Ack",
+    MsgType.IHAVE: "IHave",
+    MsgType.WANT: "Want",
+    MsgType.PRUNE: "Prune",
+    MsgType.PAUSE: "Pause",
+}
+
+
+def _peek(data: bytes) -> int | None:
+    """The type of a well-formed message (`[type, ...]`, a short msgpack array), without
+    decoding it: the harness only counts; the cores decode and check what they receive."""
+    if len(data) >= 2 and 0x91 <= data[0] <= 0x9F and data[1] in _NAMES:
+        return data[1]
+    return None
 
 
 def identity(n: int) -> Identity:
@@ -79,6 +100,8 @@ class Cluster:
         jitter: float = 0.1,
         ingest_delay: float = 0.002,
         cache_signatures: bool = False,
+        loss: float = 0.0,
+        rto: float = 0.2,
     ) -> None:
         self.rng = random.Random(seed)
         self.latency = latency
@@ -98,6 +121,9 @@ class Cluster:
         self.outstanding: dict[tuple[int, int], int] = {}  # (sender, receiver) -> batches
         self.max_outstanding = 0
         self.messages = 0
+        self.loss = loss
+        self.rto = rto  # the first retransmission timeout (Linux's minimum RTO)
+        self.bytes_by_type: dict[str, int] = {}  # link message bytes, by message type
         self._queue: list[tuple[float, int, str, Any]] = []
         self._seq = 0
         self._link_free: dict[tuple[int, int], float] = {}
@@ -144,7 +170,12 @@ class Cluster:
 
     def inject(self, src: int, dst: int, data: bytes) -> None:
         """Deliver raw bytes to dst as if src had sent them, now."""
-        self._push(self.now, "deliver", (src, dst, data))
+        kind = _peek(data)
+        try:
+            count = len(msgpack.unpackb(data)[3]) if kind == MsgType.OPS else 0
+        except Exception:
+            count = 0  # garbage: the core penalises it
+        self._push(self.now, "deliver", (src, dst, data, kind, count))
 
     def run(self, duration: float, *, max_events: int = 5_000_000) -> None:
         """Process events for `duration` seconds of virtual time."""
@@ -184,15 +215,24 @@ class Cluster:
                 j = self.by_id[action.peer]
                 if frozenset((i, j)) not in self.links:
                     continue
-                if isinstance(decode_message(action.data), Ops):
+                kind = _peek(action.data)
+                name = _NAMES[kind] if kind is not None else "garbage"
+                self.bytes_by_type[name] = self.bytes_by_type.get(name, 0) + len(action.data)
+                count = 0
+                if kind == MsgType.OPS:
+                    count = len(msgpack.unpackb(action.data)[3])
                     self.outstanding[(i, j)] += 1
                     self.max_outstanding = max(self.max_outstanding, self.outstanding[(i, j)])
                 base = self._base_latency[frozenset((i, j))]
                 delay = base * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
+                rto = max(self.rto, 2 * base)
+                while self.loss and self.rng.random() < self.loss:
+                    delay += rto  # lost: the stream sends it again after its timeout
+                    rto *= 2
                 when = max(self.now + delay, self._link_free[(i, j)])
                 self._link_free[(i, j)] = when
                 self.messages += 1
-                self._push(when, "deliver", (i, j, action.data))
+                self._push(when, "deliver", (i, j, action.data, kind, count))
             elif isinstance(action, Ingest):
                 self._push(self.now + self.ingest_delay, "ingest", (i, action))
             else:
@@ -217,16 +257,12 @@ class Cluster:
     def _on_author(self, i: int, text: str) -> None:
         self.author(i, text)
 
-    def _on_deliver(self, src: int, dst: int, data: bytes) -> None:
+    def _on_deliver(self, src: int, dst: int, data: bytes, kind: int | None, count: int) -> None:
         if frozenset((src, dst)) not in self.links:
             return
-        try:
-            message = decode_message(data)
-        except Exception:
-            message = None
-        if isinstance(message, Ops):
-            self.nodes[dst].receptions += len(message.ops)
-        elif isinstance(message, Ack):
+        if kind == MsgType.OPS:
+            self.nodes[dst].receptions += count
+        elif kind == MsgType.ACK:
             self.outstanding[(dst, src)] -= 1
         node = self.nodes[dst]
         self._perform(dst, node.core.receive(self.nodes[src].peer_id, data, self.now))
@@ -238,8 +274,9 @@ class Cluster:
         outcomes: list[Outcome] = []
         reasons: dict[int, Reason] = {}
         added: list[Op] = []
-        for n, data in enumerate(action.ops):
-            result = self._apply(node.replica, data)
+        decoded = action.decoded or (None,) * len(action.ops)
+        for n, (data, known) in enumerate(zip(action.ops, decoded, strict=True)):
+            result = self._apply(node.replica, data, known)
             outcomes.append(result.outcome)
             if result.reason is not None:
                 reasons[n] = result.reason
@@ -253,14 +290,16 @@ class Cluster:
         report = IngestReport(outcomes, reasons, added, [])
         self._perform(i, node.core.ingested(action.token, report, self.now))
 
-    def _apply(self, replica: Replica, data: bytes) -> ApplyResult:
+    def _apply(self, replica: Replica, data: bytes, op: Op | None) -> ApplyResult:
         if self._signatures is None:
             return replica.apply(data, now_ms=self._now_ms())
-        # The benchmark verifies each distinct wire form once for the whole network.
-        try:
-            op = decode_op(data)
-        except InvalidOp as exc:
-            return ApplyResult(Outcome.REJECTED, None, exc.reason)
+        # The benchmark verifies each distinct wire form once for the whole network, and
+        # takes the core's decoding of it (the driver hands `Ingest.decoded` on likewise).
+        if op is None:
+            try:
+                op = decode_op(data)
+            except InvalidOp as exc:
+                return ApplyResult(Outcome.REJECTED, None, exc.reason)
         early = replica.check(op, now_ms=self._now_ms())
         if early is not None:
             return early

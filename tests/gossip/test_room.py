@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import random
-from typing import TypeVar
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crdt import IngestReport, Op, Outcome, Reason, Replica
+from crdt import IngestReport, Outcome, Reason, Replica
 from node.gossip import (
     MAX_MESSAGE_BYTES,
     Ack,
@@ -20,7 +17,6 @@ from node.gossip import (
     Hello,
     IHave,
     Ingest,
-    Message,
     Mode,
     Ops,
     Pause,
@@ -30,79 +26,46 @@ from node.gossip import (
     Send,
     Vector,
     Want,
-    decode_message,
     encode_message,
+)
+from tests.gossip._core import (
+    A,
+    B,
+    C,
+    authored,
+    connect,
+    graft,
+    make,
+    of_type,
+    report_for,
+    sent,
 )
 from tests.gossip.cluster import ROOM, T0_MS, identity
 
-A, B, C = (bytes([n]) * 32 for n in (0xA, 0xB, 0xC))
-M = TypeVar("M", bound=Message)
 
-
-def authored(count: int, who: int = 5) -> list[Op]:
-    """`count` chained messages of one author, not applied anywhere we test."""
-    replica = Replica(ROOM, identity=identity(who))
-    ops = []
-    for n in range(count):
-        op = replica.new_message(f"m{n}", now_ms=T0_MS + n)
-        replica.admit(op)
-        ops.append(op)
-    return ops
-
-
-def sent(actions: list[Action]) -> list[tuple[bytes, Message]]:
-    return [(a.peer, decode_message(a.data)) for a in actions if isinstance(a, Send)]
-
-
-def of_type(actions: list[Action], kind: type[M]) -> list[tuple[bytes, M]]:
-    return [(peer, m) for peer, m in sent(actions) if isinstance(m, kind)]
-
-
-def report_for(replica: Replica, ops: tuple[bytes, ...]) -> IngestReport:
-    report = IngestReport([], {}, [], [])
-    for n, data in enumerate(ops):
-        result = replica.apply(data, now_ms=T0_MS + 10_000)
-        report.outcomes.append(result.outcome)
-        if result.reason is not None:
-            report.reasons[n] = result.reason
-        if result.added:
-            op = replica.get(result.id or b"")
-            assert op is not None
-            report.added.append(op)
-    return report
-
-
-def make(**config: object) -> tuple[RoomGossip, Replica]:
-    replica = Replica(ROOM)
-    settings = {"prune_probability": 1.0, **config}
-    core = RoomGossip(replica, rng=random.Random(0), config=GossipConfig(**settings))  # type: ignore[arg-type]
-    return core, replica
-
-
-def connect(core: RoomGossip, peer: bytes, *, window: int = 4) -> list[Action]:
-    actions = core.peer_up(peer, 0.0)
-    actions += core.receive(peer, encode_message(Hello(1, window, MAX_MESSAGE_BYTES)), 0.0)
-    actions += core.receive(peer, encode_message(Vector(False, False, ())), 0.0)
-    return actions
-
-
-def test_link_up_sends_hello_then_vector_and_sets_the_sync_timer() -> None:
+def test_link_up_sends_hello_then_vector_then_asks_for_first_ops() -> None:
     core, _ = make(sync_interval=60.0)
     messages = sent(core.peer_up(A, 10.0))
     assert messages == [
         (A, Hello(1, GossipConfig().window, MAX_MESSAGE_BYTES)),
         (A, Vector(False, False, ())),
+        (A, Want(True, ())),  # one of the peers that push us authors' first ops
     ]
     timer = core.next_timer()
     assert timer is not None and 10.0 + 45.0 <= timer <= 10.0 + 75.0
-    assert core.eager_peers == [A]
+    assert core.eager_peers == []  # we push first ops to a peer once it asks for them
 
 
-def test_mesh_has_at_most_eager_peers_pushed_to() -> None:
+def test_each_node_asks_eager_peers_of_its_peers_for_first_ops() -> None:
+    """The thin eager core is chosen by the receivers: a node asks (a link-wide GRAFT)
+    `eager_peers` peers to push it authors' first ops, and asks another when one goes."""
     core, _ = make(eager_peers=2)
-    for peer in (A, B, C):
-        connect(core, peer)
-    assert core.eager_peers == [A, B] and core.lazy_peers == [C]
+    asked = [of_type(connect(core, peer, feeds=False), Want) for peer in (A, B, C)]
+    assert asked == [[(A, Want(True, ()))], [(B, Want(True, ()))], []]
+    assert of_type(core.peer_down(A, 1.0), Want) == [(C, Want(True, ()))]
+    # We push first ops to the peers that asked us: here only C.
+    core.receive(C, encode_message(Want(True, ())), 1.0)
+    assert core.eager_peers == [C] and core.lazy_peers == [B]
 
 
 def test_ops_are_ingested_first_and_forwarded_only_once_added() -> None:
@@ -111,7 +74,8 @@ def test_ops_are_ingested_first_and_forwarded_only_once_added() -> None:
     connect(core, B)
     op = authored(1)[0]
     actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (op.data,))), 1.0)
-    assert actions == [Ingest(A, 0, (op.data,))]  # nothing sent on before verification
+    # Nothing sent on before verification; the first copy's sender becomes the parent.
+    assert actions == [Send(A, encode_message(graft(op.author))), Ingest(A, 0, (op.data,))]
     report = report_for(replica, (op.data,))
     actions = core.ingested(0, report, 1.1)
     assert sent(actions) == [(B, Ops(0, Mode.PUSH, (op.data,))), (A, Ack(0))]
@@ -137,9 +101,13 @@ def test_bad_signature_penalises_the_sender() -> None:
     op = authored(1)[0]
     forged = op.data[:-1] + bytes([op.data[-1] ^ 1])
     actions = core.receive(A, encode_message(Ops(0, Mode.PUSH, (forged,))), 1.0)
-    assert actions == [Ingest(A, 0, (forged,))]
+    assert [type(a) for a in actions] == [Send, Ingest]  # graft A, ingest
     actions = core.ingested(0, report_for(replica, (forged,)), 1.1)
-    assert actions == [Penalise(A, Fault.BAD_OP, "bad_signature")]
+    # A goes; the author it was parent of (it pushed the first copy) moves to B.
+    assert actions == [
+        Penalise(A, Fault.BAD_OP, "bad_signature"),
+        Send(B, encode_message(graft(op.author))),
+    ]
     assert core.peers == [B] and len(replica) == 0
     # Later messages from the closed peer are ignored; the genuine op still gets in.
     assert core.receive(A, encode_message(Ops(1, Mode.PUSH, (op.data,))), 1.2) == []
@@ -188,7 +156,7 @@ def test_a_peer_overrunning_our_window_is_penalised() -> None:
     ops = authored(3)
     for n in range(2):
         actions = core.receive(A, encode_message(Ops(n, Mode.SYNC, (ops[n].data,))), 1.0)
-        assert [type(a) for a in actions] == [Ingest]
+        assert [type(a) for a in actions][-1] is Ingest
     actions = core.receive(A, encode_message(Ops(2, Mode.SYNC, (ops[2].data,))), 1.0)
     assert actions == [Penalise(A, Fault.FLOW, "more than 2 batches")]
 
@@ -210,17 +178,18 @@ def test_we_never_exceed_the_window_the_peer_grants() -> None:
     assert core.outstanding(A) == 2
 
 
-def test_duplicates_are_dropped_and_a_pushed_duplicate_prunes() -> None:
+def test_duplicates_are_dropped_and_a_first_ops_copies_prune_nothing() -> None:
     core, replica = make()
     connect(core, A)
     connect(core, B)
     op = authored(1)[0]
     push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
-    assert [type(a) for a in core.receive(A, push, 1.0)] == [Ingest]
-    # The same op from B while A's copy is still being verified: not ingested twice.
+    assert sent(core.receive(A, push, 1.0)) == [(A, graft(op.author))]
+    # The same op from B while A's copy is still being verified: not ingested twice, and
+    # no PRUNE: B pushed an author new to it, and pushes its later ops only if asked.
     actions = core.receive(B, push, 1.0)
-    assert sent(actions) == [(B, Prune()), (B, Ack(0))]
-    assert core.eager_peers == [A] and core.lazy_peers == [B]
+    assert sent(actions) == [(B, Ack(0))]
+    assert core.parent(op.author) == A
     core.ingested(0, report_for(replica, (op.data,)), 1.1)
     # And once stored, a copy in a catch-up batch is dropped without pruning.
     actions = core.receive(A, encode_message(Ops(1, Mode.SYNC, (op.data,))), 1.2)
@@ -239,22 +208,27 @@ def test_prune_turns_pushes_into_announcements() -> None:
     assert sent(core.handle_timer(2.1)) == [(A, IHave((op.id,)))]
 
 
-def test_an_announced_op_is_pulled_after_the_timeout_and_the_link_grafted() -> None:
-    core, _ = make(eager_peers=0, graft_timeout=0.5)
+def test_an_announced_op_is_pulled_after_the_timeout_and_its_author_grafted() -> None:
+    core, replica = make(eager_peers=0, graft_timeout=0.5)
     connect(core, A)
     connect(core, B)
     op = authored(1)[0]
     assert core.receive(A, encode_message(IHave((op.id,))), 1.0) == []
     assert core.receive(B, encode_message(IHave((op.id,))), 1.05) == []
     deadline = core.next_timer()
-    assert deadline is not None and 1.5 <= deadline <= 2.5
+    assert deadline is not None and 1.5 <= deadline <= 1.75
     assert core.handle_timer(deadline - 0.01) == []
-    assert sent(core.handle_timer(deadline)) == [(A, Want(True, (op.id,)))]
-    assert A in core.eager_peers
-    # No answer in time: the next announcer is asked, without grafting it twice.
+    assert sent(core.handle_timer(deadline)) == [(A, Want(False, (op.id,)))]
+    # No answer in time: the next announcer is asked.
     retry = core.next_timer()
     assert retry is not None and retry == pytest.approx(deadline + 0.25)
-    assert sent(core.handle_timer(retry)) == [(B, Want(True, (op.id,)))]
+    assert sent(core.handle_timer(retry)) == [(B, Want(False, (op.id,)))]
+    # B answers first: its IHAVE beat every push, so it becomes the author's parent.
+    actions = core.receive(B, encode_message(Ops(0, Mode.PULLED, (op.data,))), retry + 0.1)
+    assert sent(actions) == [(B, graft(op.author))]
+    assert core.parent(op.author) == B
+    core.ingested(0, report_for(replica, (op.data,)), retry + 0.2)
+    assert all(not isinstance(m, Want) for _, m in sent(core.handle_timer(retry + 1.0)))
 
 
 def test_an_announced_op_that_arrives_is_not_pulled() -> None:
@@ -338,7 +312,7 @@ def test_misuse_is_a_local_error() -> None:
     with pytest.raises(GossipLocalError):
         GossipConfig(window=0)
     with pytest.raises(GossipLocalError):
-        GossipConfig(prune_probability=0.0)
+        GossipConfig(reroute_margin=-0.1)
 
 
 def test_an_ingest_finishing_after_the_link_reopened_acks_nothing() -> None:
@@ -368,40 +342,20 @@ def test_a_slow_peer_falls_back_from_queued_pushes_to_catch_up() -> None:
     assert rest[0][1].ops == tuple(op.data for op in ops[1:])
 
 
-class _Fixed(random.Random):
-    """A generator whose `random()` always gives one value (for the prune draw)."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
-@pytest.mark.parametrize(("draw", "prunes"), [(0.05, True), (0.5, False)])
-def test_a_duplicate_prunes_with_the_configured_probability(draw: float, prunes: bool) -> None:
-    replica = Replica(ROOM)
-    config = GossipConfig(prune_probability=0.1)
-    core = RoomGossip(replica, rng=_Fixed(draw), config=config)
-    connect(core, A)
-    connect(core, B)
-    op = authored(1)[0]
-    push = encode_message(Ops(0, Mode.PUSH, (op.data,)))
-    core.receive(A, push, 1.0)
-    actions = core.receive(B, push, 1.0)
-    assert (of_type(actions, Prune) != []) is prunes
-    assert (B in core.eager_peers) is not prunes
-    assert of_type(actions, Ack) == [(B, Ack(0))]
-
-
 def test_a_second_catch_up_stream_of_the_same_ops_is_paused() -> None:
     core, _ = make()
     connect(core, A)
     connect(core, B)
     ops = authored(4)
     batch = encode_message(Ops(0, Mode.SYNC, tuple(op.data for op in ops[:2])))
-    assert [type(a) for a in core.receive(A, batch, 1.0)] == [Ingest]
+    # The author is new to us: the peer whose catch-up brought it becomes its parent, as
+    # nobody would push us its next ops otherwise.
+    actions = core.receive(A, batch, 1.0)
+    assert actions == [
+        Send(A, encode_message(graft(ops[0].author))),
+        Ingest(A, 0, tuple(op.data for op in ops[:2])),
+    ]
+    assert core.parent(ops[0].author) == A
     # B's stream brings the same ops: B is paused, A goes on.
     assert sent(core.receive(B, batch, 1.0)) == [(B, Pause()), (B, Ack(0))]
     # Pausing is said once; our next vector resumes B's catch-up.
@@ -449,7 +403,6 @@ def test_behind_counts_what_peers_vectors_show_we_lack() -> None:
     import random as _random
 
     from crdt import Identity, Replica
-    from node.gossip import RoomGossip
     from node.gossip._wire import Hello, Vector, encode_message
 
     room = bytes(32)

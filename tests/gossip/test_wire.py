@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from node.gossip import (
     MAX_MESSAGE_BYTES,
     Ack,
+    Fault,
     GossipLocalError,
     GossipRemoteError,
     Hello,
@@ -106,7 +107,7 @@ def test_batch_over_the_op_count_is_oversized() -> None:
 def test_malformed_messages_are_remote_errors(fields: object) -> None:
     with pytest.raises(GossipRemoteError) as info:
         decode_message(msgpack.packb(fields))
-    assert info.value.reason == "malformed"
+    assert info.value.reason is Fault.GARBAGE
 
 
 def test_trailing_bytes_are_malformed() -> None:

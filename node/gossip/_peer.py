@@ -1,0 +1,55 @@
+"""What a room's gossip core remembers about one linked peer, for as long as the link
+lasts: flow control, the push queue, what we believe the peer holds, pending
+announcements and pulls, and which authors' ops it asked us to push or not to push.
+
+Plain state; the decisions that change it live in `_room.py`, `_stream.py` and
+`_trees.py`. This module must never import trio or touch IO.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from crdt import Op
+
+from ._wire import Hello, Mode
+
+__all__ = ["Ingesting", "Peer"]
+
+
+@dataclass(slots=True)
+class Peer:
+    id: bytes
+    eager: bool  # in the thin eager core: authors' first ops are pushed to it
+    next_sync: float
+    hello: Hello | None = None
+    next_batch: int = 0
+    outstanding: set[int] = field(default_factory=set)  # our batches it has not acked
+    unacked: int = 0  # its batches we have not acked yet
+    # ops to send before catch-up: (op, mode, asked for by a WANT)
+    queue: deque[tuple[Op, Mode, bool]] = field(default_factory=deque)
+    have: dict[bytes, int] = field(default_factory=dict)  # what we believe it has
+    syncing: bool = False  # stream what `have` lacks once the queue is empty
+    swapped: bool = False  # we have had a whole vector from it since the link opened
+    overflowed: bool = False  # its queue overflowed: catch-up sends everything until done
+    paused: bool = False  # we asked it to pause its catch-up (until our next vector)
+    resume: bool = False  # it paused our catch-up: its next vector resumes the stream
+    vector: list[tuple[bytes, int]] = field(default_factory=list)  # chunks so far
+    ihave: list[bytes] = field(default_factory=list)  # ids to announce
+    want: list[bytes] = field(default_factory=list)  # ids to pull
+    # One tree per author (Plumtree §3.8): authors whose ops this peer asked us to push
+    # (GRAFT) or to announce (PRUNE).
+    eager_for: set[bytes] = field(default_factory=set)
+    lazy_for: set[bytes] = field(default_factory=set)
+    told_lazy: bool = False  # it pruned the whole link: no first ops, not even our own
+    feeds: bool = False  # we asked it (a link-wide GRAFT) to push us authors' first ops
+    twins_told: int = 0  # ops of forked chains we last announced to it
+
+
+@dataclass(frozen=True, slots=True)
+class Ingesting:
+    peer: Peer  # the link's state, so a result never acks into a later link to the peer
+    batch: int
+    mode: Mode
+    ops: tuple[Op, ...]

@@ -1,0 +1,272 @@
+"""One Plumtree tree per author (Plumtree §3.8: a tree per source), grown by the receivers.
+
+Per author, each node keeps its parent: the peer it asked (GRAFT) to push it that
+author's ops. Nobody else pushes them, so past the first each op reaches each node about
+once:
+
+- An author new to a node (no op of it forwarded yet, or the first less than
+  `graft_window` ago) has no tree there: its ops go to every peer of their author and
+  along the thin eager core (each node asks a few peers, `eager_peers`, to push it such
+  ops), and are announced (IHAVE) on every other link at once. The copy that arrives
+  first, pushed or pulled after its IHAVE, makes its sender the parent, and we graft the
+  author on it. The other copies need no PRUNE: their senders push that author no further.
+- A parent is replaced (graft the new one, prune the old one, for that author only) when
+  another peer proves faster: its IHAVE or its push beat the parent's push by
+  `reroute_margin`, or the parent's push did not come in time and we pulled the op from
+  it. That keeps each tree near the fastest paths from its author as links come, go and
+  slow down, without a repair storm: each node decides for itself.
+- A peer pushing an author we never asked it for (past the first op and the window) or
+  after we pruned it is pruned (again).
+
+Pure: peers, ops and `now` in; the grafts and prunes to send out. It never reads a clock,
+never sends anything itself and never touches IO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+
+from crdt import Op
+
+from ._pulls import Announced
+
+__all__ = ["RECENT_OPS", "Reshape", "Trees"]
+
+RECENT_OPS = 4096  # ops whose author we remember, to tell whose op a late IHAVE announces
+RECENT_PER_AUTHOR = 4  # an author's latest ops we forwarded, for a peer that grafts it
+
+
+@dataclass(slots=True)
+class Reshape:
+    """What to tell peers: push me these authors' ops (GRAFT), or stop (PRUNE)."""
+
+    grafts: dict[bytes, list[bytes]] = field(default_factory=dict)  # peer -> authors
+    prunes: dict[bytes, list[bytes]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.grafts or self.prunes)
+
+
+@dataclass(slots=True)
+class _First:
+    seq: int  # the author's latest op pushed to us
+    peer: bytes  # who pushed it first
+    at: float  # and when
+
+
+class Trees:
+    """The parents of one room's per-author trees, as this node sees them."""
+
+    def __init__(
+        self,
+        margin: float,
+        window: float,
+        stall: float,
+        is_child: Callable[[bytes, bytes], bool],
+    ) -> None:
+        self.margin = margin
+        self.window = window
+        # A parent beaten by this much or more (we pulled the op) may have stalled (a
+        # lost message held its link up): it goes only if that happens twice in a row.
+        self.stall = stall
+        self._strikes: set[bytes] = set()  # authors whose parent stalled once
+        # is_child(peer, author): `peer` grafted `author` on us. It gets that author's
+        # ops from us, so making it the author's parent here would close a cycle.
+        self.is_child = is_child
+        self._parent: dict[bytes, bytes] = {}  # author -> the peer that pushes us its ops
+        self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
+        self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
+        self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
+        self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
+        # author -> its latest ops we forwarded: (op id, seq, when)
+        self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
+        # author -> the first op of it we forwarded: its seq, and when
+        self._start: dict[bytes, tuple[int, float]] = {}
+        self._own: set[bytes] = set()  # authors we are (our ops need no parent)
+
+    def parent(self, author: bytes) -> bytes | None:
+        return self._parent.get(author)
+
+    def is_new(self, author: bytes, now: float) -> bool:
+        """Whether `author` has no tree through us yet: we forwarded no op of it, or the
+        first less than `window` ago, and the grafts it brings may still be on their way
+        (a burst of ops). Its ops go along the thin eager core meanwhile."""
+        start = self._start.get(author)
+        return start is None or now < start[1] + self.window
+
+    def forwarded(self, op: Op, now: float, *, own: bool = False) -> None:
+        """We forwarded `op` at `now` (`own`: we authored it)."""
+        if own:
+            self._own.add(op.author)
+        self._start.setdefault(op.author, (op.seq, now))
+        self._recent[op.id] = op.author
+        if len(self._recent) > RECENT_OPS:
+            del self._recent[next(iter(self._recent))]
+        latest = self._latest.setdefault(op.author, [])
+        latest.append((op.id, op.seq, now))
+        del latest[:-RECENT_PER_AUTHOR]
+
+    def latest(self, author: bytes, since: float) -> list[tuple[bytes, int]]:
+        """`author`'s ops we forwarded at `since` or later: (op id, seq), oldest first."""
+        return [(i, seq) for i, seq, when in self._latest.get(author, ()) if when >= since]
+
+    def announced_held(self, peer: bytes, op_id: bytes) -> None:
+        """`peer` announced an op we hold already: for its author, `peer` is the runner-up
+        to the parent (the next fastest way its ops reach us), should the parent go."""
+        author = self._recent.get(op_id)
+        if (
+            author is not None
+            and self._parent.get(author) != peer
+            and not self.is_child(peer, author)
+        ):
+            self._backup.setdefault(author, peer)
+
+    def adopt_orphans(self, peer: bytes, live: Container[bytes]) -> Reshape:
+        """Graft on `peer` every author we have forwarded ops of and have no parent for
+        (our links went down, or came up anew): their next ops are pushed to us at once,
+        not each pulled after its IHAVE; a faster peer takes over once it shows."""
+        change = Reshape()
+        for author in self._start:
+            if author not in self._own and self._parent.get(author) not in live:
+                self._adopt(author, peer, change)
+        return change
+
+    def peer_down(self, peer: bytes, live: Container[bytes], spares: list[bytes]) -> Reshape:
+        """The link to `peer` closed: each author it was parent of moves to its runner-up,
+        or to the first of `spares` it has none (a graft at once, not a pull per author
+        once their next ops are announced); never to a child of ours for it."""
+        change = Reshape()
+        for author in [a for a, p in self._parent.items() if p == peer]:
+            del self._parent[author]
+            backup = self._backup.pop(author, None)
+            if backup is None or backup not in live or self.is_child(backup, author):
+                backup = next((p for p in spares if not self.is_child(p, author)), None)
+            if backup is not None:
+                self._adopt(author, backup, change)
+        for author in [a for a, p in self._backup.items() if p == peer]:
+            del self._backup[author]
+        for cut in self._cut.values():
+            cut.discard(peer)
+        return change
+
+    def pushed(
+        self,
+        peer: bytes,
+        fresh: list[Op],
+        repeated: list[Op],
+        now: float,
+        announced: Callable[[bytes], Announced | None],
+        live: Container[bytes],
+    ) -> Reshape:
+        """`peer` pushed us `fresh` (ops new to us) and `repeated` (ones we hold or are
+        ingesting already). `announced` gives what IHAVEs told us of an op."""
+        change = Reshape()
+        for op in fresh:
+            author = op.author
+            self._first[author] = _First(op.seq, peer, now)
+            parent = self._parent.get(author)
+            if parent is not None and parent not in live:
+                parent = None
+            if parent is not None and parent != peer:
+                continue  # the parent's copy decides, when it comes (below)
+            faster = None
+            missing = announced(op.id)
+            if missing is not None and missing.first_at + self.margin <= now:
+                # An IHAVE came first: its sender is on a faster path from the author.
+                faster = next(
+                    (
+                        p
+                        for p in missing.announcers
+                        if p != peer and p in live and not self.is_child(p, author)
+                    ),
+                    None,
+                )
+            if parent is None:
+                self._adopt(author, faster if faster is not None else peer, change)
+            elif faster is not None and missing is not None:
+                self._beaten(author, faster, now - missing.first_at, change)
+            else:
+                self._strikes.discard(author)  # the parent came first
+        for op in repeated:
+            author = op.author
+            parent = self._parent.get(author)
+            first = self._first.get(author)
+            if peer == parent:
+                if (
+                    first is not None
+                    and first.seq == op.seq
+                    and first.peer != peer
+                    and first.peer in live
+                    and not self.is_child(first.peer, author)
+                    and first.at + self.margin <= now
+                ):
+                    self._beaten(author, first.peer, now - first.at, change)
+            elif peer in self._cut.get(author, ()) or self._settled(op, now):
+                # Not a new author's one-off copy: it pushes this author though we never
+                # asked, or though we pruned it (the PRUNE crossed its push, or was lost).
+                change.prunes.setdefault(peer, []).append(author)
+                self._cut.setdefault(author, set()).add(peer)
+        return change
+
+    def _settled(self, op: Op, now: float) -> bool:
+        """Whether `op` came past its author's first op and graft window here: a peer
+        pushing it on its own has no reason left to."""
+        start = self._start.get(op.author)
+        return start is not None and op.seq > start[0] and now >= start[1] + self.window
+
+    def pulled(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
+        """We had to pull `fresh` from `peer`: their pushes were late or never came, and
+        `peer`, whose IHAVE came first, becomes the parent of their authors."""
+        change = Reshape()
+        for op in fresh:
+            author = op.author
+            if self._parent.get(author) != peer and not self.is_child(peer, author):
+                if self._parent.get(author) in live:
+                    self._beaten(author, peer, self.stall, change)
+                else:
+                    self._adopt(author, peer, change)
+        return change
+
+    def synced(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
+        """`peer`'s catch-up brought `fresh`: their authors with no parent here (we had
+        none of their ops, or were cut off) are grafted on it, as nobody pushes us their
+        next ops otherwise, and an IHAVE goes to a few peers only."""
+        change = Reshape()
+        for op in fresh:
+            author = op.author
+            if (
+                author not in self._own
+                and self._parent.get(author) not in live
+                and not self.is_child(peer, author)
+            ):
+                self._adopt(author, peer, change)
+        return change
+
+    def _beaten(self, author: bytes, peer: bytes, lead: float, change: Reshape) -> None:
+        """`peer` beat the parent by `lead`: a steady lead is a faster path, and the
+        author moves to it; a stall moves it only the second time in a row."""
+        if lead < self.stall or author in self._strikes:
+            self._strikes.discard(author)
+            self._reroute(author, peer, change)
+        else:
+            self._strikes.add(author)
+
+    def _adopt(self, author: bytes, peer: bytes, change: Reshape) -> None:
+        self._parent[author] = peer
+        self._backup.pop(author, None)
+        cut = self._cut.get(author)
+        if cut is not None:
+            cut.discard(peer)
+        authors = change.grafts.setdefault(peer, [])
+        if author not in authors:
+            authors.append(author)
+
+    def _reroute(self, author: bytes, peer: bytes, change: Reshape) -> None:
+        old = self._parent.get(author)
+        self._adopt(author, peer, change)
+        if old is not None and old != peer:
+            authors = change.prunes.setdefault(old, [])
+            if author not in authors:
+                authors.append(author)
+            self._cut.setdefault(author, set()).add(old)

@@ -1,0 +1,249 @@
+"""One tree per author, grown by the receivers: exact grafts, prunes and announcements
+of one `RoomGossip` core driven by hand."""
+
+from __future__ import annotations
+
+from node.gossip import Ack, IHave, Ingest, Mode, Ops, Prune, Want, encode_message
+from tests.gossip._core import (
+    A,
+    B,
+    C,
+    authored,
+    connect,
+    graft,
+    make,
+    of_type,
+    push,
+    report_for,
+    sent,
+)
+
+
+def test_each_author_has_its_own_tree() -> None:
+    """Past an author's first op, we push its ops only to the peers that grafted it: a
+    GRAFT or PRUNE naming an author moves that author's ops alone."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    x, y = authored(3, who=5), authored(2, who=6)
+    for n, op in enumerate((x[0], y[0])):  # first ops: along the thin core (A asked)
+        push(core, B, op, 1.0, batch=n)
+        out = core.ingested(n, report_for(replica, (op.data,)), 1.1)
+        assert sent(out) == [(A, Ops(n, Mode.PUSH, (op.data,))), (B, Ack(n))]
+    core.receive(A, encode_message(graft(x[0].author)), 1.2)  # A keeps x on the tree
+    push(core, B, x[1], 2.0, batch=2)
+    push(core, B, y[1], 2.0, batch=3)
+    out = core.ingested(2, report_for(replica, (x[1].data,)), 2.1)
+    assert sent(out) == [(A, Ops(2, Mode.PUSH, (x[1].data,))), (B, Ack(2))]
+    out = core.ingested(3, report_for(replica, (y[1].data,)), 2.1)
+    assert sent(out) == [(B, Ack(3)), (A, IHave((y[1].id,)))]  # announced at once
+    # A PRUNE naming x takes it off the tree again.
+    core.receive(A, encode_message(Prune((x[0].author,))), 3.0)
+    push(core, B, x[2], 3.0, batch=4)
+    out = core.ingested(4, report_for(replica, (x[2].data,)), 3.1)
+    assert sent(out) == [(B, Ack(4)), (A, IHave((x[2].id,)))]
+
+
+def test_a_later_op_pushed_by_a_peer_we_never_asked_prunes_it() -> None:
+    """A first op's extra copies are one-offs (their senders push that author no
+    further); a later op pushed by a peer that is not its parent here prunes it."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    ops = authored(3)
+    push(core, A, ops[0], 1.0)
+    assert sent(push(core, B, ops[0], 1.01)) == [(B, Ack(0))]
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    push(core, A, ops[1], 2.0, batch=1)
+    assert sent(push(core, B, ops[1], 2.0, batch=1)) == [
+        (B, Prune((ops[0].author,))),
+        (B, Ack(1)),
+    ]
+    core.ingested(1, report_for(replica, (ops[1].data,)), 2.1)
+    # Pruned and pushing still (its PRUNE crossed the push): told again.
+    push(core, A, ops[2], 3.0, batch=2)
+    late = push(core, B, ops[2], 3.0, batch=2)
+    assert of_type(late, Prune) == [(B, Prune((ops[0].author,)))]
+    assert core.parent(ops[0].author) == A
+
+
+def test_a_push_beating_the_parents_moves_the_author_to_its_sender() -> None:
+    core, replica = make(reroute_margin=0.01)
+    connect(core, A)
+    connect(core, B)
+    ops = authored(2)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    # B pushes the next op (it had it before it learnt of our tree) 50 ms before A.
+    assert sent(push(core, B, ops[1], 2.0)) == []
+    actions = push(core, A, ops[1], 2.05, batch=1)
+    assert sent(actions) == [
+        (A, Prune((ops[0].author,))),
+        (B, graft(ops[0].author)),
+        (A, Ack(1)),
+    ]
+    assert core.parent(ops[0].author) == B
+
+
+def test_an_announcement_beating_the_push_moves_the_author_to_the_faster_peer() -> None:
+    """Plumtree §3.8, per author: B announced the op before A's push brought it, so B is
+    on a faster path from its author: graft B for that author, prune A for it."""
+    core, replica = make(eager_peers=1, reroute_margin=0.01)
+    connect(core, A)
+    connect(core, B)
+    ops = authored(2)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    assert core.receive(B, encode_message(IHave((ops[1].id,))), 2.0) == []
+    actions = push(core, A, ops[1], 2.05, batch=1)
+    assert sent(actions) == [(A, Prune((ops[0].author,))), (B, graft(ops[0].author))]
+    assert [type(a) for a in actions][-1] is Ingest
+    # Within the margin it is a tie, and the parent stays.
+    core, replica = make(reroute_margin=0.01)
+    connect(core, A)
+    connect(core, B)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.1)
+    core.receive(B, encode_message(IHave((ops[1].id,))), 2.0)
+    assert of_type(push(core, A, ops[1], 2.005, batch=1), Prune) == []
+    assert core.parent(ops[0].author) == A
+
+
+def test_a_peer_that_announced_an_op_gets_neither_it_nor_an_announcement_back() -> None:
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    core.receive(B, encode_message(IHave((op.id,))), 1.0)  # B holds it
+    push(core, A, op, 1.01)
+    out = core.ingested(0, report_for(replica, (op.data,)), 1.02)
+    # A new author: pushed along the thin core to C (which asked for first ops), and to
+    # B neither pushed nor announced.
+    assert sent(out) == [(C, Ops(0, Mode.PUSH, (op.data,))), (A, Ack(0))]
+
+
+def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
+    """The first peer to announce an op we already hold is its author's runner-up: when
+    the parent's link closes, the author is grafted on it at once, not pulled per op."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    core.receive(C, encode_message(IHave((op.id,))), 1.02)  # C: the runner-up
+    core.receive(B, encode_message(IHave((op.id,))), 1.03)
+    assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
+    assert core.parent(op.author) == C
+
+
+def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
+    core, replica = make()
+    connect(core, A)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    assert core.peer_down(A, 2.0) == []  # nobody left to graft it on
+    assert core.parent(op.author) is None
+    assert sent(core.peer_up(B, 3.0))[2:] == [(B, Want(True, ())), (B, graft(op.author))]
+    assert core.parent(op.author) == B
+
+
+def test_a_parent_that_stalls_once_keeps_its_authors() -> None:
+    """An op we had to pull (its push came later still) may be a stall, a lost message
+    holding the parent's link up, not a slower path: the parent goes only if it happens
+    twice in a row."""
+    core, replica = make(graft_timeout=0.05)
+    connect(core, A)
+    connect(core, B)
+    ops = authored(3)
+    push(core, A, ops[0], 1.0)
+    core.ingested(0, report_for(replica, (ops[0].data,)), 1.01)
+    token = 1
+    for n, op in enumerate(ops[1:], start=1):
+        now = 2.0 * n
+        core.receive(B, encode_message(IHave((op.id,))), now)
+        assert sent(core.handle_timer(now + 0.1)) == [(B, Want(False, (op.id,)))]
+        pulled = Ops(n - 1, Mode.PULLED, (op.data,))
+        actions = core.receive(B, encode_message(pulled), now + 0.15)
+        core.ingested(token, report_for(replica, (op.data,)), now + 0.16)
+        token += 1
+        if n == 1:
+            assert of_type(actions, Prune) == [] and core.parent(op.author) == A
+        else:
+            assert sent(actions)[:2] == [(A, Prune((op.author,))), (B, graft(op.author))]
+            assert core.parent(op.author) == B
+
+
+def test_a_child_is_never_made_the_parent() -> None:
+    """C gets the author's ops from us (it grafted the author on us): grafting the author
+    on C when the parent goes would close a cycle cut off from the author."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, C)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    core.receive(C, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == []  # C feeds us first ops, but is a child here
+    assert core.parent(op.author) is None
+
+
+def test_an_op_is_announced_to_at_most_lazy_peers_peers() -> None:
+    core, replica = make(lazy_peers=2, graft_window=0.0)
+    d = bytes([0xD]) * 32
+    for peer in (A, B, C, d):
+        connect(core, peer, feeds=False)
+    ops = authored(2)
+    for n, op in enumerate(ops):
+        push(core, A, op, 1.0 + n, batch=n)
+        out = core.ingested(n, report_for(replica, (op.data,)), 1.01 + n)
+        announced = [peer for peer, _ in of_type(out, IHave)]
+        assert len(announced) == 2 and set(announced) <= {B, C, d}
+
+
+def test_a_graft_brings_an_ihave_of_the_authors_op_forwarded_just_before() -> None:
+    """B moves the author to us (it pruned its old parent) while the author's latest op
+    was on its way to us: we forwarded that op before B's graft came, and its old parent
+    will not push it either, so the graft is answered with an IHAVE of it."""
+    core, replica = make(graft_window=0.0)
+    connect(core, A)
+    connect(core, B, feeds=False)
+    ops = authored(2)
+    for n, op in enumerate(ops):
+        push(core, A, op, 1.0 + n, batch=n)
+        core.ingested(n, report_for(replica, (op.data,)), 1.01 + n)
+    actions = core.receive(B, encode_message(graft(ops[0].author)), 2.1)
+    assert sent(actions) == [(B, IHave((ops[1].id,)))]
+    # Long after, a graft brings nothing but the pushes to come.
+    assert sent(core.receive(B, encode_message(graft(ops[0].author)), 9.0)) == []
+
+
+def test_a_node_cut_off_never_grafts_its_own_ops_on_anyone() -> None:
+    core, replica = make()
+    connect(core, A)
+    op = authored(1, who=0)[0]
+    replica.admit(op)
+    core.authored(op, 1.0)
+    core.peer_down(A, 2.0)
+    assert of_type(core.peer_up(B, 3.0), Want) == [(B, Want(True, ()))]
+
+
+def test_an_op_whose_announcers_all_went_is_pulled_from_other_peers() -> None:
+    core, _ = make(graft_timeout=0.1, retry_timeout=0.25)
+    connect(core, A)
+    connect(core, B)
+    op = authored(1)[0]
+    core.receive(A, encode_message(IHave((op.id,))), 1.0)
+    core.peer_down(A, 1.05)
+    deadline = core.next_timer()
+    assert deadline is not None and deadline <= 1.15
+    # B never announced it, but likely holds it by now: asked, a few times at most.
+    pulls = []
+    for _ in range(5):
+        when = core.next_timer()
+        assert when is not None
+        pulls += of_type(core.handle_timer(when), Want)
+    assert pulls == [(B, Want(False, (op.id,)))] * 3
