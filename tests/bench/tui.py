@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 from textual import events
@@ -305,7 +306,7 @@ class Phases:
 
     def __init__(self, prefix: str | None) -> None:
         self.prefix = prefix
-        self.profiler = None
+        self.profiler: Any = None
 
     def start(self) -> None:
         if self.prefix:

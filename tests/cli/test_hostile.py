@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -167,7 +168,7 @@ def test_the_start_line_says_where_links_are_accepted_and_what_invites_name(
         assert node.stop() == 0
 
 
-def _in_parallel(*commands: list[str | Path]) -> list[subprocess.CompletedProcess[bytes]]:
+def _in_parallel(*commands: Sequence[object]) -> list[subprocess.CompletedProcess[bytes]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = [
         subprocess.Popen(
@@ -182,7 +183,11 @@ def _in_parallel(*commands: list[str | Path]) -> list[subprocess.CompletedProces
     done = []
     for process, command in zip(started, commands, strict=True):
         stdout, stderr = process.communicate(timeout=120)
-        done.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+        done.append(
+            subprocess.CompletedProcess(
+                [str(c) for c in command], process.returncode, stdout, stderr
+            )
+        )
     return done
 
 

@@ -33,7 +33,7 @@ async def test_two_clients_chat_page_history_and_see_events(
             await a.set_nick("alice")
             async with a.events() as a_events:
                 info = await a.create_room("plans")
-                assert isinstance(await a_events.receive(), RoomsChanged)
+                assert isinstance(await anext(a_events), RoomsChanged)
                 assert info.name == "plans" and info.messages == 0
                 joined = await b.join(await a.invite(info.id))
                 assert joined.id == info.id

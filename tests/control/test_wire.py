@@ -8,7 +8,8 @@ import dataclasses
 import enum
 import types
 import typing
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import msgpack
 import pytest
@@ -68,7 +69,7 @@ def values(tp: Any) -> st.SearchStrategy[Any]:
     assert dataclasses.is_dataclass(tp), tp
     hints = typing.get_type_hints(tp)
     fields = {f.name: values(hints[f.name]) for f in dataclasses.fields(tp)}
-    return st.builds(tp, **fields)
+    return st.builds(cast(Callable[..., Any], tp), **fields)
 
 
 RETURNS = sorted(METHODS)

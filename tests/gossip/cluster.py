@@ -216,7 +216,7 @@ class Cluster:
                 if frozenset((i, j)) not in self.links:
                     continue
                 kind = _peek(action.data)
-                name = _NAMES[kind] if kind is not None else "garbage"
+                name = _NAMES.get(kind, "garbage") if kind is not None else "garbage"  # type: ignore[call-overload]
                 self.bytes_by_type[name] = self.bytes_by_type.get(name, 0) + len(action.data)
                 count = 0
                 if kind == MsgType.OPS:
