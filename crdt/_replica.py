@@ -583,6 +583,10 @@ class Replica:
     def __contains__(self, op_id: object) -> bool:
         return isinstance(op_id, bytes) and self._known(op_id)
 
+    def known(self, ids: list[bytes]) -> set[bytes]:
+        """Which of `ids` are here (in effect or held)."""
+        return {op_id for op_id in ids if self._known(op_id)}
+
     def __len__(self) -> int:
         """Accepted ops, held ones included."""
         return len(self._ops) + len(self._held)

@@ -345,6 +345,7 @@ class RoomGossip:
         fresh: list[Op] = []
         seen: set[bytes] = set()
         repeated: list[Op] = []  # the duplicates
+        decoded: list[Op] = []
         for data in message.ops:
             try:
                 op = decode_op(data)
@@ -353,7 +354,12 @@ class RoomGossip:
                 self._penalise(state.id, Fault.BAD_OP, exc.reason.value, out)
                 return
             learn(state, op)
-            if op.id in seen or op.id in self._inflight or op.id in self.source:
+            decoded.append(op)
+        # One question to the source for the whole batch (a stored room answers it with
+        # one indexed query, not one per op).
+        held = self.source.known([op.id for op in decoded if op.id not in self._inflight])
+        for op in decoded:
+            if op.id in seen or op.id in self._inflight or op.id in held:
                 repeated.append(op)
                 continue
             seen.add(op.id)
