@@ -46,7 +46,7 @@ __all__ = ["SHIFT", "Applier", "Summary", "load_op"]
 log = logging.getLogger("crdt.store")
 
 SHIFT = 1 << 63  # hlc is an unsigned 64-bit number; SQLite integers are signed
-RECENT = 8192  # ops that took effect lately, kept decoded: most lookups are for these
+RECENT = 1024  # ops that took effect lately, kept decoded: most lookups are for these
 _INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
 _INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
 
