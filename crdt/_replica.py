@@ -20,7 +20,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._hlc import HLC, make_hlc
@@ -39,7 +38,7 @@ from ._views import (
     OpDropped,
     Outcome,
     TopicChanged,
-    message_row,
+    render_views,
 )
 
 __all__ = ["Replica"]
@@ -637,15 +636,4 @@ class Replica:
 
     def render(self) -> bytes:
         """The views as canonical bytes: equal exactly when two replicas show the same room."""
-        rendered: bytes = msgpack.packb(
-            [
-                self.room,
-                [message_row(m) for m in self.timeline()],
-                self.topic,
-                sorted(self.nicknames().items()),
-                self.members(),
-                self.forked_authors(),
-                sorted(self.version_vector().items()),
-            ]
-        )
-        return rendered
+        return render_views(self)

@@ -17,13 +17,11 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import msgpack
-
 from ._applier import SHIFT, Applier, Summary, load_op
 from ._hlc import make_hlc
 from ._op import Kind, Op
 from ._store import Store
-from ._views import ApplyResult, Message, message_row
+from ._views import ApplyResult, Message, render_views
 
 __all__ = ["SHIFT", "StoredReplica"]
 
@@ -330,15 +328,4 @@ class StoredReplica:
 
     def render(self) -> bytes:
         """The views as canonical bytes, exactly as `Replica.render` makes them."""
-        rendered: bytes = msgpack.packb(
-            [
-                self.room,
-                [message_row(m) for m in self.timeline()],
-                self.topic,
-                sorted(self.nicknames().items()),
-                self.members(),
-                self.forked_authors(),
-                sorted(self.version_vector().items()),
-            ]
-        )
-        return rendered
+        return render_views(self)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgpack
 
 from ._op import Op, Reason
 
@@ -54,6 +57,42 @@ def message_row(m: Message) -> list[object]:
         m.deleted,
         [[e, list(a)] for e, a in m.reactions],
     ]
+
+
+class Viewable(Protocol):
+    """What `render_views` reads: a replica, kept in memory or in its file."""
+
+    room: bytes
+
+    @property
+    def topic(self) -> str: ...
+
+    def timeline(self) -> list[Message]: ...
+
+    def nicknames(self) -> dict[bytes, str]: ...
+
+    def members(self) -> list[bytes]: ...
+
+    def forked_authors(self) -> list[bytes]: ...
+
+    def version_vector(self) -> dict[bytes, int]: ...
+
+
+def render_views(replica: Viewable) -> bytes:
+    """A replica's views as canonical bytes: equal exactly when two replicas show the same
+    room, however each keeps it."""
+    rendered: bytes = msgpack.packb(
+        [
+            replica.room,
+            [message_row(m) for m in replica.timeline()],
+            replica.topic,
+            sorted(replica.nicknames().items()),
+            replica.members(),
+            replica.forked_authors(),
+            sorted(replica.version_vector().items()),
+        ]
+    )
+    return rendered
 
 
 # -- change events: what `apply` changed in the views -------------------------------------

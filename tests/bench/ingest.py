@@ -187,7 +187,7 @@ def main() -> None:
     print(f"ingest (decode+verify+apply+persist): {rate:10,.0f} ops/s")
     print(
         f"ingest / all-cores verify:            {rate / every:10.2f}  "
-        f"(target >= {TARGET_RATIO}; {rate / target:.2f}x the target)"
+        f"(target >= {TARGET_RATIO}; {rate / target:.2f}x the target) {_verdict(rate >= target)}"
     )
     workers = " + ".join(f"{kib / 1024:.0f}" for kib in workers_kib)
     print(
@@ -197,8 +197,14 @@ def main() -> None:
     print(f"peak memory, verify workers:          {workers:>10} MiB")
     print(
         f"peak memory, all processes:           {total_mib:10.1f} MiB "
-        f"(limit {MEMORY_LIMIT_MIB} MiB; {total_mib / MEMORY_LIMIT_MIB:.2f}x the limit)"
+        f"(limit {MEMORY_LIMIT_MIB} MiB; {total_mib / MEMORY_LIMIT_MIB:.2f}x the limit) "
+        f"{_verdict(total_mib <= MEMORY_LIMIT_MIB)}"
     )
+
+
+def _verdict(met: bool) -> str:
+    """The end of a target's line, as every benchmark script prints it."""
+    return "MET" if met else "NOT MET"
 
 
 if __name__ == "__main__":

@@ -241,7 +241,8 @@ def main() -> None:
     )
     print(
         f"sync time / verify-bound limit:       {result.seconds / limit:10.2f}  "
-        f"(target <= {TARGET_TIME}; {result.seconds / limit / TARGET_TIME:.2f}x the target)"
+        f"(target <= {TARGET_TIME}; {result.seconds / limit / TARGET_TIME:.2f}x the target) "
+        f"{_verdict(result.seconds / limit <= TARGET_TIME)}"
     )
     per_op = op_bytes / count
     print(f"ops' own bytes:                       {op_bytes:10,} B  ({per_op:.0f} per op)")
@@ -251,7 +252,8 @@ def main() -> None:
     )
     print(
         f"wire bytes / ops' own bytes:          {wire / op_bytes:10.3f}  "
-        f"(target <= {TARGET_BYTES}; {wire / op_bytes / TARGET_BYTES:.2f}x the target)"
+        f"(target <= {TARGET_BYTES}; {wire / op_bytes / TARGET_BYTES:.2f}x the target) "
+        f"{_verdict(wire / op_bytes <= TARGET_BYTES)}"
     )
     print(
         f"op copies received by B:              {result.received:10,}  "
@@ -272,6 +274,11 @@ def main() -> None:
     if a_profile:
         print("node A (the serving process), from its invite until it stops:")
         print(a_profile)
+
+
+def _verdict(met: bool) -> str:
+    """The end of a target's line, as every benchmark script prints it."""
+    return "MET" if met else "NOT MET"
 
 
 if __name__ == "__main__":
