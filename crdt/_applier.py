@@ -36,7 +36,7 @@ from typing import Any
 
 from ._hlc import HLC
 from ._identity import Identity
-from ._op import InvalidOp, Kind, Op, decode_op
+from ._op import Kind, Op, decode_stored
 from ._replica import Replica, SortKey
 from ._store import StoreError
 from ._views import AuthorForked, Change
@@ -53,14 +53,10 @@ _INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALU
 
 def load_op(op_id: bytes, data: object) -> Op | None:
     """The op stored as `data` under `op_id`, or None if the bytes are damaged (they no
-    longer decode, or no longer hash to the id)."""
+    longer hash to the id)."""
     if not isinstance(data, bytes):
         return None
-    try:
-        op = decode_op(data)
-    except InvalidOp:
-        return None
-    return op if op.id == op_id else None
+    return decode_stored(op_id, data)
 
 
 class _Head:

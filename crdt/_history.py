@@ -35,7 +35,7 @@ from ._hlc import HLC
 from ._identity import Identity
 from ._op import InvalidOp, Kind, Op, Reason, decode_op
 from ._replica import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES
-from ._store import Job, Store, StoreError, describe
+from ._store import Expected, Job, Store, StoreError, describe
 from ._stored import StoredReplica
 from ._verify import Verifier
 from ._views import ApplyResult, IngestReport, Outcome
@@ -49,6 +49,7 @@ CHUNK = 256  # ops per verification job: large enough that process hand-off is n
 APPLY_OPS = 1024
 CHECK_AT_OPEN_BYTES = 16 << 20  # files up to this size are checked in full before use
 SCRUB_ROWS = 4096  # op rows checked per step of a scrub
+SCRUB_PAUSE = 0.05  # seconds between the steps of a background scrub: some 20% of a core
 
 log = logging.getLogger("crdt.store")
 DEFAULT_LIMITS = (DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES)
@@ -68,6 +69,31 @@ class _Chunk:
         self.ops: list[Op] = []
         self.verdicts: list[bool] = []
         self.verified = trio.Event()
+
+
+class _Turns:
+    """Numbered calls taking turns in the order of their numbers; a call ends its turn
+    once, whether it took it or gave up (then later calls need not wait for it)."""
+
+    def __init__(self) -> None:
+        self._turn = 0
+        self._ended: set[int] = set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, ticket: int) -> None:
+        while self._turn != ticket:
+            await self._changed.wait()
+
+    def end(self, ticket: int) -> None:
+        if ticket < self._turn:
+            return  # ended before
+        self._ended.add(ticket)
+        if self._turn in self._ended:
+            while self._turn in self._ended:
+                self._ended.discard(self._turn)
+                self._turn += 1
+            self._changed.set()
+            self._changed = trio.Event()
 
 
 class History:
@@ -91,9 +117,11 @@ class History:
         self._suspects: set[int] = set()  # damaged rows being set aside
         self._author_lock = trio.Lock()
         self._tickets = 0  # ingest calls so far
-        self._turn = 0  # the ticket whose ops are applied now
-        self._turns_ended: set[int] = set()
-        self._turn_changed = trio.Event()
+        # Ingest calls apply their ops in the order they were made, and return in that
+        # order too (calls committed together would otherwise wake in any order, and
+        # their callers publish the changes in the order the calls return).
+        self._applying = _Turns()
+        self._returning = _Turns()
         self.replica.on_damage = self._on_damage
         store.after = self._after_transaction
         store.before_commit = applier.flush
@@ -196,14 +224,16 @@ class History:
 
     async def _background_scrub(self) -> None:
         try:
-            await self.scrub()
+            await self.scrub(pause=SCRUB_PAUSE)
         except StoreError as exc:
             log.error("%s", exc)
 
-    async def scrub(self, *, quick_check: bool = True) -> int:
+    async def scrub(self, *, quick_check: bool = True, pause: float = 0.0) -> int:
         """Check every stored op's bytes against its id, setting aside those that fail;
-        returns how many were found. With `quick_check`, SQLite's quick check runs first.
-        Raises StoreError if the file itself is damaged (its writes are then stopped)."""
+        returns how many were found. With `quick_check`, SQLite's quick check runs first;
+        `pause` seconds pass between steps (in the background, a scrub must leave the
+        node's own work the CPU). Raises StoreError if the file itself is damaged (its
+        writes are then stopped)."""
         store = self.store
         found = 0
         after: int | None = -1
@@ -224,6 +254,7 @@ class History:
                     found += await self._set_aside(bad)
                 if after is None:
                     return found
+                await trio.sleep(pause)
 
     # -- ops from peers ---------------------------------------------------------------------
 
@@ -243,31 +274,23 @@ class History:
         # but they apply in the order they were made: each waits for its ticket's turn.
         ticket = self._tickets
         self._tickets += 1
+        # Until its writes are submitted, the writer may hold a commit for them.
+        expected = self.store.expect()
         try:
             async with open_unwrapping_nursery() as nursery:
                 send, receive = trio.open_memory_channel[_Chunk](self.verifier.parallelism)
-                nursery.start_soon(self._apply_in_order, receive, report, ticket)
+                nursery.start_soon(self._apply_in_order, receive, report, ticket, expected)
                 async with send:
                     for start in range(0, len(batch), CHUNK):
                         chunk = self._screen(batch, start, report, now_ms)
                         nursery.start_soon(self._verify, chunk)
                         await send.send(chunk)
+            await self._returning.wait_for(ticket)
         finally:
-            self._end_turn(ticket)
+            expected.close()
+            self._applying.end(ticket)
+            self._returning.end(ticket)
         return report
-
-    async def _wait_for_turn(self, ticket: int) -> None:
-        while self._turn != ticket:
-            await self._turn_changed.wait()
-
-    def _end_turn(self, ticket: int) -> None:
-        self._turns_ended.add(ticket)
-        if self._turn in self._turns_ended:
-            while self._turn in self._turns_ended:
-                self._turns_ended.discard(self._turn)
-                self._turn += 1
-            self._turn_changed.set()
-            self._turn_changed = trio.Event()
 
     def _screen(
         self, batch: Sequence[bytes] | Sequence[Op], start: int, report: IngestReport, now_ms: int
@@ -308,13 +331,17 @@ class History:
         chunk.verified.set()
 
     async def _apply_in_order(
-        self, receive: trio.MemoryReceiveChannel[_Chunk], report: IngestReport, ticket: int
+        self,
+        receive: trio.MemoryReceiveChannel[_Chunk],
+        report: IngestReport,
+        ticket: int,
+        expected: Expected,
     ) -> None:
         jobs = []
         verified: list[_Chunk] = []
         count = 0
         async with receive:
-            await self._wait_for_turn(ticket)
+            await self._applying.wait_for(ticket)
             async for chunk in receive:
                 await chunk.verified.wait()
                 verified.append(chunk)
@@ -326,12 +353,14 @@ class History:
                     verified, count = [], 0
             if verified:
                 jobs.append(self._submit_apply(verified, report))
-            self._end_turn(ticket)
+            expected.close()
+            self._applying.end(ticket)
         for job in jobs:
             await job.wait()
 
     def _submit_apply(self, chunks: list[_Chunk], report: IngestReport) -> Job[None]:
-        return self.store.submit(partial(self._apply, chunks, report), durable=False)
+        weight = sum(len(chunk.ops) for chunk in chunks)
+        return self.store.submit(partial(self._apply, chunks, report), durable=False, weight=weight)
 
     def _apply(self, chunks: list[_Chunk], report: IngestReport, db: sqlite3.Connection) -> None:
         """Apply verified chunks, inside a write transaction (on the writer's thread)."""

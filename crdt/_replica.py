@@ -586,6 +586,10 @@ class Replica:
         """Which of `ids` are here (in effect or held)."""
         return {op_id for op_id in ids if self._known(op_id)}
 
+    def known_ops(self, ops: list[Op]) -> set[bytes]:
+        """The ids of `ops` that are here (in effect or held)."""
+        return {op.id for op in ops if self._known(op.id)}
+
     def __len__(self) -> int:
         """Accepted ops, held ones included."""
         return len(self._ops) + len(self._held)

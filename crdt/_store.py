@@ -140,6 +140,12 @@ MIGRATIONS: list[Sequence[str]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 WAL_PAGES = 16384  # the WAL is folded into the file when it reaches this (64 MiB)
+# While more writes are announced, a transaction of non-durable writes waits up to
+# GROUP_WAIT seconds for them, until it holds GROUP_WEIGHT ops: a commit writes every page
+# it touched whole, and ops' ids land on random index pages, so small commits cost several
+# times as much per op.
+GROUP_WAIT = 0.02
+GROUP_WEIGHT = 1024
 
 # SQLite primary result codes after which a file takes no more writes this run.
 _FATAL_CODES = {
@@ -178,6 +184,7 @@ class Job(Generic[T]):
 
     fn: Callable[[sqlite3.Connection], T]
     durable: bool
+    weight: int = 1  # ops it writes, roughly: a transaction grows to GROUP_WEIGHT
     done: trio.Event = field(default_factory=trio.Event)
     result: T | None = None
     error: BaseException | None = None
@@ -189,6 +196,21 @@ class Job(Generic[T]):
                 raise self.error
             raise StoreError(str(self.error)) from self.error
         return self.result  # type: ignore[return-value]
+
+
+class Expected:
+    """Writes announced to a store (`Store.expect`); `close` once they are submitted or
+    will not come. Closing twice is harmless."""
+
+    def __init__(self, store: Store) -> None:
+        self._store: Store | None = store
+        store._expected += 1
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store._expected -= 1
+            store._wakeup.set()
 
 
 class Store:
@@ -209,6 +231,10 @@ class Store:
         self._limiter = trio.CapacityLimiter(1)
         self._queue: list[Job[Any]] = []
         self._wakeup = trio.Event()
+        # Writes announced (`expect`) and not yet submitted: while there are some, the
+        # writer lets a transaction of non-durable writes grow a little (GROUP_WAIT,
+        # GROUP_WEIGHT), since every commit rewrites each page it touched.
+        self._expected = 0
         self._closed = False
         self._writer_gone = False
         self._synchronous = "NORMAL"
@@ -270,26 +296,50 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool) -> Job[T]:
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool, weight: int = 1
+    ) -> Job[T]:
         """Queue a write; its transaction runs after every write submitted before it.
         `await job.wait()` returns `fn`'s result once committed, or raises StoreError."""
         if self._closed or self._writer_gone:
             raise trio.ClosedResourceError("store is closed")
         if self.failed is not None:
             raise StoreError(f"{self.path}: writes stopped: {self.failed}")
-        job: Job[T] = Job(fn, durable)
+        job: Job[T] = Job(fn, durable, weight)
         self._queue.append(job)
         self._wakeup.set()
         return job
 
-    async def transact(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool) -> T:
-        return await self.submit(fn, durable=durable).wait()
+    async def transact(
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool, weight: int = 1
+    ) -> T:
+        return await self.submit(fn, durable=durable, weight=weight).wait()
+
+    def expect(self) -> Expected:
+        """Announce non-durable writes on their way (an ingest still verifying), until
+        the returned handle is closed: the writer may wait for them briefly, to commit
+        them together with those queued."""
+        return Expected(self)
+
+    def _worth_waiting(self) -> bool:
+        queue = self._queue
+        return (
+            self._expected > 0
+            and not self._closed
+            and not any(job.durable for job in queue)
+            and sum(job.weight for job in queue) < GROUP_WEIGHT
+        )
 
     async def _write_loop(self) -> None:
         try:
             while True:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
+                if self._queue and self._worth_waiting():
+                    with trio.move_on_after(GROUP_WAIT):
+                        while self._worth_waiting():
+                            await self._wakeup.wait()
+                            self._wakeup = trio.Event()
                 jobs, self._queue = self._queue, []
                 if jobs:
                     await self._commit(jobs)

@@ -27,6 +27,10 @@ __all__ = ["SHIFT", "StoredReplica"]
 
 PAGE_FIRST = 16  # rows a sync read takes per author at first; doubled as it goes on
 PAGE_MOST = 512
+# Read in effect order when the rows from the earliest missing op on are at most this many
+# times the ops missing.
+SCAN_SPAN = 4
+SCAN_PAGE_MOST = 4096
 
 
 class StoredReplica:
@@ -214,13 +218,62 @@ class StoredReplica:
         (each after its chain predecessor and its target). Costs what is taken, not the
         size of the room."""
         summary = self._summary
+        lacking: dict[int, int] = {}  # author number -> seq it has, for unforked chains
         runs = []
+        missing = 0
         for author, head in summary.heads.items():
             have = max(0, version_vector.get(author, 0))
             if head > have:
                 a = summary.authors[author]
-                runs.append(self._chain_rows(a, have, author in summary.forks))
+                missing += head - have
+                if author in summary.forks:
+                    runs.append(self._chain_rows(a, have, True))
+                else:
+                    lacking[a] = have
+        if lacking:
+            runs.append(self._lacking_rows(lacking, missing, limit))
         return self._merged(runs, limit)
+
+    def _lacking_rows(
+        self, lacking: dict[int, int], missing: int, limit: int | None
+    ) -> Iterator[tuple[int, Any, Any]]:
+        """(n, id, data) of the unforked chains' ops beyond `lacking`, in the order they took
+        effect. Each author's missing ops are the tail of its chain in that order, so when
+        they make up most of the room from the earliest of them on (a node joining or
+        back from a long absence) one read in effect order takes them with little to skip;
+        otherwise each chain is read on its own and the runs are merged."""
+        starts = []
+        for a, have in lacking.items():
+            first = self._rows(
+                "SELECT n FROM ops WHERE a = ? AND seq > ? ORDER BY seq LIMIT 1", (a, have)
+            )
+            if first:
+                starts.append(first[0][0])
+        if not starts:
+            return
+        start = min(starts)
+        span = max(1, self._summary.ops - start)
+        if span > SCAN_SPAN * missing:
+            yield from heapq.merge(
+                *(self._chain_rows(a, have, False) for a, have in lacking.items()),
+                key=lambda row: row[0],
+            )
+            return
+        # The first page holds about what `limit` takes, at the expected share of rows taken.
+        wanted = missing if limit is None else min(limit, missing)
+        size = min(max(wanted * span // missing + PAGE_FIRST, PAGE_FIRST), SCAN_PAGE_MOST)
+        while True:
+            rows = self._rows(
+                "SELECT n, id, data, a, seq FROM ops WHERE n >= ? ORDER BY n LIMIT ?",
+                (start, size),
+            )
+            for n, op_id, data, a, seq in rows:
+                if seq > lacking.get(a, seq):
+                    yield n, op_id, data
+            if len(rows) < size:
+                return
+            start = rows[-1][0] + 1
+            size = min(size * 2, SCAN_PAGE_MOST)
 
     def fork_ops(self, limit: int | None = None) -> list[Op]:
         """Every op of a forked chain from its first fork on, in the order they took effect."""

@@ -55,8 +55,8 @@ class OpSource(Protocol):
 
     def __contains__(self, op_id: object) -> bool: ...
 
-    def known(self, ids: list[bytes]) -> set[bytes]:
-        """Which of `ids` the source holds: one question for a whole batch."""
+    def known_ops(self, ops: list[Op]) -> set[bytes]:
+        """The ids of `ops` the source holds: one question for a whole batch."""
         ...
 
     def fork_seq(self, author: bytes) -> int | None: ...

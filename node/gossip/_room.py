@@ -355,9 +355,9 @@ class RoomGossip:
                 return
             learn(state, op)
             decoded.append(op)
-        # One question to the source for the whole batch (a stored room answers it with
-        # one indexed query, not one per op).
-        held = self.source.known([op.id for op in decoded if op.id not in self._inflight])
+        # One question to the source for the whole batch (a stored room looks up only the
+        # ops its chains could hold, with one indexed query, not one per op).
+        held = self.source.known_ops([op for op in decoded if op.id not in self._inflight])
         for op in decoded:
             if op.id in seen or op.id in self._inflight or op.id in held:
                 repeated.append(op)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdt import MAX_OP_BYTES, InvalidOp, Kind, Op, Reason, decode_op, encode_op
-from crdt._op import SIGNING_CONTEXT, op_id
+from crdt._op import SIGNING_CONTEXT, decode_stored, op_id
 
 from .conftest import ROOM, T0, identity
 
@@ -187,3 +187,27 @@ def test_mutated_ops_decode_to_a_valid_op_or_raise_invalid_op(data: st.DataObjec
         msgpack.packb([1, op.room, op.author, op.seq, op.prev, op.hlc, op.kind, list(op.body)])
         == op.payload
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        (Kind.MESSAGE, ("hello", None)),
+        (Kind.MESSAGE, ("a reply", bytes(32))),
+        (Kind.EDIT, (bytes(32), "better")),
+        (Kind.REACT, (bytes(32), "👍")),
+        (Kind.TOPIC, ("room topic",)),
+        (Kind.JOIN, ()),
+    ],
+)
+def test_stored_bytes_read_back_as_the_op_they_were(kind: Kind, body: tuple[object, ...]) -> None:
+    op = encode_op(ME, room=ROOM, seq=2, prev=bytes(32), hlc=T0 << 16, kind=kind, body=body)
+    assert tuple(decode_stored(op.id, op.data) or ()) == tuple(op)
+
+
+def test_stored_bytes_that_no_longer_hash_to_their_id_are_damaged() -> None:
+    op = encode_op(ME, room=ROOM, seq=1, prev=None, hlc=T0 << 16, kind=Kind.JOIN, body=())
+    flipped = bytes([op.data[0] ^ 1]) + op.data[1:]
+    assert decode_stored(op.id, flipped) is None
+    assert decode_stored(bytes(32), op.data) is None
+    assert decode_stored(op.id, op.data[:10]) is None

@@ -443,6 +443,44 @@ async def test_drop_within_one_batch(tmp_path: Path, verifier: Verifier, target_
         assert history.skipped_on_load == 0
 
 
+async def test_missing_for_reads_as_the_replica_does_whatever_the_vector(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    """A stored room answers `missing_for` by reading in effect order when most of what
+    follows the first missing op is missing, and chain by chain otherwise: both give
+    exactly the in-memory replica's answer, whatever the vector and the limit."""
+    peers = Peers(ALICE, BOB, CAROL, ME)
+    rng = random.Random(5)
+    who = (ALICE, BOB, CAROL, ME)
+    said = {author.peer_id: peers.message(author, "first") for author in who}
+    for i in range(400):
+        author = who[rng.randrange(4)]
+        if rng.random() < 0.1:
+            peers.edit(author, said[author.peer_id], f"edited {i}")
+        else:
+            said[author.peer_id] = peers.message(author, f"message {i}")
+    memory = reference(peers.ops)
+    heads = {author: memory.head(author) for author in memory.version_vector()}
+    vectors = [
+        {},  # a node joining: everything
+        {a: head // 2 for a, head in heads.items()},  # half of each chain
+        {a: head - 3 for a, head in heads.items()},  # the last few of each chain
+        {a: (head if a != ALICE.peer_id else 2) for a, head in heads.items()},  # one chain
+        {a: rng.randrange(head + 2) for a, head in heads.items()},
+        {ALICE.peer_id: heads[ALICE.peer_id] + 10},  # ahead of us on one chain
+        dict(heads),  # nothing
+    ]
+    async with open_history(tmp_path / "room.db", verifier) as history:
+        await ingest_all(history, peers.ops)
+        stored = history.replica
+        for vector in vectors:
+            for limit in (None, 1, 7, 100, 1000):
+                expected = [op.id for op in memory.missing_for(vector, limit=limit)]
+                got = [op.id for op in stored.missing_for(vector, limit=limit)]
+                assert got == expected, (vector, limit)
+        assert [op.id for op in stored.missing_for({})] == [op.id for op in peers.ops]
+
+
 # -- durability and group commit ----------------------------------------------------------
 
 
@@ -529,6 +567,68 @@ async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
     for mode, ids in committed:  # a transaction holding a durable write is durable
         if any(keys[key].encode() in ids for key in durable):
             assert mode == "FULL"
+
+
+async def test_announced_writes_share_a_commit_with_those_queued(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, no_threads: None
+) -> None:
+    """While writes are announced (an ingest still verifying), a non-durable transaction
+    waits for them, but never longer than GROUP_WAIT, nor once it is large enough, nor
+    when a write in it must be durable."""
+    order: list[str] = []
+
+    def step(name: str) -> Callable[[sqlite3.Connection], None]:
+        return lambda db: order.append(name)
+
+    async with Store.open(tmp_path / "room.db", blocking=INLINE) as store:
+        expected = store.expect()
+        first = store.submit(step("first"), durable=False)
+        await trio.sleep(store_module.GROUP_WAIT / 4)
+        assert store.commits == 0  # held for the write announced
+        second = store.submit(step("second"), durable=False)
+        expected.close()
+        await first.wait()
+        await second.wait()
+        assert (store.commits, order) == (1, ["first", "second"])
+        assert trio.current_time() < store_module.GROUP_WAIT
+
+        # An announced write that does not come holds the commit for GROUP_WAIT at most.
+        start = trio.current_time()
+        expected = store.expect()
+        await store.transact(step("third"), durable=False)
+        assert trio.current_time() - start == pytest.approx(store_module.GROUP_WAIT)
+        # Durable writes, and transactions already large enough, do not wait.
+        start = trio.current_time()
+        await store.transact(step("durable"), durable=True)
+        await store.transact(step("large"), durable=False, weight=store_module.GROUP_WEIGHT)
+        assert trio.current_time() == start
+        expected.close()
+        expected.close()  # closing twice is harmless
+        await store.transact(step("alone"), durable=False)
+        assert trio.current_time() == start
+        assert store.commits == 5
+
+
+async def test_ingest_calls_committed_together_return_in_call_order(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    """Callers publish view changes in the order their ingest calls return: calls whose
+    writes share a commit still return in the order they were made."""
+    peers = Peers(ALICE, BOB)
+    ops = [peers.message((ALICE, BOB)[i % 2], f"message {i}") for i in range(40)]
+    returned: list[int] = []
+    async with open_history(tmp_path / "room.db", verifier) as history:
+
+        async def one(i: int) -> None:
+            await history.ingest([ops[i].data])
+            returned.append(i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(ops)):
+                nursery.start_soon(one, i)
+                await trio.testing.wait_all_tasks_blocked()
+    assert history.store.commits < len(ops)  # some calls did share a commit
+    assert returned == list(range(len(ops)))
 
 
 async def test_queued_writes_share_one_commit_in_call_order(tmp_path: Path) -> None:
