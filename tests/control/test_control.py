@@ -261,7 +261,9 @@ async def test_connections_in_handshake_are_capped(tmp_path: Path) -> None:
         async with serving(tmp_path / "a", max_handshaking=2, handshake_timeout=30) as served:
             port = _port(served.address)
             silent = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
-            await trio.sleep(0.2)  # (the server counts them as they are accepted)
+            # The server counts them as it accepts them: once every task here is waiting,
+            # it has (the kernel completed the connections before connect returned).
+            await trio.testing.wait_all_tasks_blocked()
             third = await trio.open_tcp_stream("127.0.0.1", port)
             with trio.fail_after(2):  # the oldest is pushed out at once, not at 30 s
                 assert await silent[0].receive_some() == b""
@@ -281,7 +283,7 @@ async def test_idle_connections_cannot_lock_a_client_out(tmp_path: Path) -> None
         async with serving(tmp_path / "a") as served:  # the default limits and deadline
             port = _port(served.address)
             idle = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(20)]
-            await trio.sleep(0.2)
+            await trio.testing.wait_all_tasks_blocked()
             with trio.fail_after(2):
                 async with RemoteClient.connect(served.address, token=served.token) as remote:
                     assert (await remote.me()).peer_id == served.node.peer_id
