@@ -33,7 +33,7 @@ from rumor_runtime import THREADED, Blocking, open_unwrapping_nursery
 from ._applier import Applier, Summary, load_op
 from ._hlc import HLC
 from ._identity import Identity
-from ._op import InvalidOp, Kind, Op, Reason, decode_op
+from ._op import InvalidOp, Kind, Op, Reason, decode_op, stored_intact
 from ._replica import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES
 from ._store import Expected, Job, Store, StoreError, describe
 from ._stored import StoredReplica
@@ -485,5 +485,5 @@ def _scrub_step(db: sqlite3.Connection, path: Path, after: int) -> tuple[list[in
         ).fetchall()
     except sqlite3.Error as exc:
         raise StoreError(describe(path, exc)) from exc
-    bad = [n for n, op_id, data in rows if load_op(bytes(op_id), data) is None]
+    bad = [n for n, op_id, data in rows if not stored_intact(op_id, data)]
     return bad, (rows[-1][0] if len(rows) == SCRUB_ROWS else None)

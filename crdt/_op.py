@@ -327,6 +327,17 @@ def decode_op(data: bytes) -> Op:
     return Op(op_id(payload), data, room, author, seq, prev, hlc, kind_value, body)
 
 
+def stored_intact(expected_id: object, data: object) -> bool:
+    """Whether stored op bytes still hash to their id: all a scrub needs to know (the
+    bytes that were stored had passed `decode_op`)."""
+    return (
+        isinstance(expected_id, bytes)
+        and isinstance(data, bytes)
+        and len(data) > SIGNATURE_BYTES
+        and op_id(data[:-SIGNATURE_BYTES]) == expected_id
+    )
+
+
 def decode_stored(expected_id: bytes, data: bytes) -> Op | None:
     """An op read back from storage, where it was put only after `decode_op` accepted it:
     None unless its payload still hashes to `expected_id`. Bytes that hash to the id are

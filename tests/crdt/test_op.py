@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdt import MAX_OP_BYTES, InvalidOp, Kind, Op, Reason, decode_op, encode_op
-from crdt._op import SIGNING_CONTEXT, decode_stored, op_id
+from crdt._op import SIGNING_CONTEXT, decode_stored, op_id, stored_intact
 
 from .conftest import ROOM, T0, identity
 
@@ -211,3 +211,8 @@ def test_stored_bytes_that_no_longer_hash_to_their_id_are_damaged() -> None:
     assert decode_stored(op.id, flipped) is None
     assert decode_stored(bytes(32), op.data) is None
     assert decode_stored(op.id, op.data[:10]) is None
+    assert stored_intact(op.id, op.data)
+    assert not stored_intact(op.id, flipped)
+    assert not stored_intact(bytes(32), op.data)
+    assert not stored_intact(op.id, op.data[:10])
+    assert not stored_intact(op.id, None)
