@@ -201,6 +201,31 @@ class StoredReplica:
             after = rows[-1][3]
             size = min(size * 2, PAGE_MOST)
 
+    def _first_rows(self, lacking: dict[int, int]) -> list[int]:
+        """The row of each author's first op beyond `lacking` (unforked chains): the op at
+        the next seq, found for every author at once; a chain with a gap there (an op set
+        aside as damaged) is asked on its own."""
+        found: dict[int, int] = {}
+        pairs = [(a, have + 1) for a, have in lacking.items()]
+        for at in range(0, len(pairs), 400):
+            part = pairs[at : at + 400]
+            values = ",".join("(?, ?)" for _ in part)
+            args = [value for pair in part for value in pair]
+            for a, n in self._rows(
+                "SELECT a, n FROM ops WHERE (a, seq) IN"
+                f" (SELECT column1, column2 FROM (VALUES {values}))",
+                args,
+            ):
+                found[a] = min(n, found.get(a, n))
+        for a, have in lacking.items():
+            if a not in found:
+                first = self._rows(
+                    "SELECT n FROM ops WHERE a = ? AND seq > ? ORDER BY seq LIMIT 1", (a, have)
+                )
+                if first:
+                    found[a] = first[0][0]
+        return list(found.values())
+
     def _merged(self, runs: list[Iterator[tuple[int, Any, Any]]], limit: int | None) -> list[Op]:
         found: list[Op] = []
         for n, op_id, data in heapq.merge(*runs, key=lambda row: row[0]):
@@ -242,13 +267,7 @@ class StoredReplica:
         they make up most of the room from the earliest of them on (a node joining or
         back from a long absence) one read in effect order takes them with little to skip;
         otherwise each chain is read on its own and the runs are merged."""
-        starts = []
-        for a, have in lacking.items():
-            first = self._rows(
-                "SELECT n FROM ops WHERE a = ? AND seq > ? ORDER BY seq LIMIT 1", (a, have)
-            )
-            if first:
-                starts.append(first[0][0])
+        starts = self._first_rows(lacking)
         if not starts:
             return
         start = min(starts)
