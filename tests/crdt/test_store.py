@@ -610,24 +610,34 @@ async def test_announced_writes_share_a_commit_with_those_queued(
 
 
 async def test_ingest_calls_committed_together_return_in_call_order(
-    tmp_path: Path, verifier: Verifier
+    tmp_path: Path,
+    verifier: Verifier,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Callers publish view changes in the order their ingest calls return: calls whose
     writes share a commit still return in the order they were made."""
+    monkeypatch.setattr(store_module, "GROUP_WAIT", 3600.0)
     peers = Peers(ALICE, BOB)
     ops = [peers.message((ALICE, BOB)[i % 2], f"message {i}") for i in range(40)]
     returned: list[int] = []
-    async with open_history(tmp_path / "room.db", verifier) as history:
+    async with History.open(
+        tmp_path / "room.db", room=ROOM, verifier=verifier, wall_clock=lambda: NOW, blocking=INLINE
+    ) as history:
+        commits = history.store.commits
 
         async def one(i: int) -> None:
             await history.ingest([ops[i].data])
             returned.append(i)
 
+        hold = history.store.expect()  # the writer holds its commit while this is open
         async with trio.open_nursery() as nursery:
             for i in range(len(ops)):
                 nursery.start_soon(one, i)
                 await trio.testing.wait_all_tasks_blocked()
-    assert history.store.commits < len(ops)  # some calls did share a commit
+            assert returned == []  # every call's writes wait in one transaction
+            hold.close()
+        assert history.store.commits == commits + 1
     assert returned == list(range(len(ops)))
 
 
