@@ -6,6 +6,13 @@ anything): every such string passes through `inert` or `inert_line` before it is
 Bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) and the invisible direction
 marks could reorder what follows them on the line, so they are shown as a visible mark.
 Text is always drawn with `rich.text.Text` or segments, never parsed as markup.
+
+Emoji sequences whose width terminals disagree on are drawn as their parts: a terminal
+that does not join `👨‍👩‍👧` or `👍🏽` draws each part in its own cells, while the layout
+(rich) counts the joined glyph, and the line overflows its column. So joiners, variation
+selectors, skin-tone modifiers and tag characters are left out (the base emoji stay),
+and a flag's two regional indicators become its letters (`[FR]`). After this every
+character's width is its own, whatever the terminal joins. The op keeps the original.
 This module must never import Textual or touch the node.
 """
 
@@ -25,10 +32,23 @@ _UNSAFE: Final = re.compile(
 )
 
 
+# Zero-width joiner, variation selectors 15/16, skin-tone modifiers, tag characters.
+_JOINING: Final = re.compile("[\u200d\ufe0e\ufe0f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f]")
+_REGIONAL: Final = re.compile("[\U0001f1e6-\U0001f1ff]{1,2}")
+
+
+def _letters(match: re.Match[str]) -> str:
+    letters = "".join(chr(ord(c) - 0x1F1E6 + ord("A")) for c in match.group())
+    return f"[{letters}]"
+
+
 def inert(text: str) -> str:
-    """`text` with every unsafe character replaced by U+FFFD and tabs by spaces; newlines
-    are kept (message texts are multi-line)."""
-    return _UNSAFE.sub(REPLACEMENT, text.replace("\t", "    "))
+    """`text` with every unsafe character replaced by U+FFFD and tabs by spaces, and emoji
+    sequences drawn as their parts; newlines are kept (message texts are multi-line)."""
+    text = _UNSAFE.sub(REPLACEMENT, text.replace("\t", "    "))
+    if text.isascii():
+        return text
+    return _REGIONAL.sub(_letters, _JOINING.sub("", text))
 
 
 def inert_line(text: str) -> str:
