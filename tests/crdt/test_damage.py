@@ -15,10 +15,13 @@ from contextlib import closing, suppress
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 import crdt._history as history_module
 from crdt import History, Kind, Op, Outcome, Replica, StoreError, encode_op
 from crdt._verify import Verifier
+from rumor_runtime import INLINE
 
 from .test_store import ALICE, BOB, CAROL, ME, NOW, ROOM, Peers, conversation, open_history
 
@@ -138,6 +141,32 @@ async def test_scrub_finds_every_damaged_row(
         assert h.replica.version_vector() == {ALICE.peer_id: 3}
         await h.ingest([op.data for op in reference(ops).missing_for({ALICE.peer_id: 3})])
         assert h.replica.render() == reference(ops).render()
+
+
+async def test_background_scrub_pauses_between_steps_and_still_finds_damage(
+    tmp_path: Path,
+    verifier: Verifier,
+    monkeypatch: pytest.MonkeyPatch,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A room too large to check before use is scrubbed in the background, a step at a
+    time with a pause between steps, so that the node's own work keeps the CPU."""
+    monkeypatch.setattr(history_module, "CHECK_AT_OPEN_BYTES", 0)
+    monkeypatch.setattr(history_module, "SCRUB_ROWS", 10)
+    peers = Peers(ALICE)
+    ops = [peers.message(ALICE, f"m{i}") for i in range(45)]  # 5 steps of 10 rows at most
+    path = tmp_path / "room.db"
+    await _stored(path, verifier, ops)
+    _sql(path, "UPDATE ops SET data = ? WHERE id = ?", (b"junk", ops[40].id))
+    async with History.open(
+        path, verifier=verifier, wall_clock=lambda: NOW, blocking=INLINE
+    ) as history:
+        start = trio.current_time()
+        while history.damaged == 0:
+            await trio.sleep(0.001)
+        # The damaged row is in the fifth step: four pauses came before it.
+        assert trio.current_time() - start >= 4 * history_module.SCRUB_PAUSE
+        assert history.replica.version_vector() == {ALICE.peer_id: 40}
 
 
 def _damage_pages(path: Path, rng: random.Random, pages: int = 4) -> None:
