@@ -269,10 +269,10 @@ def main() -> None:
     )
     print(f"CPU during the sync:                  {busy}")
     # Per op, the CPU figures depend much less on what else the machine runs than the time.
-    per_op = ", ".join(
+    cpu_per_op = ", ".join(
         f"{name.split(' (')[0]} {seconds / count * 1e6:.1f}" for name, seconds in result.cpu.items()
     )
-    print(f"CPU per op (us):                      {per_op}")
+    print(f"CPU per op (us):                      {cpu_per_op}")
     if result.profile:
         print("node B (this process), from the join until synced:")
         print(result.profile)
