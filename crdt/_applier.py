@@ -119,6 +119,13 @@ class Applier(Replica):
         self._ops_count = 0
         self._messages = 0
         self.damaged = 0  # rows set aside this run, and before (from the quarantine table)
+        # What `summary` publishes, kept up to date as ops take effect, so that a commit
+        # costs what changed, not the room's number of authors: head seqs (copied whole,
+        # a C-level copy), and the parts that change rarely, rebuilt only when they did.
+        self._head_seqs: dict[bytes, int] = {}
+        self._gapped = 0  # authors with gaps (their vector entry is below their head)
+        self._stale = True  # authors, forks or registers changed since the last summary
+        self._published: Summary | None = None
 
     # -- loading --------------------------------------------------------------------------
 
@@ -158,6 +165,9 @@ class Applier(Replica):
         self._messages = int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
         for author, head in list(self._heads.items()):
             self._load_head(author, head)
+        self._head_seqs = {author: head.head for author, head in self._heads.items()}
+        self._gapped = sum(1 for head in self._heads.values() if head.gaps)
+        self._stale = True
         self._load_registers()
         for op_id, data in db.execute("SELECT id, data FROM held").fetchall():
             op = load_op(bytes(op_id), data)
@@ -228,17 +238,27 @@ class Applier(Replica):
         return op
 
     def summary(self) -> Summary:
-        vector = {}
-        heads = {}
-        forks = {}
-        for author, head in self._heads.items():
-            heads[author] = head.head
-            vector[author] = min(head.gaps) - 1 if head.gaps else head.head
-            if head.forks:
-                forks[author] = min(head.forks)
-        topic = "" if self._topic is None else self._topic[1]
-        return Summary(
-            authors=dict(self._authors),
+        heads = dict(self._head_seqs)
+        if self._gapped:
+            vector = {
+                author: min(head.gaps) - 1 if head.gaps else head.head
+                for author, head in self._heads.items()
+            }
+        else:
+            vector = heads  # published read-only: both may be the same dict
+        last = self._published
+        if last is None or self._stale:
+            self._stale = False
+            topic = "" if self._topic is None else self._topic[1]
+            forks = {a: min(h.forks) for a, h in self._heads.items() if h.forks}
+            nicks = {a: nick for a, (_, nick) in self._nicks.items() if nick}
+            members = sorted(a for a, (_, joined) in self._membership.items() if joined)
+            authors = dict(self._authors)
+        else:
+            topic, forks, nicks = last.topic, last.forks, last.nicks
+            members, authors = last.members, last.authors
+        self._published = Summary(
+            authors=authors,
             heads=heads,
             vector=vector,
             forks=forks,
@@ -246,10 +266,11 @@ class Applier(Replica):
             held=len(self._held),
             messages=self._messages,
             topic=topic,
-            nicks={a: nick for a, (_, nick) in self._nicks.items() if nick},
-            members=sorted(a for a, (_, joined) in self._membership.items() if joined),
+            nicks=nicks,
+            members=members,
             damaged=self.damaged,
         )
+        return self._published
 
     # -- damage ---------------------------------------------------------------------------
 
@@ -279,7 +300,9 @@ class Applier(Replica):
         self.damaged += 1
         # If the author number is damaged too there is nothing to ask peers for by seq.
         with suppress(StoreError):
-            self._head_of(a).gaps[seq] = bytes(op_id)
+            head = self._head_of(a)
+            self._gapped += not head.gaps
+            head.gaps[seq] = bytes(op_id)
         log.warning(
             "%s: stored op %s (#%s) is damaged (%s): set aside, to be fetched again from peers",
             self.path,
@@ -366,6 +389,8 @@ class Applier(Replica):
             assert a is not None
             self._authors[author] = a
             head = self._heads[author] = _Head(a)
+            self._head_seqs[author] = 0
+            self._stale = True
         return head
 
     def _put_effect(self, op: Op, index: int, was_held: bool) -> None:
@@ -382,6 +407,7 @@ class Applier(Replica):
                 n = int(row[0])
                 db.execute("UPDATE quarantine SET healed = 1 WHERE id = ?", (op.id,))
                 del head.gaps[op.seq]
+                self._gapped -= not head.gaps
                 self._restoring = True
                 log.warning("%s: op %s healed from a peer", self.path, op.id.hex()[:16])
         self._op_rows.append((n, op.id, head.a, op.seq, op.data))
@@ -400,10 +426,12 @@ class Applier(Replica):
         if op.seq <= head.head:
             if op.seq not in head.forks:
                 head.forks.add(op.seq)
+                self._stale = True
                 self.db.execute("INSERT INTO forks (a, seq) VALUES (?, ?)", (head.a, op.seq))
                 changes.append(AuthorForked(op.author, op.seq))
         else:
             head.head, head.head_id, head.head_hlc = op.seq, op.id, op.hlc
+            self._head_seqs[op.author] = op.seq
 
     def _head_op(self, author: bytes) -> tuple[int, bytes | None, int]:
         head = self._heads.get(author)
@@ -480,6 +508,7 @@ class Applier(Replica):
             )
 
     def _set_register(self, op: Op) -> None:
+        self._stale = True  # the topic, a nick or the members changed
         reg = Kind.JOIN if op.kind in (Kind.JOIN, Kind.LEAVE) else op.kind
         who = b"" if op.kind == Kind.TOPIC else op.author
         self.db.execute(

@@ -20,6 +20,7 @@ import trio.testing
 
 import crdt._history as history_module
 from crdt import History, Kind, Op, Outcome, Replica, StoreError, encode_op
+from crdt._applier import Applier, Summary
 from crdt._verify import Verifier
 from rumor_runtime import INLINE
 
@@ -29,6 +30,14 @@ from .test_store import ALICE, BOB, CAROL, ME, NOW, ROOM, Peers, conversation, o
 def _sql(path: Path, query: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         return db.execute(query, args).fetchall()
+
+
+def rebuilt_summary(path: Path) -> Summary:
+    """The summary of what is committed at `path`, built from the tables afresh."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        applier = Applier(ROOM, db)
+        applier.load()
+        return applier.summary()
 
 
 def reference(ops: list[Op]) -> Replica:
@@ -332,6 +341,8 @@ async def test_reopened_room_shows_what_replaying_every_op_shows(
             size = rng.randint(1, 400)
             await history.ingest([op.data for op in delivered[at : at + size]])
             at += size
+            # What the applier keeps up to date op by op is what loading the tables gives.
+            assert history.replica._summary == rebuilt_summary(path)
         assert history.replica.render() == genuine.render()
     async with open_history(path, verifier) as history:
         replica = history.replica
@@ -351,6 +362,34 @@ async def test_reopened_room_shows_what_replaying_every_op_shows(
         assert replica.page(before=newest[0].id, limit=30) == genuine.page(
             before=newest[0].id, limit=30
         )
+
+
+async def test_the_published_summary_follows_forks_damage_and_healing(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    """Forks, gaps left by damaged rows and their healing each change what the applier
+    publishes; after each, the published summary is what loading the tables gives."""
+    peers, hello = conversation()
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier) as history:
+        await history.ingest([op.data for op in peers.ops])
+        assert history.replica._summary == rebuilt_summary(path)
+        last = peers.last_of(CAROL)
+        twin = encode_op(
+            CAROL, room=ROOM, seq=last.seq, prev=last.prev, hlc=last.hlc,
+            kind=Kind.MESSAGE, body=("a twin", None),
+        )  # fmt: skip
+        await history.ingest([twin.data])
+        assert history.replica._summary.forks == {CAROL.peer_id: last.seq}
+        assert history.replica._summary == rebuilt_summary(path)
+    _sql(path, "UPDATE ops SET data = ? WHERE id = ?", (b"junk", hello.id))
+    async with History.open(path, verifier=verifier, wall_clock=lambda: NOW) as h:
+        assert h.damaged == 1  # found by the check on opening
+        assert h.replica.version_vector()[ALICE.peer_id] == hello.seq - 1
+        assert h.replica._summary == rebuilt_summary(path)
+        await h.ingest([hello.data])
+        assert h.replica.version_vector()[ALICE.peer_id] == h.replica.head(ALICE.peer_id)
+        assert h.replica._summary == rebuilt_summary(path)
 
 
 async def test_schema_1_file_is_upgraded_on_open(tmp_path: Path, verifier: Verifier) -> None:
