@@ -406,15 +406,15 @@ class Store:
             job.error = error
             job.done.set()
 
-    async def set_meta(self, items: Mapping[str, bytes]) -> None:
-        """Set metadata values, durably."""
+    async def set_meta(self, items: Mapping[str, bytes], *, durable: bool = True) -> None:
+        """Set metadata values (durably unless they are only hints)."""
 
         def write(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(items.items())
             )
 
-        await self.transact(write, durable=True)
+        await self.transact(write, durable=durable)
 
     # -- reading --------------------------------------------------------------------------
 

@@ -365,7 +365,7 @@ class Peers:
         )
         self._pass_on(driver, record, frm=link.peer_id)
         self._dial_members(driver)
-        await driver.save_records(now)
+        driver.records_changed()
 
     def _pass_on(self, driver: RoomDriver, record: AddressRecord, frm: bytes | None) -> None:
         """Send a record that is news to our other linked members of the room."""

@@ -37,6 +37,7 @@ log = logging.getLogger("node")
 
 INBOX: Final = 256  # room-task queue; a full one pushes back on the links feeding it
 MAX_KNOWN_PEERS: Final = 32  # link addresses remembered per room
+RECORDS_SAVE_GAP: Final = 1.0  # seconds of address record changes gathered into one write
 
 
 class RoomHost(Protocol):
@@ -156,6 +157,9 @@ class RoomDriver:
         self._progress = trio.Event()  # set (and replaced) after each event the task handles
         self._subscribers: set[RoomEvents] = set()
         self._inbox_in, self._inbox_out = trio.open_memory_channel[_Item](INBOX)
+        self._nursery: trio.Nursery | None = None  # the room task's, while it runs
+        self._records_dirty = False  # the book changed since the room file last got it
+        self._records_saving = False
 
     # -- called by the API and the link readers ----------------------------------------
 
@@ -258,11 +262,31 @@ class RoomDriver:
         contacts = tuple(host.dht_contacts())
         return Invite(self.room_id, self.secret, self.name, tuple(peers), contacts)
 
-    async def save_records(self, now: float) -> None:
-        """Keep the members' address records in the room file, for the next start."""
-        data = encode_records(self.book.others(now))
+    def records_changed(self) -> None:
+        """The members' address records changed: keep them in the room file for the next
+        start, gathering the changes of RECORDS_SAVE_GAP seconds into one write (a room
+        forming hears a record from every member, each passed on by every link)."""
+        self._records_dirty = True
+        if self._nursery is not None and not self._records_saving:
+            self._records_saving = True
+            self._nursery.start_soon(self._save_records_later)
+
+    async def _save_records_later(self) -> None:
         try:
-            await self.history.store.set_meta({"addresses": data})
+            await trio.sleep(RECORDS_SAVE_GAP)
+            await self.save_records()
+        finally:
+            self._records_saving = False
+
+    async def save_records(self) -> None:
+        """Write the address records if they changed. Not durably: they are hints for the
+        next start, and members send theirs again."""
+        if not self._records_dirty:
+            return
+        self._records_dirty = False
+        data = encode_records(self.book.others(self.host.wall_clock()))
+        try:
+            await self.history.store.set_meta({"addresses": data}, durable=False)
         except (StoreError, trio.ClosedResourceError) as exc:
             log.debug("room %s: address records not saved: %s", self.room_id.hex()[:8], exc)
 
@@ -294,7 +318,20 @@ class RoomDriver:
             stream._push(changes)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._nursery = None
+            # Records not yet saved go to the room file before it closes, however the
+            # room's task ends (a bounded wait: the store may be closing too).
+            with trio.CancelScope(shield=True), trio.move_on_after(RECORDS_SAVE_GAP):
+                await self.save_records()
+
+    async def _run(self) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self._records_dirty:
+                self.records_changed()
             while True:
                 deadline = self.core.next_timer()
                 with trio.move_on_at(math.inf if deadline is None else deadline):
