@@ -32,6 +32,7 @@ class Announced:
     deadline: float
     announcers: list[bytes]  # the peers to pull it from, in the order they announced it
     first_at: float  # when the first announcement came
+    first: bytes  # and who made it
     holders: set[bytes]  # every peer that announced it: they need no copy, nor an IHAVE
     fallbacks: int = 0  # peers asked that had not announced it
 
@@ -62,13 +63,12 @@ class Pulls:
             # Give the push time to deliver it first. The jitter spreads the nodes that
             # lack it, so the first to pull it can push it to the rest before they pull.
             deadline = now + self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
-            self._missing[op_id] = Announced(deadline, [peer], now, {peer})
+            self._missing[op_id] = Announced(deadline, [peer], now, peer, {peer})
             heapq.heappush(self._heap, (deadline, op_id))
 
-    def arrived(self, op_id: bytes) -> set[bytes]:
-        """We hold `op_id` now: no more pulls of it. Returns the peers that announced it."""
-        missing = self._missing.pop(op_id, None)
-        return missing.holders if missing is not None else set()
+    def arrived(self, op_id: bytes) -> Announced | None:
+        """We hold `op_id` now: no more pulls of it. Returns what its announcements told."""
+        return self._missing.pop(op_id, None)
 
     def next_deadline(self) -> float | None:
         heap = self._heap

@@ -233,7 +233,10 @@ class RoomGossip:
         for op in ingesting.ops:
             if op.id not in added:
                 continue
-            holders = self._pulls.arrived(op.id)
+            announced = self._pulls.arrived(op.id)
+            holders = announced.holders if announced is not None else set()
+            if announced is not None and announced.first != source.id:
+                self._trees.runner_up(op.author, announced.first)
             if ingesting.mode is Mode.SYNC:
                 # Catch-up data is not pushed on: once the catch-up has gone quiet for
                 # `announce_delay`, we swap vectors with every peer, and they fetch only
@@ -287,9 +290,11 @@ class RoomGossip:
             self._on_vector(state, message, out)
         elif isinstance(message, IHave):
             for op_id in message.ids:
-                if op_id in self._inflight or op_id in self.source:
-                    self._trees.announced_held(state.id, op_id)
-                else:
+                token = self._inflight.get(op_id)
+                if token is not None:
+                    author = next(op.author for op in self._ingests[token].ops if op.id == op_id)
+                    self._trees.runner_up(author, state.id)
+                elif op_id not in self.source:
                     self._pulls.announced(state.id, op_id, now)
         elif isinstance(message, Want):
             self._on_want(state, message, now, out)

@@ -13,8 +13,11 @@ once:
 - A parent is replaced (graft the new one, prune the old one, for that author only) when
   another peer proves faster: its IHAVE or its push beat the parent's push by
   `reroute_margin`, or the parent's push did not come in time and we pulled the op from
-  it. That keeps each tree near the fastest paths from its author as links come, go and
+  its announcer. That keeps each tree near the fastest paths from its author as links come, go and
   slow down, without a repair storm: each node decides for itself.
+- When a parent's link closes, its authors go to their runner-ups: peers that held one
+  of their ops before we had forwarded it, so upstream of us (never a peer that may have
+  had it from us: that would close a cycle the author's ops never enter).
 - A peer pushing an author we never asked it for (past the first op and the window) or
   after we pruned it is pruned (again).
 
@@ -31,9 +34,8 @@ from crdt import Op
 
 from ._pulls import Announced
 
-__all__ = ["RECENT_OPS", "Reshape", "Trees"]
+__all__ = ["Reshape", "Trees"]
 
-RECENT_OPS = 4096  # ops whose author we remember, to tell whose op a late IHAVE announces
 RECENT_PER_AUTHOR = 4  # an author's latest ops we forwarded, for a peer that grafts it
 
 
@@ -67,8 +69,10 @@ class Trees:
     ) -> None:
         self.margin = margin
         self.window = window
-        # A parent beaten by this much or more (we pulled the op) may have stalled (a
-        # lost message held its link up): it goes only if that happens twice in a row.
+        # A parent whose push came this much or more after another peer's copy may have
+        # stalled (a lost message held its link up): it goes only if that happens twice
+        # in a row. An op we had to pull moves its author at once: the parent may be cut
+        # off from the author (a cycle), and waiting for a second pull costs more.
         self.stall = stall
         self._strikes: set[bytes] = set()  # authors whose parent stalled once
         # is_child(peer, author): `peer` grafted `author` on us. It gets that author's
@@ -78,7 +82,6 @@ class Trees:
         self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
         self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
         self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
-        self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
         # author -> its latest ops we forwarded: (op id, seq, when)
         self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
         # author -> the first op of it we forwarded: its seq, and when
@@ -100,9 +103,6 @@ class Trees:
         if own:
             self._own.add(op.author)
         self._start.setdefault(op.author, (op.seq, now))
-        self._recent[op.id] = op.author
-        if len(self._recent) > RECENT_OPS:
-            del self._recent[next(iter(self._recent))]
         latest = self._latest.setdefault(op.author, [])
         latest.append((op.id, op.seq, now))
         del latest[:-RECENT_PER_AUTHOR]
@@ -111,16 +111,15 @@ class Trees:
         """`author`'s ops we forwarded at `since` or later: (op id, seq), oldest first."""
         return [(i, seq) for i, seq, when in self._latest.get(author, ()) if when >= since]
 
-    def announced_held(self, peer: bytes, op_id: bytes) -> None:
-        """`peer` announced an op we hold already: for its author, `peer` is the runner-up
-        to the parent (the next fastest way its ops reach us), should the parent go."""
-        author = self._recent.get(op_id)
-        if (
-            author is not None
-            and self._parent.get(author) != peer
-            and not self.is_child(peer, author)
-        ):
-            self._backup.setdefault(author, peer)
+    def runner_up(self, author: bytes, peer: bytes) -> None:
+        """`peer` held an op of `author` before we had forwarded it (it announced the op
+        while we lacked it or were still ingesting it): `peer` is upstream of us, the
+        next fastest way the author's ops reach us, should the parent go. A peer that
+        announces an op only after we forwarded it may have it from us (a descendant of
+        ours in the author's tree), and grafting on a descendant closes a cycle that the
+        author's ops never enter."""
+        if self._parent.get(author) != peer and not self.is_child(peer, author):
+            self._backup[author] = peer
 
     def adopt_orphans(self, peer: bytes, live: Container[bytes]) -> Reshape:
         """Graft on `peer` every author we have forwarded ops of and have no parent for
@@ -223,7 +222,8 @@ class Trees:
             author = op.author
             if self._parent.get(author) != peer and not self.is_child(peer, author):
                 if self._parent.get(author) in live:
-                    self._beaten(author, peer, self.stall, change)
+                    self._strikes.discard(author)
+                    self._reroute(author, peer, change)
                 else:
                     self._adopt(author, peer, change)
         return change
