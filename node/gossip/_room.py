@@ -294,7 +294,9 @@ class RoomGossip:
                 if token is not None:
                     author = next(op.author for op in self._ingests[token].ops if op.id == op_id)
                     self._trees.runner_up(author, state.id)
-                elif op_id not in self.source:
+                elif op_id in self.source:
+                    self._trees.announced_late(state.id, op_id)
+                else:
                     self._pulls.announced(state.id, op_id, now)
         elif isinstance(message, Want):
             self._on_want(state, message, now, out)

@@ -34,8 +34,9 @@ from crdt import Op
 
 from ._pulls import Announced
 
-__all__ = ["Reshape", "Trees"]
+__all__ = ["RECENT_OPS", "Reshape", "Trees"]
 
+RECENT_OPS = 4096  # ops whose author we remember, to tell whose op a late IHAVE announces
 RECENT_PER_AUTHOR = 4  # an author's latest ops we forwarded, for a peer that grafts it
 
 
@@ -82,6 +83,10 @@ class Trees:
         self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
         self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
         self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
+        # author -> peers that announced its ops only after we forwarded them: they may
+        # have them from us, and are not grafted on while another peer will do
+        self._below: dict[bytes, set[bytes]] = {}
+        self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
         # author -> its latest ops we forwarded: (op id, seq, when)
         self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
         # author -> the first op of it we forwarded: its seq, and when
@@ -103,6 +108,9 @@ class Trees:
         if own:
             self._own.add(op.author)
         self._start.setdefault(op.author, (op.seq, now))
+        self._recent[op.id] = op.author
+        if len(self._recent) > RECENT_OPS:
+            del self._recent[next(iter(self._recent))]
         latest = self._latest.setdefault(op.author, [])
         latest.append((op.id, op.seq, now))
         del latest[:-RECENT_PER_AUTHOR]
@@ -120,6 +128,15 @@ class Trees:
         author's ops never enter."""
         if self._parent.get(author) != peer and not self.is_child(peer, author):
             self._backup[author] = peer
+            below = self._below.get(author)
+            if below is not None:
+                below.discard(peer)
+
+    def announced_late(self, peer: bytes, op_id: bytes) -> None:
+        """`peer` announced an op after we forwarded it: it may be our descendant."""
+        author = self._recent.get(op_id)
+        if author is not None and self._backup.get(author) != peer:
+            self._below.setdefault(author, set()).add(peer)
 
     def adopt_orphans(self, peer: bytes, live: Container[bytes]) -> Reshape:
         """Graft on `peer` every author we have forwarded ops of and have no parent for
@@ -140,7 +157,9 @@ class Trees:
             del self._parent[author]
             backup = self._backup.pop(author, None)
             if backup is None or backup not in live or self.is_child(backup, author):
-                backup = next((p for p in spares if not self.is_child(p, author)), None)
+                below = self._below.get(author, set())
+                fits = [p for p in spares if not self.is_child(p, author)]
+                backup = next((p for p in fits if p not in below), fits[0] if fits else None)
             if backup is not None:
                 self._adopt(author, backup, change)
         for author in [a for a, p in self._backup.items() if p == peer]:

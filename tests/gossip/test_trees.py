@@ -167,6 +167,20 @@ def test_with_no_runner_up_a_parent_that_goes_hands_its_authors_to_a_feeder() ->
     assert sent(core.peer_down(A, 2.0)) == [(B, graft(op.author))]
 
 
+def test_a_feeder_that_may_be_a_descendant_is_passed_over() -> None:
+    """B announced the op only after we forwarded it: it may have it from us. With no
+    runner-up, the author goes to another feeder, C."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    core.receive(B, encode_message(IHave((op.id,))), 1.05)
+    assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
+
+
 def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
     core, replica = make()
     connect(core, A)
