@@ -66,8 +66,12 @@ class RoomGossip:
         *,
         rng: random.Random,
         config: GossipConfig | None = None,
+        peer_id: bytes = b"",
     ) -> None:
         self.source = source
+        # Our own peer id: of two peers whose grafts crossed, the one with the lower id
+        # gives way if it has another peer to graft on (unknown, b"": we always try).
+        self.peer_id = peer_id
         self.rng = rng
         self.config = config if config is not None else GossipConfig()
         self.stats = GossipStats()
@@ -318,12 +322,18 @@ class RoomGossip:
         with the link-wide `graft`, the authors of the ops asked for) from now on."""
         if message.graft:
             state.eager = True
-        self._graft_authors(state, message.authors)
+        authors = message.authors
+        if not self.config.flood and self.peer_id < state.id:
+            spares = [p.id for p in self._peers.values() if p.feeds]
+            for author in authors:
+                if self._trees.parent(author) == state.id:
+                    self._reshape(self._trees.crossed(state.id, author, self._peers, spares), out)
+        self._graft_authors(state, authors)
         # An op we forwarded just before the graft came may have missed the peer: its
         # old parent, pruned meanwhile, did not push it either. Announce it again.
         recent = [
             op_id
-            for author in message.authors
+            for author in authors
             for op_id, seq in self._trees.latest(author, now - RECENT_GRAFT)
             if state.have.get(author, 0) < seq
         ]
@@ -378,7 +388,7 @@ class RoomGossip:
             change = self._trees.pushed(state.id, fresh, repeated, now, self._pulls.get, live)
             self._reshape(change, out)
         elif not self.config.flood and message.mode is Mode.PULLED:
-            self._reshape(self._trees.pulled(state.id, fresh, self._peers), out)
+            self._reshape(self._trees.pulled(state.id, fresh, now, self._peers), out)
         elif not self.config.flood:
             self._reshape(self._trees.synced(state.id, fresh, self._peers), out)
         if message.mode is Mode.SYNC:

@@ -37,6 +37,7 @@ from ._pulls import Announced
 __all__ = ["RECENT_OPS", "Reshape", "Trees"]
 
 RECENT_OPS = 4096  # ops whose author we remember, to tell whose op a late IHAVE announces
+REPRUNE = 1.0  # a pruned peer still pushing is pruned again only after this long
 RECENT_PER_AUTHOR = 4  # an author's latest ops we forwarded, for a peer that grafts it
 
 
@@ -80,7 +81,7 @@ class Trees:
         # ops from us, so making it the author's parent here would close a cycle.
         self.is_child = is_child
         self._parent: dict[bytes, bytes] = {}  # author -> the peer that pushes us its ops
-        self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
+        self._cut: dict[bytes, dict[bytes, float]] = {}  # author -> peers we pruned, when
         self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
         self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
         # author -> peers that announced its ops only after we forwarded them: they may
@@ -154,19 +155,47 @@ class Trees:
         once their next ops are announced); never to a child of ours for it."""
         change = Reshape()
         for author in [a for a, p in self._parent.items() if p == peer]:
-            del self._parent[author]
-            backup = self._backup.pop(author, None)
-            if backup is None or backup not in live or self.is_child(backup, author):
-                below = self._below.get(author, set())
-                fits = [p for p in spares if not self.is_child(p, author)]
-                backup = next((p for p in fits if p not in below), fits[0] if fits else None)
-            if backup is not None:
-                self._adopt(author, backup, change)
+            self._replace(author, peer, live, spares, change)
         for author in [a for a, p in self._backup.items() if p == peer]:
             del self._backup[author]
         for cut in self._cut.values():
-            cut.discard(peer)
+            cut.pop(peer, None)
         return change
+
+    def crossed(
+        self, peer: bytes, author: bytes, live: Container[bytes], spares: list[bytes]
+    ) -> Reshape:
+        """`peer`, our parent for `author`, grafted `author` on us: our grafts crossed (two
+        nodes that lost their parents, or a link that came up, each picked the other),
+        and left alone they would close a cycle the author's ops never enter. The side
+        that gives way (`RoomGossip` decides which) calls this: `peer` becomes its child,
+        and the author moves to a runner-up or a spare other than `peer`, if it has one;
+        the other side keeps its parent and takes the graft as usual."""
+        change = Reshape()
+        if self._parent.get(author) == peer:
+            self._replace(author, peer, live, [p for p in spares if p != peer], change)
+            if author not in self._parent:
+                # Nobody else to graft on: keep the cycle rather than cut `peer` off; the
+                # first op either of us has to pull moves the author out of it.
+                self._parent[author] = peer
+        return change
+
+    def _replace(
+        self,
+        author: bytes,
+        old: bytes,
+        live: Container[bytes],
+        spares: list[bytes],
+        change: Reshape,
+    ) -> None:
+        del self._parent[author]
+        backup = self._backup.pop(author, None)
+        if backup is None or backup == old or backup not in live or self.is_child(backup, author):
+            below = self._below.get(author, set())
+            fits = [p for p in spares if not self.is_child(p, author)]
+            backup = next((p for p in fits if p not in below), fits[0] if fits else None)
+        if backup is not None:
+            self._adopt(author, backup, change)
 
     def pushed(
         self,
@@ -203,7 +232,7 @@ class Trees:
             if parent is None:
                 self._adopt(author, faster if faster is not None else peer, change)
             elif faster is not None and missing is not None:
-                self._beaten(author, faster, now - missing.first_at, change)
+                self._beaten(author, faster, now - missing.first_at, now, change)
             else:
                 self._strikes.discard(author)  # the parent came first
         for op in repeated:
@@ -219,12 +248,15 @@ class Trees:
                     and not self.is_child(first.peer, author)
                     and first.at + self.margin <= now
                 ):
-                    self._beaten(author, first.peer, now - first.at, change)
+                    self._beaten(author, first.peer, now - first.at, now, change)
             elif peer in self._cut.get(author, ()) or self._settled(op, now):
                 # Not a new author's one-off copy: it pushes this author though we never
-                # asked, or though we pruned it (the PRUNE crossed its push, or was lost).
-                change.prunes.setdefault(peer, []).append(author)
-                self._cut.setdefault(author, set()).add(peer)
+                # asked, or though we pruned it (the PRUNE crossed its push, or was lost;
+                # within `REPRUNE` it may still be on its way, behind a lost message).
+                cut = self._cut.setdefault(author, {})
+                if now >= cut.get(peer, -REPRUNE) + REPRUNE:
+                    change.prunes.setdefault(peer, []).append(author)
+                    cut[peer] = now
         return change
 
     def _settled(self, op: Op, now: float) -> bool:
@@ -233,7 +265,7 @@ class Trees:
         start = self._start.get(op.author)
         return start is not None and op.seq > start[0] and now >= start[1] + self.window
 
-    def pulled(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
+    def pulled(self, peer: bytes, fresh: list[Op], now: float, live: Container[bytes]) -> Reshape:
         """We had to pull `fresh` from `peer`: their pushes were late or never came, and
         `peer`, whose IHAVE came first, becomes the parent of their authors."""
         change = Reshape()
@@ -242,7 +274,7 @@ class Trees:
             if self._parent.get(author) != peer and not self.is_child(peer, author):
                 if self._parent.get(author) in live:
                     self._strikes.discard(author)
-                    self._reroute(author, peer, change)
+                    self._reroute(author, peer, now, change)
                 else:
                     self._adopt(author, peer, change)
         return change
@@ -262,12 +294,12 @@ class Trees:
                 self._adopt(author, peer, change)
         return change
 
-    def _beaten(self, author: bytes, peer: bytes, lead: float, change: Reshape) -> None:
+    def _beaten(self, author: bytes, peer: bytes, lead: float, now: float, change: Reshape) -> None:
         """`peer` beat the parent by `lead`: a steady lead is a faster path, and the
         author moves to it; a stall moves it only the second time in a row."""
         if lead < self.stall or author in self._strikes:
             self._strikes.discard(author)
-            self._reroute(author, peer, change)
+            self._reroute(author, peer, now, change)
         else:
             self._strikes.add(author)
 
@@ -276,16 +308,16 @@ class Trees:
         self._backup.pop(author, None)
         cut = self._cut.get(author)
         if cut is not None:
-            cut.discard(peer)
+            cut.pop(peer, None)
         authors = change.grafts.setdefault(peer, [])
         if author not in authors:
             authors.append(author)
 
-    def _reroute(self, author: bytes, peer: bytes, change: Reshape) -> None:
+    def _reroute(self, author: bytes, peer: bytes, now: float, change: Reshape) -> None:
         old = self._parent.get(author)
         self._adopt(author, peer, change)
         if old is not None and old != peer:
             authors = change.prunes.setdefault(old, [])
             if author not in authors:
                 authors.append(author)
-            self._cut.setdefault(author, set()).add(old)
+            self._cut.setdefault(author, {})[old] = now

@@ -181,6 +181,39 @@ def test_a_feeder_that_may_be_a_descendant_is_passed_over() -> None:
     assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
 
 
+def test_crossed_grafts_the_lower_id_gives_way() -> None:
+    """Our parent for an author grafts that author on us: our grafts crossed, and would
+    close a cycle. The peer with the lower id gives way if it can: it takes the other as
+    a child and moves the author to another peer. The other keeps its parent."""
+    op = authored(2)
+    lower, replica = make(peer_id=bytes(32))  # below A's id
+    connect(lower, A)
+    connect(lower, B)
+    push(lower, A, op[0], 1.0)
+    lower.ingested(0, report_for(replica, (op[0].data,)), 1.01)
+    assert lower.parent(op[0].author) == A
+    actions = lower.receive(A, encode_message(graft(op[0].author)), 2.0)
+    assert of_type(actions, Want) == [(B, graft(op[0].author))]
+    assert lower.parent(op[0].author) == B
+    higher, replica = make(peer_id=b"\xff" * 32)
+    connect(higher, A)
+    connect(higher, B)
+    push(higher, A, op[0], 1.0)
+    higher.ingested(0, report_for(replica, (op[0].data,)), 1.01)
+    assert sent(higher.receive(A, encode_message(graft(op[0].author)), 2.0)) == []
+    assert higher.parent(op[0].author) == A
+
+
+def test_crossed_grafts_with_nobody_else_to_graft_on_are_kept() -> None:
+    op = authored(1)[0]
+    lower, replica = make(peer_id=bytes(32))
+    connect(lower, A)
+    push(lower, A, op, 1.0)
+    lower.ingested(0, report_for(replica, (op.data,)), 1.01)
+    assert sent(lower.receive(A, encode_message(graft(op.author)), 2.0)) == []
+    assert lower.parent(op.author) == A  # a cycle, until one of us pulls an op
+
+
 def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
     core, replica = make()
     connect(core, A)
