@@ -52,8 +52,9 @@ class Pulls:
     def get(self, op_id: bytes) -> Announced | None:
         return self._missing.get(op_id)
 
-    def announced(self, peer: bytes, op_id: bytes, now: float) -> None:
-        """`peer` announced `op_id`, which we neither hold nor are ingesting."""
+    def announced(self, peer: bytes, op_id: bytes, now: float, *, at_once: bool = False) -> None:
+        """`peer` announced `op_id`, which we neither hold nor are ingesting. `at_once`: no
+        push of it is coming (a catch-up list), so pull it without waiting."""
         missing = self._missing.get(op_id)
         if missing is not None:
             if peer not in missing.holders:
@@ -62,7 +63,9 @@ class Pulls:
         elif len(self._missing) < self.config.max_missing:
             # Give the push time to deliver it first. The jitter spreads the nodes that
             # lack it, so the first to pull it can push it to the rest before they pull.
-            deadline = now + self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
+            deadline = now
+            if not at_once:
+                deadline += self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
             self._missing[op_id] = Announced(deadline, [peer], now, peer, {peer})
             heapq.heappush(self._heap, (deadline, op_id))
 

@@ -293,6 +293,7 @@ class RoomGossip:
         elif isinstance(message, Vector):
             self._on_vector(state, message, out)
         elif isinstance(message, IHave):
+            at_once, state.catching_up = state.catching_up, False
             for op_id in message.ids:
                 token = self._inflight.get(op_id)
                 if token is not None:
@@ -301,7 +302,9 @@ class RoomGossip:
                 elif op_id in self.source:
                     self._trees.announced_late(state.id, op_id)
                 else:
-                    self._pulls.announced(state.id, op_id, now)
+                    self._pulls.announced(state.id, op_id, now, at_once=at_once)
+            if at_once:
+                self._pull_due(now, out)
         elif isinstance(message, Want):
             self._on_want(state, message, now, out)
         elif isinstance(message, Pause):
@@ -433,6 +436,14 @@ class RoomGossip:
         for author, seq in state.vector:
             if seq > state.have.get(author, 0):
                 state.have[author] = seq
+        ours = self.source.version_vector()
+        ahead = [author for author, seq in state.vector if seq > ours.get(author, 0)]
+        state.catching_up = bool(ahead)
+        if not self.config.flood:
+            # The authors it holds more of than we do are grafted on it if they have no
+            # parent here: their missing ops are announced (catch-up), not streamed, and
+            # their next ops should be pushed to us, not pulled one by one meanwhile.
+            self._reshape(self._trees.ahead(state.id, ahead, self._peers), out)
         state.vector = []
         if message.reply:
             self._stream.send_vector(state, reply=False, out=out)

@@ -279,6 +279,19 @@ class Trees:
                     self._adopt(author, peer, change)
         return change
 
+    def ahead(self, peer: bytes, authors: list[bytes], live: Container[bytes]) -> Reshape:
+        """`peer`'s version vector shows more of `authors`' ops than we hold: those with no
+        parent here are grafted on it, as for a catch-up (`synced`), before the ops come."""
+        change = Reshape()
+        for author in authors:
+            if (
+                author not in self._own
+                and self._parent.get(author) not in live
+                and not self.is_child(peer, author)
+            ):
+                self._adopt(author, peer, change)
+        return change
+
     def synced(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
         """`peer`'s catch-up brought `fresh`: their authors with no parent here (we had
         none of their ops, or were cut off) are grafted on it, as nobody pushes us their

@@ -295,6 +295,22 @@ def test_link_up_announces_a_short_list_and_the_peer_pulls_it_once() -> None:
     assert sent(back.handle_timer(1.2)) == []
 
 
+def test_a_vector_ahead_of_ours_grafts_its_authors_and_its_list_is_pulled_at_once() -> None:
+    """The peer's vector shows an author's ops we lack: the author (no parent here) is
+    grafted on it before they come, so its next ops are pushed, and the catch-up list
+    that answers our vector is pulled without waiting for pushes that will not come."""
+    core, _ = make()
+    ops = authored(2, who=0)
+    author = identity(0).peer_id
+    core.peer_up(A, 0.0)
+    core.receive(A, encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), 0.0)
+    actions = core.receive(A, encode_message(Vector(False, False, ((author, 2),))), 0.0)
+    assert of_type(actions, Want) == [(A, graft(author))]
+    assert core.parent(author) == A
+    ids = tuple(op.id for op in ops)
+    assert sent(core.receive(A, encode_message(IHave(ids)), 0.05)) == [(A, Want(False, ids))]
+
+
 def test_later_vector_swaps_announce_small_gaps_instead_of_sending() -> None:
     core, replica = make()
     connect(core, A)
