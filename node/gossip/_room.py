@@ -343,12 +343,13 @@ class RoomGossip:
         if recent:
             self.stats.ihave_sent += len(recent)
             out.append(Send(state.id, encode_message(IHave(tuple(recent[:MAX_IDS])))))
-        for op_id in message.ids:
-            op = self.source.get(op_id)
-            if op is not None:
-                if message.graft:
-                    self._graft_authors(state, (op.author,))
-                self._stream.enqueue(state, op, Mode.PULLED, asked=True)
+        # In chain order: a catch-up list is pulled whole, and what we believe the peer
+        # holds (`learn`, which our acks of its ops read) grows only along each chain.
+        asked = [op for op in map(self.source.get, message.ids) if op is not None]
+        for op in sorted(asked, key=lambda op: (op.author, op.seq)):
+            if message.graft:
+                self._graft_authors(state, (op.author,))
+            self._stream.enqueue(state, op, Mode.PULLED, asked=True)
         self._stream.pump(state, out)
 
     @staticmethod

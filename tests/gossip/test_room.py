@@ -311,6 +311,20 @@ def test_a_vector_ahead_of_ours_grafts_its_authors_and_its_list_is_pulled_at_onc
     assert sent(core.receive(A, encode_message(IHave(ids)), 0.05)) == [(A, Want(False, ids))]
 
 
+def test_a_pull_is_answered_in_chain_order() -> None:
+    """A catch-up list pulled in any order is sent in chain order, so what we believe the
+    peer holds (and our own ops' acks read) grows with it."""
+    core, replica = make()
+    ops = authored(3, who=0)
+    for op in ops:
+        replica.admit(op)
+    connect(core, A)
+    want = Want(False, tuple(op.id for op in reversed(ops)))
+    batches = of_type(core.receive(A, encode_message(want), 1.0), Ops)
+    assert [m.ops for _, m in batches] == [tuple(op.data for op in ops)]
+    assert core.peer_seq(identity(0).peer_id) == 3
+
+
 def test_later_vector_swaps_announce_small_gaps_instead_of_sending() -> None:
     core, replica = make()
     connect(core, A)
