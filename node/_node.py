@@ -361,6 +361,7 @@ class Node:
             history.replica,
             rng=random.Random(self._env.rng.getrandbits(64)),
             config=self._gossip_config,
+            peer_id=self.peer_id,
         )
         settles_at = self._peering.settles_at(trio.current_time())
         driver = RoomDriver(self, history, secret, name, peers, core, settles_at=settles_at)

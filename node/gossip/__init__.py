@@ -4,7 +4,8 @@ Sans-IO: `RoomGossip` takes link events, received bytes, ingest results and `now
 returns actions (`Send`, `Ingest`, `Penalise`); the trio driver performs them. The wire
 format lives in `_wire.py`. Nothing here touches a socket, a clock or the store.
 
-The driver's side, per room (`core = RoomGossip(history.replica, rng=random.Random(seed))`):
+The driver's side, per room (`core = RoomGossip(history.replica, rng=random.Random(seed),
+peer_id=our_peer_id)`; the peer id settles crossed grafts, `_trees.py`):
 
 - link authorised for the room opens / closes: `core.peer_up(peer, now)` / `peer_down`;
 - a link message for the room arrives: `core.receive(peer, payload, now)`;

@@ -15,6 +15,7 @@ from crdt import Op, Reason
 from ._errors import GossipLocalError
 from ._wire import (
     MAX_ADVERTISED_BYTES,
+    MAX_IDS,
     MAX_MESSAGE_BYTES,
     MAX_OPS_PER_BATCH,
     MAX_WINDOW,
@@ -88,6 +89,9 @@ class GossipConfig:
     reroute_margin: float = 0.01
     sync_interval: float = 60.0  # swap version vectors with each peer this often (±25%)
     announce_delay: float = 1.0  # after catching up, ask every peer for its vector
+    # A peer that lacks at most this many ops when its link opens is told their ids
+    # (IHAVE) and pulls them, rather than sent them (up to MAX_IDS).
+    catch_up_ids: int = 256
     push_queue: int = 1024  # ops queued for one peer before we fall back to catch-up
     max_missing: int = 10_000  # announced ops we track before relying on catch-up
     flood: bool = False  # push to every peer and never prune (a baseline for benchmarks)
@@ -110,6 +114,8 @@ class GossipConfig:
             raise GossipLocalError("timeouts and the sync interval must be positive")
         if self.lazy_peers is not None and self.lazy_peers < 0:
             raise GossipLocalError("lazy_peers must be >= 0")
+        if not 0 <= self.catch_up_ids <= MAX_IDS:
+            raise GossipLocalError(f"catch_up_ids must be in 0..{MAX_IDS}")
         if self.push_queue < 1 or self.max_missing < 1:
             raise GossipLocalError("push_queue and max_missing must be positive")
 

@@ -43,6 +43,9 @@ class Peer:
     eager_for: set[bytes] = field(default_factory=set)
     lazy_for: set[bytes] = field(default_factory=set)
     told_lazy: bool = False  # it pruned the whole link: no first ops, not even our own
+    # Its vector showed ops we lack: its next IHAVE answers our vector (a catch-up list,
+    # `_stream.py`), and as nothing pushes those ops, they are pulled at once.
+    catching_up: bool = False
     feeds: bool = False  # we asked it (a link-wide GRAFT) to push us authors' first ops
     twins_told: int = 0  # ops of forked chains we last announced to it
 

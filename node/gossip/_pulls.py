@@ -32,6 +32,7 @@ class Announced:
     deadline: float
     announcers: list[bytes]  # the peers to pull it from, in the order they announced it
     first_at: float  # when the first announcement came
+    first: bytes  # and who made it
     holders: set[bytes]  # every peer that announced it: they need no copy, nor an IHAVE
     fallbacks: int = 0  # peers asked that had not announced it
 
@@ -51,8 +52,9 @@ class Pulls:
     def get(self, op_id: bytes) -> Announced | None:
         return self._missing.get(op_id)
 
-    def announced(self, peer: bytes, op_id: bytes, now: float) -> None:
-        """`peer` announced `op_id`, which we neither hold nor are ingesting."""
+    def announced(self, peer: bytes, op_id: bytes, now: float, *, at_once: bool = False) -> None:
+        """`peer` announced `op_id`, which we neither hold nor are ingesting. `at_once`: no
+        push of it is coming (a catch-up list), so pull it without waiting."""
         missing = self._missing.get(op_id)
         if missing is not None:
             if peer not in missing.holders:
@@ -61,14 +63,15 @@ class Pulls:
         elif len(self._missing) < self.config.max_missing:
             # Give the push time to deliver it first. The jitter spreads the nodes that
             # lack it, so the first to pull it can push it to the rest before they pull.
-            deadline = now + self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
-            self._missing[op_id] = Announced(deadline, [peer], now, {peer})
+            deadline = now
+            if not at_once:
+                deadline += self.config.graft_timeout * self.rng.uniform(1.0, GRAFT_JITTER)
+            self._missing[op_id] = Announced(deadline, [peer], now, peer, {peer})
             heapq.heappush(self._heap, (deadline, op_id))
 
-    def arrived(self, op_id: bytes) -> set[bytes]:
-        """We hold `op_id` now: no more pulls of it. Returns the peers that announced it."""
-        missing = self._missing.pop(op_id, None)
-        return missing.holders if missing is not None else set()
+    def arrived(self, op_id: bytes) -> Announced | None:
+        """We hold `op_id` now: no more pulls of it. Returns what its announcements told."""
+        return self._missing.pop(op_id, None)
 
     def next_deadline(self) -> float | None:
         heap = self._heap

@@ -66,8 +66,12 @@ class RoomGossip:
         *,
         rng: random.Random,
         config: GossipConfig | None = None,
+        peer_id: bytes = b"",
     ) -> None:
         self.source = source
+        # Our own peer id: of two peers whose grafts crossed, the one with the lower id
+        # gives way if it has another peer to graft on (unknown, b"": we always try).
+        self.peer_id = peer_id
         self.rng = rng
         self.config = config if config is not None else GossipConfig()
         self.stats = GossipStats()
@@ -233,7 +237,10 @@ class RoomGossip:
         for op in ingesting.ops:
             if op.id not in added:
                 continue
-            holders = self._pulls.arrived(op.id)
+            announced = self._pulls.arrived(op.id)
+            holders = announced.holders if announced is not None else set()
+            if announced is not None and announced.first != source.id:
+                self._trees.runner_up(op.author, announced.first)
             if ingesting.mode is Mode.SYNC:
                 # Catch-up data is not pushed on: once the catch-up has gone quiet for
                 # `announce_delay`, we swap vectors with every peer, and they fetch only
@@ -286,11 +293,18 @@ class RoomGossip:
         elif isinstance(message, Vector):
             self._on_vector(state, message, out)
         elif isinstance(message, IHave):
+            at_once, state.catching_up = state.catching_up, False
             for op_id in message.ids:
-                if op_id in self._inflight or op_id in self.source:
-                    self._trees.announced_held(state.id, op_id)
+                token = self._inflight.get(op_id)
+                if token is not None:
+                    author = next(op.author for op in self._ingests[token].ops if op.id == op_id)
+                    self._trees.runner_up(author, state.id)
+                elif op_id in self.source:
+                    self._trees.announced_late(state.id, op_id)
                 else:
-                    self._pulls.announced(state.id, op_id, now)
+                    self._pulls.announced(state.id, op_id, now, at_once=at_once)
+            if at_once:
+                self._pull_due(now, out)
         elif isinstance(message, Want):
             self._on_want(state, message, now, out)
         elif isinstance(message, Pause):
@@ -311,24 +325,31 @@ class RoomGossip:
         with the link-wide `graft`, the authors of the ops asked for) from now on."""
         if message.graft:
             state.eager = True
-        self._graft_authors(state, message.authors)
+        authors = message.authors
+        if not self.config.flood and self.peer_id < state.id:
+            spares = [p.id for p in self._peers.values() if p.feeds]
+            for author in authors:
+                if self._trees.parent(author) == state.id:
+                    self._reshape(self._trees.crossed(state.id, author, self._peers, spares), out)
+        self._graft_authors(state, authors)
         # An op we forwarded just before the graft came may have missed the peer: its
         # old parent, pruned meanwhile, did not push it either. Announce it again.
         recent = [
             op_id
-            for author in message.authors
+            for author in authors
             for op_id, seq in self._trees.latest(author, now - RECENT_GRAFT)
             if state.have.get(author, 0) < seq
         ]
         if recent:
             self.stats.ihave_sent += len(recent)
             out.append(Send(state.id, encode_message(IHave(tuple(recent[:MAX_IDS])))))
-        for op_id in message.ids:
-            op = self.source.get(op_id)
-            if op is not None:
-                if message.graft:
-                    self._graft_authors(state, (op.author,))
-                self._stream.enqueue(state, op, Mode.PULLED, asked=True)
+        # In chain order: a catch-up list is pulled whole, and what we believe the peer
+        # holds (`learn`, which our acks of its ops read) grows only along each chain.
+        asked = [op for op in map(self.source.get, message.ids) if op is not None]
+        for op in sorted(asked, key=lambda op: (op.author, op.seq)):
+            if message.graft:
+                self._graft_authors(state, (op.author,))
+            self._stream.enqueue(state, op, Mode.PULLED, asked=True)
         self._stream.pump(state, out)
 
     @staticmethod
@@ -371,7 +392,7 @@ class RoomGossip:
             change = self._trees.pushed(state.id, fresh, repeated, now, self._pulls.get, live)
             self._reshape(change, out)
         elif not self.config.flood and message.mode is Mode.PULLED:
-            self._reshape(self._trees.pulled(state.id, fresh, self._peers), out)
+            self._reshape(self._trees.pulled(state.id, fresh, now, self._peers), out)
         elif not self.config.flood:
             self._reshape(self._trees.synced(state.id, fresh, self._peers), out)
         if message.mode is Mode.SYNC:
@@ -416,6 +437,14 @@ class RoomGossip:
         for author, seq in state.vector:
             if seq > state.have.get(author, 0):
                 state.have[author] = seq
+        ours = self.source.version_vector()
+        ahead = [author for author, seq in state.vector if seq > ours.get(author, 0)]
+        state.catching_up = bool(ahead)
+        if not self.config.flood:
+            # The authors it holds more of than we do are grafted on it if they have no
+            # parent here: their missing ops are announced (catch-up), not streamed, and
+            # their next ops should be pushed to us, not pulled one by one meanwhile.
+            self._reshape(self._trees.ahead(state.id, ahead, self._peers), out)
         state.vector = []
         if message.reply:
             self._stream.send_vector(state, reply=False, out=out)

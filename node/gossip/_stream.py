@@ -133,14 +133,18 @@ class Streamer:
             out.append(Send(state.id, encode_message(IHave(ids))))
 
     def catch_up(self, state: Peer, out: list[Action]) -> None:
-        """A whole vector from `state` is in: send what it lacks. A later swap mostly finds
-        ops still on their way along the trees: announce a short list rather than send it,
-        and the peer pulls what is still missing once its timeout has given the trees
-        their chance."""
+        """A whole vector from `state` is in: send what it lacks. A short list is announced
+        rather than sent: a later swap mostly finds ops still on their way along the
+        trees, and a member back from a short absence links to all its peers at once,
+        each of which would stream it the same ops. The peer pulls each op once, from
+        the first peer that announced it, once its timeout has given the trees their
+        chance. A long list (`catch_up_ids` on a link's first swap) is streamed."""
         self.announce_twins(state, out)
-        if state.swapped and not state.resume:
-            lacking = self.source.missing_for(state.have, limit=MAX_IDS + 1)
-            if len(lacking) <= MAX_IDS:
+        if not state.resume:
+            limit = MAX_IDS if state.swapped else self.config.catch_up_ids
+            lacking = self.source.missing_for(state.have, limit=limit + 1)
+            if len(lacking) <= limit:
+                state.swapped = True
                 if lacking:
                     ids = tuple(op.id for op in lacking)
                     self.stats.ihave_sent += len(ids)

@@ -13,8 +13,11 @@ once:
 - A parent is replaced (graft the new one, prune the old one, for that author only) when
   another peer proves faster: its IHAVE or its push beat the parent's push by
   `reroute_margin`, or the parent's push did not come in time and we pulled the op from
-  it. That keeps each tree near the fastest paths from its author as links come, go and
+  its announcer. That keeps each tree near the fastest paths from its author as links come, go and
   slow down, without a repair storm: each node decides for itself.
+- When a parent's link closes, its authors go to their runner-ups: peers that held one
+  of their ops before we had forwarded it, so upstream of us (never a peer that may have
+  had it from us: that would close a cycle the author's ops never enter).
 - A peer pushing an author we never asked it for (past the first op and the window) or
   after we pruned it is pruned (again).
 
@@ -34,6 +37,7 @@ from ._pulls import Announced
 __all__ = ["RECENT_OPS", "Reshape", "Trees"]
 
 RECENT_OPS = 4096  # ops whose author we remember, to tell whose op a late IHAVE announces
+REPRUNE = 1.0  # a pruned peer still pushing is pruned again only after this long
 RECENT_PER_AUTHOR = 4  # an author's latest ops we forwarded, for a peer that grafts it
 
 
@@ -67,17 +71,22 @@ class Trees:
     ) -> None:
         self.margin = margin
         self.window = window
-        # A parent beaten by this much or more (we pulled the op) may have stalled (a
-        # lost message held its link up): it goes only if that happens twice in a row.
+        # A parent whose push came this much or more after another peer's copy may have
+        # stalled (a lost message held its link up): it goes only if that happens twice
+        # in a row. An op we had to pull moves its author at once: the parent may be cut
+        # off from the author (a cycle), and waiting for a second pull costs more.
         self.stall = stall
         self._strikes: set[bytes] = set()  # authors whose parent stalled once
         # is_child(peer, author): `peer` grafted `author` on us. It gets that author's
         # ops from us, so making it the author's parent here would close a cycle.
         self.is_child = is_child
         self._parent: dict[bytes, bytes] = {}  # author -> the peer that pushes us its ops
-        self._cut: dict[bytes, set[bytes]] = {}  # author -> peers we pruned for it
+        self._cut: dict[bytes, dict[bytes, float]] = {}  # author -> peers we pruned, when
         self._first: dict[bytes, _First] = {}  # author -> its latest op's first push
         self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
+        # author -> peers that announced its ops only after we forwarded them: they may
+        # have them from us, and are not grafted on while another peer will do
+        self._below: dict[bytes, set[bytes]] = {}
         self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
         # author -> its latest ops we forwarded: (op id, seq, when)
         self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
@@ -111,16 +120,24 @@ class Trees:
         """`author`'s ops we forwarded at `since` or later: (op id, seq), oldest first."""
         return [(i, seq) for i, seq, when in self._latest.get(author, ()) if when >= since]
 
-    def announced_held(self, peer: bytes, op_id: bytes) -> None:
-        """`peer` announced an op we hold already: for its author, `peer` is the runner-up
-        to the parent (the next fastest way its ops reach us), should the parent go."""
+    def runner_up(self, author: bytes, peer: bytes) -> None:
+        """`peer` held an op of `author` before we had forwarded it (it announced the op
+        while we lacked it or were still ingesting it): `peer` is upstream of us, the
+        next fastest way the author's ops reach us, should the parent go. A peer that
+        announces an op only after we forwarded it may have it from us (a descendant of
+        ours in the author's tree), and grafting on a descendant closes a cycle that the
+        author's ops never enter."""
+        if self._parent.get(author) != peer and not self.is_child(peer, author):
+            self._backup[author] = peer
+            below = self._below.get(author)
+            if below is not None:
+                below.discard(peer)
+
+    def announced_late(self, peer: bytes, op_id: bytes) -> None:
+        """`peer` announced an op after we forwarded it: it may be our descendant."""
         author = self._recent.get(op_id)
-        if (
-            author is not None
-            and self._parent.get(author) != peer
-            and not self.is_child(peer, author)
-        ):
-            self._backup.setdefault(author, peer)
+        if author is not None and self._backup.get(author) != peer:
+            self._below.setdefault(author, set()).add(peer)
 
     def adopt_orphans(self, peer: bytes, live: Container[bytes]) -> Reshape:
         """Graft on `peer` every author we have forwarded ops of and have no parent for
@@ -138,17 +155,47 @@ class Trees:
         once their next ops are announced); never to a child of ours for it."""
         change = Reshape()
         for author in [a for a, p in self._parent.items() if p == peer]:
-            del self._parent[author]
-            backup = self._backup.pop(author, None)
-            if backup is None or backup not in live or self.is_child(backup, author):
-                backup = next((p for p in spares if not self.is_child(p, author)), None)
-            if backup is not None:
-                self._adopt(author, backup, change)
+            self._replace(author, peer, live, spares, change)
         for author in [a for a, p in self._backup.items() if p == peer]:
             del self._backup[author]
         for cut in self._cut.values():
-            cut.discard(peer)
+            cut.pop(peer, None)
         return change
+
+    def crossed(
+        self, peer: bytes, author: bytes, live: Container[bytes], spares: list[bytes]
+    ) -> Reshape:
+        """`peer`, our parent for `author`, grafted `author` on us: our grafts crossed (two
+        nodes that lost their parents, or a link that came up, each picked the other),
+        and left alone they would close a cycle the author's ops never enter. The side
+        that gives way (`RoomGossip` decides which) calls this: `peer` becomes its child,
+        and the author moves to a runner-up or a spare other than `peer`, if it has one;
+        the other side keeps its parent and takes the graft as usual."""
+        change = Reshape()
+        if self._parent.get(author) == peer:
+            self._replace(author, peer, live, [p for p in spares if p != peer], change)
+            if author not in self._parent:
+                # Nobody else to graft on: keep the cycle rather than cut `peer` off; the
+                # first op either of us has to pull moves the author out of it.
+                self._parent[author] = peer
+        return change
+
+    def _replace(
+        self,
+        author: bytes,
+        old: bytes,
+        live: Container[bytes],
+        spares: list[bytes],
+        change: Reshape,
+    ) -> None:
+        del self._parent[author]
+        backup = self._backup.pop(author, None)
+        if backup is None or backup == old or backup not in live or self.is_child(backup, author):
+            below = self._below.get(author, set())
+            fits = [p for p in spares if not self.is_child(p, author)]
+            backup = next((p for p in fits if p not in below), fits[0] if fits else None)
+        if backup is not None:
+            self._adopt(author, backup, change)
 
     def pushed(
         self,
@@ -185,7 +232,7 @@ class Trees:
             if parent is None:
                 self._adopt(author, faster if faster is not None else peer, change)
             elif faster is not None and missing is not None:
-                self._beaten(author, faster, now - missing.first_at, change)
+                self._beaten(author, faster, now - missing.first_at, now, change)
             else:
                 self._strikes.discard(author)  # the parent came first
         for op in repeated:
@@ -201,12 +248,15 @@ class Trees:
                     and not self.is_child(first.peer, author)
                     and first.at + self.margin <= now
                 ):
-                    self._beaten(author, first.peer, now - first.at, change)
+                    self._beaten(author, first.peer, now - first.at, now, change)
             elif peer in self._cut.get(author, ()) or self._settled(op, now):
                 # Not a new author's one-off copy: it pushes this author though we never
-                # asked, or though we pruned it (the PRUNE crossed its push, or was lost).
-                change.prunes.setdefault(peer, []).append(author)
-                self._cut.setdefault(author, set()).add(peer)
+                # asked, or though we pruned it (the PRUNE crossed its push, or was lost;
+                # within `REPRUNE` it may still be on its way, behind a lost message).
+                cut = self._cut.setdefault(author, {})
+                if now >= cut.get(peer, -REPRUNE) + REPRUNE:
+                    change.prunes.setdefault(peer, []).append(author)
+                    cut[peer] = now
         return change
 
     def _settled(self, op: Op, now: float) -> bool:
@@ -215,7 +265,7 @@ class Trees:
         start = self._start.get(op.author)
         return start is not None and op.seq > start[0] and now >= start[1] + self.window
 
-    def pulled(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
+    def pulled(self, peer: bytes, fresh: list[Op], now: float, live: Container[bytes]) -> Reshape:
         """We had to pull `fresh` from `peer`: their pushes were late or never came, and
         `peer`, whose IHAVE came first, becomes the parent of their authors."""
         change = Reshape()
@@ -223,9 +273,23 @@ class Trees:
             author = op.author
             if self._parent.get(author) != peer and not self.is_child(peer, author):
                 if self._parent.get(author) in live:
-                    self._beaten(author, peer, self.stall, change)
+                    self._strikes.discard(author)
+                    self._reroute(author, peer, now, change)
                 else:
                     self._adopt(author, peer, change)
+        return change
+
+    def ahead(self, peer: bytes, authors: list[bytes], live: Container[bytes]) -> Reshape:
+        """`peer`'s version vector shows more of `authors`' ops than we hold: those with no
+        parent here are grafted on it, as for a catch-up (`synced`), before the ops come."""
+        change = Reshape()
+        for author in authors:
+            if (
+                author not in self._own
+                and self._parent.get(author) not in live
+                and not self.is_child(peer, author)
+            ):
+                self._adopt(author, peer, change)
         return change
 
     def synced(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
@@ -243,12 +307,12 @@ class Trees:
                 self._adopt(author, peer, change)
         return change
 
-    def _beaten(self, author: bytes, peer: bytes, lead: float, change: Reshape) -> None:
+    def _beaten(self, author: bytes, peer: bytes, lead: float, now: float, change: Reshape) -> None:
         """`peer` beat the parent by `lead`: a steady lead is a faster path, and the
         author moves to it; a stall moves it only the second time in a row."""
         if lead < self.stall or author in self._strikes:
             self._strikes.discard(author)
-            self._reroute(author, peer, change)
+            self._reroute(author, peer, now, change)
         else:
             self._strikes.add(author)
 
@@ -257,16 +321,16 @@ class Trees:
         self._backup.pop(author, None)
         cut = self._cut.get(author)
         if cut is not None:
-            cut.discard(peer)
+            cut.pop(peer, None)
         authors = change.grafts.setdefault(peer, [])
         if author not in authors:
             authors.append(author)
 
-    def _reroute(self, author: bytes, peer: bytes, change: Reshape) -> None:
+    def _reroute(self, author: bytes, peer: bytes, now: float, change: Reshape) -> None:
         old = self._parent.get(author)
         self._adopt(author, peer, change)
         if old is not None and old != peer:
             authors = change.prunes.setdefault(old, [])
             if author not in authors:
                 authors.append(author)
-            self._cut.setdefault(author, set()).add(old)
+            self._cut.setdefault(author, {})[old] = now

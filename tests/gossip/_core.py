@@ -61,10 +61,15 @@ def report_for(replica: Replica, ops: tuple[bytes, ...]) -> IngestReport:
     return report
 
 
-def make(**config: object) -> tuple[RoomGossip, Replica]:
+def make(peer_id: bytes = b"", **config: object) -> tuple[RoomGossip, Replica]:
     replica = Replica(ROOM)
     settings = {**config}
-    core = RoomGossip(replica, rng=random.Random(0), config=GossipConfig(**settings))  # type: ignore[arg-type]
+    core = RoomGossip(
+        replica,
+        rng=random.Random(0),
+        config=GossipConfig(**settings),  # type: ignore[arg-type]
+        peer_id=peer_id,
+    )
     return core, replica
 
 

@@ -114,7 +114,12 @@ class Cluster:
         for i in range(n):
             ident = identity(i)
             replica = Replica(ROOM, identity=ident)
-            core = RoomGossip(replica, rng=random.Random(seed * 1_000_003 + i), config=config)
+            core = RoomGossip(
+                replica,
+                rng=random.Random(seed * 1_000_003 + i),
+                config=config,
+                peer_id=ident.peer_id,
+            )
             self.nodes.append(SimNode(i, ident, replica, core))
             self.by_id[ident.peer_id] = i
         self.links: set[frozenset[int]] = set()

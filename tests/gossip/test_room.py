@@ -253,7 +253,7 @@ def test_want_is_answered_with_the_ops_we_hold() -> None:
 
 
 def test_link_up_streams_what_the_peer_lacks_in_bounded_batches() -> None:
-    core, replica = make(batch_ops=10)
+    core, replica = make(batch_ops=10, catch_up_ids=20)  # 22 ops are more than a short list
     for op in authored(25, who=0):
         replica.admit(op)
     core.peer_up(A, 0.0)
@@ -266,6 +266,63 @@ def test_link_up_streams_what_the_peer_lacks_in_bounded_batches() -> None:
     rest = of_type(core.receive(A, encode_message(Ack(0)), 0.1), Ops)
     assert [len(m.ops) for _, m in rest] == [2]
     assert of_type(core.receive(A, encode_message(Ack(1)), 0.1), Ops) == []
+
+
+def test_link_up_announces_a_short_list_and_the_peer_pulls_it_once() -> None:
+    """A member back from a short absence links to all its peers at once: each announces
+    what it lacks (no stream of the same ops from each), and it pulls each op once, from
+    the first to announce it, after the pull timeout."""
+    server, replica = make(catch_up_ids=3)
+    ops = authored(3, who=0)
+    for op in ops:
+        replica.admit(op)
+    server.peer_up(A, 0.0)
+    server.receive(A, encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), 0.0)
+    actions = server.receive(A, encode_message(Vector(False, False, ())), 0.0)
+    ids = tuple(op.id for op in ops)
+    assert of_type(actions, IHave) == [(A, IHave(ids))] and of_type(actions, Ops) == []
+    back, _ = make(graft_timeout=0.1)
+    connect(back, B)
+    connect(back, C)
+    assert back.receive(B, encode_message(IHave(ids)), 1.0) == []
+    assert back.receive(C, encode_message(IHave(ids)), 1.01) == []
+    when = back.next_timer()
+    assert when is not None and 1.1 <= when <= 1.15
+    # Every pull is due by 1.15 (the timeout x 1..1.5), each from B alone.
+    wants = of_type(back.handle_timer(1.15), Want)
+    assert [peer for peer, _ in wants] == [B]
+    assert sorted(wants[0][1].ids) == sorted(ids)
+    assert sent(back.handle_timer(1.2)) == []
+
+
+def test_a_vector_ahead_of_ours_grafts_its_authors_and_its_list_is_pulled_at_once() -> None:
+    """The peer's vector shows an author's ops we lack: the author (no parent here) is
+    grafted on it before they come, so its next ops are pushed, and the catch-up list
+    that answers our vector is pulled without waiting for pushes that will not come."""
+    core, _ = make()
+    ops = authored(2, who=0)
+    author = identity(0).peer_id
+    core.peer_up(A, 0.0)
+    core.receive(A, encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), 0.0)
+    actions = core.receive(A, encode_message(Vector(False, False, ((author, 2),))), 0.0)
+    assert of_type(actions, Want) == [(A, graft(author))]
+    assert core.parent(author) == A
+    ids = tuple(op.id for op in ops)
+    assert sent(core.receive(A, encode_message(IHave(ids)), 0.05)) == [(A, Want(False, ids))]
+
+
+def test_a_pull_is_answered_in_chain_order() -> None:
+    """A catch-up list pulled in any order is sent in chain order, so what we believe the
+    peer holds (and our own ops' acks read) grows with it."""
+    core, replica = make()
+    ops = authored(3, who=0)
+    for op in ops:
+        replica.admit(op)
+    connect(core, A)
+    want = Want(False, tuple(op.id for op in reversed(ops)))
+    batches = of_type(core.receive(A, encode_message(want), 1.0), Ops)
+    assert [m.ops for _, m in batches] == [tuple(op.data for op in ops)]
+    assert core.peer_seq(identity(0).peer_id) == 3
 
 
 def test_later_vector_swaps_announce_small_gaps_instead_of_sending() -> None:
@@ -365,7 +422,7 @@ def test_a_second_catch_up_stream_of_the_same_ops_is_paused() -> None:
 
 
 def test_pause_stops_our_catch_up_until_the_next_vector() -> None:
-    core, replica = make(batch_ops=2)
+    core, replica = make(batch_ops=2, catch_up_ids=0)
     for op in authored(10, who=0):
         replica.admit(op)
     core.peer_up(A, 0.0)
@@ -374,7 +431,7 @@ def test_pause_stops_our_catch_up_until_the_next_vector() -> None:
     assert len(of_type(first, Ops)) == 1
     assert core.receive(A, encode_message(Pause()), 0.1) == []
     assert of_type(core.receive(A, encode_message(Ack(0)), 0.2), Ops) == []
-    # A vector from it later: the rest (8 ops) is more than a short gap, so it streams.
+    # A vector from it later resumes the stream (8 ops, though a short list).
     resumed = core.receive(A, encode_message(Vector(True, False, ())), 5.0)
     assert [len(m.ops) for _, m in of_type(resumed, Ops)] == [2]
 

@@ -124,8 +124,37 @@ def test_a_peer_that_announced_an_op_gets_neither_it_nor_an_announcement_back() 
 
 
 def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
-    """The first peer to announce an op we already hold is its author's runner-up: when
-    the parent's link closes, the author is grafted on it at once, not pulled per op."""
+    """A peer that announced an op while we were still ingesting it is upstream of us
+    for its author, the runner-up: when the parent's link closes, the author is grafted
+    on it at once, not pulled per op. A peer announcing it after we forwarded it may have
+    it from us (a descendant), and is not taken: grafting on it could close a cycle."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.receive(C, encode_message(IHave((op.id,))), 1.005)  # C: the runner-up
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    core.receive(B, encode_message(IHave((op.id,))), 1.02)  # after our forward
+    assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
+    assert core.parent(op.author) == C
+
+
+def test_the_first_announcer_of_an_op_we_lacked_is_the_runner_up() -> None:
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    core.receive(C, encode_message(IHave((op.id,))), 1.0)
+    push(core, A, op, 1.005)  # within the margin: A stays the parent
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    assert core.parent(op.author) == A
+    assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
+
+
+def test_with_no_runner_up_a_parent_that_goes_hands_its_authors_to_a_feeder() -> None:
     core, replica = make()
     connect(core, A)
     connect(core, B)
@@ -133,10 +162,56 @@ def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
     op = authored(1)[0]
     push(core, A, op, 1.0)
     core.ingested(0, report_for(replica, (op.data,)), 1.01)
-    core.receive(C, encode_message(IHave((op.id,))), 1.02)  # C: the runner-up
-    core.receive(B, encode_message(IHave((op.id,))), 1.03)
+    core.receive(C, encode_message(IHave((op.id,))), 1.02)  # after our forward
+    # B and C feed us first ops; B was asked first.
+    assert sent(core.peer_down(A, 2.0)) == [(B, graft(op.author))]
+
+
+def test_a_feeder_that_may_be_a_descendant_is_passed_over() -> None:
+    """B announced the op only after we forwarded it: it may have it from us. With no
+    runner-up, the author goes to another feeder, C."""
+    core, replica = make()
+    connect(core, A)
+    connect(core, B)
+    connect(core, C)
+    op = authored(1)[0]
+    push(core, A, op, 1.0)
+    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    core.receive(B, encode_message(IHave((op.id,))), 1.05)
     assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
-    assert core.parent(op.author) == C
+
+
+def test_crossed_grafts_the_lower_id_gives_way() -> None:
+    """Our parent for an author grafts that author on us: our grafts crossed, and would
+    close a cycle. The peer with the lower id gives way if it can: it takes the other as
+    a child and moves the author to another peer. The other keeps its parent."""
+    op = authored(2)
+    lower, replica = make(peer_id=bytes(32))  # below A's id
+    connect(lower, A)
+    connect(lower, B)
+    push(lower, A, op[0], 1.0)
+    lower.ingested(0, report_for(replica, (op[0].data,)), 1.01)
+    assert lower.parent(op[0].author) == A
+    actions = lower.receive(A, encode_message(graft(op[0].author)), 2.0)
+    assert of_type(actions, Want) == [(B, graft(op[0].author))]
+    assert lower.parent(op[0].author) == B
+    higher, replica = make(peer_id=b"\xff" * 32)
+    connect(higher, A)
+    connect(higher, B)
+    push(higher, A, op[0], 1.0)
+    higher.ingested(0, report_for(replica, (op[0].data,)), 1.01)
+    assert sent(higher.receive(A, encode_message(graft(op[0].author)), 2.0)) == []
+    assert higher.parent(op[0].author) == A
+
+
+def test_crossed_grafts_with_nobody_else_to_graft_on_are_kept() -> None:
+    op = authored(1)[0]
+    lower, replica = make(peer_id=bytes(32))
+    connect(lower, A)
+    push(lower, A, op, 1.0)
+    lower.ingested(0, report_for(replica, (op.data,)), 1.01)
+    assert sent(lower.receive(A, encode_message(graft(op.author)), 2.0)) == []
+    assert lower.parent(op.author) == A  # a cycle, until one of us pulls an op
 
 
 def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
@@ -151,30 +226,20 @@ def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
     assert core.parent(op.author) == B
 
 
-def test_a_parent_that_stalls_once_keeps_its_authors() -> None:
-    """An op we had to pull (its push came later still) may be a stall, a lost message
-    holding the parent's link up, not a slower path: the parent goes only if it happens
-    twice in a row."""
+def test_an_op_we_had_to_pull_moves_its_author_to_the_announcer() -> None:
+    """The parent's push did not come in time (a slower path, a stall, or a cycle cut off
+    from the author): the announcer, which held the op before us, becomes the parent."""
     core, replica = make(graft_timeout=0.05)
     connect(core, A)
     connect(core, B)
-    ops = authored(3)
+    ops = authored(2)
     push(core, A, ops[0], 1.0)
     core.ingested(0, report_for(replica, (ops[0].data,)), 1.01)
-    token = 1
-    for n, op in enumerate(ops[1:], start=1):
-        now = 2.0 * n
-        core.receive(B, encode_message(IHave((op.id,))), now)
-        assert sent(core.handle_timer(now + 0.1)) == [(B, Want(False, (op.id,)))]
-        pulled = Ops(n - 1, Mode.PULLED, (op.data,))
-        actions = core.receive(B, encode_message(pulled), now + 0.15)
-        core.ingested(token, report_for(replica, (op.data,)), now + 0.16)
-        token += 1
-        if n == 1:
-            assert of_type(actions, Prune) == [] and core.parent(op.author) == A
-        else:
-            assert sent(actions)[:2] == [(A, Prune((op.author,))), (B, graft(op.author))]
-            assert core.parent(op.author) == B
+    core.receive(B, encode_message(IHave((ops[1].id,))), 2.0)
+    assert sent(core.handle_timer(2.1)) == [(B, Want(False, (ops[1].id,)))]
+    actions = core.receive(B, encode_message(Ops(0, Mode.PULLED, (ops[1].data,))), 2.15)
+    assert sent(actions)[:2] == [(A, Prune((ops[1].author,))), (B, graft(ops[1].author))]
+    assert core.parent(ops[1].author) == B
 
 
 def test_a_child_is_never_made_the_parent() -> None:
