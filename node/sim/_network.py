@@ -14,8 +14,11 @@ off raises `BrokenResourceError`; `receive_some` returns ``b""`` once the other 
 closed and everything it sent has arrived. Latency delays bytes but never reorders them,
 and a sender blocks once `window` bytes wait unread, as on a full TCP window.
 
+Every node of a network checks signatures through one `SignatureVerdicts`, which checks
+each (key, signature, message) for real once and remembers the verdict for the others.
+
 What this module must never do: touch a socket, a thread or the OS clock, or decide
-anything about links or the DHT. It only moves bytes, late.
+anything about links or the DHT. It only moves bytes, late (and remembers verdicts).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Final
 import trio
 
 import dht
+from crdt import verify_signature
 from rumor_runtime import INLINE
 
 from .._env import Environment
@@ -43,6 +47,41 @@ RETRANSMIT: Final = 0.2  # seconds a lost segment of a stream costs (TCP's minim
 WINDOW: Final = 256 * 1024  # unread bytes a sender may have in flight before it blocks
 EPOCH_MS: Final = 1_767_225_600_000  # 2026-01-01 00:00 UTC: simulated wall clocks start here
 FIRST_PORT: Final = 49152  # ports handed out for port 0 (the IANA ephemeral range)
+VERDICTS: Final = 1 << 16  # signature verdicts a network remembers (the oldest go first)
+
+
+class SignatureVerdicts:
+    """Ed25519 verdicts shared by every node of one simulated network.
+
+    In a swarm every node checks the same signatures: each op, each DHT peer record, each
+    room address record reaches a thousand nodes. A verdict is a pure function of the public
+    key, the signature and the message, so the first check is done for real and the others
+    reuse it. Entries are keyed by the signature and hold the key and message they were
+    computed for: any other key or message (a forgery reusing a signature) is checked for
+    real. Bounded: the oldest verdicts are forgotten first.
+    """
+
+    def __init__(self, limit: int = VERDICTS) -> None:
+        self._limit = limit
+        self._verdicts: collections.OrderedDict[bytes, tuple[bytes, bytes, bool]] = (
+            collections.OrderedDict()
+        )
+        self.checked = 0  # checks done for real
+        self.reused = 0  # checks answered from a remembered verdict
+
+    def check(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
+        """A `rumor_runtime.SignatureCheck`: True if `signature` is `public_key`'s Ed25519
+        signature of `message`."""
+        known = self._verdicts.get(signature)
+        if known is not None and known[0] == public_key and known[1] == message:
+            self.reused += 1
+            return known[2]
+        verdict = verify_signature(public_key, signature, message)
+        self.checked += 1
+        self._verdicts[signature] = (public_key, message, verdict)
+        if len(self._verdicts) > self._limit:
+            self._verdicts.popitem(last=False)
+        return verdict
 
 
 class _Pipe:
@@ -326,6 +365,7 @@ class SimNetwork:
         self.dht = dht.SimNetwork(
             random.Random(rng.getrandbits(64)), latency=latency, jitter=jitter, loss=loss
         )
+        self.signatures = SignatureVerdicts()  # every node's signature checks
         self.connects = 0  # connects attempted
         self.refused = 0  # of those, refused (nobody listening) or cut off (blocked)
         self._blocked: set[frozenset[str]] = set()
@@ -366,7 +406,8 @@ class SimNetwork:
     def environment(self, host: str, seed: int | None = None) -> Environment:
         """A node's environment on simulated host `host`: its links and DHT socket there,
         blocking work inline, no name resolver, a wall clock that is trio's clock plus
-        `epoch_ms`, and a generator seeded with `seed` (else from the network's)."""
+        `epoch_ms`, a generator seeded with `seed` (else from the network's), and the
+        network's shared signature verdicts (`SignatureVerdicts`)."""
 
         async def open_datagrams(_host: str, port: int) -> dht.DatagramTransport:
             return _CountingSocket(self, self.datagram_socket(host, port))
@@ -389,6 +430,7 @@ class SimNetwork:
             unpredictable=lambda: random.Random(rng.getrandbits(64)),
             processes=False,
             host=host,
+            check_signature=self.signatures.check,
         )
 
     def datagram_socket(self, host: str, port: int = 0) -> dht.SimSocket:

@@ -222,3 +222,31 @@ async def test_a_link_runs_over_the_simulator(autojump_clock: trio.testing.MockC
                 pass
         assert refused.value.reason == "transport"
         nursery.cancel_scope.cancel()
+
+
+def test_signature_verdicts_are_ed25519s_and_reused_only_for_the_same_bytes() -> None:
+    from node.sim._network import SignatureVerdicts
+
+    alice, bob = Identity.generate(), Identity.generate()
+    message = b"hello"
+    signature = alice.sign(message)
+    verdicts = SignatureVerdicts(limit=2)
+    assert verdicts.check(alice.peer_id, signature, message)
+    assert verdicts.check(alice.peer_id, signature, message)
+    assert (verdicts.checked, verdicts.reused) == (1, 1)
+    # The same signature over other bytes, or under another key, is checked for real.
+    assert not verdicts.check(alice.peer_id, signature, b"hellO")
+    assert not verdicts.check(bob.peer_id, signature, message)
+    assert not verdicts.check(b"\x00" * 31, signature, message)  # not a key at all
+    assert (verdicts.checked, verdicts.reused) == (4, 1)
+    # Bounded: the oldest verdicts go first.
+    for text in (b"a", b"b", b"c"):
+        assert verdicts.check(alice.peer_id, alice.sign(text), text)
+    assert len(verdicts._verdicts) == 2
+
+
+def test_nodes_of_one_network_share_signature_verdicts() -> None:
+    net = fixed_network()
+    first, second = net.environment(net.new_host()), net.environment(net.new_host())
+    assert first.check_signature is not None
+    assert first.check_signature == second.check_signature == net.signatures.check
