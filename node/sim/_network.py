@@ -174,9 +174,12 @@ class SimStream(trio.abc.Stream):
             if data:
                 chunk = bytes(data)
                 self._network._count(pipe.src, pipe.dst, len(chunk), _LINK)
+                # A reader already waits for the earlier chunk's due time, which comes first
+                # (chunks never reorder): only a reader of an empty pipe needs waking.
+                if not pipe.chunks:
+                    pipe.readable.set()
                 pipe.chunks.append((pipe.due(self._network._delay(pipe.src, pipe.dst)), chunk))
                 pipe.unread += len(chunk)
-                pipe.readable.set()
         finally:
             self._sending = False
 
