@@ -3,7 +3,7 @@
 A `Node` never asks whether it is simulated. It gets an `Environment`: how to open link
 streams and the DHT's datagram socket, where blocking work runs, how host names are looked
 up, the wall clock behind op timestamps, a seeded random generator, and (in a simulation)
-who checks signatures. `real_environment` gives the operating system's;
+who checks signatures and decodes ops. `real_environment` gives the operating system's;
 `node.sim.SimNetwork.environment` gives the simulated ones, under which a node runs in
 virtual time, reproducibly from one seed.
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import trio
 
+from crdt import Op, decode_op
 from dht import DatagramTransport, UDPTransport, canonical_host
 from rumor_runtime import THREADED, Blocking, SignatureCheck
 
@@ -53,6 +54,9 @@ class Environment:
     # verifies them itself, as a real node must. A simulated network hands every node one
     # shared check that remembers its verdicts: the same pure work, done once per swarm.
     check_signature: SignatureCheck | None = None
+    # How op wire forms from peers are decoded (`crdt.decode_op`). A simulated network
+    # hands in one that gives every node the same immutable `Op` for the same bytes.
+    decode_op: Callable[[bytes], Op] = decode_op
 
 
 async def resolve_system(host: str, port: int, socket_type: int) -> list[str]:

@@ -363,6 +363,7 @@ class Node:
             history.replica,
             rng=random.Random(self._env.rng.getrandbits(64)),
             config=self._gossip_config,
+            decode=self._env.decode_op,
         )
         settles_at = self._peering.settles_at(trio.current_time())
         driver = RoomDriver(self, history, secret, name, peers, core, settles_at=settles_at)

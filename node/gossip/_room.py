@@ -25,6 +25,7 @@ them by id whenever they have changed.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from crdt import IngestReport, InvalidOp, Op, decode_op
 
@@ -66,9 +67,13 @@ class RoomGossip:
         *,
         rng: random.Random,
         config: GossipConfig | None = None,
+        decode: Callable[[bytes], Op] = decode_op,
     ) -> None:
         self.source = source
         self.rng = rng
+        # How op wire forms become ops: `crdt.decode_op`, or one that gives the same op
+        # (a simulated network shares decoded ops among its nodes).
+        self._decode = decode
         self.config = config if config is not None else GossipConfig()
         self.stats = GossipStats()
         self._peers: dict[bytes, Peer] = {}
@@ -348,7 +353,7 @@ class RoomGossip:
         decoded: list[Op] = []
         for data in message.ops:
             try:
-                op = decode_op(data)
+                op = self._decode(data)
             except InvalidOp as exc:
                 self.stats.ops_received += len(message.ops)
                 self._penalise(state.id, Fault.BAD_OP, exc.reason.value, out)

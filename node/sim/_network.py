@@ -15,10 +15,13 @@ closed and everything it sent has arrived. Latency delays bytes but never reorde
 and a sender blocks once `window` bytes wait unread, as on a full TCP window.
 
 Every node of a network checks signatures through one `SignatureVerdicts`, which checks
-each (key, signature, message) for real once and remembers the verdict for the others.
+each (key, signature, message) for real once and remembers the verdict for the others,
+and decodes ops from peers through one `SharedOps`, which hands every node the same
+immutable `Op` for the same bytes.
 
 What this module must never do: touch a socket, a thread or the OS clock, or decide
-anything about links or the DHT. It only moves bytes, late (and remembers verdicts).
+anything about links or the DHT. It only moves bytes, late (and remembers verdicts and
+decoded ops, which are pure functions of bytes).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Final
 import trio
 
 import dht
-from crdt import verify_signature
+from crdt import Op, decode_op, verify_signature
 from rumor_runtime import INLINE
 
 from .._env import Environment
@@ -48,6 +51,7 @@ WINDOW: Final = 256 * 1024  # unread bytes a sender may have in flight before it
 EPOCH_MS: Final = 1_767_225_600_000  # 2026-01-01 00:00 UTC: simulated wall clocks start here
 FIRST_PORT: Final = 49152  # ports handed out for port 0 (the IANA ephemeral range)
 VERDICTS: Final = 1 << 16  # signature verdicts a network remembers (the oldest go first)
+SHARED_OPS: Final = 4096  # decoded ops a network keeps for its nodes to share
 
 
 class SignatureVerdicts:
@@ -82,6 +86,39 @@ class SignatureVerdicts:
         if len(self._verdicts) > self._limit:
             self._verdicts.popitem(last=False)
         return verdict
+
+
+class SharedOps:
+    """Decoded ops shared by every node of one simulated network.
+
+    Each op reaches every node of a swarm as the same bytes, and `crdt.decode_op` is a pure
+    function of them that returns an immutable `Op`: the first node to receive an op
+    decodes it for real, and later ones get the same object. So a swarm holds one copy of
+    each recent op, not one per node (each node's caches of recent ops point at it).
+    Bytes that do not decode raise `InvalidOp` each time (nothing is kept of them).
+    Bounded: the oldest ops are forgotten first (and decoded again if they come back).
+    """
+
+    def __init__(self, limit: int = SHARED_OPS) -> None:
+        self._limit = limit
+        self._ops: collections.OrderedDict[bytes, Op] = collections.OrderedDict()
+        self.decoded = 0  # wire forms decoded for real
+        self.shared = 0  # wire forms answered with an op decoded before
+
+    def decode(self, data: bytes) -> Op:
+        """`crdt.decode_op(data)`, or the op it returned for the same bytes before."""
+        if type(data) is not bytes:  # not a key; decode_op says what is wrong with it
+            return decode_op(data)
+        op = self._ops.get(data)
+        if op is not None:
+            self.shared += 1
+            return op
+        op = decode_op(data)
+        self.decoded += 1
+        self._ops[op.data] = op
+        if len(self._ops) > self._limit:
+            self._ops.popitem(last=False)
+        return op
 
 
 class _Pipe:
@@ -369,6 +406,7 @@ class SimNetwork:
             random.Random(rng.getrandbits(64)), latency=latency, jitter=jitter, loss=loss
         )
         self.signatures = SignatureVerdicts()  # every node's signature checks
+        self.ops = SharedOps()  # every node's decoding of ops from peers
         self.connects = 0  # connects attempted
         self.refused = 0  # of those, refused (nobody listening) or cut off (blocked)
         self._blocked: set[frozenset[str]] = set()
@@ -410,7 +448,8 @@ class SimNetwork:
         """A node's environment on simulated host `host`: its links and DHT socket there,
         blocking work inline, no name resolver, a wall clock that is trio's clock plus
         `epoch_ms`, a generator seeded with `seed` (else from the network's), and the
-        network's shared signature verdicts (`SignatureVerdicts`)."""
+        network's shared signature verdicts and decoded ops (`SignatureVerdicts`,
+        `SharedOps`)."""
 
         async def open_datagrams(_host: str, port: int) -> dht.DatagramTransport:
             return _CountingSocket(self, self.datagram_socket(host, port))
@@ -434,6 +473,7 @@ class SimNetwork:
             processes=False,
             host=host,
             check_signature=self.signatures.check,
+            decode_op=self.ops.decode,
         )
 
     def datagram_socket(self, host: str, port: int = 0) -> dht.SimSocket:

@@ -250,3 +250,28 @@ def test_nodes_of_one_network_share_signature_verdicts() -> None:
     first, second = net.environment(net.new_host()), net.environment(net.new_host())
     assert first.check_signature is not None
     assert first.check_signature == second.check_signature == net.signatures.check
+
+
+def test_shared_ops_decode_once_and_refuse_what_decode_op_refuses() -> None:
+    from crdt import InvalidOp, Kind, decode_op, encode_op, make_hlc
+    from node.sim._network import SharedOps
+
+    author = Identity.generate()
+    hlc = make_hlc(1_767_225_600_000)
+    nick = encode_op(author, room=ROOM, seq=1, prev=None, hlc=hlc, kind=Kind.NICK, body=("a",))
+    data = nick.data
+    ops = SharedOps(limit=1)
+    first = ops.decode(bytes(data))
+    assert first == decode_op(data) and ops.decode(bytes(data)) is first
+    assert (ops.decoded, ops.shared) == (1, 1)
+    with pytest.raises(InvalidOp):
+        ops.decode(data[:-1])
+    assert ops.decode(bytearray(data)) == first  # type: ignore[arg-type]  # decoded, not kept
+    assert (ops.decoded, ops.shared) == (1, 1)
+    # Bounded: the oldest op goes first.
+    ops.decode(
+        encode_op(
+            author, room=ROOM, seq=2, prev=nick.id, hlc=hlc + 1, kind=Kind.NICK, body=("b",)
+        ).data
+    )
+    assert ops.decode(bytes(data)) is not first
