@@ -14,7 +14,10 @@ the simulation's disk, so that a thousand nodes' commits and fsyncs cost no disk
 Those files are RAM but not this process's RSS; their size per node is printed beside the
 memory figure. `--disk` keeps them in the temporary dir instead. The cyclic garbage
 collector runs less often than Python's default (`GC_THRESHOLD`): a swarm's objects are
-long-lived, and the default made it walk them hundreds of times a minute.
+long-lived, and the default made it walk them hundreds of times a minute. SQLite's soft
+heap limit (process-wide) is set to `SQLITE_HEAP_PER_NODE` per node: past it, SQLite
+recycles its page caches instead of growing them (each room file's two connections may
+otherwise cache up to 40 MiB); what is read back comes from the page cache of the files.
 
     PYTHONPATH=. python tests/bench/swarm.py            # 1,000 nodes, 3,600 s
     PYTHONPATH=. python tests/bench/swarm.py --quick    # 20 nodes, 60 s, for CI
@@ -33,6 +36,7 @@ import os
 import pstats
 import resource
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -47,6 +51,7 @@ WALL_TARGET = 300.0
 MEMORY_TARGET = 2 * 1024 * 1024
 TMPFS = Path("/dev/shm")
 GC_THRESHOLD = (50_000, 20, 100)  # Python's default is (700, 10, 10)
+SQLITE_HEAP_PER_NODE = 128 * 1024
 
 
 def scenario(nodes: int, duration: float) -> Scenario:
@@ -115,6 +120,9 @@ def main() -> int:
     )
     profiler = cProfile.Profile() if args.profile else None
     gc.set_threshold(*GC_THRESHOLD)
+    limit = sqlite3.connect(":memory:")
+    limit.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_PER_NODE * nodes}")
+    limit.close()
     try:
         if profiler is not None:
             profiler.enable()
