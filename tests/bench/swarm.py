@@ -104,8 +104,11 @@ def main() -> int:
         if time.perf_counter() - last[0] > 15:
             last[0] = time.perf_counter()
             wall = last[0] - started
+            peak = (rss() - base) / nodes / 1024
             print(
-                f"  t={now:7.0f}s {phase:<8} delivered {arrived:,}/{due:,} up {up} wall {wall:.0f}s"
+                f"  t={now:7.0f}s {phase:<8} delivered {arrived:,}/{due:,} up {up} "
+                f"wall {wall:.0f}s peak {peak:,.0f} KiB/node",
+                flush=True,
             )
 
     tmpfs = not args.disk and TMPFS.is_dir() and os.access(TMPFS, os.W_OK)
