@@ -28,7 +28,7 @@ import msgpack
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from rumor_runtime import open_unwrapping_nursery
+from rumor_runtime import SignatureCheck, open_unwrapping_nursery
 
 from . import _verify_worker
 from ._op import SIGNING_CONTEXT, Op
@@ -155,10 +155,13 @@ class Verifier:
 
     `workers` defaults to one per core; with `workers=0`, or where processes cannot be
     started, everything is verified in-process. One verifier serves every room of a node.
+    `check`, if given, is what verifies in-process instead of Ed25519 here (a simulated
+    network's shared check: see `rumor_runtime.SignatureCheck`).
     """
 
-    def __init__(self, nursery: trio.Nursery) -> None:
+    def __init__(self, nursery: trio.Nursery, check: SignatureCheck | None = None) -> None:
         self._nursery = nursery
+        self._check = check
         self._workers: list[_Worker] = []
         self._keys: dict[bytes, Ed25519PublicKey | None] = {}
         self.restarts = 0  # workers that died and were replaced
@@ -174,10 +177,12 @@ class Verifier:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, workers: int | None = None) -> AsyncIterator[Verifier]:
+    async def open(
+        cls, workers: int | None = None, *, check: SignatureCheck | None = None
+    ) -> AsyncIterator[Verifier]:
         count = (os.cpu_count() or 1) if workers is None else workers
         async with open_unwrapping_nursery() as nursery:
-            verifier = cls(nursery)
+            verifier = cls(nursery, check)
             try:
                 for _ in range(count):
                     await verifier._add_worker()
@@ -209,6 +214,9 @@ class Verifier:
         """One verdict per op, in order."""
         items = [(op.author, op.data) for op in ops]
         if len(items) < INLINE_BELOW or not self._workers:
+            check = self._check
+            if check is not None:
+                return [check(a, data[-64:], SIGNING_CONTEXT + data[:-64]) for a, data in items]
             return [bool(v) for v in verify_signatures(items, SIGNING_CONTEXT, self._keys)]
         worker = min(self._workers, key=lambda w: w.load)
         try:

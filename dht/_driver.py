@@ -39,7 +39,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from rumor_runtime import THREADED, Blocking
+from rumor_runtime import THREADED, Blocking, SignatureCheck
 
 from ._config import DHTConfig
 from ._errors import LocalProtocolError
@@ -241,6 +241,7 @@ class DHTNode:
         save_interval: float = 600.0,
         wall_clock: Callable[[], float] = time.time,
         blocking: Blocking = THREADED,
+        check_signature: SignatureCheck | None = None,
     ) -> None:
         if identity is not None and node_id is not None:
             raise LocalProtocolError("give an identity or a node id, not both")
@@ -259,6 +260,9 @@ class DHTNode:
         # How the state file is read and written: on a worker thread, or (INLINE) on
         # the trio thread, as a simulated run in virtual time needs.
         self._blocking = blocking
+        # Who checks peer records' signatures: Ed25519 here unless a simulation shares one
+        # check (and its verdicts) among all its nodes.
+        self._check_signature = check_signature
         self._transport: DatagramTransport | None = None
         self._protocol: DHTProtocol | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -289,6 +293,7 @@ class DHTNode:
                 now=now,
                 config=self._config,
                 wall_offset=self._wall_clock() - now,
+                check_signature=self._check_signature,
             )
             self._stack = contextlib.AsyncExitStack()
             nursery = await self._stack.enter_async_context(trio.open_nursery())

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from rumor_runtime import SignatureCheck
+
 from ._config import DHTConfig
 from ._drops import Drops
 from ._errors import DropReason, LocalProtocolError, RemoteProtocolError
@@ -106,6 +108,7 @@ class LookupEnv:
     k: int
     alpha: int
     wall_offset: float
+    check: SignatureCheck | None  # the record signature check, if not Ed25519 here
     routing: RoutingTable
     requests: Requests
     plain: PlainNodes
@@ -193,7 +196,7 @@ class LookupRun:
         for data in encoded:
             try:
                 record = PeerRecord.decode(data)
-                record.verify(self.target, wall)
+                record.verify(self.target, wall, self.env.check)
             except RemoteProtocolError as exc:
                 # Records that do not verify are never stored or returned.
                 self.env.drops.drop(contact.address, DropReason.BAD_RECORD, str(exc), now)
@@ -245,6 +248,7 @@ class Operations:
         *,
         done: Callable[[Op[Any], Any], None],
         wall_offset: float,
+        check: SignatureCheck | None = None,
     ) -> None:
         self._node_id = node_id
         self._config = config
@@ -254,6 +258,7 @@ class Operations:
         self._counters = counters
         self._done = done
         self._wall_offset = wall_offset
+        self._check = check
         self._next_op = 1
         self._plain = PlainNodes()
         self._env = LookupEnv(
@@ -261,6 +266,7 @@ class Operations:
             config.k,
             config.alpha,
             wall_offset,
+            check,
             routing,
             requests,
             self._plain,
@@ -374,7 +380,7 @@ class Operations:
         check_node_id(key)
         wall = now + self._wall_offset
         try:
-            record.verify(key, wall)
+            record.verify(key, wall, self._check)
         except RemoteProtocolError as exc:
             raise LocalProtocolError(f"cannot announce a bad record: {exc}") from None
         self._own_records[key] = (record, now + self._config.announce_interval)

@@ -26,6 +26,8 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
+from rumor_runtime import SignatureCheck
+
 from ._config import DHTConfig
 from ._drops import Drops
 from ._errors import DropReason, RemoteProtocolError
@@ -65,6 +67,7 @@ class DHTProtocol:
         now: float,
         config: DHTConfig | None = None,
         wall_offset: float = 0.0,
+        check_signature: SignatureCheck | None = None,
     ) -> None:
         self.node_id = check_node_id(node_id)
         self.config = config = config or DHTConfig()
@@ -102,6 +105,7 @@ class DHTProtocol:
             seen=self._seen_asking,
             wall_offset=wall_offset,
             now=now,
+            check=check_signature,
         )
         self._ops = Operations(
             self.node_id,
@@ -113,6 +117,7 @@ class DHTProtocol:
             self._drops,
             done=self._done,
             wall_offset=wall_offset,
+            check=check_signature,
         )
         self._next_maintenance = now + config.maintenance_interval
         # The bootstrap watch: addresses tried, when to check, whether it failed.

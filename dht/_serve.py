@@ -20,6 +20,8 @@ from typing import Any
 
 import msgpack
 
+from rumor_runtime import SignatureCheck
+
 from ._config import DHTConfig
 from ._drops import Drops
 from ._errors import DropReason, RemoteProtocolError
@@ -110,6 +112,7 @@ class Server:
         seen: Callable[[bytes, Address, float], None],
         wall_offset: float,
         now: float,
+        check: SignatureCheck | None = None,
     ) -> None:
         self._node_id = node_id
         self._config = config
@@ -122,6 +125,7 @@ class Server:
         # Called with (sender id, address, now) for every well-formed request.
         self._seen = seen
         self._wall_offset = wall_offset
+        self._check = check
         self._secret = rng.randbytes(32)
         self._old_secret = self._secret
         self._next_rotation = now + config.token_rotation
@@ -221,7 +225,7 @@ class Server:
         wall = now + self._wall_offset
         # A bad record raises RecordError: the datagram is dropped unanswered.
         record = PeerRecord.decode(rpc.record)
-        record.verify(rpc.key, wall)
+        record.verify(rpc.key, wall, self._check)
         if self._config.require_address_match and any(
             host != address[0] for host, _ in record.addresses
         ):

@@ -2,9 +2,10 @@
 
 A `Node` never asks whether it is simulated. It gets an `Environment`: how to open link
 streams and the DHT's datagram socket, where blocking work runs, how host names are looked
-up, the wall clock behind op timestamps, and a seeded random generator. `real_environment`
-gives the operating system's; `node.sim.SimNetwork.environment` gives the simulated ones,
-under which a node runs in virtual time, reproducibly from one seed.
+up, the wall clock behind op timestamps, a seeded random generator, and (in a simulation)
+who checks signatures and decodes ops. `real_environment` gives the operating system's;
+`node.sim.SimNetwork.environment` gives the simulated ones, under which a node runs in
+virtual time, reproducibly from one seed.
 
 This module only describes and builds environments; it holds no policy.
 """
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 
 import trio
 
+from crdt import Op, decode_op
 from dht import DatagramTransport, UDPTransport, canonical_host
-from rumor_runtime import THREADED, Blocking
+from rumor_runtime import THREADED, Blocking, SignatureCheck
 
 from .link import StreamTransport, TCPTransport
 
@@ -48,6 +50,13 @@ class Environment:
     # Whether signatures may be verified on worker processes (not in virtual time).
     processes: bool = True
     host: str | None = None  # the simulated host the node lives on, if simulated
+    # Who checks Ed25519 signatures (ops, DHT and room address records). None: each part
+    # verifies them itself, as a real node must. A simulated network hands every node one
+    # shared check that remembers its verdicts: the same pure work, done once per swarm.
+    check_signature: SignatureCheck | None = None
+    # How op wire forms from peers are decoded (`crdt.decode_op`). A simulated network
+    # hands in one that gives every node the same immutable `Op` for the same bytes.
+    decode_op: Callable[[bytes], Op] = decode_op
 
 
 async def resolve_system(host: str, port: int, socket_type: int) -> list[str]:

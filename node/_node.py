@@ -173,7 +173,7 @@ class Node:
         )
         async with (
             _claim(key, data_dir),
-            Verifier.open(verify_workers) as verifier,
+            Verifier.open(verify_workers, check=env.check_signature) as verifier,
             open_unwrapping_nursery() as nursery,
         ):
             node = cls(
@@ -276,6 +276,7 @@ class Node:
             data_dir=self.data_dir,
             blocking=env.blocking,
             wall_clock=lambda: env.wall_clock_ms() / 1000,
+            check_signature=env.check_signature,
         )
         async with node as dht:
             task_status.started(dht)
@@ -326,6 +327,7 @@ class Node:
                         meta.get("addresses", b"\x90"),
                         history.room,
                         self._env.wall_clock_ms() / 1000,
+                        self._env.check_signature,
                     )
                     driver = self._start_room(history, meta["secret"], name, peers, records)
                     task_status.started(driver)
@@ -362,6 +364,7 @@ class Node:
             rng=random.Random(self._env.rng.getrandbits(64)),
             config=self._gossip_config,
             peer_id=self.peer_id,
+            decode=self._env.decode_op,
         )
         settles_at = self._peering.settles_at(trio.current_time())
         driver = RoomDriver(self, history, secret, name, peers, core, settles_at=settles_at)

@@ -329,7 +329,7 @@ class Peers:
     async def _record_received(self, link: Link, driver: RoomDriver, data: bytes) -> None:
         now = self._wall()
         try:
-            record = decode_record(data, driver.room_id, now)
+            record = decode_record(data, driver.room_id, now, self.env.check_signature)
         except RecordError as exc:
             self.record_drops[exc.reason] = self.record_drops.get(exc.reason, 0) + 1
             # Expired or too long may be a clock apart, not a lie: only the rest count.

@@ -25,6 +25,7 @@ them by id whenever they have changed.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from crdt import IngestReport, InvalidOp, Op, decode_op
 
@@ -67,12 +68,16 @@ class RoomGossip:
         rng: random.Random,
         config: GossipConfig | None = None,
         peer_id: bytes = b"",
+        decode: Callable[[bytes], Op] = decode_op,
     ) -> None:
         self.source = source
         # Our own peer id: of two peers whose grafts crossed, the one with the lower id
         # gives way if it has another peer to graft on (unknown, b"": we always try).
         self.peer_id = peer_id
         self.rng = rng
+        # How op wire forms become ops: `crdt.decode_op`, or one that gives the same op
+        # (a simulated network shares decoded ops among its nodes).
+        self._decode = decode
         self.config = config if config is not None else GossipConfig()
         self.stats = GossipStats()
         self._peers: dict[bytes, Peer] = {}
@@ -369,7 +374,7 @@ class RoomGossip:
         decoded: list[Op] = []
         for data in message.ops:
             try:
-                op = decode_op(data)
+                op = self._decode(data)
             except InvalidOp as exc:
                 self.stats.ops_received += len(message.ops)
                 self._penalise(state.id, Fault.BAD_OP, exc.reason.value, out)

@@ -14,8 +14,14 @@ off raises `BrokenResourceError`; `receive_some` returns ``b""`` once the other 
 closed and everything it sent has arrived. Latency delays bytes but never reorders them,
 and a sender blocks once `window` bytes wait unread, as on a full TCP window.
 
+Every node of a network checks signatures through one `SignatureVerdicts`, which checks
+each (key, signature, message) for real once and remembers the verdict for the others,
+and decodes ops from peers through one `SharedOps`, which hands every node the same
+immutable `Op` for the same bytes.
+
 What this module must never do: touch a socket, a thread or the OS clock, or decide
-anything about links or the DHT. It only moves bytes, late.
+anything about links or the DHT. It only moves bytes, late (and remembers verdicts and
+decoded ops, which are pure functions of bytes).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Final
 import trio
 
 import dht
+from crdt import Op, decode_op, verify_signature
 from rumor_runtime import INLINE
 
 from .._env import Environment
@@ -43,6 +50,75 @@ RETRANSMIT: Final = 0.2  # seconds a lost segment of a stream costs (TCP's minim
 WINDOW: Final = 256 * 1024  # unread bytes a sender may have in flight before it blocks
 EPOCH_MS: Final = 1_767_225_600_000  # 2026-01-01 00:00 UTC: simulated wall clocks start here
 FIRST_PORT: Final = 49152  # ports handed out for port 0 (the IANA ephemeral range)
+VERDICTS: Final = 1 << 16  # signature verdicts a network remembers (the oldest go first)
+SHARED_OPS: Final = 4096  # decoded ops a network keeps for its nodes to share
+
+
+class SignatureVerdicts:
+    """Ed25519 verdicts shared by every node of one simulated network.
+
+    In a swarm every node checks the same signatures: each op, each DHT peer record, each
+    room address record reaches a thousand nodes. A verdict is a pure function of the public
+    key, the signature and the message, so the first check is done for real and the others
+    reuse it. Entries are keyed by the signature and hold the key and message they were
+    computed for: any other key or message (a forgery reusing a signature) is checked for
+    real. Bounded: the oldest verdicts are forgotten first.
+    """
+
+    def __init__(self, limit: int = VERDICTS) -> None:
+        self._limit = limit
+        self._verdicts: collections.OrderedDict[bytes, tuple[bytes, bytes, bool]] = (
+            collections.OrderedDict()
+        )
+        self.checked = 0  # checks done for real
+        self.reused = 0  # checks answered from a remembered verdict
+
+    def check(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
+        """A `rumor_runtime.SignatureCheck`: True if `signature` is `public_key`'s Ed25519
+        signature of `message`."""
+        known = self._verdicts.get(signature)
+        if known is not None and known[0] == public_key and known[1] == message:
+            self.reused += 1
+            return known[2]
+        verdict = verify_signature(public_key, signature, message)
+        self.checked += 1
+        self._verdicts[signature] = (public_key, message, verdict)
+        if len(self._verdicts) > self._limit:
+            self._verdicts.popitem(last=False)
+        return verdict
+
+
+class SharedOps:
+    """Decoded ops shared by every node of one simulated network.
+
+    Each op reaches every node of a swarm as the same bytes, and `crdt.decode_op` is a pure
+    function of them that returns an immutable `Op`: the first node to receive an op
+    decodes it for real, and later ones get the same object. So a swarm holds one copy of
+    each recent op, not one per node (each node's caches of recent ops point at it).
+    Bytes that do not decode raise `InvalidOp` each time (nothing is kept of them).
+    Bounded: the oldest ops are forgotten first (and decoded again if they come back).
+    """
+
+    def __init__(self, limit: int = SHARED_OPS) -> None:
+        self._limit = limit
+        self._ops: collections.OrderedDict[bytes, Op] = collections.OrderedDict()
+        self.decoded = 0  # wire forms decoded for real
+        self.shared = 0  # wire forms answered with an op decoded before
+
+    def decode(self, data: bytes) -> Op:
+        """`crdt.decode_op(data)`, or the op it returned for the same bytes before."""
+        if type(data) is not bytes:  # not a key; decode_op says what is wrong with it
+            return decode_op(data)
+        op = self._ops.get(data)
+        if op is not None:
+            self.shared += 1
+            return op
+        op = decode_op(data)
+        self.decoded += 1
+        self._ops[op.data] = op
+        if len(self._ops) > self._limit:
+            self._ops.popitem(last=False)
+        return op
 
 
 class _Pipe:
@@ -135,9 +211,12 @@ class SimStream(trio.abc.Stream):
             if data:
                 chunk = bytes(data)
                 self._network._count(pipe.src, pipe.dst, len(chunk), _LINK)
+                # A reader already waits for the earlier chunk's due time, which comes first
+                # (chunks never reorder): only a reader of an empty pipe needs waking.
+                if not pipe.chunks:
+                    pipe.readable.set()
                 pipe.chunks.append((pipe.due(self._network._delay(pipe.src, pipe.dst)), chunk))
                 pipe.unread += len(chunk)
-                pipe.readable.set()
         finally:
             self._sending = False
 
@@ -326,6 +405,8 @@ class SimNetwork:
         self.dht = dht.SimNetwork(
             random.Random(rng.getrandbits(64)), latency=latency, jitter=jitter, loss=loss
         )
+        self.signatures = SignatureVerdicts()  # every node's signature checks
+        self.ops = SharedOps()  # every node's decoding of ops from peers
         self.connects = 0  # connects attempted
         self.refused = 0  # of those, refused (nobody listening) or cut off (blocked)
         self._blocked: set[frozenset[str]] = set()
@@ -366,7 +447,9 @@ class SimNetwork:
     def environment(self, host: str, seed: int | None = None) -> Environment:
         """A node's environment on simulated host `host`: its links and DHT socket there,
         blocking work inline, no name resolver, a wall clock that is trio's clock plus
-        `epoch_ms`, and a generator seeded with `seed` (else from the network's)."""
+        `epoch_ms`, a generator seeded with `seed` (else from the network's), and the
+        network's shared signature verdicts and decoded ops (`SignatureVerdicts`,
+        `SharedOps`)."""
 
         async def open_datagrams(_host: str, port: int) -> dht.DatagramTransport:
             return _CountingSocket(self, self.datagram_socket(host, port))
@@ -389,6 +472,8 @@ class SimNetwork:
             unpredictable=lambda: random.Random(rng.getrandbits(64)),
             processes=False,
             host=host,
+            check_signature=self.signatures.check,
+            decode_op=self.ops.decode,
         )
 
     def datagram_socket(self, host: str, port: int = 0) -> dht.SimSocket:

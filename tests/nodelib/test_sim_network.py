@@ -222,3 +222,56 @@ async def test_a_link_runs_over_the_simulator(autojump_clock: trio.testing.MockC
                 pass
         assert refused.value.reason == "transport"
         nursery.cancel_scope.cancel()
+
+
+def test_signature_verdicts_are_ed25519s_and_reused_only_for_the_same_bytes() -> None:
+    from node.sim._network import SignatureVerdicts
+
+    alice, bob = Identity.generate(), Identity.generate()
+    message = b"hello"
+    signature = alice.sign(message)
+    verdicts = SignatureVerdicts(limit=2)
+    assert verdicts.check(alice.peer_id, signature, message)
+    assert verdicts.check(alice.peer_id, signature, message)
+    assert (verdicts.checked, verdicts.reused) == (1, 1)
+    # The same signature over other bytes, or under another key, is checked for real.
+    assert not verdicts.check(alice.peer_id, signature, b"hellO")
+    assert not verdicts.check(bob.peer_id, signature, message)
+    assert not verdicts.check(b"\x00" * 31, signature, message)  # not a key at all
+    assert (verdicts.checked, verdicts.reused) == (4, 1)
+    # Bounded: the oldest verdicts go first.
+    for text in (b"a", b"b", b"c"):
+        assert verdicts.check(alice.peer_id, alice.sign(text), text)
+    assert len(verdicts._verdicts) == 2
+
+
+def test_nodes_of_one_network_share_signature_verdicts() -> None:
+    net = fixed_network()
+    first, second = net.environment(net.new_host()), net.environment(net.new_host())
+    assert first.check_signature is not None
+    assert first.check_signature == second.check_signature == net.signatures.check
+
+
+def test_shared_ops_decode_once_and_refuse_what_decode_op_refuses() -> None:
+    from crdt import InvalidOp, Kind, decode_op, encode_op, make_hlc
+    from node.sim._network import SharedOps
+
+    author = Identity.generate()
+    hlc = make_hlc(1_767_225_600_000)
+    nick = encode_op(author, room=ROOM, seq=1, prev=None, hlc=hlc, kind=Kind.NICK, body=("a",))
+    data = nick.data
+    ops = SharedOps(limit=1)
+    first = ops.decode(bytes(data))
+    assert first == decode_op(data) and ops.decode(bytes(data)) is first
+    assert (ops.decoded, ops.shared) == (1, 1)
+    with pytest.raises(InvalidOp):
+        ops.decode(data[:-1])
+    assert ops.decode(bytearray(data)) == first  # type: ignore[arg-type]  # decoded, not kept
+    assert (ops.decoded, ops.shared) == (1, 1)
+    # Bounded: the oldest op goes first.
+    ops.decode(
+        encode_op(
+            author, room=ROOM, seq=2, prev=nick.id, hlc=hlc + 1, kind=Kind.NICK, body=("b",)
+        ).data
+    )
+    assert ops.decode(bytes(data)) is not first
