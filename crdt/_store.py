@@ -145,7 +145,7 @@ WAL_PAGES = 16384  # the WAL is folded into the file when it reaches this (64 Mi
 # it touched whole, and ops' ids land on random index pages, so small commits cost several
 # times as much per op.
 GROUP_WAIT = 0.02
-GROUP_WEIGHT = 1024
+GROUP_WEIGHT = 512
 
 # SQLite primary result codes after which a file takes no more writes this run.
 _FATAL_CODES = {
