@@ -296,16 +296,7 @@ class Trees:
         """`peer`'s catch-up brought `fresh`: their authors with no parent here (we had
         none of their ops, or were cut off) are grafted on it, as nobody pushes us their
         next ops otherwise, and an IHAVE goes to a few peers only."""
-        change = Reshape()
-        for op in fresh:
-            author = op.author
-            if (
-                author not in self._own
-                and self._parent.get(author) not in live
-                and not self.is_child(peer, author)
-            ):
-                self._adopt(author, peer, change)
-        return change
+        return self.ahead(peer, [op.author for op in fresh], live)
 
     def _beaten(self, author: bytes, peer: bytes, lead: float, now: float, change: Reshape) -> None:
         """`peer` beat the parent by `lead`: a steady lead is a faster path, and the
