@@ -582,10 +582,6 @@ class Replica:
     def __contains__(self, op_id: object) -> bool:
         return isinstance(op_id, bytes) and self._known(op_id)
 
-    def known(self, ids: list[bytes]) -> set[bytes]:
-        """Which of `ids` are here (in effect or held)."""
-        return {op_id for op_id in ids if self._known(op_id)}
-
     def known_ops(self, ops: list[Op]) -> set[bytes]:
         """The ids of `ops` that are here (in effect or held)."""
         return {op.id for op in ops if self._known(op.id)}

@@ -91,3 +91,10 @@ def graft(author: bytes) -> Want:
 
 def push(core: RoomGossip, peer: bytes, op: Op, now: float, batch: int = 0) -> list[Action]:
     return core.receive(peer, encode_message(Ops(batch, Mode.PUSH, (op.data,))), now)
+
+
+def deliver(core: RoomGossip, replica: Replica, peer: bytes, op: Op, now: float) -> list[Action]:
+    """`peer` pushes `op` (our first batch from it) at `now`, and it is ingested 10 ms
+    later: the actions that ingest brings."""
+    push(core, peer, op, now)
+    return core.ingested(0, report_for(replica, (op.data,)), now + 0.01)

@@ -10,6 +10,7 @@ from tests.gossip._core import (
     C,
     authored,
     connect,
+    deliver,
     graft,
     make,
     of_type,
@@ -111,9 +112,8 @@ def test_an_announcement_beating_the_push_moves_the_author_to_the_faster_peer() 
 
 def test_a_peer_that_announced_an_op_gets_neither_it_nor_an_announcement_back() -> None:
     core, replica = make()
-    connect(core, A)
-    connect(core, B)
-    connect(core, C)
+    for peer in (A, B, C):
+        connect(core, peer)
     op = authored(1)[0]
     core.receive(B, encode_message(IHave((op.id,))), 1.0)  # B holds it
     push(core, A, op, 1.01)
@@ -129,9 +129,8 @@ def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
     on it at once, not pulled per op. A peer announcing it after we forwarded it may have
     it from us (a descendant), and is not taken: grafting on it could close a cycle."""
     core, replica = make()
-    connect(core, A)
-    connect(core, B)
-    connect(core, C)
+    for peer in (A, B, C):
+        connect(core, peer)
     op = authored(1)[0]
     push(core, A, op, 1.0)
     core.receive(C, encode_message(IHave((op.id,))), 1.005)  # C: the runner-up
@@ -143,9 +142,8 @@ def test_a_parent_that_goes_hands_its_authors_to_the_runner_up() -> None:
 
 def test_the_first_announcer_of_an_op_we_lacked_is_the_runner_up() -> None:
     core, replica = make()
-    connect(core, A)
-    connect(core, B)
-    connect(core, C)
+    for peer in (A, B, C):
+        connect(core, peer)
     op = authored(1)[0]
     core.receive(C, encode_message(IHave((op.id,))), 1.0)
     push(core, A, op, 1.005)  # within the margin: A stays the parent
@@ -156,12 +154,10 @@ def test_the_first_announcer_of_an_op_we_lacked_is_the_runner_up() -> None:
 
 def test_with_no_runner_up_a_parent_that_goes_hands_its_authors_to_a_feeder() -> None:
     core, replica = make()
-    connect(core, A)
-    connect(core, B)
-    connect(core, C)
+    for peer in (A, B, C):
+        connect(core, peer)
     op = authored(1)[0]
-    push(core, A, op, 1.0)
-    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    deliver(core, replica, A, op, 1.0)
     core.receive(C, encode_message(IHave((op.id,))), 1.02)  # after our forward
     # B and C feed us first ops; B was asked first.
     assert sent(core.peer_down(A, 2.0)) == [(B, graft(op.author))]
@@ -171,12 +167,10 @@ def test_a_feeder_that_may_be_a_descendant_is_passed_over() -> None:
     """B announced the op only after we forwarded it: it may have it from us. With no
     runner-up, the author goes to another feeder, C."""
     core, replica = make()
-    connect(core, A)
-    connect(core, B)
-    connect(core, C)
+    for peer in (A, B, C):
+        connect(core, peer)
     op = authored(1)[0]
-    push(core, A, op, 1.0)
-    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    deliver(core, replica, A, op, 1.0)
     core.receive(B, encode_message(IHave((op.id,))), 1.05)
     assert sent(core.peer_down(A, 2.0)) == [(C, graft(op.author))]
 
@@ -189,8 +183,7 @@ def test_crossed_grafts_the_lower_id_gives_way() -> None:
     lower, replica = make(peer_id=bytes(32))  # below A's id
     connect(lower, A)
     connect(lower, B)
-    push(lower, A, op[0], 1.0)
-    lower.ingested(0, report_for(replica, (op[0].data,)), 1.01)
+    deliver(lower, replica, A, op[0], 1.0)
     assert lower.parent(op[0].author) == A
     actions = lower.receive(A, encode_message(graft(op[0].author)), 2.0)
     assert of_type(actions, Want) == [(B, graft(op[0].author))]
@@ -198,8 +191,7 @@ def test_crossed_grafts_the_lower_id_gives_way() -> None:
     higher, replica = make(peer_id=b"\xff" * 32)
     connect(higher, A)
     connect(higher, B)
-    push(higher, A, op[0], 1.0)
-    higher.ingested(0, report_for(replica, (op[0].data,)), 1.01)
+    deliver(higher, replica, A, op[0], 1.0)
     assert sent(higher.receive(A, encode_message(graft(op[0].author)), 2.0)) == []
     assert higher.parent(op[0].author) == A
 
@@ -208,8 +200,7 @@ def test_crossed_grafts_with_nobody_else_to_graft_on_are_kept() -> None:
     op = authored(1)[0]
     lower, replica = make(peer_id=bytes(32))
     connect(lower, A)
-    push(lower, A, op, 1.0)
-    lower.ingested(0, report_for(replica, (op.data,)), 1.01)
+    deliver(lower, replica, A, op, 1.0)
     assert sent(lower.receive(A, encode_message(graft(op.author)), 2.0)) == []
     assert lower.parent(op.author) == A  # a cycle, until one of us pulls an op
 
@@ -218,8 +209,7 @@ def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
     core, replica = make()
     connect(core, A)
     op = authored(1)[0]
-    push(core, A, op, 1.0)
-    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    deliver(core, replica, A, op, 1.0)
     assert core.peer_down(A, 2.0) == []  # nobody left to graft it on
     assert core.parent(op.author) is None
     assert sent(core.peer_up(B, 3.0))[2:] == [(B, Want(True, ())), (B, graft(op.author))]
@@ -233,8 +223,7 @@ def test_an_op_we_had_to_pull_moves_its_author_to_the_announcer() -> None:
     connect(core, A)
     connect(core, B)
     ops = authored(2)
-    push(core, A, ops[0], 1.0)
-    core.ingested(0, report_for(replica, (ops[0].data,)), 1.01)
+    deliver(core, replica, A, ops[0], 1.0)
     core.receive(B, encode_message(IHave((ops[1].id,))), 2.0)
     assert sent(core.handle_timer(2.1)) == [(B, Want(False, (ops[1].id,)))]
     actions = core.receive(B, encode_message(Ops(0, Mode.PULLED, (ops[1].data,))), 2.15)
@@ -249,8 +238,7 @@ def test_a_child_is_never_made_the_parent() -> None:
     connect(core, A)
     connect(core, C)
     op = authored(1)[0]
-    push(core, A, op, 1.0)
-    core.ingested(0, report_for(replica, (op.data,)), 1.01)
+    deliver(core, replica, A, op, 1.0)
     core.receive(C, encode_message(graft(op.author)), 1.1)
     assert sent(core.peer_down(A, 2.0)) == []  # C feeds us first ops, but is a child here
     assert core.parent(op.author) is None
