@@ -17,6 +17,12 @@ with one statement per table (`flush`), which must run before any read of those 
 An op beyond its author's chain head is new without a lookup: every op in the ops table
 has a seq up to its author's head.
 
+Ids: an op is found by id in `op_ids` if its row is at or before `through`, else in
+`pending` (in memory: every ops row after `through`, rebuilt from the table on load).
+Pending ids are merged into `op_ids` in one sorted write once they are many (`MERGE_*`):
+ids are hashes, so an index written op by op takes a random page write per op, and a
+sorted merge of a sixteenth of the room touches each page of it once.
+
 Damage: every op read back is decoded and its bytes hashed against its id. A row that
 fails is never shown: it is moved to the `quarantine` table (never deleted), counted, and
 its (author, seq) becomes a gap that lowers that author's version vector entry, so sync
@@ -47,6 +53,9 @@ log = logging.getLogger("crdt.store")
 
 SHIFT = 1 << 63  # hlc is an unsigned 64-bit number; SQLite integers are signed
 RECENT = 1024  # ops that took effect lately, kept decoded: most lookups are for these
+MERGE_LEAST = 4096  # pending ids merged into op_ids at once: at least this many,
+MERGE_PART = 8  # and at least this part of the ops in effect,
+MERGE_MOST = 65536  # and at most this many (about 8 MiB of memory)
 _INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
 _INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
 
@@ -88,6 +97,10 @@ class Summary:
     nicks: dict[bytes, str]
     members: list[bytes]
     damaged: int
+    # The ids of ops in effect not yet in op_ids, and their rows. The writer keeps adding to
+    # this dict (and starts a new one when it merges): read it only with `get`, and check
+    # the row, since it may hold ops of a transaction not yet committed.
+    pending: dict[bytes, int]
 
 
 class Applier(Replica):
@@ -111,10 +124,11 @@ class Applier(Replica):
         self._n = 0  # the effect index (row) of the op taking effect now
         # Rows of ops and messages that took effect in this transaction and are not yet
         # written: written together (`flush`) before any read of those tables and before
-        # the commit; `_fresh` holds their ids.
+        # the commit.
         self._op_rows: list[tuple[int, bytes, int, int, bytes]] = []
         self._message_rows: list[tuple[int, bytes, int, bytes, int]] = []
-        self._fresh: set[bytes] = set()
+        self._pending: dict[bytes, int] = {}  # id -> row, for every ops row after _through
+        self._through = -1
         self._restoring = False
         self._ops_count = 0
         self._messages = 0
@@ -134,7 +148,6 @@ class Applier(Replica):
         db = self.db
         self._op_rows.clear()
         self._message_rows.clear()
-        self._fresh.clear()
         self._heads.clear()
         self._authors.clear()
         self._recent.clear()
@@ -162,6 +175,12 @@ class Applier(Replica):
         ).fetchone()[0]
         self._effects = int(last) + 1
         self._ops_count = int(db.execute("SELECT count(*) FROM ops").fetchone()[0])
+        self._through = int(db.execute("SELECT n FROM op_ids_through").fetchone()[0])
+        # A new dict, never the old one cleared: readers may still hold the old one.
+        self._pending = {
+            bytes(op_id): n
+            for op_id, n in db.execute("SELECT id, n FROM ops WHERE n > ?", (self._through,))
+        }
         self._messages = int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
         for author, head in list(self._heads.items()):
             self._load_head(author, head)
@@ -269,6 +288,7 @@ class Applier(Replica):
             nicks=nicks,
             members=members,
             damaged=self.damaged,
+            pending=self._pending,
         )
         return self._published
 
@@ -295,7 +315,12 @@ class Applier(Replica):
             (n, op_id, a, seq, data, reason),
         )
         db.execute("DELETE FROM ops WHERE n = ?", (n,))
-        self._recent.pop(bytes(op_id), None)
+        op_id = bytes(op_id)
+        if self._pending.get(op_id) == n:
+            del self._pending[op_id]
+        else:
+            db.execute("DELETE FROM op_ids WHERE id = ? AND n = ?", (op_id, n))
+        self._recent.pop(op_id, None)
         self._ops_count -= 1
         self.damaged += 1
         # If the author number is damaged too there is nothing to ask peers for by seq.
@@ -331,12 +356,31 @@ class Applier(Replica):
             self._messages += db.executemany(_INSERT_MESSAGE, self._message_rows).rowcount
             self._op_rows.clear()
             self._message_rows.clear()
-            self._fresh.clear()
+
+    def before_commit(self) -> None:
+        """Write what is buffered, and merge the pending ids once they are many."""
+        self.flush()
+        if len(self._pending) >= max(MERGE_LEAST, min(MERGE_MOST, self._ops_count // MERGE_PART)):
+            self.merge_ids()
+
+    def merge_ids(self) -> None:
+        """Move every pending id into op_ids, in id order (each index page written once)."""
+        self.flush()
+        self.db.executemany(
+            # An id already there is the same op (ids are hashes): keep its first row.
+            "INSERT OR IGNORE INTO op_ids (id, n) VALUES (?, ?)",
+            sorted(self._pending.items()),
+        )
+        # Every row up to the last effect index given out is now in op_ids (or set aside).
+        self._through = self._effects - 1
+        self.db.execute("UPDATE op_ids_through SET n = ?", (self._through,))
+        self._pending = {}
 
     def _known(self, op_id: bytes) -> bool:
-        if op_id in self._held or op_id in self._recent or op_id in self._fresh:
+        if op_id in self._held or op_id in self._recent or op_id in self._pending:
             return True
-        return self.db.execute("SELECT 1 FROM ops WHERE id = ?", (op_id,)).fetchone() is not None
+        row = self.db.execute("SELECT 1 FROM op_ids WHERE id = ?", (op_id,)).fetchone()
+        return row is not None
 
     def _known_op(self, op: Op) -> bool:
         head = self._heads.get(op.author)
@@ -352,8 +396,14 @@ class Applier(Replica):
         recent = self._recent.get(op_id)
         if recent is not None:
             return recent[0]
-        self.flush()
-        row = self.db.execute("SELECT n, data FROM ops WHERE id = ?", (op_id,)).fetchone()
+        n = self._pending.get(op_id)
+        if n is None:
+            found = self.db.execute("SELECT n FROM op_ids WHERE id = ?", (op_id,)).fetchone()
+            if found is None:
+                return None
+            n = int(found[0])
+        self.flush()  # its row may still be buffered
+        row = self.db.execute("SELECT n, data FROM ops WHERE n = ?", (n,)).fetchone()
         if row is None:
             return None
         op = load_op(op_id, row[1])
@@ -362,14 +412,6 @@ class Applier(Replica):
             return None
         self._remember(op, int(row[0]))
         return op
-
-    def _n_of(self, op_id: bytes) -> int | None:
-        recent = self._recent.get(op_id)
-        if recent is not None:
-            return recent[1]
-        self.flush()
-        row = self.db.execute("SELECT n FROM ops WHERE id = ?", (op_id,)).fetchone()
-        return None if row is None else int(row[0])
 
     def _remember(self, op: Op, n: int) -> None:
         self._recent[op.id] = (op, n)
@@ -411,7 +453,10 @@ class Applier(Replica):
                 self._restoring = True
                 log.warning("%s: op %s healed from a peer", self.path, op.id.hex()[:16])
         self._op_rows.append((n, op.id, head.a, op.seq, op.data))
-        self._fresh.add(op.id)
+        if n > self._through:
+            self._pending[op.id] = n
+        else:  # healed in its old place, among merged rows
+            db.execute("INSERT OR IGNORE INTO op_ids (id, n) VALUES (?, ?)", (op.id, n))
         if was_held:
             db.execute("DELETE FROM held WHERE id = ?", (op.id,))
         self._n = n

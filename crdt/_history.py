@@ -124,7 +124,7 @@ class History:
         self._returning = _Turns()
         self.replica.on_damage = self._on_damage
         store.after = self._after_transaction
-        store.before_commit = applier.flush
+        store.before_commit = applier.before_commit
         store.publish = self._publish
 
     @classmethod

@@ -137,6 +137,31 @@ MIGRATIONS: list[Sequence[str]] = [
                healed INTEGER NOT NULL DEFAULT 0
            )""",
     ),
+    (
+        # Schema 2 kept a unique index on ops.id. Ids are hashes, so every op wrote a page
+        # at random in it: in a room of a million ops, a page write per op. Ids now live in
+        # `op_ids`, written in bulk and in id order: the ids of the rows after `through`
+        # are kept in the writer's memory (rebuilt from `ops` on open) and merged when
+        # they are many (see `crdt._applier`).
+        """CREATE TABLE ops_v3 (
+               n INTEGER PRIMARY KEY,
+               id BLOB NOT NULL,
+               a INTEGER NOT NULL,
+               seq INTEGER NOT NULL,
+               data BLOB NOT NULL
+           )""",
+        "INSERT INTO ops_v3 (n, id, a, seq, data) SELECT n, id, a, seq, data FROM ops",
+        "DROP TABLE ops",
+        "ALTER TABLE ops_v3 RENAME TO ops",
+        "CREATE INDEX ops_chain ON ops (a, seq)",
+        """CREATE TABLE op_ids (
+               id BLOB PRIMARY KEY,
+               n INTEGER NOT NULL
+           ) WITHOUT ROWID""",
+        "INSERT INTO op_ids (id, n) SELECT id, n FROM ops ORDER BY id",
+        "CREATE TABLE op_ids_through (n INTEGER NOT NULL)",
+        "INSERT INTO op_ids_through (n) SELECT coalesce(max(n), -1) FROM ops",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 WAL_PAGES = 16384  # the WAL is folded into the file when it reaches this (64 MiB)

@@ -80,12 +80,23 @@ class StoredReplica:
     def known(self, ids: list[bytes]) -> set[bytes]:
         """Which of `ids` are stored here (committed, in effect or held)."""
         found: set[bytes] = set()
-        if not ids:
-            return found
-        for at in range(0, len(ids), 500):
-            part = ids[at : at + 500]
+        pending = self._summary.pending
+        rows: dict[int, bytes] = {}  # ids the writer holds in memory, by their row
+        rest = []
+        for op_id in ids:
+            n = pending.get(op_id)
+            if n is None:
+                rest.append(op_id)
+            else:
+                rows[n] = op_id
+        for part in _parts(list(rows)):
+            query = f"SELECT n, id FROM ops WHERE n IN ({','.join('?' * len(part))})"
+            found.update(rows[n] for n, op_id in self._rows(query, part) if rows[n] == op_id)
+        # Rows not committed yet may be in effect in the writer's open transaction only.
+        rest.extend(op_id for op_id in rows.values() if op_id not in found)
+        for part in _parts(rest):
             marks = ",".join("?" * len(part))
-            for table in ("ops", "held"):
+            for table in ("op_ids", "held"):
                 found.update(
                     bytes(row[0])
                     for row in self._rows(f"SELECT id FROM {table} WHERE id IN ({marks})", part)
@@ -148,10 +159,22 @@ class StoredReplica:
 
     # -- ops ------------------------------------------------------------------------------
 
+    def _effect_row(self, op_id: bytes) -> tuple[int, Any] | None:
+        """(row, bytes) of the op `op_id` if it is in effect and committed."""
+        n = self._summary.pending.get(op_id)
+        if n is not None:
+            rows = self._rows("SELECT id, data FROM ops WHERE n = ?", (n,))
+            if rows and rows[0][0] == op_id:
+                return n, rows[0][1]
+        rows = self._rows(
+            "SELECT o.n, o.data FROM op_ids i JOIN ops o ON o.n = i.n WHERE i.id = ?", (op_id,)
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
     def get(self, op_id: bytes) -> Op | None:
-        rows = self._rows("SELECT n, data FROM ops WHERE id = ?", (op_id,))
-        if rows:
-            return self._load(rows[0][0], op_id, rows[0][1])
+        row = self._effect_row(op_id)
+        if row is not None:
+            return self._load(row[0], op_id, row[1])
         held = self._applier._held_ops.get(op_id)
         if held is not None:
             return held
@@ -159,7 +182,7 @@ class StoredReplica:
         return load_op(op_id, rows[0][0]) if rows else None
 
     def in_effect(self, op_id: bytes) -> bool:
-        return bool(self._rows("SELECT 1 FROM ops WHERE id = ?", (op_id,)))
+        return self._effect_row(op_id) is not None
 
     def __contains__(self, op_id: object) -> bool:
         if not isinstance(op_id, bytes):
@@ -379,10 +402,10 @@ class StoredReplica:
         return self._messages(rows)
 
     def _message_op(self, op_id: bytes) -> Op | None:
-        rows = self._rows("SELECT n, data FROM ops WHERE id = ?", (op_id,))
-        if not rows:
+        row = self._effect_row(op_id)
+        if row is None:
             return None
-        op = self._load(rows[0][0], op_id, rows[0][1])
+        op = self._load(row[0], op_id, row[1])
         return op if op is not None and op.kind == Kind.MESSAGE else None
 
     def message(self, op_id: bytes) -> Message | None:
@@ -401,3 +424,9 @@ class StoredReplica:
     def render(self) -> bytes:
         """The views as canonical bytes, exactly as `Replica.render` makes them."""
         return render_views(self)
+
+
+def _parts(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """`items` in lists of at most `size` (the parameters of one SQL statement)."""
+    for at in range(0, len(items), size):
+        yield items[at : at + size]

@@ -125,6 +125,8 @@ def build(path: Path, count: int, authors: int) -> None:
         "INSERT INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)",
         ((hlc - SHIFT, keys[i % authors], seq, op_id, i) for i, seq, hlc, op_id, _ in rows),
     )
+    db.execute("INSERT INTO op_ids (id, n) SELECT id, n FROM ops ORDER BY id")
+    db.execute("UPDATE op_ids_through SET n = ?", (len(rows) - 1,))
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()

@@ -23,3 +23,16 @@ def alice() -> Replica:
 @pytest.fixture
 def bob() -> Replica:
     return Replica(ROOM, identity=identity(1))
+
+
+@pytest.fixture(params=["ids merged when many", "ids merged every commit"])
+def id_merges(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test twice: with the default merge of pending op ids into `op_ids` (test
+    rooms are small, so most ids stay pending), and with a merge at every commit (so
+    every lookup by id, set-aside and heal goes through `op_ids` as in a big room)."""
+    import crdt._applier as applier_module
+
+    if request.param == "ids merged every commit":
+        monkeypatch.setattr(applier_module, "MERGE_LEAST", 1)
+        monkeypatch.setattr(applier_module, "MERGE_PART", 1 << 62)
+    return str(request.param)

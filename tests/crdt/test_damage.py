@@ -9,6 +9,7 @@ message and loses no acknowledged op.
 
 from __future__ import annotations
 
+import itertools
 import random
 import sqlite3
 from contextlib import closing, suppress
@@ -18,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 
+import crdt._applier as applier_module
 import crdt._history as history_module
 from crdt import History, Kind, Op, Outcome, Replica, StoreError, encode_op
 from crdt._applier import Applier, Summary
@@ -25,6 +27,8 @@ from crdt._verify import Verifier
 from rumor_runtime import INLINE
 
 from .test_store import ALICE, BOB, CAROL, ME, NOW, ROOM, Peers, conversation, open_history
+
+pytestmark = pytest.mark.usefixtures("id_merges")
 
 
 def _sql(path: Path, query: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -413,3 +417,78 @@ async def test_schema_1_file_is_upgraded_on_open(tmp_path: Path, verifier: Verif
         assert history.replica.render() == reference(ops).render()
     tables = {row[0] for row in _sql(path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert "ops_v1" not in tables
+
+
+async def test_schema_2_file_is_upgraded_on_open(tmp_path: Path, verifier: Verifier) -> None:
+    rng = random.Random(5)
+    ops = random_room(rng, 600)
+    path = tmp_path / "room.db"
+    await _stored(path, verifier, ops)
+    # Back to schema 2's layout: a unique index on ops.id, no op_ids.
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("BEGIN")
+        db.execute(
+            "CREATE TABLE ops_v2 (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
+            " a INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL)"
+        )
+        db.execute("INSERT INTO ops_v2 SELECT n, id, a, seq, data FROM ops")
+        db.execute("DROP TABLE ops")
+        db.execute("ALTER TABLE ops_v2 RENAME TO ops")
+        db.execute("CREATE INDEX ops_chain ON ops (a, seq)")
+        db.execute("DROP TABLE op_ids")
+        db.execute("DROP TABLE op_ids_through")
+        db.execute("PRAGMA user_version=2")
+        db.execute("COMMIT")
+    genuine = reference(ops)
+    async with open_history(path, verifier) as history:
+        replica = history.replica
+        assert replica.render() == genuine.render()
+        assert replica.known([op.id for op in ops]) == {op.id for op in ops}
+        assert replica._summary.pending == {}  # every id was moved to op_ids
+        report = await history.ingest([op.data for op in ops])
+        assert set(report.outcomes) == {Outcome.DUPLICATE}
+    assert _sql(path, "SELECT count(*) FROM op_ids") == [(len(ops),)]
+    assert _sql(path, "SELECT n FROM op_ids_through") == _sql(path, "SELECT max(n) FROM ops")
+
+
+async def test_pending_ids_are_merged_in_bulk_and_found_on_both_sides(
+    tmp_path: Path, verifier: Verifier, id_merges: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bulk = id_merges == "ids merged when many"
+    if bulk:
+        monkeypatch.setattr(applier_module, "MERGE_LEAST", 700)
+    merges: list[int] = []
+    rng = random.Random(3)
+    ops = random_room(rng, 2500)
+    path = tmp_path / "room.db"
+    genuine = reference(ops)
+    in_effect = {op.id for op in genuine.ops()}
+    async with open_history(path, verifier) as history:
+        for at in range(0, len(ops), 100):
+            await history.ingest([op.data for op in ops[at : at + 100]])
+            merged = int(str(_sql(path, "SELECT count(*) FROM op_ids")[0][0]))
+            if merged != (merges[-1] if merges else 0):
+                merges.append(merged)
+            through = int(str(_sql(path, "SELECT n FROM op_ids_through")[0][0]))
+            pending = history.replica._summary.pending
+            # Every row is either merged or pending, never both; pending is what follows.
+            assert merged + len(pending) == len(history.replica)
+            assert all(n > through for n in pending.values())
+        replica = history.replica
+        assert replica.known(list(in_effect)) == in_effect
+        assert all(replica.get(op_id) is not None for op_id in list(in_effect)[:200])
+        if bulk:  # a few merges, each of at least MERGE_LEAST ids
+            assert 2 <= len(merges) <= 3
+            assert all(b - a >= 700 for a, b in itertools.pairwise([0, *merges]))
+        else:
+            assert len(merges) == len(range(0, len(ops), 100))
+        # A pending id is trusted only if its row holds that id (the writer's dict may
+        # hold ops of a transaction not yet committed).
+        stranger = bytes(32)
+        replica._summary.pending[stranger] = 0
+        assert replica.known([stranger]) == set()
+        assert replica.get(stranger) is None
+        del replica._summary.pending[stranger]
+    async with open_history(path, verifier) as history:
+        assert history.replica.render() == genuine.render()
+        assert history.replica.known(list(in_effect)) == in_effect

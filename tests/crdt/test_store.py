@@ -38,6 +38,8 @@ NOW = 1_780_000_000_000  # ms; the wall clock of every History here, and near th
 ROOM = bytes(range(32))
 OTHER_ROOM = bytes(range(100, 132))
 
+pytestmark = pytest.mark.usefixtures("id_merges")
+
 
 def _identity(n: int) -> Identity:
     return Identity.from_seed(bytes([0xA0 + n]) * 32)
