@@ -114,15 +114,21 @@ def test_two_nodes_chat_through_send_and_tail(tmp_path: Path) -> None:
         ok(rumor_in(a, "nick", "alice"))
         ok(rumor_in(b, "join", invite))
         wait_for(lambda: "chat" in ok(rumor_in(b, "rooms")), "b's room")
-        out = tmp_path / "tail.out"
-        with out.open("w") as sink:
+        out, err = tmp_path / "tail.out", tmp_path / "tail.err"
+        with out.open("w") as sink, err.open("w") as errors:
             tail = subprocess.Popen(
                 [sys.executable, "-m", "node.app.cli", "tail", "chat", "--json"],
                 stdout=sink,
-                stderr=subprocess.PIPE,
+                stderr=errors,  # a file, not a pipe nobody reads while it runs
                 text=True,
                 cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT), "RUMOR_DATA_DIR": str(b)},
+                # Faulthandler: if it does not stop, SIGABRT shows where it is stuck.
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(ROOT),
+                    "RUMOR_DATA_DIR": str(b),
+                    "PYTHONFAULTHANDLER": "1",
+                },
             )
             try:
                 ok(rumor_in(a, "send", "chat", "one"))
@@ -132,11 +138,17 @@ def test_two_nodes_chat_through_send_and_tail(tmp_path: Path) -> None:
                 wait_for(lambda: out.read_text().count("\n") >= 3, "three lines at b")
             finally:
                 tail.send_signal(signal.SIGINT)
-                tail.wait(timeout=DEADLINE)
+                try:
+                    tail.wait(timeout=DEADLINE)
+                except subprocess.TimeoutExpired:
+                    tail.send_signal(signal.SIGABRT)
+                    tail.wait()
+                    stuck = err.read_text()
+                    raise AssertionError(f"tail did not stop on SIGINT:\n{stuck}") from None
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         assert [line["text"] for line in lines] == ["one", "two", "three, from b"]
         assert lines[0]["nick"] == "alice"
-        assert "Traceback" not in (tail.stderr.read() if tail.stderr else "")
+        assert "Traceback" not in err.read_text()
         a_history = ok(rumor_in(a, "history", "chat", "--json"))
         wait_for(lambda: "three, from b" in ok(rumor_in(a, "history", "chat")), "b's line at a")
         assert '"one"' in a_history
@@ -148,6 +160,8 @@ def test_run_logs_plain_lines_off_a_terminal_and_json_on_request(tmp_path: Path)
         first = node.log.splitlines()[0]
         assert first.startswith("INFO rumor: started: peer ")  # no timestamp of its own
     with running(tmp_path / "a", "--log-format", "json") as node:
+        # Logged once the control API serves, which is after "started".
+        wait_for(lambda: "control API on" in node.log, "the control API's line")
         entries = [json.loads(line) for line in node.log.splitlines()]
         assert entries[0]["level"] == "info" and entries[0]["message"].startswith("started")
         assert any(e["message"].startswith("control API on ") for e in entries)
