@@ -19,7 +19,7 @@ from typing import Any
 
 from ._applier import SHIFT, Applier, Summary, load_op
 from ._hlc import make_hlc
-from ._op import Kind, Op
+from ._op import Kind, Op, decode_stored
 from ._store import Store
 from ._views import ApplyResult, Message, render_views
 
@@ -70,7 +70,10 @@ class StoredReplica:
             return self._db.execute(query, tuple(args)).fetchall()
 
     def _load(self, n: int, op_id: object, data: object) -> Op | None:
-        op = load_op(bytes(op_id), data) if isinstance(op_id, bytes) else None
+        if type(op_id) is bytes and type(data) is bytes:  # as SQLite gives BLOBs back
+            op = decode_stored(op_id, data)
+        else:
+            op = load_op(bytes(op_id), data) if isinstance(op_id, bytes) else None
         if op is None:
             self._damage(n)
         return op
@@ -251,7 +254,8 @@ class StoredReplica:
 
     def _merged(self, runs: list[Iterator[tuple[int, Any, Any]]], limit: int | None) -> list[Op]:
         found: list[Op] = []
-        for n, op_id, data in heapq.merge(*runs, key=lambda row: row[0]):
+        rows = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_effect_index)
+        for n, op_id, data in rows:
             op = self._load(n, op_id, data)
             if op is not None:
                 found.append(op)
@@ -298,7 +302,7 @@ class StoredReplica:
         if span > SCAN_SPAN * missing:
             yield from heapq.merge(
                 *(self._chain_rows(a, have, False) for a, have in lacking.items()),
-                key=lambda row: row[0],
+                key=_effect_index,
             )
             return
         # The first page holds about what `limit` takes, at the expected share of rows taken.
@@ -430,3 +434,7 @@ def _parts(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
     """`items` in lists of at most `size` (the parameters of one SQL statement)."""
     for at in range(0, len(items), size):
         yield items[at : at + size]
+
+
+def _effect_index(row: tuple[int, Any, Any]) -> int:
+    return row[0]
