@@ -19,7 +19,7 @@ from typing import Any
 
 from ._applier import SHIFT, Applier, Summary, load_op
 from ._hlc import make_hlc
-from ._op import Kind, Op
+from ._op import Kind, Op, decode_stored
 from ._store import Store
 from ._views import ApplyResult, Message, render_views
 
@@ -228,12 +228,19 @@ class StoredReplica:
 
     def _merged(self, runs: list[Iterator[tuple[int, Any, Any]]], limit: int | None) -> list[Op]:
         found: list[Op] = []
-        for n, op_id, data in heapq.merge(*runs, key=lambda row: row[0]):
-            op = self._load(n, op_id, data)
-            if op is not None:
-                found.append(op)
-                if limit is not None and len(found) >= limit:
-                    break
+        # A sync reads every op of a room through here: one run (the usual case) is taken
+        # as it is, and each row is loaded in line, as `_load` does.
+        rows = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=lambda row: row[0])
+        for n, op_id, data in rows:
+            op = (
+                decode_stored(op_id, data) if type(op_id) is bytes and type(data) is bytes else None
+            )
+            if op is None:
+                self._damage(n)
+                continue
+            found.append(op)
+            if limit is not None and len(found) >= limit:
+                break
         return found
 
     def missing_for(
