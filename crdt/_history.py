@@ -78,11 +78,16 @@ class _Turns:
     def __init__(self) -> None:
         self._turn = 0
         self._ended: set[int] = set()
-        self._changed = trio.Event()
+        # One event per ticket waited for: a turn wakes its own waiters, not every call in
+        # flight (a sync keeps a window of 16 batches ingesting, each waiting twice).
+        self._waiting: dict[int, trio.Event] = {}
 
     async def wait_for(self, ticket: int) -> None:
         while self._turn != ticket:
-            await self._changed.wait()
+            event = self._waiting.get(ticket)
+            if event is None:
+                event = self._waiting[ticket] = trio.Event()
+            await event.wait()
 
     def end(self, ticket: int) -> None:
         if ticket < self._turn:
@@ -91,9 +96,14 @@ class _Turns:
         if self._turn in self._ended:
             while self._turn in self._ended:
                 self._ended.discard(self._turn)
+                self._wake(self._turn)
                 self._turn += 1
-            self._changed.set()
-            self._changed = trio.Event()
+            self._wake(self._turn)
+
+    def _wake(self, ticket: int) -> None:
+        event = self._waiting.pop(ticket, None)
+        if event is not None:
+            event.set()
 
 
 class History:

@@ -159,8 +159,15 @@ class Op(NamedTuple):
         )
 
 
+# Copying a keyed-up hash object is cheaper than building one with keyword arguments (a
+# third of the hashing of a 300-byte payload), and every op received or read is hashed.
+_BLAKE2B = hashlib.blake2b(digest_size=ID_BYTES)
+
+
 def op_id(payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, digest_size=ID_BYTES).digest()
+    h = _BLAKE2B.copy()
+    h.update(payload)
+    return h.digest()
 
 
 # -- body checks ------------------------------------------------------------------------
@@ -171,7 +178,7 @@ _CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _text(value: object, *, max_bytes: int, min_chars: int, multiline: bool) -> str:
+def _text(value: object, max_bytes: int, min_chars: int, multiline: bool) -> str:
     if type(value) is not str:
         raise InvalidOp(Reason.BAD_BODY, "text is not a string")
     if len(value) < min_chars:
@@ -192,8 +199,14 @@ def _op_ref(value: object) -> bytes:
 
 
 def _message(body: tuple[Any, ...]) -> None:
-    text, reply_to = _fields(body, 2)
-    _text(text, max_bytes=MAX_BODY_BYTES, min_chars=1, multiline=True)
+    # Most ops are messages: the checks of `_fields` and `_text` in line, the same order.
+    if len(body) != 2:
+        raise InvalidOp(Reason.BAD_BODY, f"body has {len(body)} fields, wants 2")
+    text, reply_to = body
+    if type(text) is not str or not text or len(text) * 4 > MAX_BODY_BYTES:
+        _text(text, MAX_BODY_BYTES, 1, True)
+    elif _CONTROL_MULTILINE.search(text):
+        raise InvalidOp(Reason.BAD_BODY, "control character in text")
     if reply_to is not None:
         _op_ref(reply_to)
 
@@ -201,7 +214,7 @@ def _message(body: tuple[Any, ...]) -> None:
 def _edit(body: tuple[Any, ...]) -> None:
     target, text = _fields(body, 2)
     _op_ref(target)
-    _text(text, max_bytes=MAX_BODY_BYTES, min_chars=1, multiline=True)
+    _text(text, MAX_BODY_BYTES, 1, True)
 
 
 def _delete(body: tuple[Any, ...]) -> None:
@@ -212,19 +225,19 @@ def _delete(body: tuple[Any, ...]) -> None:
 def _reaction(body: tuple[Any, ...]) -> None:
     target, emoji = _fields(body, 2)
     _op_ref(target)
-    _text(emoji, max_bytes=MAX_EMOJI_BYTES, min_chars=1, multiline=False)
+    _text(emoji, MAX_EMOJI_BYTES, 1, False)
     if emoji.strip() != emoji:
         raise InvalidOp(Reason.BAD_BODY, "reaction with surrounding whitespace")
 
 
 def _topic(body: tuple[Any, ...]) -> None:
     (text,) = _fields(body, 1)
-    _text(text, max_bytes=MAX_TOPIC_BYTES, min_chars=0, multiline=False)
+    _text(text, MAX_TOPIC_BYTES, 0, False)
 
 
 def _nick(body: tuple[Any, ...]) -> None:
     (text,) = _fields(body, 1)
-    _text(text, max_bytes=MAX_NICK_BYTES, min_chars=0, multiline=False)
+    _text(text, MAX_NICK_BYTES, 0, False)
 
 
 def _empty(body: tuple[Any, ...]) -> None:
@@ -276,16 +289,11 @@ def decode_op(data: bytes) -> Op:
         raise InvalidOp(Reason.MALFORMED, "truncated")
     payload = data[:-SIGNATURE_BYTES]
     try:
+        # msgpack's defaults (>= 1.0) are raw=False and strings and bins no longer than the
+        # input (here under MAX_OP_BYTES): only the limits that differ are passed, since
+        # each keyword argument costs as much as a field of the decoding.
         fields = msgpack.unpackb(
-            payload,
-            use_list=False,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=MAX_OP_BYTES,
-            max_bin_len=MAX_OP_BYTES,
-            max_array_len=64,
-            max_map_len=0,
-            max_ext_len=0,
+            payload, use_list=False, max_array_len=64, max_map_len=0, max_ext_len=0
         )
     except Exception as exc:  # msgpack raises a zoo of types on bad input
         raise InvalidOp(Reason.MALFORMED, type(exc).__name__) from None
@@ -322,9 +330,14 @@ def decode_op(data: bytes) -> Op:
     if len(payload) > MAX_BODY_BYTES and len(msgpack.packb(body)) > MAX_BODY_BYTES:
         raise InvalidOp(Reason.TOO_LARGE, "body over the limit")
     # A room's ops share a handful of room ids and authors: keep one copy of each.
-    room = _shared(room)
-    author = _shared(author)
-    return Op(op_id(payload), data, room, author, seq, prev, hlc, kind_value, body)
+    shared = _shared_ids
+    if len(shared) >= _SHARED_MAX - 1:
+        shared.clear()
+    room = shared.setdefault(room, room)
+    author = shared.setdefault(author, author)
+    h = _BLAKE2B.copy()
+    h.update(payload)
+    return Op(h.digest(), data, room, author, seq, prev, hlc, kind_value, body)
 
 
 def stored_intact(expected_id: object, data: object) -> bool:
@@ -346,16 +359,23 @@ def decode_stored(expected_id: bytes, data: bytes) -> Op | None:
     if len(data) <= SIGNATURE_BYTES:
         return None
     payload = data[:-SIGNATURE_BYTES]
-    if op_id(payload) != expected_id:
+    h = _BLAKE2B.copy()
+    h.update(payload)
+    if h.digest() != expected_id:
         return None
     try:
-        fields = msgpack.unpackb(payload, use_list=False, raw=False)
+        fields = msgpack.unpackb(payload, use_list=False)
     except Exception:  # cannot happen to bytes that hash to a checked op's id
         return None
     if type(fields) is not tuple or len(fields) != 8:
         return None
     _, room, author, seq, prev, hlc, kind_value, body = fields
-    return Op(expected_id, data, _shared(room), _shared(author), seq, prev, hlc, kind_value, body)
+    shared = _shared_ids  # `_shared`, in line: a sync reads every op of a room back
+    if len(shared) >= _SHARED_MAX - 1:
+        shared.clear()
+    room = shared.setdefault(room, room)
+    author = shared.setdefault(author, author)
+    return Op(expected_id, data, room, author, seq, prev, hlc, kind_value, body)
 
 
 def check_body(kind: Kind, body: tuple[Any, ...]) -> None:

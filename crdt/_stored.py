@@ -254,13 +254,19 @@ class StoredReplica:
 
     def _merged(self, runs: list[Iterator[tuple[int, Any, Any]]], limit: int | None) -> list[Op]:
         found: list[Op] = []
+        # A sync reads every op of a room through here: one run (the usual case) is taken
+        # as it is, and each row is loaded in line, as `_load` does.
         rows = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_effect_index)
         for n, op_id, data in rows:
-            op = self._load(n, op_id, data)
-            if op is not None:
-                found.append(op)
-                if limit is not None and len(found) >= limit:
-                    break
+            op = (
+                decode_stored(op_id, data) if type(op_id) is bytes and type(data) is bytes else None
+            )
+            if op is None:
+                self._damage(n)
+                continue
+            found.append(op)
+            if limit is not None and len(found) >= limit:
+                break
         return found
 
     def missing_for(

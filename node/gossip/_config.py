@@ -78,7 +78,10 @@ class GossipConfig:
     graft_window: float = 0.15
     window: int = 16  # OPS batches a peer may have outstanding with us (we advertise it)
     max_message_bytes: int = MAX_MESSAGE_BYTES  # the link's payload limit
-    batch_ops: int = 128  # ops in one catch-up batch at most
+    # Ops in one catch-up batch at most; the link's message size (max_message_bytes)
+    # usually binds first, at 60 KiB: some 170 ops of 50-300 characters. Every batch costs
+    # both sides a message, a Noise frame, an ingest and an ack, whatever it holds.
+    batch_ops: int = 512
     ihave_interval: float = 0.0  # announcements to lazy peers are gathered this long
     # Each op is announced to at most this many of the peers it is not pushed to, drawn
     # at random (GossipSub's gossip to a few peers); None: to all of them.

@@ -48,6 +48,7 @@ class Peer:
     catching_up: bool = False
     feeds: bool = False  # we asked it (a link-wide GRAFT) to push us authors' first ops
     twins_told: int = 0  # ops of forked chains we last announced to it
+    op_bytes: int = 0  # mean bytes per op of our last catch-up batch to it (0: none yet)
 
 
 @dataclass(frozen=True, slots=True)

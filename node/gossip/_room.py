@@ -34,7 +34,7 @@ from ._config import MAX_VECTOR_AUTHORS, PEER_FAULT_REASONS, GossipConfig, Gossi
 from ._errors import GossipLocalError, GossipRemoteError
 from ._peer import Ingesting, Peer
 from ._pulls import Pulls
-from ._stream import Streamer, learn
+from ._stream import Streamer
 from ._trees import Reshape, Trees
 from ._wire import (
     MAX_IDS,
@@ -372,23 +372,27 @@ class RoomGossip:
         seen: set[bytes] = set()
         repeated: list[Op] = []  # the duplicates
         decoded: list[Op] = []
+        decode, have, inflight = self._decode, state.have, self._inflight
         for data in message.ops:
             try:
-                op = self._decode(data)
+                op = decode(data)
             except InvalidOp as exc:
                 self.stats.ops_received += len(message.ops)
                 self._penalise(state.id, Fault.BAD_OP, exc.reason.value, out)
                 return
-            learn(state, op)
+            # `learn`, in line: a catch-up brings every op of a room through here.
+            if have.get(op.author, 0) == op.seq - 1:
+                have[op.author] = op.seq
             decoded.append(op)
         # One question to the source for the whole batch (a stored room looks up only the
         # ops its chains could hold, with one indexed query, not one per op).
-        held = self.source.known_ops([op for op in decoded if op.id not in self._inflight])
+        held = self.source.known_ops([op for op in decoded if op.id not in inflight])
         for op in decoded:
-            if op.id in seen or op.id in self._inflight or op.id in held:
+            op_id = op.id
+            if op_id in seen or op_id in inflight or op_id in held:
                 repeated.append(op)
                 continue
-            seen.add(op.id)
+            seen.add(op_id)
             fresh.append(op)
         self.stats.ops_received += len(message.ops)
         self.stats.duplicates += len(message.ops) - len(fresh)
@@ -420,7 +424,7 @@ class RoomGossip:
         token = self._next_token
         self._next_token += 1
         for op in fresh:
-            self._inflight[op.id] = token
+            inflight[op.id] = token
         self._ingests[token] = Ingesting(state, message.batch, message.mode, tuple(fresh))
         out.append(Ingest(state.id, token, tuple(op.data for op in fresh), tuple(fresh)))
 

@@ -32,6 +32,8 @@ from ._wire import (
 
 __all__ = ["Streamer"]
 
+READ_AHEAD = 4  # ops read for a catch-up batch beyond what its budget should hold
+
 
 class Streamer:
     """Batches, flow control and catch-up for the peers of one room."""
@@ -100,7 +102,12 @@ class Streamer:
             return batch_mode, ops
         if not state.syncing:
             return Mode.SYNC, []
-        for op in self.source.missing_for(state.have, limit=self.config.batch_ops):
+        limit = self.config.batch_ops
+        if state.op_bytes:
+            # Read about as many ops as fit the budget, at the last batch's mean size: an op
+            # read beyond it is read (and hashed, decoded) again for the next batch.
+            limit = min(limit, (budget - size) // state.op_bytes + READ_AHEAD)
+        for op in self.source.missing_for(state.have, limit=limit):
             cost = len(op.data) + 5
             if ops and size + cost > budget:
                 break
@@ -108,6 +115,8 @@ class Streamer:
             size += cost
         if not ops:
             state.syncing = state.overflowed = False
+        else:
+            state.op_bytes = -(-(size - ops_overhead(0)) // len(ops))
         return Mode.SYNC, ops
 
     def send_vector(self, state: Peer, *, reply: bool, out: list[Action]) -> None:

@@ -296,7 +296,9 @@ class Trees:
         """`peer`'s catch-up brought `fresh`: their authors with no parent here (we had
         none of their ops, or were cut off) are grafted on it, as nobody pushes us their
         next ops otherwise, and an IHAVE goes to a few peers only."""
-        return self.ahead(peer, [op.author for op in fresh], live)
+        # Each author once (a batch holds many ops of each): adopting an author changes
+        # nothing the rule reads for another, nor for its own later ops.
+        return self.ahead(peer, list(dict.fromkeys(op.author for op in fresh)), live)
 
     def _beaten(self, author: bytes, peer: bytes, lead: float, now: float, change: Reshape) -> None:
         """`peer` beat the parent by `lead`: a steady lead is a faster path, and the

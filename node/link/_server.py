@@ -34,6 +34,7 @@ from ..noise import KeyPair
 from ._driver import (
     _TCP,
     EVENT_BUFFER,
+    RECEIVE_BYTES,
     Link,
     StreamTransport,
     open_link,
@@ -121,7 +122,7 @@ async def serve_links(
         with trio.move_on_at(accepted + config.handshake_timeout):
             try:
                 request = await trio_websocket.wrap_server_stream(
-                    nursery, stream, max_message_size=MAX_MESSAGE
+                    nursery, stream, max_message_size=MAX_MESSAGE, receive_buffer_size=RECEIVE_BYTES
                 )
                 ws = await request.accept()
             except ConnectionClosed:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crdt import IngestReport, Outcome, Reason, Replica
+from crdt import IngestReport, Op, Outcome, Reason, Replica
 from node.gossip import (
     MAX_MESSAGE_BYTES,
     Ack,
@@ -28,6 +30,8 @@ from node.gossip import (
     Want,
     encode_message,
 )
+from node.gossip._stream import READ_AHEAD
+from node.gossip._wire import MIN_MESSAGE_BYTES, ops_overhead
 from tests.gossip._core import (
     A,
     B,
@@ -434,6 +438,46 @@ def test_pause_stops_our_catch_up_until_the_next_vector() -> None:
     # A vector from it later resumes the stream (8 ops, though a short list).
     resumed = core.receive(A, encode_message(Vector(True, False, ())), 5.0)
     assert [len(m.ops) for _, m in of_type(resumed, Ops)] == [2]
+
+
+def test_catch_up_batches_fill_the_budget_reading_about_what_fits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A catch-up batch holds as many ops as the peer's message limit allows; after the
+    first, the source is asked for about as many as fit (at the last batch's mean size),
+    not `batch_ops`: an op read beyond the budget is read again for the next batch."""
+    core, replica = make(catch_up_ids=0)
+    author = Replica(ROOM, identity=identity(3))
+    for n in range(100):
+        op = author.new_message("x" * 300, now_ms=T0_MS + n)
+        author.admit(op)
+        replica.admit(op)
+    asked: list[int | None] = []
+    missing_for = replica.missing_for
+
+    def recording(vector: Mapping[bytes, int], limit: int | None = None) -> list[Op]:
+        asked.append(limit)
+        return missing_for(vector, limit)
+
+    monkeypatch.setattr(replica, "missing_for", recording)
+    core.peer_up(A, 0.0)
+    core.receive(A, encode_message(Hello(1, 16, MIN_MESSAGE_BYTES)), 0.0)
+    actions = core.receive(A, encode_message(Vector(False, False, ())), 0.0)
+    batches = [m.ops for _, m in of_type(actions, Ops)]
+    # Greedy by bytes: each batch as full as the budget allows, every op once, in order.
+    budget = MIN_MESSAGE_BYTES - ops_overhead(0)
+    expected: list[list[bytes]] = [[]]
+    for op in replica.ops():
+        if expected[-1] and sum(len(d) + 5 for d in expected[-1]) + len(op.data) + 5 > budget:
+            expected.append([])
+        expected[-1].append(op.data)
+    assert [list(b) for b in batches] == expected and len(expected) == 3
+    first = -(-sum(len(d) + 5 for d in batches[0]) // len(batches[0]))  # its mean, rounded up
+    # (The first read asks whether the list is short: catch_up_ids + 1 ops.)
+    assert asked[:3] == [1, GossipConfig().batch_ops, budget // first + READ_AHEAD]
+    assert all(
+        limit is not None and limit < len(batches[0]) + 2 * READ_AHEAD for limit in asked[2:]
+    )
 
 
 @settings(max_examples=300, deadline=None)

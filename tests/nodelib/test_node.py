@@ -19,6 +19,7 @@ import trio.testing
 from crdt import MemberJoined, MessageAdded, MessageChanged, NickChanged, Store, TopicChanged
 from node import DataDirError, Invite, InviteError, Node, Room, SimNetwork, parse_invite
 from node._lock import _take_lock
+from node.gossip import GossipConfig
 
 from ._helpers import open_node, open_sim_node, same_room, texts, wait_until
 from ._scenarios import restarted_mid_sync
@@ -239,7 +240,10 @@ async def test_events_end_when_the_node_closes(
 @pytest.mark.parametrize("stop", ["closed", "cancelled"])
 async def test_node_restarted_mid_sync_finishes(tmp_path: Path, stop: str) -> None:
     with trio.fail_after(30):
-        await restarted_mid_sync(open_node, tmp_path, stop, total=1500)
+        # B takes one batch at a time, so it really is mid-sync when it stops (a batch
+        # holds up to 512 of these short messages: the window would hold them all).
+        slow = GossipConfig(window=1)
+        await restarted_mid_sync(open_node, tmp_path, stop, total=1500, gossip_config=slow)
 
 
 async def test_join_checks_invites_and_is_idempotent(
