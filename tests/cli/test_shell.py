@@ -121,6 +121,9 @@ def test_two_nodes_chat_through_send_and_tail(tmp_path: Path) -> None:
                 stdout=sink,
                 stderr=errors,  # a file, not a pipe nobody reads while it runs
                 text=True,
+                # A shell's background job ignores SIGINT, and so would the tail it starts
+                # (Python keeps an inherited SIG_IGN): this test sends it Ctrl+C.
+                preexec_fn=_default_sigint,
                 cwd=ROOT,
                 # Faulthandler: if it does not stop, SIGABRT shows where it is stuck.
                 env={
@@ -210,3 +213,7 @@ def test_shell_commands_on_an_uninitialised_dir_are_one_line(
     tmp_path: Path, command: list[str]
 ) -> None:
     assert "not a rumor data dir" in one_line_error(rumor_in(tmp_path / "none", *command))
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
