@@ -72,15 +72,18 @@ class Streamer:
             batch = state.next_batch
             state.next_batch = (batch + 1) & 0xFFFFFFFF
             state.outstanding.add(batch)
-            for op in ops:
-                learn(state, op)
+            have = state.have
+            for author, seq, _ in ops:
+                if have.get(author, 0) == seq - 1:  # `learn`
+                    have[author] = seq
             self.stats.batches_sent += 1
             self.stats.ops_sent += len(ops)
-            message = Ops(batch, mode, tuple(op.data for op in ops))
+            message = Ops(batch, mode, tuple(data for _, _, data in ops))
             out.append(Send(state.id, encode_message(message)))
 
-    def _next_batch(self, state: Peer, budget: int) -> tuple[Mode, list[Op]]:
-        ops: list[Op] = []
+    def _next_batch(self, state: Peer, budget: int) -> tuple[Mode, list[tuple[bytes, int, bytes]]]:
+        """The next batch for `state`: its mode and (author, seq, wire form) of its ops."""
+        ops: list[tuple[bytes, int, bytes]] = []
         size = ops_overhead(0)
         batch_mode = Mode.PUSH
         queue = state.queue
@@ -96,7 +99,7 @@ class Streamer:
                 break
             queue.popleft()
             batch_mode = mode
-            ops.append(op)
+            ops.append((op.author, op.seq, op.data))
             size += cost
         if ops:
             return batch_mode, ops
@@ -107,11 +110,11 @@ class Streamer:
             # Read about as many ops as fit the budget, at the last batch's mean size: an op
             # read beyond it is read (and hashed, decoded) again for the next batch.
             limit = min(limit, (budget - size) // state.op_bytes + READ_AHEAD)
-        for op in self.source.missing_for(state.have, limit=limit):
-            cost = len(op.data) + 5
+        for item in self.source.missing_wire(state.have, limit=limit):
+            cost = len(item[2]) + 5
             if ops and size + cost > budget:
                 break
-            ops.append(op)
+            ops.append(item)
             size += cost
         if not ops:
             state.syncing = state.overflowed = False
