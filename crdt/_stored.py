@@ -304,10 +304,10 @@ class StoredReplica:
         self, lacking: dict[int, int], missing: int, limit: int | None
     ) -> Iterator[_Row]:
         """(n, id, data, a, seq) of the unforked chains' ops beyond `lacking`, in the order
-        they took effect. Each author's missing ops are the tail of its chain in that order, so when
-        they make up most of the room from the earliest of them on (a node joining or
-        back from a long absence) one read in effect order takes them with little to skip;
-        otherwise each chain is read on its own and the runs are merged."""
+        they took effect. Each author's missing ops are the tail of its chain in that order,
+        so when they make up most of the room from the earliest of them on (a node joining
+        or back from a long absence) one read in effect order takes them with little to
+        skip; otherwise each chain is read on its own and the runs are merged."""
         starts = self._first_rows(lacking)
         if not starts:
             return

@@ -74,7 +74,9 @@ class Streamer:
             state.outstanding.add(batch)
             have = state.have
             for author, seq, _ in ops:
-                if have.get(author, 0) == seq - 1:  # `learn`
+                # It will hold what we sent: what we believe it holds (`Peer.have`) grows
+                # along each chain, in line here as a catch-up sends a whole room.
+                if have.get(author, 0) == seq - 1:
                     have[author] = seq
             self.stats.batches_sent += 1
             self.stats.ops_sent += len(ops)
@@ -108,7 +110,7 @@ class Streamer:
         limit = self.config.batch_ops
         if state.op_bytes:
             # Read about as many ops as fit the budget, at the last batch's mean size: an op
-            # read beyond it is read (and hashed, decoded) again for the next batch.
+            # read beyond it is read (and hashed) again for the next batch.
             limit = min(limit, (budget - size) // state.op_bytes + READ_AHEAD)
         for item in self.source.missing_wire(state.have, limit=limit):
             cost = len(item[2]) + 5
@@ -172,9 +174,3 @@ class Streamer:
         version vector says nothing about which of the twins it holds."""
         fork = self.source.fork_seq(op.author)
         return fork is not None and op.seq >= fork
-
-
-def learn(state: Peer, op: Op) -> None:
-    """`state` has `op` (it sent it, or we did): extend what we believe it holds."""
-    if state.have.get(op.author, 0) == op.seq - 1:
-        state.have[op.author] = op.seq
