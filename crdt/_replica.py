@@ -628,6 +628,12 @@ class Replica:
             return list(merged)
         return [op for _, op in zip(range(limit), merged, strict=False)]
 
+    def missing_wire(
+        self, version_vector: Mapping[bytes, int], limit: int | None = None
+    ) -> list[tuple[bytes, int, bytes]]:
+        """`missing_for` as (author, seq, wire form): all a catch-up batch sends."""
+        return [(op.author, op.seq, op.data) for op in self.missing_for(version_vector, limit)]
+
     def ops(self) -> Iterable[Op]:
         """Every accepted op, held ones included, in no particular order."""
         return [*self._ops.values(), *self._held_ops.values()]

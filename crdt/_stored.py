@@ -19,7 +19,7 @@ from typing import Any
 
 from ._applier import SHIFT, Applier, Summary, load_op
 from ._hlc import make_hlc
-from ._op import Kind, Op, decode_stored
+from ._op import Kind, Op, decode_stored, stored_intact
 from ._store import Store
 from ._views import ApplyResult, Message, render_views
 
@@ -31,6 +31,18 @@ PAGE_MOST = 512
 # times the ops missing.
 SCAN_SPAN = 4
 SCAN_PAGE_MOST = 4096
+
+
+_Row = tuple[int, Any, Any, int, int]  # an op's row: n, id, data, a (author number), seq
+
+
+def _merge(runs: list[Iterator[_Row]]) -> Iterator[_Row]:
+    """Rows of several runs, each in effect order, in effect order (one run as it is)."""
+    return runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_effect_index)
+
+
+def _effect_index(row: _Row) -> int:
+    return row[0]
 
 
 class StoredReplica:
@@ -205,26 +217,27 @@ class StoredReplica:
                 found.append(op)
         return found
 
-    def _chain_rows(self, a: int, after: int, forked: bool) -> Iterator[tuple[int, Any, Any]]:
-        """(n, id, data) of author `a`'s ops with seq > `after`, in the order they took
-        effect, read a page at a time (pages double: a sync batch takes a few hundred ops
-        of a room that may hold millions)."""
+    def _chain_rows(self, a: int, after: int, forked: bool) -> Iterator[_Row]:
+        """(n, id, data, a, seq) of author `a`'s ops with seq > `after`, in the order they
+        took effect, read a page at a time (pages double: a sync batch takes a few hundred
+        ops of a room that may hold millions)."""
         if forked:  # twins break seq order; forks are rare
             yield from sorted(
-                self._rows("SELECT n, id, data FROM ops WHERE a = ? AND seq > ?", (a, after))
+                self._rows(
+                    "SELECT n, id, data, a, seq FROM ops WHERE a = ? AND seq > ?", (a, after)
+                )
             )
             return
         size = PAGE_FIRST
         while True:
             rows = self._rows(
-                "SELECT n, id, data, seq FROM ops WHERE a = ? AND seq > ? ORDER BY seq LIMIT ?",
+                "SELECT n, id, data, a, seq FROM ops WHERE a = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (a, after, size),
             )
-            for n, op_id, data, _ in rows:
-                yield n, op_id, data
+            yield from rows
             if len(rows) < size:
                 return
-            after = rows[-1][3]
+            after = rows[-1][4]
             size = min(size * 2, PAGE_MOST)
 
     def _first_rows(self, lacking: dict[int, int]) -> list[int]:
@@ -252,12 +265,11 @@ class StoredReplica:
                     found[a] = first[0][0]
         return list(found.values())
 
-    def _merged(self, runs: list[Iterator[tuple[int, Any, Any]]], limit: int | None) -> list[Op]:
+    def _merged(self, runs: list[Iterator[_Row]], limit: int | None) -> list[Op]:
         found: list[Op] = []
         # A sync reads every op of a room through here: one run (the usual case) is taken
         # as it is, and each row is loaded in line, as `_load` does.
-        rows = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_effect_index)
-        for n, op_id, data in rows:
+        for n, op_id, data, _, _ in _merge(runs):
             op = (
                 decode_stored(op_id, data) if type(op_id) is bytes and type(data) is bytes else None
             )
@@ -275,14 +287,40 @@ class StoredReplica:
         """The ops in effect here beyond `version_vector`, in the order they took effect
         (each after its chain predecessor and its target). Costs what is taken, not the
         size of the room."""
+        runs, _ = self._missing_runs(version_vector, limit)
+        return self._merged(runs, limit)
+
+    def missing_wire(
+        self, version_vector: Mapping[bytes, int], limit: int | None = None
+    ) -> list[tuple[bytes, int, bytes]]:
+        """`missing_for` as (author, seq, wire form): all a catch-up batch sends. Each op's
+        bytes are checked against its id (a damaged one is reported and left out, as
+        `missing_for` does) but not decoded: a sync reads the whole room through here."""
+        runs, keys = self._missing_runs(version_vector, limit)
+        found: list[tuple[bytes, int, bytes]] = []
+        for n, op_id, data, a, seq in _merge(runs):
+            if not stored_intact(op_id, data):
+                self._damage(n)
+                continue
+            found.append((keys[a], seq, data))
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def _missing_runs(
+        self, version_vector: Mapping[bytes, int], limit: int | None
+    ) -> tuple[list[Iterator[_Row]], dict[int, bytes]]:
+        """The runs of rows `missing_for` merges, and the authors' keys by number."""
         summary = self._summary
         lacking: dict[int, int] = {}  # author number -> seq it has, for unforked chains
         runs = []
+        keys: dict[int, bytes] = {}
         missing = 0
         for author, head in summary.heads.items():
             have = max(0, version_vector.get(author, 0))
             if head > have:
                 a = summary.authors[author]
+                keys[a] = author
                 missing += head - have
                 if author in summary.forks:
                     runs.append(self._chain_rows(a, have, True))
@@ -290,26 +328,23 @@ class StoredReplica:
                     lacking[a] = have
         if lacking:
             runs.append(self._lacking_rows(lacking, missing, limit))
-        return self._merged(runs, limit)
+        return runs, keys
 
     def _lacking_rows(
         self, lacking: dict[int, int], missing: int, limit: int | None
-    ) -> Iterator[tuple[int, Any, Any]]:
-        """(n, id, data) of the unforked chains' ops beyond `lacking`, in the order they took
-        effect. Each author's missing ops are the tail of its chain in that order, so when
-        they make up most of the room from the earliest of them on (a node joining or
-        back from a long absence) one read in effect order takes them with little to skip;
-        otherwise each chain is read on its own and the runs are merged."""
+    ) -> Iterator[_Row]:
+        """(n, id, data, a, seq) of the unforked chains' ops beyond `lacking`, in the order
+        they took effect. Each author's missing ops are the tail of its chain in that order,
+        so when they make up most of the room from the earliest of them on (a node joining
+        or back from a long absence) one read in effect order takes them with little to
+        skip; otherwise each chain is read on its own and the runs are merged."""
         starts = self._first_rows(lacking)
         if not starts:
             return
         start = min(starts)
         span = max(1, self._summary.ops - start)
         if span > SCAN_SPAN * missing:
-            yield from heapq.merge(
-                *(self._chain_rows(a, have, False) for a, have in lacking.items()),
-                key=_effect_index,
-            )
+            yield from _merge([self._chain_rows(a, have, False) for a, have in lacking.items()])
             return
         # The first page holds about what `limit` takes, at the expected share of rows taken.
         wanted = missing if limit is None else min(limit, missing)
@@ -319,9 +354,9 @@ class StoredReplica:
                 "SELECT n, id, data, a, seq FROM ops WHERE n >= ? ORDER BY n LIMIT ?",
                 (start, size),
             )
-            for n, op_id, data, a, seq in rows:
-                if seq > lacking.get(a, seq):
-                    yield n, op_id, data
+            for row in rows:
+                if row[4] > lacking.get(row[3], row[4]):
+                    yield row
             if len(rows) < size:
                 return
             start = rows[-1][0] + 1
@@ -440,7 +475,3 @@ def _parts(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
     """`items` in lists of at most `size` (the parameters of one SQL statement)."""
     for at in range(0, len(items), size):
         yield items[at : at + size]
-
-
-def _effect_index(row: tuple[int, Any, Any]) -> int:
-    return row[0]

@@ -52,6 +52,13 @@ class OpSource(Protocol):
         self, version_vector: Mapping[bytes, int], limit: int | None = None
     ) -> list[Op]: ...
 
+    def missing_wire(
+        self, version_vector: Mapping[bytes, int], limit: int | None = None
+    ) -> list[tuple[bytes, int, bytes]]:
+        """`missing_for` as (author, seq, wire form): what a catch-up batch sends, without
+        making ops of the bytes (a stored room checks them against their ids only)."""
+        ...
+
     def get(self, op_id: bytes) -> Op | None: ...
 
     def __contains__(self, op_id: object) -> bool: ...

@@ -349,7 +349,7 @@ class RoomGossip:
             self.stats.ihave_sent += len(recent)
             out.append(Send(state.id, encode_message(IHave(tuple(recent[:MAX_IDS])))))
         # In chain order: a catch-up list is pulled whole, and what we believe the peer
-        # holds (`learn`, which our acks of its ops read) grows only along each chain.
+        # holds (`Peer.have`, which our acks of its ops read) grows only along each chain.
         asked = [op for op in map(self.source.get, message.ids) if op is not None]
         for op in sorted(asked, key=lambda op: (op.author, op.seq)):
             if message.graft:
@@ -380,7 +380,8 @@ class RoomGossip:
                 self.stats.ops_received += len(message.ops)
                 self._penalise(state.id, Fault.BAD_OP, exc.reason.value, out)
                 return
-            # `learn`, in line: a catch-up brings every op of a room through here.
+            # It holds what it sent us: `Peer.have` grows along each chain (in line, as a
+            # catch-up brings every op of a room through here).
             if have.get(op.author, 0) == op.seq - 1:
                 have[op.author] = op.seq
             decoded.append(op)

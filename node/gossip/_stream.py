@@ -72,15 +72,20 @@ class Streamer:
             batch = state.next_batch
             state.next_batch = (batch + 1) & 0xFFFFFFFF
             state.outstanding.add(batch)
-            for op in ops:
-                learn(state, op)
+            have = state.have
+            for author, seq, _ in ops:
+                # It will hold what we sent: what we believe it holds (`Peer.have`) grows
+                # along each chain, in line here as a catch-up sends a whole room.
+                if have.get(author, 0) == seq - 1:
+                    have[author] = seq
             self.stats.batches_sent += 1
             self.stats.ops_sent += len(ops)
-            message = Ops(batch, mode, tuple(op.data for op in ops))
+            message = Ops(batch, mode, tuple(data for _, _, data in ops))
             out.append(Send(state.id, encode_message(message)))
 
-    def _next_batch(self, state: Peer, budget: int) -> tuple[Mode, list[Op]]:
-        ops: list[Op] = []
+    def _next_batch(self, state: Peer, budget: int) -> tuple[Mode, list[tuple[bytes, int, bytes]]]:
+        """The next batch for `state`: its mode and (author, seq, wire form) of its ops."""
+        ops: list[tuple[bytes, int, bytes]] = []
         size = ops_overhead(0)
         batch_mode = Mode.PUSH
         queue = state.queue
@@ -96,7 +101,7 @@ class Streamer:
                 break
             queue.popleft()
             batch_mode = mode
-            ops.append(op)
+            ops.append((op.author, op.seq, op.data))
             size += cost
         if ops:
             return batch_mode, ops
@@ -105,13 +110,13 @@ class Streamer:
         limit = self.config.batch_ops
         if state.op_bytes:
             # Read about as many ops as fit the budget, at the last batch's mean size: an op
-            # read beyond it is read (and hashed, decoded) again for the next batch.
+            # read beyond it is read (and hashed) again for the next batch.
             limit = min(limit, (budget - size) // state.op_bytes + READ_AHEAD)
-        for op in self.source.missing_for(state.have, limit=limit):
-            cost = len(op.data) + 5
+        for item in self.source.missing_wire(state.have, limit=limit):
+            cost = len(item[2]) + 5
             if ops and size + cost > budget:
                 break
-            ops.append(op)
+            ops.append(item)
             size += cost
         if not ops:
             state.syncing = state.overflowed = False
@@ -169,9 +174,3 @@ class Streamer:
         version vector says nothing about which of the twins it holds."""
         fork = self.source.fork_seq(op.author)
         return fork is not None and op.seq >= fork
-
-
-def learn(state: Peer, op: Op) -> None:
-    """`state` has `op` (it sent it, or we did): extend what we believe it holds."""
-    if state.have.get(op.author, 0) == op.seq - 1:
-        state.have[op.author] = op.seq

@@ -138,6 +138,30 @@ async def test_damaged_row_found_by_a_read_of_a_large_room(
         assert h.replica.render() == reference(ops).render()
 
 
+async def test_damaged_row_found_by_a_catch_up_read_is_left_out_and_set_aside(
+    tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`missing_wire` checks each op's bytes against its id, as `missing_for` does: a
+    damaged op is never sent to a peer (which would take us for a forger)."""
+    monkeypatch.setattr(history_module, "CHECK_AT_OPEN_BYTES", 0)
+    peers = Peers(ALICE, BOB)
+    ops = [peers.message((ALICE, BOB)[i % 2], f"message {i}") for i in range(40)]
+    path = tmp_path / "room.db"
+    await _stored(path, verifier, ops)
+    victim = ops[10]
+    _sql(
+        path,
+        "UPDATE ops SET data = ? WHERE id = ?",
+        (victim.data.replace(b"message 10", b"message 1O"), victim.id),
+    )
+    async with History.open(path, verifier=verifier, wall_clock=lambda: NOW, scrub=False) as h:
+        sent = h.replica.missing_wire({})
+        assert sent == [(op.author, op.seq, op.data) for op in ops if op is not victim]
+        for _ in range(10):
+            await h.store.run(lambda: None)  # let the writer set it aside
+        assert h.damaged == 1
+
+
 async def test_scrub_finds_every_damaged_row(
     tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +253,7 @@ async def test_damaged_pages_never_let_a_raw_sqlite_error_out(
                 lambda: replica.page(limit=50),
                 lambda: replica.page(before=ops[700].id),
                 lambda: replica.missing_for({}),
+                lambda: replica.missing_wire({}),
                 lambda: replica.get(ops[900].id),
             ):
                 with suppress(StoreError):
@@ -355,6 +380,7 @@ async def test_reopened_room_shows_what_replaying_every_op_shows(
         # Sync order is the order ops took effect here (each after what it depends on).
         sent = replica.missing_for({})
         assert {op.id for op in sent} == {op.id for op in genuine.missing_for({})}
+        assert replica.missing_wire({}) == [(op.author, op.seq, op.data) for op in sent]
         seen: set[bytes] = set()
         for op in sent:
             assert op.prev is None or op.prev in seen

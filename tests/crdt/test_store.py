@@ -477,9 +477,13 @@ async def test_missing_for_reads_as_the_replica_does_whatever_the_vector(
         stored = history.replica
         for vector in vectors:
             for limit in (None, 1, 7, 100, 1000):
-                expected = [op.id for op in memory.missing_for(vector, limit=limit)]
+                ops = memory.missing_for(vector, limit=limit)
                 got = [op.id for op in stored.missing_for(vector, limit=limit)]
-                assert got == expected, (vector, limit)
+                assert got == [op.id for op in ops], (vector, limit)
+                # What a catch-up batch sends: the same ops, as (author, seq, wire form).
+                wire = [(op.author, op.seq, op.data) for op in ops]
+                assert stored.missing_wire(vector, limit=limit) == wire, (vector, limit)
+                assert memory.missing_wire(vector, limit=limit) == wire
         assert [op.id for op in stored.missing_for({})] == [op.id for op in peers.ops]
 
 

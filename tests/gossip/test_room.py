@@ -452,14 +452,21 @@ def test_catch_up_batches_fill_the_budget_reading_about_what_fits(
         op = author.new_message("x" * 300, now_ms=T0_MS + n)
         author.admit(op)
         replica.admit(op)
-    asked: list[int | None] = []
+    asked: list[int | None] = []  # the limits of the reads, in order (either kind)
     missing_for = replica.missing_for
 
     def recording(vector: Mapping[bytes, int], limit: int | None = None) -> list[Op]:
         asked.append(limit)
         return missing_for(vector, limit)
 
+    def recording_wire(
+        vector: Mapping[bytes, int], limit: int | None = None
+    ) -> list[tuple[bytes, int, bytes]]:
+        asked.append(limit)
+        return [(op.author, op.seq, op.data) for op in missing_for(vector, limit)]
+
     monkeypatch.setattr(replica, "missing_for", recording)
+    monkeypatch.setattr(replica, "missing_wire", recording_wire)
     core.peer_up(A, 0.0)
     core.receive(A, encode_message(Hello(1, 16, MIN_MESSAGE_BYTES)), 0.0)
     actions = core.receive(A, encode_message(Vector(False, False, ())), 0.0)
