@@ -211,8 +211,8 @@ class Peers:
             self.announced.add(driver.room_id)
             self.peering.announced(driver.room_id, trio.current_time(), announce.ttl)
         found = await discovery.lookup(driver.secret)
-        for _, addresses in found:
-            await driver.remember_peers(addresses)
+        # One call, so the room file is written once a round, not once a member.
+        await driver.remember_peers(list(dict.fromkeys(a for _, ads in found for a in ads)))
         if self.rooms.get(driver.room_id) is driver:
             now = trio.current_time()
             self.perform(self.peering.found(driver.room_id, found, driver.links, now))
