@@ -289,6 +289,11 @@ class AddressBook:
             others = rng.sample(others, GREETING)
         return own + others
 
+    def full(self, now: float) -> bool:
+        """Whether a record of a signer not held would have to push another out."""
+        self._drop_expired(now)
+        return len(self._records) >= self.limit
+
     def get(self, peer_id: bytes) -> AddressRecord | None:
         return self._records.get(peer_id)
 

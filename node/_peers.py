@@ -356,6 +356,10 @@ class Peers:
                     exc,
                 )
             return
+        # A full book keeps a new signer's record but passes it on no further: in a room
+        # of more members than a book holds, every record would otherwise reach every
+        # member (N records to N members as the room forms), to push another out there.
+        spread = driver.book.get(record.peer_id) is not None or not driver.book.full(now)
         if not driver.book.add(record, now):
             return
         log.debug(
@@ -364,7 +368,8 @@ class Peers:
             short_peer_id(record.peer_id),
             ", ".join(record.addresses),
         )
-        self._pass_on(driver, record, frm=link.peer_id)
+        if spread:
+            self._pass_on(driver, record, frm=link.peer_id)
         self._dial_members(driver)
         driver.records_changed()
 

@@ -155,3 +155,12 @@ def test_news_goes_on_to_a_few_members() -> None:
     assert pass_on_to(members[:PASS_ON], random.Random(1)) == members[:PASS_ON]
     chosen = pass_on_to(members, random.Random(1))
     assert len(set(chosen)) == PASS_ON and set(chosen) <= set(members)
+
+
+def test_the_book_says_when_it_is_full() -> None:
+    book = AddressBook(ROOM, ALICE.peer_id, limit=2)
+    assert not book.full(NOW)
+    book.add(sign_record(BOB, ROOM, ["10.0.0.2:1"], NOW + 100), NOW)
+    book.add(sign_record(Identity.generate(), ROOM, ["10.0.0.3:1"], NOW + 50), NOW)
+    assert book.full(NOW)
+    assert not book.full(NOW + 60)  # one expired: room again
