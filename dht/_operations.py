@@ -137,6 +137,9 @@ class LookupRun:
         self.value: Value | None = None
         self.tokens: dict[bytes, bytes] = {}
         self.records: dict[bytes, PeerRecord] = {}
+        # Wire forms of records already taken: the k closest nodes mostly answer with the
+        # same records, and each is decoded and verified once per lookup, not per reply.
+        self._taken: set[bytes] = set()
         self.without_value: list[Contact] = []
         self.reported = False
         self._body = b""  # every request of the lookup says the same after its id
@@ -193,7 +196,10 @@ class LookupRun:
 
     def _take_records(self, contact: Contact, encoded: Iterable[bytes], now: float) -> None:
         wall = now + self.env.wall_offset
+        taken = self._taken
         for data in encoded:
+            if data in taken:
+                continue
             try:
                 record = PeerRecord.decode(data)
                 record.verify(self.target, wall, self.env.check)
@@ -201,6 +207,7 @@ class LookupRun:
                 # Records that do not verify are never stored or returned.
                 self.env.drops.drop(contact.address, DropReason.BAD_RECORD, str(exc), now)
                 continue
+            taken.add(data)
             old = self.records.get(record.peer_id)
             if old is None or old.expires < record.expires:
                 self.records[record.peer_id] = record

@@ -12,7 +12,7 @@ clock (callers pass the wall-clock time in).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -66,6 +66,9 @@ class PeerRecord:
     addresses: tuple[Address, ...]
     expires: int
     signature: bytes
+    # The wire form, made on the first `encode`: a stored record goes out in every
+    # get_peers reply for its key, dozens of times a lookup round.
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.peer_id, bytes) or len(self.peer_id) != 32:
@@ -131,6 +134,8 @@ class PeerRecord:
 
     def encode(self) -> bytes:
         """The record on the wire: `[version, peer_id, [[ip, port], ...], expires, sig]`."""
+        if self._wire is not None:
+            return self._wire
         body = [
             RECORD_VERSION,
             self.peer_id,
@@ -138,7 +143,9 @@ class PeerRecord:
             self.expires,
             self.signature,
         ]
-        return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+        wire: bytes = msgpack.packb(body, use_bin_type=True)
+        object.__setattr__(self, "_wire", wire)  # frozen: a cache of a pure function of it
+        return wire
 
     @classmethod
     def decode(cls, data: bytes) -> PeerRecord:

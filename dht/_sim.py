@@ -50,7 +50,8 @@ class SimSocket:
         self._network = network
         self.address = address
         self._heap: list[tuple[float, int, bytes, Address]] = []
-        self._wake = trio.Event()
+        self._wake = trio.Event()  # set on close
+        self._sleep: trio.CancelScope | None = None  # the reader's wait, while it waits
         self._buffer = buffer
         self.closed = False
 
@@ -67,29 +68,38 @@ class SimSocket:
         await trio.lowlevel.checkpoint()
 
     async def receive_batch(self) -> list[tuple[bytes, Address]]:
+        slept = False
         while True:
             if self.closed:
                 raise trio.ClosedResourceError("socket is closed")
             now = trio.current_time()
-            if self._heap and self._heap[0][0] <= now:
+            heap = self._heap
+            if heap and heap[0][0] <= now:
                 batch = []
-                while self._heap and self._heap[0][0] <= now:
-                    _, _, data, source = heapq.heappop(self._heap)
+                while heap and heap[0][0] <= now:
+                    _, _, data, source = heapq.heappop(heap)
                     batch.append((data, source))
-                await trio.lowlevel.checkpoint()
+                if not slept:  # a checkpoint, as every trio receive is
+                    await trio.lowlevel.checkpoint()
                 return batch
-            deadline = self._heap[0][0] if self._heap else math.inf
             self._wake = trio.Event()
-            with trio.move_on_at(deadline):
-                await self._wake.wait()
+            try:
+                with trio.move_on_at(heap[0][0] if heap else math.inf) as self._sleep:
+                    await self._wake.wait()
+            finally:
+                self._sleep = None
+            slept = True
 
     def _deliver(self, due: float, seq: int, data: bytes, source: Address) -> None:
         if len(self._heap) >= self._buffer:
             self._network.dropped += 1  # a full receive buffer drops, as UDP does
             return
         heapq.heappush(self._heap, (due, seq, data, source))
-        if self._heap[0][1] == seq:
-            self._wake.set()
+        # A sleeping reader is woken when the datagram is due, not now: waking it to
+        # sleep again until then cost a task step per datagram.
+        sleep = self._sleep
+        if sleep is not None and due < sleep.deadline:
+            sleep.deadline = due
 
     def close(self) -> None:
         if not self.closed:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -42,8 +43,10 @@ from rumor_runtime import SignatureCheck
 from ._invite import InviteError, check_address
 
 __all__ = [
+    "GREETING",
     "MAX_ADDRESSES",
     "MAX_RECORDS",
+    "PASS_ON",
     "RECORD_CONTEXT",
     "RECORD_TTL",
     "AddressBook",
@@ -53,6 +56,7 @@ __all__ = [
     "decode_record",
     "decode_records",
     "encode_records",
+    "pass_on_to",
     "record_channel",
     "sign_record",
 ]
@@ -63,6 +67,12 @@ RECORD_TTL: Final = 3600  # seconds a record of ours is valid; signed again at h
 MAX_TTL: Final = 2 * RECORD_TTL  # a record valid for longer than this from now is refused
 MAX_ADDRESSES: Final = 4  # per record
 MAX_RECORDS: Final = 64  # others' records held per room
+# A link joining a room's record channel is sent ours and at most this many others', and
+# a record that is news goes on to at most PASS_ON other members: records are hints for
+# dialing, and sending every record over every link made a forming room of N members
+# pass N records over each of its links (N x links messages, each checked).
+GREETING: Final = 8
+PASS_ON: Final = 4
 MIN_STEP: Final = 60  # seconds a newer record of one signer must add, or it is not news
 MAX_RECORD_BYTES: Final = 1600  # 32 + 64 + 4 addresses of 300 characters, and framing
 _PEER_ID_BYTES: Final = 32
@@ -270,9 +280,29 @@ class AddressBook:
         self._drop_expired(now)
         return [self._records[p] for p in sorted(self._records)]
 
+    def greeting(self, now: float, rng: random.Random) -> list[AddressRecord]:
+        """What a member whose link just joined the room's channel is sent: ours, and at
+        most `GREETING` of the others' at random."""
+        own = [self.own] if self.own is not None and not self.own.expired(now) else []
+        others = self.others(now)
+        if len(others) > GREETING:
+            others = rng.sample(others, GREETING)
+        return own + others
+
+    def full(self, now: float) -> bool:
+        """Whether a record of a signer not held would have to push another out."""
+        self._drop_expired(now)
+        return len(self._records) >= self.limit
+
     def get(self, peer_id: bytes) -> AddressRecord | None:
         return self._records.get(peer_id)
 
     def _drop_expired(self, now: float) -> None:
         for peer_id in [p for p, r in self._records.items() if r.expired(now)]:
             del self._records[peer_id]
+
+
+def pass_on_to(members: list[bytes], rng: random.Random, limit: int = PASS_ON) -> list[bytes]:
+    """Which of the linked `members` a record that is news goes on to: at most `limit`,
+    at random (each of them passes it on in turn)."""
+    return members if len(members) <= limit else rng.sample(members, limit)

@@ -13,7 +13,8 @@ all lives here:
 - **the tie-break** when both sides dial at once (`keep_existing`);
 - **the mesh**: per room, dial the members a lookup finds until `mesh_size` are linked;
 - **discovery**: per room, once the DHT is ready, announce our record (again when half its
-  lifetime is gone) and look the room's members up every `discovery_interval`;
+  lifetime is gone) and look the room's members up every `discovery_interval` (four
+  times as long while `mesh_size` of them are linked, and no longer once fewer are);
 - **the own-chain grace**: how long a room waits to hear a member before we write in it.
 
 Nothing here touches a socket, a clock or the DHT; randomness comes from the `rng` given.
@@ -28,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ._backoff import Backoff, Breaker
+
+FULL_MESH_SLOWDOWN = 4  # discovery rounds of a room whose mesh is full: this much rarer
 
 __all__ = [
     "Announce",
@@ -135,6 +138,8 @@ class _Room:
     due: float | None = None  # the next announce/lookup round; None while one runs
     announced_until: float = float("-inf")
     dialed: set[bytes] = field(default_factory=set)  # members discovery chose to link to
+    remembered: set[str] = field(default_factory=set)  # addresses it remembered, dialed
+    spares: list[str] = field(default_factory=list)  # the others, newest first
 
 
 class Peering:
@@ -267,6 +272,22 @@ class Peering:
             self._start_round(room_id, room, now, out)
         return out
 
+    def remembered(
+        self, room_id: bytes, addresses: Sequence[str], now: float
+    ) -> list[PeeringAction]:
+        """Addresses a started room remembers (its invite's, its file's; newest last): the
+        newest `mesh_size` are dialed now, the others kept as spares that `members` dials
+        while the room is short of links. A member back from an absence links to its
+        recent mesh, not to every address it ever heard of."""
+        room = self._rooms.get(room_id)
+        listed = [a for a in dict.fromkeys(addresses) if a != self.own_address]
+        if room is None:
+            return []
+        keep = self.config.mesh_size
+        fresh, room.spares = listed[-keep:], listed[:-keep][::-1]
+        room.remembered.update(fresh)
+        return self.want(fresh, now)
+
     def room_stopped(self, room_id: bytes) -> None:
         self._rooms.pop(room_id, None)
 
@@ -287,10 +308,16 @@ class Peering:
         """A lookup's answer: (peer id, addresses) of members (ours left out by the
         caller). Members are dialed in random order until `mesh_size` of them are linked
         in the room (links others dialed to us count); the next round is scheduled."""
-        out = self.members(room_id, members, linked_in_room, now)
+        linked = set(linked_in_room)
+        out = self.members(room_id, members, linked, now)
         room = self._rooms.get(room_id)
         if room is not None:
-            room.due = now + self.config.discovery_interval
+            # A room whose mesh is full looks less often: its members' records (passed
+            # around the room) find replacements, and `members` brings the round
+            # forward once it runs short.
+            full = len(linked) >= self.config.mesh_size
+            interval = self.config.discovery_interval * (FULL_MESH_SLOWDOWN if full else 1)
+            room.due = now + interval
             self._schedule(room.due, room_id)
         return out
 
@@ -315,16 +342,27 @@ class Peering:
         # A member dialed before counts while it is linked or still worth dialing: one
         # behind an open breaker (gone, maybe for good) leaves room for another.
         live = {p for p in room.dialed if p in self._linked or self._dialable(p)}
+        # Remembered addresses still being dialed count too (once linked, as links).
+        pending = sum(1 for a in room.remembered if self._pending(a))
         for peer_id, addresses in shuffled:
             if peer_id == self.our_id or peer_id in self._linked:
                 continue
             if peer_id in room.dialed and peer_id not in live:
                 continue  # behind its breaker: dialed again when it reopens, not counted
-            if len(live | linked) >= self.config.mesh_size:
+            if len(live | linked) + pending >= self.config.mesh_size:
                 continue
             live.add(peer_id)
             room.dialed.add(peer_id)
             out += self.want(addresses, now, peer_id)
+        while room.spares and len(live | linked) + pending < self.config.mesh_size:
+            spare = room.spares.pop(0)
+            room.remembered.add(spare)
+            out += self.want([spare], now)
+            pending += 1
+        soon = now + self.config.discovery_interval
+        if len(live | linked) < self.config.mesh_size and room.due is not None and room.due > soon:
+            room.due = soon  # short of members: look again at the usual pace
+            self._schedule(soon, room_id)
         return out
 
     # -- timers ---------------------------------------------------------------------------
@@ -354,6 +392,15 @@ class Peering:
         """Whether an address of `peer_id` is kept and not behind an open breaker."""
         return any(
             s.peer_id == peer_id and s.breaker.opened_at is None for s in self._addresses.values()
+        )
+
+    def _pending(self, address: str) -> bool:
+        """Whether a kept address is being dialed, or waits to be, its breaker closed."""
+        state = self._addresses.get(address)
+        return (
+            state is not None
+            and state.phase in (_Phase.DIALING, _Phase.WAITING)
+            and state.breaker.opened_at is None
         )
 
     def _live(self, entry: tuple[float, int, str | bytes]) -> bool:

@@ -32,6 +32,7 @@ from ._addressbook import (
     RecordError,
     RecordFault,
     decode_record,
+    pass_on_to,
     record_channel,
     sign_record,
 )
@@ -142,10 +143,10 @@ class Peers:
         self._sign_own(driver)
         for linked in list(self.links.values()):
             self._nursery.start_soon(self._offer, linked, driver)
-        self.want(list(driver.peers))
         # Discovery rounds start once the DHT is ready (never without one).
         now = trio.current_time()
         self.perform(self.peering.room_started(driver.room_id, now, announce=bool(self.address)))
+        self.perform(self.peering.remembered(driver.room_id, driver.peers, now))
         self._dial_members(driver)  # as the records kept from the last run say
 
     def room_stopped(self, driver: RoomDriver) -> None:
@@ -211,8 +212,8 @@ class Peers:
             self.announced.add(driver.room_id)
             self.peering.announced(driver.room_id, trio.current_time(), announce.ttl)
         found = await discovery.lookup(driver.secret)
-        for _, addresses in found:
-            await driver.remember_peers(addresses)
+        # One call, so the room file is written once a round, not once a member.
+        await driver.remember_peers(list(dict.fromkeys(a for _, ads in found for a in ads)))
         if self.rooms.get(driver.room_id) is driver:
             now = trio.current_time()
             self.perform(self.peering.found(driver.room_id, found, driver.links, now))
@@ -321,7 +322,7 @@ class Peers:
         """An event of a room's record channel (an older peer denies it: nothing to do)."""
         if isinstance(event, RoomAuthorized):
             linked.channels.add(driver.room_id)
-            for record in driver.book.records(self._wall()):
+            for record in driver.book.greeting(self._wall(), self.env.rng):
                 self._send_record(linked, driver, record)
         elif isinstance(event, Message):
             await self._record_received(linked.link, driver, event.payload)
@@ -355,6 +356,10 @@ class Peers:
                     exc,
                 )
             return
+        # A full book keeps a new signer's record but passes it on no further: in a room
+        # of more members than a book holds, every record would otherwise reach every
+        # member (N records to N members as the room forms), to push another out there.
+        spread = driver.book.get(record.peer_id) is not None or not driver.book.full(now)
         if not driver.book.add(record, now):
             return
         log.debug(
@@ -363,15 +368,23 @@ class Peers:
             short_peer_id(record.peer_id),
             ", ".join(record.addresses),
         )
-        self._pass_on(driver, record, frm=link.peer_id)
+        if spread:
+            self._pass_on(driver, record, frm=link.peer_id)
         self._dial_members(driver)
         driver.records_changed()
 
     def _pass_on(self, driver: RoomDriver, record: AddressRecord, frm: bytes | None) -> None:
-        """Send a record that is news to our other linked members of the room."""
-        for peer, linked in list(self.links.items()):
-            if peer not in (frm, record.peer_id) and driver.room_id in linked.channels:
-                self._send_record(linked, driver, record)
+        """Send a record that is news to our other linked members of the room: ours to
+        all of them, another's to a few (`pass_on_to`)."""
+        members = [
+            peer
+            for peer, linked in self.links.items()
+            if peer not in (frm, record.peer_id) and driver.room_id in linked.channels
+        ]
+        if record.peer_id != self.peer_id:
+            members = pass_on_to(members, self.env.rng)
+        for peer in members:
+            self._send_record(self.links[peer], driver, record)
 
     def _send_record(self, linked: _Linked, driver: RoomDriver, record: AddressRecord) -> None:
         with contextlib.suppress(LinkError):  # closed: its reader cleans up
@@ -381,7 +394,7 @@ class Peers:
         """Hand the members' signed addresses to the peering core, which dials (expecting
         each signer) those it wants a link to."""
         members = [(r.peer_id, r.addresses) for r in driver.book.others(self._wall())]
-        if members and self.rooms.get(driver.room_id) is driver:
+        if self.rooms.get(driver.room_id) is driver:  # none: it may still dial spares
             now = trio.current_time()
             self.perform(self.peering.members(driver.room_id, members, driver.links, now))
 

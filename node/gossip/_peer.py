@@ -36,6 +36,7 @@ class Peer:
     paused: bool = False  # we asked it to pause its catch-up (until our next vector)
     resume: bool = False  # it paused our catch-up: its next vector resumes the stream
     vector: list[tuple[bytes, int]] = field(default_factory=list)  # chunks so far
+    told_at: int = 0  # the vector stamp of our last vector to it (`Streamer.send_vector`)
     ihave: list[bytes] = field(default_factory=list)  # ids to announce
     want: list[bytes] = field(default_factory=list)  # ids to pull
     # One tree per author (Plumtree §3.8): authors whose ops this peer asked us to push

@@ -42,6 +42,8 @@ class Streamer:
         self.source = source
         self.config = config
         self.stats = stats
+        self._stamps: dict[bytes, tuple[int, int]] = {}  # author -> (seq, stamp it changed)
+        self._clock = 0  # counts our vectors
 
     def enqueue(self, state: Peer, op: Op, mode: Mode, *, asked: bool = False) -> None:
         if asked:
@@ -125,8 +127,23 @@ class Streamer:
         return Mode.SYNC, ops
 
     def send_vector(self, state: Peer, *, reply: bool, out: list[Action]) -> None:
+        """Our version vector: whole on a new link, then only the entries that changed
+        since the last one it was sent on this link. Within a link a peer keeps what our
+        vectors told it (seqs only grow), so an unchanged entry tells it nothing, and a
+        room of N members would otherwise swap N entries with every peer every
+        `sync_interval`, most of them unchanged."""
         state.paused = False
-        entries = sorted(self.source.version_vector().items())
+        # Each entry is stamped when it is first seen changed: one dict for the room, not
+        # one per peer of what it was told.
+        self._clock += 1
+        clock, stamps = self._clock, self._stamps
+        for author, seq in self.source.version_vector().items():
+            held = stamps.get(author)
+            if held is None or held[0] != seq:
+                stamps[author] = (seq, clock)
+        since = state.told_at
+        entries = sorted((a, seq) for a, (seq, stamp) in stamps.items() if stamp > since)
+        state.told_at = clock
         chunks = [
             tuple(entries[i : i + MAX_VECTOR_ENTRIES])
             for i in range(0, len(entries), MAX_VECTOR_ENTRIES)

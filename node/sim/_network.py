@@ -134,6 +134,14 @@ class _Pipe:
         self.reader_gone = False  # the receiving end closed: writes are refused
         self.readable = trio.Event()
         self.writable = trio.Event()
+        self.sleep: trio.CancelScope | None = None  # the reader's wait for a chunk's due time
+
+    def arrives(self, due: float) -> None:
+        """A chunk due at `due` was written: a sleeping reader wakes then, not now (waking
+        it to sleep again until then cost a task step per chunk)."""
+        sleep = self.sleep
+        if sleep is not None and due < sleep.deadline:
+            sleep.deadline = due
 
     def due(self, delay: float) -> float:
         # Never before what was sent earlier: latency must not reorder a stream.
@@ -211,11 +219,12 @@ class SimStream(trio.abc.Stream):
             if data:
                 chunk = bytes(data)
                 self._network._count(pipe.src, pipe.dst, len(chunk), _LINK)
+                due = pipe.due(self._network._delay(pipe.src, pipe.dst))
                 # A reader already waits for the earlier chunk's due time, which comes first
-                # (chunks never reorder): only a reader of an empty pipe needs waking.
+                # (chunks never reorder): only a reader of an empty pipe needs its wait cut.
                 if not pipe.chunks:
-                    pipe.readable.set()
-                pipe.chunks.append((pipe.due(self._network._delay(pipe.src, pipe.dst)), chunk))
+                    pipe.arrives(due)
+                pipe.chunks.append((due, chunk))
                 pipe.unread += len(chunk)
         finally:
             self._sending = False
@@ -236,8 +245,8 @@ class SimStream(trio.abc.Stream):
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._receiving = True
         try:
-            await trio.lowlevel.checkpoint()
             pipe = self._in
+            slept = False
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("this stream is closed")
@@ -245,13 +254,24 @@ class SimStream(trio.abc.Stream):
                     raise trio.BrokenResourceError("the connection is gone")
                 now = trio.current_time()
                 if pipe.chunks and pipe.chunks[0][0] <= now:
+                    if not slept:  # a checkpoint, as every trio receive is
+                        await trio.lowlevel.checkpoint()
+                        if self._closed or pipe.broken:
+                            continue
+                        now = trio.current_time()
                     return self._take(pipe, now, max_bytes)
                 if not pipe.chunks and pipe.eof_due is not None and pipe.eof_due <= now:
+                    if not slept:
+                        await trio.lowlevel.checkpoint()
                     return b""
                 deadline = pipe.chunks[0][0] if pipe.chunks else pipe.eof_due or math.inf
                 pipe.readable = trio.Event()
-                with trio.move_on_at(deadline):
-                    await pipe.readable.wait()
+                try:
+                    with trio.move_on_at(deadline) as pipe.sleep:
+                        await pipe.readable.wait()
+                finally:
+                    pipe.sleep = None
+                slept = True
         finally:
             self._receiving = False
 

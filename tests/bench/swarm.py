@@ -41,6 +41,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -54,7 +57,7 @@ GC_THRESHOLD = (50_000, 20, 100)  # Python's default is (700, 10, 10)
 SQLITE_HEAP_PER_NODE = 128 * 1024
 
 
-def scenario(nodes: int, duration: float) -> Scenario:
+def scenario(nodes: int, duration: float, rate: float = 1.0) -> Scenario:
     return Scenario(
         "bench",
         "the issue's scale run",
@@ -62,7 +65,7 @@ def scenario(nodes: int, duration: float) -> Scenario:
         duration=duration,
         settle=600.0,
         network=SwarmConfig(loss=0.01, mesh_size=4, discovery_interval=120.0),
-        traffic=Traffic(rate=1.0),
+        traffic=Traffic(rate=rate),
         faults=(
             Churn(at=duration * 0.05, until=duration * 0.9, fraction=0.1, downtime=60.0),
             Degrade(at=0.0, count=nodes, latency=0.0, jitter=0.0, loss=0.01),
@@ -84,6 +87,16 @@ def tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+class _Steps(trio.abc.Instrument):
+    """Counts trio task steps: how much scheduling a run takes, whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 nodes, 60 s")
@@ -91,16 +104,34 @@ def main() -> int:
     parser.add_argument("--duration", type=float)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="print the top costs")
+    parser.add_argument("--profile-out", type=Path, help="also save the profile's stats here")
+    parser.add_argument(
+        "--phase",
+        choices=("all", "forming", "traffic"),
+        default="all",
+        help="profile only while the room forms, or only once traffic starts",
+    )
+    parser.add_argument("--rate", type=float, default=1.0, help="messages a second (1)")
     parser.add_argument("--disk", action="store_true", help="data dirs on disk, not tmpfs")
     args = parser.parse_args()
     nodes = args.nodes or (20 if args.quick else 1000)
     duration = args.duration or (60.0 if args.quick else 3600.0)
-    print(f"swarm bench: {nodes} nodes, {duration:g} s virtual, 1% loss, 10% churn, 1 msg/s")
+    print(f"swarm bench: {nodes} nodes, {duration:g} s virtual, 1% loss, 10% churn, "
+          f"{args.rate:g} msg/s")  # fmt: skip
+    profiler = cProfile.Profile() if args.profile or args.profile_out else None
     base = rss()
     started = time.perf_counter()
     last = [0.0]
+    steps = _Steps()
+    formed: list[tuple[float, float, int]] = []  # (virtual, CPU, steps) when traffic began
 
     def progress(now: float, arrived: int, due: int, up: int, phase: str) -> None:
+        if phase != "forming" and not formed:
+            formed.append((now, time.process_time(), steps.count))
+            if profiler is not None and args.phase == "forming":
+                profiler.disable()
+            elif profiler is not None and args.phase == "traffic":
+                profiler.enable()
         if time.perf_counter() - last[0] > 15:
             last[0] = time.perf_counter()
             wall = last[0] - started
@@ -113,21 +144,26 @@ def main() -> int:
 
     tmpfs = not args.disk and TMPFS.is_dir() and os.access(TMPFS, os.W_OK)
     data_dir = Path(tempfile.mkdtemp(prefix="rumor-swarm-bench-", dir=TMPFS if tmpfs else None))
-    play = functools.partial(
+    scenario_run = functools.partial(
         run_scenario,
-        scenario(nodes, duration),
+        scenario(nodes, duration, args.rate),
         args.seed,
         progress=progress,
-        every=10.0,
+        every=1.0,
         data_dir=data_dir,
     )
-    profiler = cProfile.Profile() if args.profile else None
+
+    async def play() -> dict[str, Any]:
+        trio.lowlevel.add_instrument(steps)
+        return await scenario_run()
+
+    cpu_start = time.process_time()
     gc.set_threshold(*GC_THRESHOLD)
     limit = sqlite3.connect(":memory:")
     limit.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_PER_NODE * nodes}")
     limit.close()
     try:
-        if profiler is not None:
+        if profiler is not None and args.phase != "traffic":
             profiler.enable()
         report = run_simulated(play, args.seed)
         if profiler is not None:
@@ -137,6 +173,7 @@ def main() -> int:
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     per_node = (rss() - base) / nodes
+    cpu_end = time.process_time()
     delivery = report["delivery"]
     converged = report["convergence"]["converged"]
     latency = report["latency_ms"]
@@ -154,7 +191,17 @@ def main() -> int:
           f"ratio {per_node / MEMORY_TARGET:.2f} {verdict(per_node <= MEMORY_TARGET)}")  # fmt: skip
     where = "on tmpfs (RAM, not in RSS)" if tmpfs else "on disk"
     print(f"room files per node         {files / nodes / 1024:>8.0f}KiB  {where}")
-    if profiler is not None:
+    # CPU and trio task steps are steadier measures than wall time on a shared machine.
+    if formed:
+        at, cpu_formed, steps_formed = formed[0]
+        print(f"forming (to t={at:.0f} s): {cpu_formed - cpu_start:.1f} s CPU, "
+              f"{steps_formed:,} task steps")  # fmt: skip
+        print(f"after forming: {cpu_end - cpu_formed:.1f} s CPU, "
+              f"{steps.count - steps_formed:,} task steps")  # fmt: skip
+    print(f"in all: {cpu_end - cpu_start:.1f} s CPU, {steps.count:,} task steps")
+    if profiler is not None and args.profile_out:
+        profiler.dump_stats(args.profile_out)
+    if profiler is not None and args.profile:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
     return 0

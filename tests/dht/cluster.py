@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from dht import DHTConfig, DHTProtocol, OperationDone
 from dht._ids import Address, random_id
+from rumor_runtime import SignatureCheck
 
 
 class Cluster:
@@ -23,7 +24,12 @@ class Cluster:
         self.drop: Callable[[bytes, Address, Address], bool] = lambda d, s, t: False
         self.delivered = 0
 
-    def add(self, node_id: bytes | None = None, host: str | None = None) -> Address:
+    def add(
+        self,
+        node_id: bytes | None = None,
+        host: str | None = None,
+        check: SignatureCheck | None = None,
+    ) -> Address:
         index = len(self.nodes) + 1
         address = (host or f"10.0.{index // 250}.{index % 250 + 1}", 4000)
         node_id = node_id or random_id(self.rng)
@@ -33,6 +39,7 @@ class Cluster:
             now=self.now,
             config=self.config,
             wall_offset=1.7e9,
+            check_signature=check,
         )
         return address
 

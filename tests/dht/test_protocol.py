@@ -8,6 +8,7 @@ import random
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from crdt import verify_signature
 from dht import (
     DHTConfig,
     DHTProtocol,
@@ -22,6 +23,7 @@ from tests.dht.cluster import Cluster
 
 ME = int_to_id(1)
 DEAD = ("10.9.9.9", 4000)
+KEY_OF_RECORD = int_to_id(0xABC)
 
 
 def test_timers_are_exact_and_a_lost_rpc_is_retried_then_given_up() -> None:
@@ -165,6 +167,41 @@ def test_own_records_are_reannounced_until_stopped_or_expired() -> None:
     found = c.settle(addrs[9], c.nodes[addrs[9]].start_get_peers(key, c.now))
     assert isinstance(found, GetPeersResult)
     assert found.records == ()
+
+
+def test_a_lookup_checks_each_record_once_however_many_nodes_return_it() -> None:
+    c = Cluster(8)
+    addrs = build(c, 30)
+    key = int_to_id(0x5EED)
+    records = []
+    for announcer in addrs[:4]:
+        node = c.nodes[announcer]
+        expires = int(node.wall(c.now)) + 1500
+        record = PeerRecord.create(Ed25519PrivateKey.generate(), key, [announcer], expires)
+        c.settle(announcer, node.start_announce(key, record, c.now))
+        records.append(record)
+    checked: list[bytes] = []
+
+    def check(public_key: bytes, signature: bytes, message: bytes) -> bool:
+        checked.append(signature)
+        return verify_signature(public_key, signature, message)
+
+    asker = c.add(check=check)
+    c.settle(asker, c.nodes[asker].start_bootstrap([addrs[5]], c.now))
+    found = c.settle(asker, c.nodes[asker].start_get_peers(key, c.now))
+    assert isinstance(found, GetPeersResult)
+    assert set(found.records) == set(records)
+    # Every one of the k closest nodes holds the four records and sends them all.
+    assert c.nodes[asker].counters["rpc get_peers"] > 4
+    assert sorted(checked) == sorted(r.signature for r in records)
+
+
+def test_a_record_is_encoded_once() -> None:
+    record = PeerRecord.create(Ed25519PrivateKey.generate(), KEY_OF_RECORD, [("10.0.0.1", 9)], 9)
+    wire = record.encode()
+    assert record.encode() is wire
+    assert PeerRecord.decode(wire) == record
+    assert PeerRecord.decode(wire).encode() == wire
 
 
 def test_full_bucket_evicts_a_dead_contact_for_a_live_newcomer() -> None:

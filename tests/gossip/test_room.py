@@ -351,6 +351,24 @@ def test_periodic_swap_asks_for_a_reply() -> None:
     assert later is not None and when + 7.5 <= later <= when + 12.5
 
 
+def test_later_vectors_on_a_link_carry_only_what_changed() -> None:
+    core, replica = make(sync_interval=10.0)
+    first, second = identity(0).peer_id, identity(1).peer_id
+    replica.admit(authored(1, who=0)[0])
+    replica.admit(authored(1, who=1)[0])
+    assert (A, Vector(False, False, ((first, 1), (second, 1)))) in sent(core.peer_up(A, 0.0))
+    core.receive(A, encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), 0.0)
+    when = core.next_timer()
+    assert when is not None
+    assert sent(core.handle_timer(when)) == [(A, Vector(True, False, ()))]  # nothing new
+    replica.admit(authored(2, who=1)[1])
+    swap = sent(core.receive(A, encode_message(Vector(True, False, ())), when))
+    assert swap[0] == (A, Vector(False, False, ((second, 2),)))
+    # A new link to the same peer starts from the whole vector again.
+    core.peer_down(A, when)
+    assert (A, Vector(False, False, ((first, 1), (second, 2)))) in sent(core.peer_up(A, when))
+
+
 def test_long_vectors_are_chunked_and_reassembled() -> None:
     core, replica = make()
     authors = [Replica(ROOM, identity=identity(100 + n)) for n in range(1030)]

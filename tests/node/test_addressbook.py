@@ -4,6 +4,7 @@ nothing else) and the per-room book's rules (news, expiry, bounds)."""
 from __future__ import annotations
 
 import contextlib
+import random
 
 import msgpack
 import pytest
@@ -12,15 +13,18 @@ from hypothesis import strategies as st
 
 from crdt import Identity
 from node._addressbook import (
+    GREETING,
     MAX_RECORDS,
     MAX_TTL,
     MIN_STEP,
+    PASS_ON,
     RECORD_TTL,
     AddressBook,
     RecordError,
     decode_record,
     decode_records,
     encode_records,
+    pass_on_to,
     record_channel,
     sign_record,
 )
@@ -129,3 +133,34 @@ def test_stored_lists_keep_the_valid_records_only() -> None:
     assert decode_records(data, ROOM, NOW) == [good]
     assert decode_records(b"\xc1 damaged", ROOM, NOW) == []
     assert decode_records(msgpack.packb({"a": 1}), ROOM, NOW) == []
+
+
+def test_a_greeting_is_ours_and_a_few_others_at_random() -> None:
+    book = AddressBook(ROOM, ALICE.peer_id)
+    book.set_own(sign_record(ALICE, ROOM, ["10.0.0.1:1"], NOW + 100))
+    others = [Identity.generate() for _ in range(GREETING + 4)]
+    for n, who in enumerate(others):
+        book.add(sign_record(who, ROOM, [f"10.0.1.{n}:1"], NOW + 100), NOW)
+    greeting = book.greeting(NOW, random.Random(3))
+    assert greeting[0] == book.own and len(greeting) == 1 + GREETING
+    assert len({r.peer_id for r in greeting}) == 1 + GREETING
+    assert greeting == book.greeting(NOW, random.Random(3))  # one seed, one choice
+    small = AddressBook(ROOM, ALICE.peer_id)
+    small.add(sign_record(others[0], ROOM, ["10.0.1.0:1"], NOW + 100), NOW)
+    assert small.greeting(NOW, random.Random(3)) == small.others(NOW)  # no own record yet
+
+
+def test_news_goes_on_to_a_few_members() -> None:
+    members = [bytes([i]) * 32 for i in range(10)]
+    assert pass_on_to(members[:PASS_ON], random.Random(1)) == members[:PASS_ON]
+    chosen = pass_on_to(members, random.Random(1))
+    assert len(set(chosen)) == PASS_ON and set(chosen) <= set(members)
+
+
+def test_the_book_says_when_it_is_full() -> None:
+    book = AddressBook(ROOM, ALICE.peer_id, limit=2)
+    assert not book.full(NOW)
+    book.add(sign_record(BOB, ROOM, ["10.0.0.2:1"], NOW + 100), NOW)
+    book.add(sign_record(Identity.generate(), ROOM, ["10.0.0.3:1"], NOW + 50), NOW)
+    assert book.full(NOW)
+    assert not book.full(NOW + 60)  # one expired: room again

@@ -174,6 +174,44 @@ def test_the_mesh_dials_members_until_full_counting_links_to_us() -> None:
     assert p.found(ROOM, members, [b"\x77" * 32], now=61.0) == []
 
 
+def test_a_room_whose_mesh_is_full_looks_four_times_rarer_until_it_runs_short() -> None:
+    p = core(seed=4, mesh_size=2, discovery_interval=60.0)
+    p.dht_ready(now=0.0)
+    p.room_started(ROOM, now=0.0, announce=False)
+    linked = [b"\x77" * 32, b"\x78" * 32]
+    assert p.found(ROOM, [(LOW, [A])], linked, now=1.0) == []
+    assert p.next_timer() == 241.0
+    # A link goes and no record names anyone to replace it: the next round is the usual.
+    assert p.members(ROOM, [], linked[:1], now=10.0) == []
+    assert p.next_timer() == 70.0
+    assert p.handle_timer(70.0) == [Lookup(ROOM)]
+    # Short of members: the next round follows the usual interval.
+    p.found(ROOM, [], linked[:1], now=70.0)
+    assert p.next_timer() == 130.0
+
+
+def test_a_room_dials_its_newest_remembered_addresses_and_keeps_the_rest_as_spares() -> None:
+    p = core(mesh_size=2)
+    p.room_started(ROOM, now=0.0, announce=False)
+    remembered = [f"10.0.2.{i}:1" for i in range(1, 6)]  # newest last
+    assert p.remembered(ROOM, remembered, now=0.0) == [Dial(remembered[3]), Dial(remembered[4])]
+    # While those two are being dialed, the room is not short: no spare, no member.
+    assert p.members(ROOM, [(LOW, [A])], [], now=1.0) == []
+    # One fails for good: the newest spare takes its place, before any record's member.
+    p.dial_failed(remembered[4], now=2.0, for_good=True)
+    assert p.members(ROOM, [], [], now=2.0) == [Dial(remembered[2])]
+    # One is linked: it counts as a link now; the other still dials.
+    p.dialed(remembered[3], LOW, now=3.0)
+    p.link_up(LOW, now=3.0)
+    assert p.members(ROOM, [(HIGH, [B])], [LOW], now=3.0) == []
+
+
+def test_a_small_remembered_list_is_dialed_whole() -> None:
+    p = core(mesh_size=6)
+    p.room_started(ROOM, now=0.0, announce=False)
+    assert p.remembered(ROOM, [A, B, A], now=0.0) == [Dial(A), Dial(B)]
+
+
 def test_the_same_seed_chooses_the_same_mesh() -> None:
     members = [(bytes([i]) * 32, [f"10.0.1.{i}:1"]) for i in range(1, 20)]
 
