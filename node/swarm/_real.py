@@ -236,6 +236,7 @@ async def _play(
         room_id = parse_invite(invite).room
         window: tuple[float, float] | None = None
         if all(n.client is not None for n in nodes):
+            await _joined(nodes, room_id)
             traffic_start = time.monotonic() - started
             await _traffic(scenario, seed, nodes, room_id, recorder, started)
             window = (traffic_start, time.monotonic() - started)
@@ -245,6 +246,18 @@ async def _play(
     for node in nodes:
         _scrape(node)
     return _report(scenario, seed, nodes, digests, converged_at, recorder, window, held)
+
+
+async def _joined(nodes: list[_Process], room_id: bytes) -> None:
+    """Wait until every node has the room: `rumor join` hands the invite to a running
+    node through its inbox, and returns before the node has read it."""
+    with trio.fail_after(START_TIMEOUT):
+        for node in nodes:
+            assert node.client is not None
+            while True:
+                if room_id in {info.id for info in await node.client.rooms()}:
+                    break
+                await trio.sleep(POLL)
 
 
 async def _held(nodes: list[_Process], room_id: bytes, ops: list[bytes]) -> dict[str, int]:
