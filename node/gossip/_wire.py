@@ -302,6 +302,14 @@ def _arity(fields: tuple[Any, ...], count: int) -> tuple[Any, ...]:
     return fields[1:]
 
 
+def _op_too_large(ops: tuple[Any, ...]) -> bool:
+    """Whether any of `ops` is bytes over MAX_OP_BYTES (what is not bytes is GARBAGE, later).
+    A batch of bytes, as every honest one is, is checked in C passes, not a call per op."""
+    if set(map(type, ops)) == {bytes}:
+        return max(map(len, ops)) > MAX_OP_BYTES
+    return any(type(op) is bytes and len(op) > MAX_OP_BYTES for op in ops)
+
+
 def _build(fields: tuple[Any, ...]) -> Message:
     kind = fields[0]
     if kind == MsgType.HELLO:
@@ -314,10 +322,7 @@ def _build(fields: tuple[Any, ...]) -> Message:
         return Vector(reply, more, entries)
     if kind == MsgType.OPS:
         batch, mode, ops = _arity(fields, 4)
-        if type(ops) is tuple and (
-            len(ops) > MAX_OPS_PER_BATCH
-            or any(type(op) is bytes and len(op) > MAX_OP_BYTES for op in ops)
-        ):
+        if type(ops) is tuple and (len(ops) > MAX_OPS_PER_BATCH or _op_too_large(ops)):
             raise GossipRemoteError(Fault.OVERSIZED, "batch over its op count or an op too large")
         if type(mode) is not int or mode not in Mode._value2member_map_:
             raise GossipRemoteError(Fault.GARBAGE, f"unknown mode {mode!r}")

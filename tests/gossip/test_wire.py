@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crdt import MAX_OP_BYTES
 from node.gossip import (
     MAX_MESSAGE_BYTES,
     Ack,
@@ -87,6 +88,25 @@ def test_batch_over_the_op_count_is_oversized() -> None:
     with pytest.raises(GossipRemoteError) as info:
         decode_message(data)
     assert info.value.reason == "oversized"
+
+
+@pytest.mark.parametrize(
+    ("ops", "reason"),
+    [
+        ([OP, b"\x01" * (MAX_OP_BYTES + 1)], Fault.OVERSIZED),  # bytes only, one too large
+        ([OP, 5, b"\x01" * (MAX_OP_BYTES + 1)], Fault.OVERSIZED),  # and something else
+        ([OP, 5, b"\x01" * MAX_OP_BYTES], Fault.GARBAGE),  # at the limit: the 5 is garbage
+        ([OP, "text"], Fault.GARBAGE),
+    ],
+)
+def test_an_op_over_its_limit_is_oversized_whatever_else_the_batch_holds(
+    ops: list[object], reason: Fault
+) -> None:
+    data = msgpack.packb([2, 0, 0, ops])
+    assert len(data) < MAX_MESSAGE_BYTES
+    with pytest.raises(GossipRemoteError) as info:
+        decode_message(data)
+    assert info.value.reason is reason
 
 
 @pytest.mark.parametrize(
