@@ -4,9 +4,11 @@ Every member signs, for each room it serves, a record of the link addresses it c
 dialed at, valid until a wall-clock time; it signs a new one before that time comes, and
 an old one simply expires. Records travel between the room's members on their links (on
 the room's record channel, `record_channel`, joined with the room's secret beside the
-room itself, so only members see them and the gossip wire is untouched), each node
-passing every verified, unexpired record it holds to its other members of the room, and
-are kept in the room's file to survive a restart.
+room itself, so only members see them and the gossip wire is untouched): a member whose
+link joins the channel is sent ours and a few others' (`AddressBook.greeting`), and a
+verified record that is news goes on to a few other members (`pass_on_to`; ours to all),
+unless the book was full (then it is kept, and goes no further). Records are kept in the
+room's file to survive a restart.
 
 A record is a msgpack array in a fixed order (DESIGN.md: signed structures are arrays):
 

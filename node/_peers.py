@@ -5,9 +5,9 @@ core says, reports back what happened, and hands each link's events to the room 
 belong to. One task per link reads it; sending is the link's own (`Link.send_nowait`).
 
 It also carries each room's address records (`node._addressbook`) on the room's record
-channel: ours, signed again before they expire, and every verified record it holds,
-passed to the room's other linked members; the members' signed addresses go to the core,
-which dials them expecting their signer.
+channel: ours, signed again before they expire, and the verified records it holds, as
+the address book's rules say (`greeting`, `pass_on_to`, `full`); the members' signed
+addresses go to the core, which dials them expecting their signer.
 
 This module is a driver: whom to dial, when to retry, which of two links to keep and how
 many members to link to are the core's decisions, never taken here.
