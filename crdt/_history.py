@@ -50,6 +50,9 @@ APPLY_OPS = 1024
 CHECK_AT_OPEN_BYTES = 16 << 20  # files up to this size are checked in full before use
 SCRUB_ROWS = 4096  # op rows checked per step of a scrub
 SCRUB_PAUSE = 0.05  # seconds between the steps of a background scrub: some 20% of a core
+# A background scrub starts this long after the room opens: a node just started is the
+# one its peers catch up from (they reconnect too), and the scrub would take from that.
+SCRUB_DELAY = 60.0
 
 log = logging.getLogger("crdt.store")
 DEFAULT_LIMITS = (DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES)
@@ -233,6 +236,7 @@ class History:
             self._suspects.difference_update(rows)
 
     async def _background_scrub(self) -> None:
+        await trio.sleep(SCRUB_DELAY)
         try:
             await self.scrub(pause=SCRUB_PAUSE)
         except StoreError as exc:

@@ -108,14 +108,6 @@ async def open_time(data_dir: Path) -> float:
 
 
 async def flood(data_dir: Path, invite: str, seconds: float, ready_file: Path) -> None:
-    # Worked around, in this process only: a room file over 16 MiB is checked in the
-    # background after opening, and while that runs the node's first own op is not seen
-    # in the room's source, which stops the room ("apply an authored op to the source
-    # before gossiping it"; reported). The peer's copy is the benchmark's own file.
-    async def no_background_check(self: History) -> None:
-        return None
-
-    History._background_scrub = no_background_check  # type: ignore[method-assign]
     async with Node.open(data_dir, dht_port=None, verify_workers=0) as node:
         room = await node.join(invite)
         while not node.status().links:

@@ -186,8 +186,9 @@ async def test_background_scrub_pauses_between_steps_and_still_finds_damage(
     monkeypatch: pytest.MonkeyPatch,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """A room too large to check before use is scrubbed in the background, a step at a
-    time with a pause between steps, so that the node's own work keeps the CPU."""
+    """A room too large to check before use is scrubbed in the background, from a while
+    after it opens, a step at a time with a pause between steps, so that the node's own
+    work keeps the CPU."""
     monkeypatch.setattr(history_module, "CHECK_AT_OPEN_BYTES", 0)
     monkeypatch.setattr(history_module, "SCRUB_ROWS", 10)
     peers = Peers(ALICE)
@@ -198,6 +199,9 @@ async def test_background_scrub_pauses_between_steps_and_still_finds_damage(
     async with History.open(
         path, verifier=verifier, wall_clock=lambda: NOW, blocking=INLINE
     ) as history:
+        await trio.sleep(history_module.SCRUB_DELAY - 0.01)
+        assert history.damaged == 0  # not started yet
+        await trio.sleep(0.01)
         # The damaged row is in the fifth step: four pauses come before it.
         await trio.sleep(3.5 * history_module.SCRUB_PAUSE)
         assert history.damaged == 0
