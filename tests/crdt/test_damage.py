@@ -111,11 +111,8 @@ async def test_damaged_row_is_set_aside_reported_and_healed_by_sync(
         assert history.damaged == 1  # the quarantined row is kept as a record
 
 
-async def test_damaged_row_found_by_a_read_of_a_large_room(
-    tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Too large to check at open: a read that comes across the row sets it aside."""
-    monkeypatch.setattr(history_module, "CHECK_AT_OPEN_BYTES", 0)
+async def _room_with_a_damaged_op(tmp_path: Path, verifier: Verifier) -> tuple[Path, list[Op], Op]:
+    """A room of 40 messages whose 11th op's stored bytes had one letter changed."""
     peers = Peers(ALICE, BOB)
     ops = [peers.message((ALICE, BOB)[i % 2], f"message {i}") for i in range(40)]
     path = tmp_path / "room.db"
@@ -126,6 +123,15 @@ async def test_damaged_row_found_by_a_read_of_a_large_room(
         "UPDATE ops SET data = ? WHERE id = ?",
         (victim.data.replace(b"message 10", b"message 1O"), victim.id),
     )
+    return path, ops, victim
+
+
+async def test_damaged_row_found_by_a_read_of_a_large_room(
+    tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Too large to check at open: a read that comes across the row sets it aside."""
+    monkeypatch.setattr(history_module, "CHECK_AT_OPEN_BYTES", 0)
+    path, ops, victim = await _room_with_a_damaged_op(tmp_path, verifier)
     async with History.open(path, verifier=verifier, wall_clock=lambda: NOW, scrub=False) as h:
         assert h.damaged == 0
         texts = [m.text for m in h.replica.page(limit=100)]
@@ -144,16 +150,7 @@ async def test_damaged_row_found_by_a_catch_up_read_is_left_out_and_set_aside(
     """`missing_wire` checks each op's bytes against its id, as `missing_for` does: a
     damaged op is never sent to a peer (which would take us for a forger)."""
     monkeypatch.setattr(history_module, "CHECK_AT_OPEN_BYTES", 0)
-    peers = Peers(ALICE, BOB)
-    ops = [peers.message((ALICE, BOB)[i % 2], f"message {i}") for i in range(40)]
-    path = tmp_path / "room.db"
-    await _stored(path, verifier, ops)
-    victim = ops[10]
-    _sql(
-        path,
-        "UPDATE ops SET data = ? WHERE id = ?",
-        (victim.data.replace(b"message 10", b"message 1O"), victim.id),
-    )
+    path, ops, victim = await _room_with_a_damaged_op(tmp_path, verifier)
     async with History.open(path, verifier=verifier, wall_clock=lambda: NOW, scrub=False) as h:
         sent = h.replica.missing_wire({})
         assert sent == [(op.author, op.seq, op.data) for op in ops if op is not victim]
