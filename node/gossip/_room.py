@@ -81,7 +81,7 @@ class RoomGossip:
         self.config = config if config is not None else GossipConfig()
         self.stats = GossipStats()
         self._peers: dict[bytes, Peer] = {}
-        self._inflight: dict[bytes, int] = {}  # op id -> ingest token carrying it
+        self._inflight: dict[bytes, Op] = {}  # op id -> the op, while an ingest carries it
         self._ingests: dict[int, Ingesting] = {}
         self._next_token = 0
         self._pulls = Pulls(self.config, rng)
@@ -300,10 +300,9 @@ class RoomGossip:
         elif isinstance(message, IHave):
             at_once, state.catching_up = state.catching_up, False
             for op_id in message.ids:
-                token = self._inflight.get(op_id)
-                if token is not None:
-                    author = next(op.author for op in self._ingests[token].ops if op.id == op_id)
-                    self._trees.runner_up(author, state.id)
+                ingesting = self._inflight.get(op_id)
+                if ingesting is not None:
+                    self._trees.runner_up(ingesting.author, state.id)
                 elif op_id in self.source:
                     self._trees.announced_late(state.id, op_id)
                 else:
@@ -425,7 +424,7 @@ class RoomGossip:
         token = self._next_token
         self._next_token += 1
         for op in fresh:
-            inflight[op.id] = token
+            inflight[op.id] = op
         self._ingests[token] = Ingesting(state, message.batch, message.mode, tuple(fresh))
         out.append(Ingest(state.id, token, tuple(op.data for op in fresh), tuple(fresh)))
 
