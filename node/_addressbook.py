@@ -7,7 +7,7 @@ the room's record channel, `record_channel`, joined with the room's secret besid
 room itself, so only members see them and the gossip wire is untouched): a member whose
 link joins the channel is sent ours and a few others' (`AddressBook.greeting`), and a
 verified record that is news goes on to a few other members (`pass_on_to`; ours to all),
-unless the book was full (then it is kept, and goes no further). Records are kept in the
+unless the book was full (`spreads`: then it is kept, and goes no further). Records are kept in the
 room's file to survive a restart.
 
 A record is a msgpack array in a fixed order (DESIGN.md: signed structures are arrays):
@@ -291,10 +291,14 @@ class AddressBook:
             others = rng.sample(others, GREETING)
         return own + others
 
-    def full(self, now: float) -> bool:
-        """Whether a record of a signer not held would have to push another out."""
+    def spreads(self, record: AddressRecord, now: float) -> bool:
+        """Whether `record`, if `add` keeps it, goes on to other members: a refresh of a
+        signer held, or any record while the book has room. A full book keeps a new
+        signer's record but passes it on no further: in a room of more members than a
+        book holds, every record would otherwise reach every member (N records to N
+        members as the room forms), to push another out there."""
         self._drop_expired(now)
-        return len(self._records) >= self.limit
+        return record.peer_id in self._records or len(self._records) < self.limit
 
     def get(self, peer_id: bytes) -> AddressRecord | None:
         return self._records.get(peer_id)

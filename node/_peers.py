@@ -6,7 +6,7 @@ belong to. One task per link reads it; sending is the link's own (`Link.send_now
 
 It also carries each room's address records (`node._addressbook`) on the room's record
 channel: ours, signed again before they expire, and the verified records it holds, as
-the address book's rules say (`greeting`, `pass_on_to`, `full`); the members' signed
+the address book's rules say (`greeting`, `spreads`, `pass_on_to`); the members' signed
 addresses go to the core, which dials them expecting their signer.
 
 This module is a driver: whom to dial, when to retry, which of two links to keep and how
@@ -356,10 +356,7 @@ class Peers:
                     exc,
                 )
             return
-        # A full book keeps a new signer's record but passes it on no further: in a room
-        # of more members than a book holds, every record would otherwise reach every
-        # member (N records to N members as the room forms), to push another out there.
-        spread = driver.book.get(record.peer_id) is not None or not driver.book.full(now)
+        spread = driver.book.spreads(record, now)
         if not driver.book.add(record, now):
             return
         log.debug(

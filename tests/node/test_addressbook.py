@@ -157,10 +157,14 @@ def test_news_goes_on_to_a_few_members() -> None:
     assert len(set(chosen)) == PASS_ON and set(chosen) <= set(members)
 
 
-def test_the_book_says_when_it_is_full() -> None:
+def test_a_full_book_keeps_a_new_signers_record_but_spreads_only_refreshes() -> None:
     book = AddressBook(ROOM, ALICE.peer_id, limit=2)
-    assert not book.full(NOW)
-    book.add(sign_record(BOB, ROOM, ["10.0.0.2:1"], NOW + 100), NOW)
-    book.add(sign_record(Identity.generate(), ROOM, ["10.0.0.3:1"], NOW + 50), NOW)
-    assert book.full(NOW)
-    assert not book.full(NOW + 60)  # one expired: room again
+    carol = Identity.generate()
+    bob = sign_record(BOB, ROOM, ["10.0.0.2:1"], NOW + 100)
+    assert book.spreads(bob, NOW) and book.add(bob, NOW)
+    assert book.add(sign_record(carol, ROOM, ["10.0.0.3:1"], NOW + 50), NOW)
+    dave = sign_record(Identity.generate(), ROOM, ["10.0.0.4:1"], NOW + 200)
+    assert not book.spreads(dave, NOW)  # full: kept (it outlives carol's), not passed on
+    refresh = sign_record(BOB, ROOM, ["10.0.0.2:1"], NOW + 100 + MIN_STEP)
+    assert book.spreads(refresh, NOW)
+    assert book.spreads(dave, NOW + 60)  # carol's expired: room again
