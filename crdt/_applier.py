@@ -21,7 +21,7 @@ Ids: an op is found by id in `op_ids` if its row is at or before `through`, else
 `pending` (in memory: every ops row after `through`, rebuilt from the table on load).
 Pending ids are merged into `op_ids` in one sorted write once they are many (`MERGE_*`):
 ids are hashes, so an index written op by op takes a random page write per op, and a
-sorted merge of a sixteenth of the room touches each page of it once.
+sorted merge of up to an eighth of the room touches each page of it about once.
 
 Damage: every op read back is decoded and its bytes hashed against its id. A row that
 fails is never shown: it is moved to the `quarantine` table (never deleted), counted, and
