@@ -12,7 +12,9 @@ and link settings (B verifies on one worker process per core). In the same run:
     proofs, vectors, OPS batches, acks), against the ops' own bytes. Target: <= 1.15 x.
 While B syncs it samples how full the catch-up window is (A's batches B has not acked
 yet, out of the window B advertises) and how many batches B is verifying, and it reads
-the CPU time of A's process, B's process and B's verify workers. `--profile` runs B under
+the CPU time of A's process, B's process and B's verify workers; the workers' CPU per
+signature against the raw rate's tells whether the machine ran slower during the sync
+than when the reference was measured (for reading the ratio). `--profile` runs B under
 cProfile and prints where B's trio thread spends its time. Exits non-zero only on a crash
 (a sync that does not finish by its deadline counts as one).
 
@@ -273,6 +275,17 @@ def main() -> None:
         f"{name.split(' (')[0]} {seconds / count * 1e6:.1f}" for name, seconds in result.cpu.items()
     )
     print(f"CPU per op (us):                      {cpu_per_op}")
+    # For reading the ratio, not for the verdict: the verify workers' CPU per signature
+    # in the sync against one signature's cost in the raw rate above. Over 1, the machine
+    # ran slower during the sync than when the reference was measured (a virtual machine
+    # varies so), and the ratio above is the higher for it.
+    workers = [seconds for name, seconds in result.cpu.items() if "verify worker" in name]
+    if workers:
+        per_signature = sum(workers) / count * 1e6
+        print(
+            f"verify CPU per signature in the sync: {per_signature:10.1f} us  "
+            f"({per_signature * one / 1e6:.2f}x its cost in the raw rate before the sync)"
+        )
     if result.profile:
         print("node B (this process), from the join until synced:")
         print(result.profile)
