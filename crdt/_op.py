@@ -330,14 +330,8 @@ def decode_op(data: bytes) -> Op:
     if len(payload) > MAX_BODY_BYTES and len(msgpack.packb(body)) > MAX_BODY_BYTES:
         raise InvalidOp(Reason.TOO_LARGE, "body over the limit")
     # A room's ops share a handful of room ids and authors: keep one copy of each.
-    shared = _shared_ids
-    if len(shared) >= _SHARED_MAX - 1:
-        shared.clear()
-    room = shared.setdefault(room, room)
-    author = shared.setdefault(author, author)
-    h = _BLAKE2B.copy()
-    h.update(payload)
-    return Op(h.digest(), data, room, author, seq, prev, hlc, kind_value, body)
+    room, author = _shared(room), _shared(author)
+    return Op(op_id(payload), data, room, author, seq, prev, hlc, kind_value, body)
 
 
 def stored_intact(expected_id: object, data: object) -> bool:
@@ -359,9 +353,7 @@ def decode_stored(expected_id: bytes, data: bytes) -> Op | None:
     if len(data) <= SIGNATURE_BYTES:
         return None
     payload = data[:-SIGNATURE_BYTES]
-    h = _BLAKE2B.copy()
-    h.update(payload)
-    if h.digest() != expected_id:
+    if op_id(payload) != expected_id:
         return None
     try:
         fields = msgpack.unpackb(payload, use_list=False)
@@ -370,12 +362,7 @@ def decode_stored(expected_id: bytes, data: bytes) -> Op | None:
     if type(fields) is not tuple or len(fields) != 8:
         return None
     _, room, author, seq, prev, hlc, kind_value, body = fields
-    shared = _shared_ids  # `_shared`, in line: a sync reads every op of a room back
-    if len(shared) >= _SHARED_MAX - 1:
-        shared.clear()
-    room = shared.setdefault(room, room)
-    author = shared.setdefault(author, author)
-    return Op(expected_id, data, room, author, seq, prev, hlc, kind_value, body)
+    return Op(expected_id, data, _shared(room), _shared(author), seq, prev, hlc, kind_value, body)
 
 
 def check_body(kind: Kind, body: tuple[Any, ...]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._applier import SHIFT, Applier, Summary, load_op
 from ._hlc import make_hlc
-from ._op import Kind, Op, decode_stored, stored_intact
+from ._op import Kind, Op, stored_intact
 from ._store import Store
 from ._views import ApplyResult, Message, render_views
 
@@ -82,10 +82,7 @@ class StoredReplica:
             return self._db.execute(query, tuple(args)).fetchall()
 
     def _load(self, n: int, op_id: object, data: object) -> Op | None:
-        if type(op_id) is bytes and type(data) is bytes:  # as SQLite gives BLOBs back
-            op = decode_stored(op_id, data)
-        else:
-            op = load_op(bytes(op_id), data) if isinstance(op_id, bytes) else None
+        op = load_op(op_id, data) if type(op_id) is bytes else None
         if op is None:
             self._damage(n)
         return op
@@ -267,14 +264,9 @@ class StoredReplica:
 
     def _merged(self, runs: list[Iterator[_Row]], limit: int | None) -> list[Op]:
         found: list[Op] = []
-        # A sync reads every op of a room through here: one run (the usual case) is taken
-        # as it is, and each row is loaded in line, as `_load` does.
         for n, op_id, data, _, _ in _merge(runs):
-            op = (
-                decode_stored(op_id, data) if type(op_id) is bytes and type(data) is bytes else None
-            )
+            op = self._load(n, op_id, data)
             if op is None:
-                self._damage(n)
                 continue
             found.append(op)
             if limit is not None and len(found) >= limit:

@@ -51,6 +51,12 @@ class Peer:
     twins_told: int = 0  # ops of forked chains we last announced to it
     op_bytes: int = 0  # mean bytes per op of our last catch-up batch to it (0: none yet)
 
+    def holds(self, author: bytes, seq: int) -> None:
+        """It holds `author`'s op `seq` (it sent it, or we did): what we believe it holds
+        grows along each chain."""
+        if self.have.get(author, 0) == seq - 1:
+            self.have[author] = seq
+
 
 @dataclass(frozen=True, slots=True)
 class Ingesting:

@@ -371,7 +371,7 @@ class RoomGossip:
         seen: set[bytes] = set()
         repeated: list[Op] = []  # the duplicates
         decoded: list[Op] = []
-        decode, have, inflight = self._decode, state.have, self._inflight
+        decode, inflight = self._decode, self._inflight
         for data in message.ops:
             try:
                 op = decode(data)
@@ -379,10 +379,7 @@ class RoomGossip:
                 self.stats.ops_received += len(message.ops)
                 self._penalise(state.id, Fault.BAD_OP, exc.reason.value, out)
                 return
-            # It holds what it sent us: `Peer.have` grows along each chain (in line, as a
-            # catch-up brings every op of a room through here).
-            if have.get(op.author, 0) == op.seq - 1:
-                have[op.author] = op.seq
+            state.holds(op.author, op.seq)  # what it sent us
             decoded.append(op)
         # One question to the source for the whole batch (a stored room looks up only the
         # ops its chains could hold, with one indexed query, not one per op).

@@ -74,12 +74,8 @@ class Streamer:
             batch = state.next_batch
             state.next_batch = (batch + 1) & 0xFFFFFFFF
             state.outstanding.add(batch)
-            have = state.have
             for author, seq, _ in ops:
-                # It will hold what we sent: what we believe it holds (`Peer.have`) grows
-                # along each chain, in line here as a catch-up sends a whole room.
-                if have.get(author, 0) == seq - 1:
-                    have[author] = seq
+                state.holds(author, seq)  # what we sent it
             self.stats.batches_sent += 1
             self.stats.ops_sent += len(ops)
             message = Ops(batch, mode, tuple(data for _, _, data in ops))
