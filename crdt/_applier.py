@@ -17,11 +17,12 @@ with one statement per table (`flush`), which must run before any read of those 
 An op beyond its author's chain head is new without a lookup: every op in the ops table
 has a seq up to its author's head.
 
-Ids: an op is found by id in `op_ids` if its row is at or before `through`, else in
-`pending` (in memory: every ops row after `through`, rebuilt from the table on load).
-Pending ids are merged into `op_ids` in one sorted write once they are many (`MERGE_*`):
-ids are hashes, so an index written op by op takes a random page write per op, and a
-sorted merge of up to an eighth of the room touches each page of it about once.
+Ids and chains: an op is found by id in `op_ids`, and by (author, seq) in `chain`, if its
+row is at or before `through`; else in `pending` and `tail` (in memory: every ops row
+after `through`, rebuilt from the table on load). They are merged into the tables in one
+sorted write once they are many (`MERGE_*`): ids are hashes, so an index written op by op
+takes a random page write per op, and a chain index a page write per author a commit
+touches; a sorted merge of up to an eighth of the room writes each page about once.
 
 Damage: every op read back is decoded and its bytes hashed against its id. A row that
 fails is never shown: it is moved to the `quarantine` table (never deleted), counted, and
@@ -35,7 +36,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +51,7 @@ from ._replica import Replica, SortKey
 from ._store import StoreError
 from ._views import AuthorForked, Change
 
-__all__ = ["SHIFT", "Applier", "Summary", "load_op"]
+__all__ = ["SHIFT", "Applier", "Summary", "load_op", "tail_pairs"]
 
 log = logging.getLogger("crdt.store")
 
@@ -58,6 +62,11 @@ MERGE_PART = 8  # and at least this part of the ops in effect,
 MERGE_MOST = 65536  # and at most this many (about 8 MiB of memory)
 _INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
 _INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
+
+
+def tail_pairs(tail: array[int]) -> Iterator[tuple[int, int]]:
+    """(seq, row) of each entry of a chain tail (a flat array: seq, row, seq, row, ...)."""
+    return zip(tail[0::2], tail[1::2], strict=True)
 
 
 def load_op(op_id: bytes, data: object) -> Op | None:
@@ -101,6 +110,10 @@ class Summary:
     # this dict (and starts a new one when it merges): read it only with `get`, and check
     # the row, since it may hold ops of a transaction not yet committed.
     pending: dict[bytes, int]
+    # The same rows by author number, not yet in `chain`: seq, row, seq, row, ... in row
+    # (effect) order. The writer extends these arrays in place (a pair in one
+    # call): copy one before reading it, and check the rows, as for `pending`.
+    tail: dict[int, array[int]]
 
 
 class Applier(Replica):
@@ -128,6 +141,7 @@ class Applier(Replica):
         self._op_rows: list[tuple[int, bytes, int, int, bytes]] = []
         self._message_rows: list[tuple[int, bytes, int, bytes, int]] = []
         self._pending: dict[bytes, int] = {}  # id -> row, for every ops row after _through
+        self._tail: dict[int, array[int]] = {}  # author number -> seq, row, ... (the same)
         self._through = -1
         self._restoring = False
         self._ops_count = 0
@@ -176,11 +190,14 @@ class Applier(Replica):
         self._effects = int(last) + 1
         self._ops_count = int(db.execute("SELECT count(*) FROM ops").fetchone()[0])
         self._through = int(db.execute("SELECT n FROM op_ids_through").fetchone()[0])
-        # A new dict, never the old one cleared: readers may still hold the old one.
-        self._pending = {
-            bytes(op_id): n
-            for op_id, n in db.execute("SELECT id, n FROM ops WHERE n > ?", (self._through,))
-        }
+        # New dicts, never the old ones cleared: readers may still hold the old ones.
+        self._pending = {}
+        self._tail = {}
+        for op_id, n, a, seq in db.execute(
+            "SELECT id, n, a, seq FROM ops WHERE n > ? ORDER BY n", (self._through,)
+        ):
+            self._pending[bytes(op_id)] = n
+            self._tail_of(a).extend((seq, n))
         self._messages = int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
         for author, head in list(self._heads.items()):
             self._load_head(author, head)
@@ -206,19 +223,35 @@ class Applier(Replica):
                 return head
         raise StoreError(f"{self.path}: chain of unknown author {a}")
 
+    def _tail_of(self, a: int) -> array[int]:
+        tail = self._tail.get(a)
+        if tail is None:
+            tail = self._tail[a] = array("q")
+        return tail
+
     def _load_head(self, author: bytes, head: _Head) -> None:
         db = self.db
-        top = db.execute("SELECT max(seq) FROM ops WHERE a = ?", (head.a,)).fetchone()[0]
-        head.head = max(int(top or 0), max(head.gaps, default=0))
+        tail = self._tail.get(head.a, array("q"))
+        top = db.execute("SELECT max(seq) FROM chain WHERE a = ?", (head.a,)).fetchone()[0]
+        head.head = max(int(top or 0), max(tail[0::2], default=0), max(head.gaps, default=0))
         while head.head:
             if head.head in head.gaps:
                 head.head_id = head.gaps[head.head]
                 head.head_hlc = 0
                 return
-            row = db.execute(
-                "SELECT n, id, data FROM ops WHERE a = ? AND seq = ? ORDER BY n LIMIT 1",
-                (head.a, head.head),
-            ).fetchone()
+            rows = [n for seq, n in tail_pairs(tail) if seq == head.head]
+            rows += [
+                n
+                for (n,) in db.execute(
+                    "SELECT n FROM chain WHERE a = ? AND seq = ? ORDER BY n LIMIT 1",
+                    (head.a, head.head),
+                )
+            ]
+            row = (
+                db.execute("SELECT n, id, data FROM ops WHERE n = ?", (min(rows),)).fetchone()
+                if rows
+                else None
+            )
             if row is None:
                 raise StoreError(f"{self.path}: chain of {author.hex()[:8]} has no head")
             op = load_op(bytes(row[1]), row[2])
@@ -289,6 +322,7 @@ class Applier(Replica):
             members=members,
             damaged=self.damaged,
             pending=self._pending,
+            tail=self._tail,
         )
         return self._published
 
@@ -318,8 +352,13 @@ class Applier(Replica):
         op_id = bytes(op_id)
         if self._pending.get(op_id) == n:
             del self._pending[op_id]
+            tail = self._tail.get(a)
+            if tail is not None and n in tail[1::2]:
+                at = 2 * tail[1::2].index(n)
+                del tail[at : at + 2]  # one call: a reader copies the pairs whole
         else:
             db.execute("DELETE FROM op_ids WHERE id = ? AND n = ?", (op_id, n))
+            db.execute("DELETE FROM chain WHERE a = ? AND seq = ? AND n = ?", (a, seq, n))
         self._recent.pop(op_id, None)
         self._ops_count -= 1
         self.damaged += 1
@@ -364,17 +403,24 @@ class Applier(Replica):
             self.merge_ids()
 
     def merge_ids(self) -> None:
-        """Move every pending id into op_ids, in id order (each index page written once)."""
+        """Move every pending id into op_ids, in id order, and every chain entry of the
+        tail into chain, in (author, seq) order (each index page written once)."""
         self.flush()
         self.db.executemany(
             # An id already there is the same op (ids are hashes): keep its first row.
             "INSERT OR IGNORE INTO op_ids (id, n) VALUES (?, ?)",
             sorted(self._pending.items()),
         )
-        # Every row up to the last effect index given out is now in op_ids (or set aside).
+        self.db.executemany(
+            "INSERT OR IGNORE INTO chain (a, seq, n) VALUES (?, ?, ?)",
+            sorted((a, seq, n) for a, tail in self._tail.items() for seq, n in tail_pairs(tail)),
+        )
+        # Every row up to the last effect index given out is now in op_ids and chain (or
+        # set aside).
         self._through = self._effects - 1
         self.db.execute("UPDATE op_ids_through SET n = ?", (self._through,))
         self._pending = {}
+        self._tail = {}
 
     def _known(self, op_id: bytes) -> bool:
         if op_id in self._held or op_id in self._recent or op_id in self._pending:
@@ -455,8 +501,17 @@ class Applier(Replica):
         self._op_rows.append((n, op.id, head.a, op.seq, op.data))
         if n > self._through:
             self._pending[op.id] = n
+            tail = self._tail_of(head.a)
+            if tail and tail[-1] > n:  # healed in its old place: keep the tail in row order
+                at = 2 * bisect_left(tail[1::2], n)
+                tail[at:at] = array("q", (op.seq, n))  # one call, as `extend`
+            else:
+                tail.extend((op.seq, n))
         else:  # healed in its old place, among merged rows
             db.execute("INSERT OR IGNORE INTO op_ids (id, n) VALUES (?, ?)", (op.id, n))
+            db.execute(
+                "INSERT OR IGNORE INTO chain (a, seq, n) VALUES (?, ?, ?)", (head.a, op.seq, n)
+            )
         if was_held:
             db.execute("DELETE FROM held WHERE id = ?", (op.id,))
         self._n = n

@@ -14,10 +14,11 @@ summary, the held ops and the screening checks (`check_unknown`); and it never l
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from ._applier import SHIFT, Applier, Summary, load_op
+from ._applier import SHIFT, Applier, Summary, load_op, tail_pairs
 from ._hlc import make_hlc
 from ._op import Kind, Op, stored_intact
 from ._store import Store
@@ -214,33 +215,76 @@ class StoredReplica:
                 found.append(op)
         return found
 
+    def _tail(self, a: int, after: int, forked: bool) -> list[tuple[int, int]]:
+        """(seq, row) of author `a`'s ops with seq > `after` not yet in `chain`, by seq
+        (rows after the summary's may be listed, and rows of a transaction not committed
+        yet). The writer only appends to a tail, or inserts a healed op at its old row,
+        and drops it whole when it merges, so a copy of it is consistent."""
+        tail = self._summary.tail.get(a)
+        if tail is None:
+            return []
+        flat = tail[:]  # one C-level copy: the writer extends the array while we read
+        if forked:  # twins break seq order; forks are rare
+            return sorted((seq, n) for seq, n in tail_pairs(flat) if seq > after)
+        # An unforked chain takes effect in seq order, so its tail is in seq order too.
+        seqs = flat[0::2]
+        start = bisect_right(seqs, after)
+        return list(zip(seqs[start:], flat[1::2][start:], strict=True))
+
+    def _rows_by_n(self, rows: list[int]) -> dict[int, _Row]:
+        found: dict[int, _Row] = {}
+        for part in _parts(rows):
+            marks = ",".join("?" * len(part))
+            for row in self._rows(
+                f"SELECT n, id, data, a, seq FROM ops WHERE n IN ({marks})", part
+            ):
+                found[row[0]] = row
+        return found
+
+    def _rows_at(self, a: int, entries: list[tuple[int, int]]) -> list[_Row]:
+        """The rows of tail `entries` of author `a`, in their order: those in this snapshot
+        that are still the op listed."""
+        found = self._rows_by_n([n for _, n in entries])
+        return [
+            row
+            for seq, n in entries
+            if (row := found.get(n)) is not None and row[3] == a and row[4] == seq
+        ]
+
+    _CHAIN = "SELECT o.n, o.id, o.data, o.a, o.seq FROM chain c JOIN ops o ON o.n = c.n"
+
     def _chain_rows(self, a: int, after: int, forked: bool) -> Iterator[_Row]:
         """(n, id, data, a, seq) of author `a`'s ops with seq > `after`, in the order they
         took effect, read a page at a time (pages double: a sync batch takes a few hundred
-        ops of a room that may hold millions)."""
+        ops of a room that may hold millions): from `chain`, then from the writer's tail."""
         if forked:  # twins break seq order; forks are rare
-            yield from sorted(
-                self._rows(
-                    "SELECT n, id, data, a, seq FROM ops WHERE a = ? AND seq > ?", (a, after)
-                )
-            )
+            rows = self._rows(self._CHAIN + " WHERE c.a = ? AND c.seq > ?", (a, after))
+            merged = {row[0] for row in rows}  # merged since the summary: listed twice
+            tail = self._tail(a, after, True)
+            rows += [row for row in self._rows_at(a, tail) if row[0] not in merged]
+            yield from sorted(rows)
             return
         size = PAGE_FIRST
         while True:
             rows = self._rows(
-                "SELECT n, id, data, a, seq FROM ops WHERE a = ? AND seq > ? ORDER BY seq LIMIT ?",
+                self._CHAIN + " WHERE c.a = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",
                 (a, after, size),
             )
             yield from rows
             if len(rows) < size:
-                return
+                break
             after = rows[-1][4]
             size = min(size * 2, PAGE_MOST)
+        # An unforked chain's rows in `chain` come before its tail's, in seq as in effect
+        # order; tail entries merged since the summary are at or below `after`.
+        tail = self._tail(a, after, False)
+        for at in range(0, len(tail), PAGE_MOST):
+            yield from self._rows_at(a, tail[at : at + PAGE_MOST])
 
     def _first_rows(self, lacking: dict[int, int]) -> list[int]:
         """The row of each author's first op beyond `lacking` (unforked chains): the op at
-        the next seq, found for every author at once; a chain with a gap there (an op set
-        aside as damaged) is asked on its own."""
+        the next seq, found for every author at once in `chain`, else first in the tail;
+        a chain with a gap there (an op set aside as damaged) is asked on its own."""
         found: dict[int, int] = {}
         pairs = [(a, have + 1) for a, have in lacking.items()]
         for at in range(0, len(pairs), 400):
@@ -248,18 +292,27 @@ class StoredReplica:
             values = ",".join("(?, ?)" for _ in part)
             args = [value for pair in part for value in pair]
             for a, n in self._rows(
-                "SELECT a, n FROM ops WHERE (a, seq) IN"
+                "SELECT a, n FROM chain WHERE (a, seq) IN"
                 f" (SELECT column1, column2 FROM (VALUES {values}))",
                 args,
             ):
                 found[a] = min(n, found.get(a, n))
+        in_tail: dict[int, tuple[int, int]] = {}  # author -> (seq, row) at the next seq
         for a, have in lacking.items():
             if a not in found:
-                first = self._rows(
-                    "SELECT n FROM ops WHERE a = ? AND seq > ? ORDER BY seq LIMIT 1", (a, have)
-                )
-                if first:
-                    found[a] = first[0][0]
+                tail = self._tail(a, have, False)
+                if tail and tail[0][0] == have + 1:
+                    in_tail[a] = tail[0]
+        rows = self._rows_by_n([n for _, n in in_tail.values()])
+        for a, (seq, n) in in_tail.items():
+            row = rows.get(n)
+            if row is not None and row[3] == a and row[4] == seq:
+                found[a] = n
+        for a, have in lacking.items():
+            if a not in found:
+                first = next(self._chain_rows(a, have, False), None)
+                if first is not None:
+                    found[a] = first[0]
         return list(found.values())
 
     def _merged(self, runs: list[Iterator[_Row]], limit: int | None) -> list[Op]:

@@ -25,14 +25,21 @@ def bob() -> Replica:
     return Replica(ROOM, identity=identity(1))
 
 
-@pytest.fixture(params=["ids merged when many", "ids merged every commit"])
+@pytest.fixture(
+    params=["ids merged when many", "ids merged every commit", "ids merged every 50 ops"]
+)
 def id_merges(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test twice: with the default merge of pending op ids into `op_ids` (test
-    rooms are small, so most ids stay pending), and with a merge at every commit (so
-    every lookup by id, set-aside and heal goes through `op_ids` as in a big room)."""
+    """Runs a test three times: with the default merge of pending ids and chain entries
+    into `op_ids` and `chain` (test rooms are small, so most stay pending); with a merge at
+    every commit (so every lookup, set-aside and heal goes through the tables, as in a
+    big room); and with a merge once 50 are pending (so reads take part of a chain from
+    `chain` and the rest from the writer's tail)."""
     import crdt._applier as applier_module
 
     if request.param == "ids merged every commit":
         monkeypatch.setattr(applier_module, "MERGE_LEAST", 1)
+        monkeypatch.setattr(applier_module, "MERGE_PART", 1 << 62)
+    elif request.param == "ids merged every 50 ops":
+        monkeypatch.setattr(applier_module, "MERGE_LEAST", 50)
         monkeypatch.setattr(applier_module, "MERGE_PART", 1 << 62)
     return str(request.param)

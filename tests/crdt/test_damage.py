@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
+from array import array
 from contextlib import closing, suppress
 from pathlib import Path
 
@@ -464,6 +465,7 @@ async def test_schema_2_file_is_upgraded_on_open(tmp_path: Path, verifier: Verif
         db.execute("CREATE INDEX ops_chain ON ops (a, seq)")
         db.execute("DROP TABLE op_ids")
         db.execute("DROP TABLE op_ids_through")
+        db.execute("DROP TABLE chain")
         db.execute("PRAGMA user_version=2")
         db.execute("COMMIT")
     genuine = reference(ops)
@@ -476,6 +478,44 @@ async def test_schema_2_file_is_upgraded_on_open(tmp_path: Path, verifier: Verif
         assert set(report.outcomes) == {Outcome.DUPLICATE}
     assert _sql(path, "SELECT count(*) FROM op_ids") == [(len(ops),)]
     assert _sql(path, "SELECT n FROM op_ids_through") == _sql(path, "SELECT max(n) FROM ops")
+    assert _sql(path, "SELECT count(*) FROM chain") == [(len(ops),)]
+
+
+async def test_schema_3_file_is_upgraded_on_open(tmp_path: Path, verifier: Verifier) -> None:
+    rng = random.Random(6)
+    ops = random_room(rng, 600)
+    path = tmp_path / "room.db"
+    await _stored(path, verifier, ops)
+    # Back to schema 3's layout: an index on ops (a, seq), no chain table; the ids of the
+    # rows after row 299 not merged yet.
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("BEGIN")
+        db.execute("DROP TABLE chain")
+        db.execute("CREATE INDEX ops_chain ON ops (a, seq)")
+        db.execute("DELETE FROM op_ids")
+        db.execute("INSERT INTO op_ids (id, n) SELECT id, n FROM ops WHERE n <= 299")
+        db.execute("UPDATE op_ids_through SET n = 299")
+        db.execute("PRAGMA user_version=3")
+        db.execute("COMMIT")
+    genuine = reference(ops)
+    async with open_history(path, verifier) as history:
+        replica = history.replica
+        assert replica.render() == genuine.render()
+        assert replica.known([op.id for op in ops]) == {op.id for op in ops}
+        tail = replica._summary.tail
+        assert sorted(n for entries in tail.values() for n in entries[1::2]) == [
+            n for (n,) in _sql(path, "SELECT n FROM ops WHERE n > 299 ORDER BY n")
+        ]
+        # Sync reads every chain through `chain` and the tail: all of it, in effect order.
+        assert [op.id for op in replica.missing_for({})] == [
+            bytes(op_id) for (op_id,) in _sql(path, "SELECT id FROM ops ORDER BY n")
+        ]
+    assert _sql(path, "SELECT count(*) FROM chain") == _sql(
+        path, "SELECT count(*) FROM ops WHERE n <= 299"
+    )
+    assert "ops_chain" not in {
+        row[0] for row in _sql(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
 
 
 async def test_pending_ids_are_merged_in_bulk_and_found_on_both_sides(
@@ -501,6 +541,13 @@ async def test_pending_ids_are_merged_in_bulk_and_found_on_both_sides(
             # Every row is either merged or pending, never both; pending is what follows.
             assert merged + len(pending) == len(history.replica)
             assert all(n > through for n in pending.values())
+            # The same for chains: in `chain`, or in the writer's tail, in row order.
+            tail = history.replica._summary.tail
+            chained = int(str(_sql(path, "SELECT count(*) FROM chain")[0][0]))
+            tail_rows = sorted(n for rows in tail.values() for n in rows[1::2])
+            assert chained + len(tail_rows) == merged + len(pending)
+            assert sorted(pending.values()) == tail_rows
+            assert all(list(rows[1::2]) == sorted(rows[1::2]) for rows in tail.values())
         replica = history.replica
         assert replica.known(list(in_effect)) == in_effect
         assert all(replica.get(op_id) is not None for op_id in list(in_effect)[:200])
@@ -516,6 +563,17 @@ async def test_pending_ids_are_merged_in_bulk_and_found_on_both_sides(
         assert replica.known([stranger]) == set()
         assert replica.get(stranger) is None
         del replica._summary.pending[stranger]
+        # So is a chain entry in the writer's tail: one naming a row that holds another op
+        # is left out of the chain's reads.
+        author, a = next(iter(replica._summary.authors.items()))
+        head = replica._summary.heads[author]
+        chain = list(replica._chain_rows(a, 0, False))
+        assert [row[4] for row in chain] == list(range(1, head + 1))
+        tail = replica._summary.tail.setdefault(a, array("q"))
+        tail.extend((head + 1, 0))  # row 0 holds another op
+        assert list(replica._chain_rows(a, 0, False)) == chain
+        assert replica._first_rows({a: head}) == []
+        del tail[-2:]
     async with open_history(path, verifier) as history:
         assert history.replica.render() == genuine.render()
         assert history.replica.known(list(in_effect)) == in_effect
