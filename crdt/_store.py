@@ -17,6 +17,13 @@ Durability (WAL mode): a write marked `durable` (ops this node authored) is comm
 `synchronous=NORMAL`, which survives a crash of the process but may lose the last commits
 on power loss. Those ops came from peers and are fetched again by sync.
 
+Checkpoints (folding the WAL into the file and syncing it, hundreds of ms on a slow disk)
+run beside the writer on threads, on a connection of their own, after every
+`CHECKPOINT_OPS` ops committed; the writer only folds in what was written meanwhile, a
+little, between two transactions, so that the WAL starts over. SQLite's own checkpoint in
+the commit stays as a backstop at four times the size. Inline, SQLite's own checkpoint
+does it all.
+
 Errors: every `sqlite3` error is turned into `StoreError` with a one-line reason naming
 the file. A full disk, an I/O error or a damaged file stops the store's writes for good
 (every later write fails at once with the same reason); a busy or locked file fails only
@@ -186,6 +193,9 @@ WAL_PAGES = 16384  # the WAL is folded into the file when it reaches this (64 Mi
 # times as much per op.
 GROUP_WAIT = 0.02
 GROUP_WEIGHT = 512
+CHECKPOINT_OPS = 32768  # ops committed between two checkpoints beside the writer
+CHECKPOINT_REST = 1024  # WAL pages left for the writer to fold in itself
+CHECKPOINT_ROUNDS = 4  # rounds beside the writer, each folding what the last left
 
 # SQLite primary result codes after which a file takes no more writes this run.
 _FATAL_CODES = {
@@ -279,6 +289,9 @@ class Store:
         self._writer_gone = False
         self._synchronous = "NORMAL"
         self.commits = 0  # transactions committed by writes, for tests and metrics
+        self.checkpoints = 0  # checkpoints run beside the writer, for tests and metrics
+        self._unfolded = 0  # ops committed since the last checkpoint began
+        self._checkpoint_due = trio.Event()
         self.failed: str | None = None  # why writes stopped for good, if they did
         # Set by the owner (History): run on the writer's thread after each transaction
         # (True: committed; False: rolled back), returning what `publish` then receives on
@@ -301,15 +314,22 @@ class Store:
         path = Path(path)
         connection, reader = await blocking(_connect, path)
         store = cls(connection, reader, path, blocking=blocking)
+        checkpointer: sqlite3.Connection | None = None
         try:
             async with open_unwrapping_nursery() as nursery:
                 nursery.start_soon(store._write_loop)
+                if blocking is THREADED:
+                    checkpointer = await blocking(_open_checkpointer, path, connection)
+                    nursery.start_soon(store._checkpoint_loop, checkpointer)
                 try:
                     yield store
                 finally:
                     store._closed = True
                     store._wakeup.set()
+                    store._checkpoint_due.set()
         finally:
+            if checkpointer is not None:
+                _close(checkpointer)
             # The reader stays open until the store is garbage collected: a closed room's
             # history can still be read (the node shows a room it left), as it could when
             # the views lived in memory.
@@ -394,6 +414,24 @@ class Store:
                 job.done.set()
             self._queue = []
 
+    async def _checkpoint_loop(self, checkpointer: sqlite3.Connection) -> None:
+        limiter = trio.CapacityLimiter(1)
+        while True:
+            await self._checkpoint_due.wait()
+            self._checkpoint_due = trio.Event()
+            if self._closed:
+                return
+            self._unfolded = 0
+            for _ in range(CHECKPOINT_ROUNDS):
+                left = await self._blocking(_fold, checkpointer, limiter=limiter)
+                if left <= CHECKPOINT_REST:
+                    break
+            # What the writer wrote meanwhile, folded in between its transactions: with
+            # every page of the WAL in the file, the next transaction starts it over.
+            if not self._closed and self.failed is None:
+                await self._blocking(_fold, self._db, limiter=self._limiter)
+            self.checkpoints += 1
+
     async def _commit(self, jobs: list[Job[Any]]) -> None:
         durable = any(job.durable for job in jobs)
         after = self.after
@@ -440,6 +478,9 @@ class Store:
             error, summary = await self._blocking(write, limiter=self._limiter)
         if error is None:
             self.commits += 1
+            self._unfolded += sum(job.weight for job in jobs)
+            if self._unfolded >= CHECKPOINT_OPS:
+                self._checkpoint_due.set()
         if self.publish is not None and summary is not None:
             self.publish(summary)
         for job in jobs:
@@ -498,6 +539,26 @@ def _close(*connections: sqlite3.Connection) -> None:
     for connection in connections:
         with suppress(sqlite3.Error):
             connection.close()
+
+
+def _open_checkpointer(path: Path, writer: sqlite3.Connection) -> sqlite3.Connection:
+    """A connection for checkpoints beside the writer (opened once the writer has set the
+    file up); SQLite's own checkpoint moves to four times the size, as a backstop."""
+    writer.execute(f"PRAGMA wal_autocheckpoint={4 * WAL_PAGES}")
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA cache_size=-1024")
+    return connection
+
+
+def _fold(connection: sqlite3.Connection) -> int:
+    """A passive checkpoint (it never waits for, nor holds up, the writer or readers);
+    returns how many pages of the WAL it left unfolded. An error leaves it to the next one,
+    or to SQLite's own checkpoint in the writer's commit."""
+    try:
+        _, log, folded = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error:
+        return 0
+    return max(0, int(log) - int(folded))
 
 
 def _checkpoint_and_close(connection: sqlite3.Connection) -> None:

@@ -490,6 +490,57 @@ async def test_missing_for_reads_as_the_replica_does_whatever_the_vector(
 # -- durability and group commit ----------------------------------------------------------
 
 
+def _in_file_alone(path: Path, query: str) -> list[Any]:
+    """`query` on a copy of the database file without its WAL: what checkpoints folded in."""
+    copy = path.with_name("file-alone.db")
+    copy.write_bytes(path.read_bytes())
+    try:
+        with closing(sqlite3.connect(copy)) as db:
+            return db.execute(query).fetchall()
+    finally:
+        copy.unlink()
+
+
+async def test_checkpoints_run_beside_the_writer(
+    tmp_path: Path, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once CHECKPOINT_OPS ops are committed, the WAL is folded into the file beside the
+    writer (SQLite's own checkpoint in the commit would wait for 4 x WAL_PAGES), and the
+    writer folds in the rest: nothing is left in the WAL."""
+    monkeypatch.setattr(store_module, "CHECKPOINT_OPS", 40)  # due with the last batch
+    peers = Peers(ALICE, BOB)
+    for i in range(40):
+        peers.message((ALICE, BOB)[i % 2], f"message {i}")
+    path = tmp_path / "room.db"
+    async with open_history(path, verifier) as history:
+        store = history.store
+        for at in range(0, 40, 5):
+            await ingest_all(history, peers.ops[at : at + 5])
+        with trio.fail_after(10):
+            while store.checkpoints < 1:  # noqa: ASYNC110 (it runs on threads: polled)
+                await trio.sleep(0.01)
+        # Every committed op is in the file itself: the WAL was folded in whole.
+        in_file = _in_file_alone(path, "SELECT id FROM ops ORDER BY n")
+        assert [bytes(row[0]) for row in in_file] == [op.id for op in peers.ops]
+    async with open_history(path, verifier, room=None) as history:
+        assert history.store.checkpoints == 0  # nothing committed since it opened
+        assert [op.id for op in history.replica.ops()] == [op.id for op in peers.ops]
+
+
+async def test_inline_stores_leave_checkpoints_to_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "CHECKPOINT_OPS", 1)
+    path = tmp_path / "room.db"
+    async with Store.open(path, blocking=INLINE) as store:
+        for i in range(5):
+            await store.set_meta({f"key {i}": b"value"})
+        await trio.sleep(0.1)
+        assert store.checkpoints == 0
+        # Nothing was folded in: the file alone lacks even the tables made on open.
+        assert _in_file_alone(path, "SELECT name FROM sqlite_master WHERE name = 'meta'") == []
+
+
 async def test_author_commits_full_and_ingest_normal(tmp_path: Path, verifier: Verifier) -> None:
     peers, _ = conversation()
     first, second = peers.ops[:10], peers.ops[10:20]
