@@ -22,7 +22,7 @@ row is at or before `through`; else in `pending` and `tail` (in memory: every op
 after `through`, rebuilt from the table on load). They are merged into the tables in one
 sorted write once they are many (`MERGE_*`): ids are hashes, so an index written op by op
 takes a random page write per op, and a chain index a page write per author a commit
-touches; a sorted merge of up to an eighth of the room writes each page about once.
+touches; a sorted merge of up to half the room writes each page about once.
 
 Damage: every op read back is decoded and its bytes hashed against its id. A row that
 fails is never shown: it is moved to the `quarantine` table (never deleted), counted, and
@@ -58,8 +58,8 @@ log = logging.getLogger("crdt.store")
 SHIFT = 1 << 63  # hlc is an unsigned 64-bit number; SQLite integers are signed
 RECENT = 1024  # ops that took effect lately, kept decoded: most lookups are for these
 MERGE_LEAST = 4096  # pending ids merged into op_ids at once: at least this many,
-MERGE_PART = 8  # and at least this part of the ops in effect,
-MERGE_MOST = 65536  # and at most this many (about 8 MiB of memory)
+MERGE_PART = 2  # and at least this part of the ops in effect (a merge rewrites op_ids),
+MERGE_MOST = 65536  # and at most this many (about 10 MiB of memory, ids and chains)
 _INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
 _INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
 
