@@ -447,27 +447,41 @@ async def test_schema_1_file_is_upgraded_on_open(tmp_path: Path, verifier: Verif
     assert "ops_v1" not in tables
 
 
-async def test_schema_2_file_is_upgraded_on_open(tmp_path: Path, verifier: Verifier) -> None:
-    rng = random.Random(5)
-    ops = random_room(rng, 600)
-    path = tmp_path / "room.db"
+async def _in_old_layout(
+    path: Path, verifier: Verifier, seed: int, statements: list[str]
+) -> list[Op]:
+    """A stored room of 600 random ops, its file then taken back to an older schema by
+    `statements` (in one transaction); returns the ops."""
+    ops = random_room(random.Random(seed), 600)
     await _stored(path, verifier, ops)
-    # Back to schema 2's layout: a unique index on ops.id, no op_ids.
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("BEGIN")
-        db.execute(
-            "CREATE TABLE ops_v2 (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
-            " a INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL)"
-        )
-        db.execute("INSERT INTO ops_v2 SELECT n, id, a, seq, data FROM ops")
-        db.execute("DROP TABLE ops")
-        db.execute("ALTER TABLE ops_v2 RENAME TO ops")
-        db.execute("CREATE INDEX ops_chain ON ops (a, seq)")
-        db.execute("DROP TABLE op_ids")
-        db.execute("DROP TABLE op_ids_through")
-        db.execute("DROP TABLE chain")
-        db.execute("PRAGMA user_version=2")
+        for statement in statements:
+            db.execute(statement)
         db.execute("COMMIT")
+    return ops
+
+
+async def test_schema_2_file_is_upgraded_on_open(tmp_path: Path, verifier: Verifier) -> None:
+    path = tmp_path / "room.db"
+    # Back to schema 2's layout: a unique index on ops.id, no op_ids.
+    ops = await _in_old_layout(
+        path,
+        verifier,
+        5,
+        [
+            "CREATE TABLE ops_v2 (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
+            " a INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL)",
+            "INSERT INTO ops_v2 SELECT n, id, a, seq, data FROM ops",
+            "DROP TABLE ops",
+            "ALTER TABLE ops_v2 RENAME TO ops",
+            "CREATE INDEX ops_chain ON ops (a, seq)",
+            "DROP TABLE op_ids",
+            "DROP TABLE op_ids_through",
+            "DROP TABLE chain",
+            "PRAGMA user_version=2",
+        ],
+    )
     genuine = reference(ops)
     async with open_history(path, verifier) as history:
         replica = history.replica
@@ -482,21 +496,22 @@ async def test_schema_2_file_is_upgraded_on_open(tmp_path: Path, verifier: Verif
 
 
 async def test_schema_3_file_is_upgraded_on_open(tmp_path: Path, verifier: Verifier) -> None:
-    rng = random.Random(6)
-    ops = random_room(rng, 600)
     path = tmp_path / "room.db"
-    await _stored(path, verifier, ops)
     # Back to schema 3's layout: an index on ops (a, seq), no chain table; the ids of the
     # rows after row 299 not merged yet.
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("BEGIN")
-        db.execute("DROP TABLE chain")
-        db.execute("CREATE INDEX ops_chain ON ops (a, seq)")
-        db.execute("DELETE FROM op_ids")
-        db.execute("INSERT INTO op_ids (id, n) SELECT id, n FROM ops WHERE n <= 299")
-        db.execute("UPDATE op_ids_through SET n = 299")
-        db.execute("PRAGMA user_version=3")
-        db.execute("COMMIT")
+    ops = await _in_old_layout(
+        path,
+        verifier,
+        6,
+        [
+            "DROP TABLE chain",
+            "CREATE INDEX ops_chain ON ops (a, seq)",
+            "DELETE FROM op_ids",
+            "INSERT INTO op_ids (id, n) SELECT id, n FROM ops WHERE n <= 299",
+            "UPDATE op_ids_through SET n = 299",
+            "PRAGMA user_version=3",
+        ],
+    )
     genuine = reference(ops)
     async with open_history(path, verifier) as history:
         replica = history.replica
