@@ -523,7 +523,7 @@ async def test_schema_3_file_is_upgraded_on_open(tmp_path: Path, verifier: Verif
         ]
         # Sync reads every chain through `chain` and the tail: all of it, in effect order.
         assert [op.id for op in replica.missing_for({})] == [
-            bytes(op_id) for (op_id,) in _sql(path, "SELECT id FROM ops ORDER BY n")
+            op_id for (op_id,) in _sql(path, "SELECT id FROM ops ORDER BY n")
         ]
     assert _sql(path, "SELECT count(*) FROM chain") == _sql(
         path, "SELECT count(*) FROM ops WHERE n <= 299"
@@ -557,12 +557,12 @@ async def test_pending_ids_are_merged_in_bulk_and_found_on_both_sides(
             assert merged + len(pending) == len(history.replica)
             assert all(n > through for n in pending.values())
             # The same for chains: in `chain`, or in the writer's tail, in row order.
-            tail = history.replica._summary.tail
+            tails = history.replica._summary.tail
             chained = int(str(_sql(path, "SELECT count(*) FROM chain")[0][0]))
-            tail_rows = sorted(n for rows in tail.values() for n in rows[1::2])
+            tail_rows = sorted(n for rows in tails.values() for n in rows[1::2])
             assert chained + len(tail_rows) == merged + len(pending)
             assert sorted(pending.values()) == tail_rows
-            assert all(list(rows[1::2]) == sorted(rows[1::2]) for rows in tail.values())
+            assert all(list(rows[1::2]) == sorted(rows[1::2]) for rows in tails.values())
         replica = history.replica
         assert replica.known(list(in_effect)) == in_effect
         assert all(replica.get(op_id) is not None for op_id in list(in_effect)[:200])
