@@ -320,7 +320,8 @@ class Store:
                 nursery.start_soon(store._write_loop)
                 if blocking is THREADED:
                     checkpointer = await blocking(_open_checkpointer, path, connection)
-                    nursery.start_soon(store._checkpoint_loop, checkpointer)
+                    if checkpointer is not None:
+                        nursery.start_soon(store._checkpoint_loop, checkpointer)
                 try:
                     yield store
                 finally:
@@ -541,12 +542,20 @@ def _close(*connections: sqlite3.Connection) -> None:
             connection.close()
 
 
-def _open_checkpointer(path: Path, writer: sqlite3.Connection) -> sqlite3.Connection:
+def _open_checkpointer(path: Path, writer: sqlite3.Connection) -> sqlite3.Connection | None:
     """A connection for checkpoints beside the writer (opened once the writer has set the
-    file up); SQLite's own checkpoint moves to four times the size, as a backstop."""
-    writer.execute(f"PRAGMA wal_autocheckpoint={4 * WAL_PAGES}")
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA cache_size=-1024")
+    file up), and SQLite's own checkpoint moved to four times the size, as a backstop; or
+    None if that cannot be done (then SQLite's own does it all, as before)."""
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error:
+        return None
+    try:
+        connection.execute("PRAGMA cache_size=-1024")
+        writer.execute(f"PRAGMA wal_autocheckpoint={4 * WAL_PAGES}")
+    except sqlite3.Error:
+        _close(connection)
+        return None
     return connection
 
 
