@@ -647,6 +647,37 @@ async def test_ingest_calls_committed_together_return_in_call_order(
     assert returned == list(range(len(ops)))
 
 
+class _Spawned(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+@pytest.mark.parametrize("size", [1, CHUNK, CHUNK + 1])
+async def test_an_ingest_of_one_chunk_runs_in_the_callers_task(
+    tmp_path: Path, verifier: Verifier, autojump_clock: trio.testing.MockClock, size: int
+) -> None:
+    """A batch of at most one verification chunk (every push) is screened, verified,
+    applied and committed without the pipeline's tasks; a larger one goes through them.
+    Either way every op is added."""
+    peers = Peers(ALICE, BOB)
+    ops = [peers.message((ALICE, BOB)[i % 2], f"message {i}") for i in range(size)]
+    async with History.open(
+        tmp_path / "room.db", room=ROOM, verifier=verifier, wall_clock=lambda: NOW, blocking=INLINE
+    ) as history:
+        spawned = _Spawned()
+        trio.lowlevel.add_instrument(spawned)
+        try:
+            await ingest_all(history, ops)
+        finally:
+            trio.lowlevel.remove_instrument(spawned)
+        assert len(history.replica) == size
+    pipeline = [n for n in spawned.names if "_apply_in_order" in n or "_verify" in n]
+    assert (pipeline == []) == (size <= CHUNK)
+
+
 async def test_queued_writes_share_one_commit_in_call_order(tmp_path: Path) -> None:
     order: list[str] = []
 
