@@ -647,6 +647,43 @@ async def test_ingest_calls_committed_together_return_in_call_order(
     assert returned == list(range(len(ops)))
 
 
+async def test_a_summary_rebuilds_only_the_parts_that_changed(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    """A commit that changes one register (a member joining, a nick) publishes new copies
+    of that part only; every part equals what the registers say, whatever the order."""
+    peers = Peers(ALICE, BOB, CAROL)
+    ops = [
+        (peers.join(ALICE), "members"),
+        (peers.nick(ALICE, "al"), "nicks"),
+        (peers.join(CAROL), "members"),
+        (peers.join(BOB), "members"),
+        (peers.nick(BOB, "bo"), "nicks"),
+        (peers.topic(BOB, "hello"), "topic"),
+        (peers.leave(CAROL), "members"),
+        (peers.nick(ALICE, "alice"), "nicks"),
+        (peers.leave(ALICE), "members"),
+        (peers.join(CAROL), "members"),
+    ]
+    async with open_history(tmp_path / "room.db", verifier) as history:
+        applier = history._applier
+        for op, part in ops:
+            before = history.replica._summary
+            await ingest_all(history, [op])
+            after = history.replica._summary
+            new = {"authors"} if op.seq == 1 else set()
+            for name in ("topic", "forks", "nicks", "members", "authors"):
+                if name not in new | {part} and name != "topic":
+                    assert getattr(after, name) is getattr(before, name), (part, name)
+            joined = sorted(a for a, (_, yes) in applier._membership.items() if yes)
+            assert after.members == joined
+            assert after.nicks == {a: nick for a, (_, nick) in applier._nicks.items() if nick}
+            assert after.authors == applier._authors and after.authors is not applier._authors
+        assert after.members == sorted([BOB.peer_id, CAROL.peer_id])
+        assert after.nicks == {ALICE.peer_id: "alice", BOB.peer_id: "bo"}
+        assert after.topic == "hello"
+
+
 class _Spawned(trio.abc.Instrument):
     def __init__(self) -> None:
         self.names: list[str] = []
