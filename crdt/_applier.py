@@ -60,6 +60,7 @@ RECENT = 1024  # ops that took effect lately, kept decoded: most lookups are for
 MERGE_LEAST = 4096  # pending ids merged into op_ids at once: at least this many,
 MERGE_PART = 2  # and at least this part of the ops in effect (a merge rewrites op_ids),
 MERGE_MOST = 65536  # and at most this many (about 10 MiB of memory, ids and chains)
+_PARTS = ("topic", "forks", "nicks", "members", "authors")  # of a summary, rebuilt apart
 _INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
 _INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
 
@@ -152,8 +153,15 @@ class Applier(Replica):
         # a C-level copy), and the parts that change rarely, rebuilt only when they did.
         self._head_seqs: dict[bytes, int] = {}
         self._gapped = 0  # authors with gaps (their vector entry is below their head)
-        self._stale = True  # authors, forks or registers changed since the last summary
+        # The parts of the summary that changed since the last one (each rebuilt alone:
+        # a room forming commits a member's JOIN or NICK in most transactions).
+        self._stale: set[str] = set(_PARTS)
         self._published: Summary | None = None
+        # The members in order and their nicks, kept as registers change: a summary
+        # copies them (C-level copies), where sorting and filtering the registers cost
+        # O(authors) in Python per transaction that changed one.
+        self._members: list[bytes] = []
+        self._nick_texts: dict[bytes, str] = {}
 
     # -- loading --------------------------------------------------------------------------
 
@@ -203,7 +211,7 @@ class Applier(Replica):
             self._load_head(author, head)
         self._head_seqs = {author: head.head for author, head in self._heads.items()}
         self._gapped = sum(1 for head in self._heads.values() if head.gaps)
-        self._stale = True
+        self._stale = set(_PARTS)
         self._load_registers()
         for op_id, data in db.execute("SELECT id, data FROM held").fetchall():
             op = load_op(bytes(op_id), data)
@@ -278,6 +286,8 @@ class Applier(Replica):
                 self._topic = (key, text, author)
             else:
                 self._nicks[author] = (key, text)
+        self._members = sorted(a for a, (_, joined) in self._membership.items() if joined)
+        self._nick_texts = {a: nick for a, (_, nick) in self._nicks.items() if nick}
 
     def _op_at(self, n: int) -> Op | None:
         self.flush()
@@ -298,17 +308,22 @@ class Applier(Replica):
             }
         else:
             vector = heads  # published read-only: both may be the same dict
-        last = self._published
-        if last is None or self._stale:
-            self._stale = False
+        last, stale = self._published, self._stale
+        if last is None:
+            stale = set(_PARTS)
+        # Published parts are never changed afterwards: a changed part is a new copy.
+        if "topic" in stale or last is None:
             topic = "" if self._topic is None else self._topic[1]
-            forks = {a: min(h.forks) for a, h in self._heads.items() if h.forks}
-            nicks = {a: nick for a, (_, nick) in self._nicks.items() if nick}
-            members = sorted(a for a, (_, joined) in self._membership.items() if joined)
-            authors = dict(self._authors)
         else:
-            topic, forks, nicks = last.topic, last.forks, last.nicks
-            members, authors = last.members, last.authors
+            topic = last.topic
+        if "forks" in stale or last is None:
+            forks = {a: min(h.forks) for a, h in self._heads.items() if h.forks}
+        else:
+            forks = last.forks
+        nicks = dict(self._nick_texts) if "nicks" in stale or last is None else last.nicks
+        members = list(self._members) if "members" in stale or last is None else last.members
+        authors = dict(self._authors) if "authors" in stale or last is None else last.authors
+        self._stale = set()
         self._published = Summary(
             authors=authors,
             heads=heads,
@@ -478,7 +493,7 @@ class Applier(Replica):
             self._authors[author] = a
             head = self._heads[author] = _Head(a)
             self._head_seqs[author] = 0
-            self._stale = True
+            self._stale.add("authors")
         return head
 
     def _put_effect(self, op: Op, index: int, was_held: bool) -> None:
@@ -526,7 +541,7 @@ class Applier(Replica):
         if op.seq <= head.head:
             if op.seq not in head.forks:
                 head.forks.add(op.seq)
-                self._stale = True
+                self._stale.add("forks")
                 self.db.execute("INSERT INTO forks (a, seq) VALUES (?, ?)", (head.a, op.seq))
                 changes.append(AuthorForked(op.author, op.seq))
         else:
@@ -608,7 +623,25 @@ class Applier(Replica):
             )
 
     def _set_register(self, op: Op) -> None:
-        self._stale = True  # the topic, a nick or the members changed
+        author = op.author
+        if op.kind == Kind.TOPIC:
+            self._stale.add("topic")
+        elif op.kind == Kind.NICK:
+            self._stale.add("nicks")
+            nick = self._nicks[author][1]
+            if nick:
+                self._nick_texts[author] = nick
+            else:
+                self._nick_texts.pop(author, None)
+        else:  # JOIN or LEAVE: the membership register just set
+            self._stale.add("members")
+            members, joined = self._members, self._membership[author][1]
+            at = bisect_left(members, author)
+            present = at < len(members) and members[at] == author
+            if joined and not present:
+                members.insert(at, author)
+            elif present and not joined:
+                del members[at]
         reg = Kind.JOIN if op.kind in (Kind.JOIN, Kind.LEAVE) else op.kind
         who = b"" if op.kind == Kind.TOPIC else op.author
         self.db.execute(

@@ -63,7 +63,7 @@ from ._ids import (
 from ._poller import Poller
 from ._protocol import DHTProtocol
 from ._records import PeerRecord
-from ._wire import MAX_DATAGRAM, Value, parse_contacts
+from ._wire import MAX_CONTACTS_PER_REPLY, MAX_DATAGRAM, Value, parse_contacts
 
 __all__ = ["DHTHealth", "DHTNode", "DatagramTransport", "UDPTransport"]
 
@@ -649,7 +649,17 @@ class DHTNode:
             node_id = state["node_id"]
             if not isinstance(node_id, bytes) or len(node_id) != 20:
                 raise ValueError("bad node id")
-            contacts = list(parse_contacts(state["contacts"]))
+            saved = state["contacts"]
+            if not isinstance(saved, list) or len(saved) > SAVED_CONTACTS:
+                raise ValueError(f"a contact list of at most {SAVED_CONTACTS}")
+            # Checked as replies are, a reply's worth at a time: a reply holds at most
+            # MAX_CONTACTS_PER_REPLY, and the file up to SAVED_CONTACTS (a node with more
+            # than a reply's worth saved lost its id and contacts on every restart).
+            contacts = [
+                contact
+                for start in range(0, len(saved), MAX_CONTACTS_PER_REPLY)
+                for contact in parse_contacts(saved[start : start + MAX_CONTACTS_PER_REPLY])
+            ]
         except Exception as exc:  # a damaged file must not keep the node down
             log.warning("ignoring damaged DHT state file %s: %s", path, exc)
             return None, []

@@ -164,7 +164,13 @@ class RoomDriver:
     # -- called by the API and the link readers ----------------------------------------
 
     async def post(self, item: _Item) -> None:
-        await self._inbox_in.send(item)
+        """Queue `item` for the room task, waiting only while its inbox is full. Not a
+        schedule point when there is room: the link readers post once a received message,
+        and a yield there cost a task step each (their own receive is the checkpoint)."""
+        try:
+            self._inbox_in.send_nowait(item)
+        except trio.WouldBlock:
+            await self._inbox_in.send(item)
 
     def post_nowait(self, item: _Item) -> None:
         self._inbox_in.send_nowait(item)

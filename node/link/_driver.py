@@ -369,10 +369,23 @@ class Link:
         self._wakeup.set()
         self._reschedule()
 
+    def _wake_sender_if_queued(self) -> None:
+        """After a received message or a timer: the sender is woken only if the session
+        queued something to send (an answer, a ping); most received messages queue
+        nothing, and waking the sender for them cost a task step each. The deadlines
+        moved either way."""
+        if self._session.pending_messages:
+            self._wakeup.set()
+        self._reschedule()
+
     def _reschedule(self) -> None:
-        if self._timer_scope is not None:
+        scope = self._timer_scope
+        if scope is not None:
             deadline = self._session.next_deadline()
-            self._timer_scope.deadline = float("inf") if deadline is None else deadline
+            deadline = float("inf") if deadline is None else deadline
+            # Setting a scope's deadline re-registers it with trio even when unchanged.
+            if scope.deadline != deadline:
+                scope.deadline = deadline
 
     async def _get_message(self) -> bytes:
         try:
@@ -435,7 +448,7 @@ class Link:
             except LinkRemoteError as exc:
                 await self._fail(_protocol_error(exc))
                 return
-            self._wake_sender()
+            self._wake_sender_if_queued()
             for event in events:
                 await self._deliver(event)
 
@@ -503,7 +516,7 @@ class Link:
                 assert isinstance(event, TimedOut)
                 await self._fail(LinkClosed("idle", "nothing received"))
                 return
-            self._wake_sender()
+            self._wake_sender_if_queued()
 
 
 @asynccontextmanager

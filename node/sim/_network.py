@@ -8,7 +8,8 @@ through `sim.transport(host)` (a `node.link.StreamTransport`), its DHT on
 `sim.datagram_socket(host)`. All timing is trio's clock, so under
 `trio.testing.MockClock(autojump_threshold=0)` a swarm of nodes runs in virtual time.
 
-Streams keep trio's semantics: `send_all`, `receive_some` and `aclose` are checkpoints;
+Streams keep trio's semantics: `send_all`, `receive_some` and `aclose` are checkpoints
+(`send_all` a cancellation point that yields only when it must wait: see its comment);
 a stream closed here raises `ClosedResourceError`, one whose other end is gone or cut
 off raises `BrokenResourceError`; `receive_some` returns ``b""`` once the other end
 closed and everything it sent has arrived. Latency delays bytes but never reorders them,
@@ -205,7 +206,11 @@ class SimStream(trio.abc.Stream):
             raise trio.BusyResourceError("another task is sending on this stream")
         self._sending = True
         try:
-            await trio.lowlevel.checkpoint()
+            # A cancellation point, but a schedule point only when the window is full:
+            # nothing is waited for when the bytes fit, and a yield per write cost a task
+            # step per link message (every one of them already yields on the WebSocket's
+            # send lock). What is written, and when it is due, is the same either way.
+            await trio.lowlevel.checkpoint_if_cancelled()
             pipe = self._out
             while True:
                 if self._closed:

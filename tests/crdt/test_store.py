@@ -698,6 +698,74 @@ async def test_ingest_calls_committed_together_return_in_call_order(
     assert returned == list(range(len(ops)))
 
 
+async def test_a_summary_rebuilds_only_the_parts_that_changed(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    """A commit that changes one register (a member joining, a nick) publishes new copies
+    of that part only; every part equals what the registers say, whatever the order."""
+    peers = Peers(ALICE, BOB, CAROL)
+    ops = [
+        (peers.join(ALICE), "members"),
+        (peers.nick(ALICE, "al"), "nicks"),
+        (peers.join(CAROL), "members"),
+        (peers.join(BOB), "members"),
+        (peers.nick(BOB, "bo"), "nicks"),
+        (peers.topic(BOB, "hello"), "topic"),
+        (peers.leave(CAROL), "members"),
+        (peers.nick(ALICE, "alice"), "nicks"),
+        (peers.leave(ALICE), "members"),
+        (peers.join(CAROL), "members"),
+    ]
+    async with open_history(tmp_path / "room.db", verifier) as history:
+        applier = history._applier
+        for op, part in ops:
+            before = history.replica._summary
+            await ingest_all(history, [op])
+            after = history.replica._summary
+            new = {"authors"} if op.seq == 1 else set()
+            for name in ("topic", "forks", "nicks", "members", "authors"):
+                if name not in new | {part} and name != "topic":
+                    assert getattr(after, name) is getattr(before, name), (part, name)
+            joined = sorted(a for a, (_, yes) in applier._membership.items() if yes)
+            assert after.members == joined
+            assert after.nicks == {a: nick for a, (_, nick) in applier._nicks.items() if nick}
+            assert after.authors == applier._authors and after.authors is not applier._authors
+        assert after.members == sorted([BOB.peer_id, CAROL.peer_id])
+        assert after.nicks == {ALICE.peer_id: "alice", BOB.peer_id: "bo"}
+        assert after.topic == "hello"
+
+
+class _Spawned(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+@pytest.mark.parametrize("size", [1, CHUNK, CHUNK + 1])
+async def test_an_ingest_of_one_chunk_runs_in_the_callers_task(
+    tmp_path: Path, verifier: Verifier, autojump_clock: trio.testing.MockClock, size: int
+) -> None:
+    """A batch of at most one verification chunk (every push) is screened, verified,
+    applied and committed without the pipeline's tasks; a larger one goes through them.
+    Either way every op is added."""
+    peers = Peers(ALICE, BOB)
+    ops = [peers.message((ALICE, BOB)[i % 2], f"message {i}") for i in range(size)]
+    async with History.open(
+        tmp_path / "room.db", room=ROOM, verifier=verifier, wall_clock=lambda: NOW, blocking=INLINE
+    ) as history:
+        spawned = _Spawned()
+        trio.lowlevel.add_instrument(spawned)
+        try:
+            await ingest_all(history, ops)
+        finally:
+            trio.lowlevel.remove_instrument(spawned)
+        assert len(history.replica) == size
+    pipeline = [n for n in spawned.names if "_apply_in_order" in n or "_verify" in n]
+    assert (pipeline == []) == (size <= CHUNK)
+
+
 async def test_queued_writes_share_one_commit_in_call_order(tmp_path: Path) -> None:
     order: list[str] = []
 

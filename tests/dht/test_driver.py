@@ -22,7 +22,7 @@ from dht import (
     UDPTransport,
     node_id_from_public_key,
 )
-from dht._driver import STATE_FILE
+from dht._driver import SAVED_CONTACTS, STATE_FILE
 from rumor_runtime import INLINE
 
 
@@ -171,6 +171,26 @@ async def test_saved_contacts_that_are_gone_do_not_hold_up_opening(tmp_path: Pat
         assert trio.current_time() - opened_at < config.rpc_timeout
         await trio.testing.wait_all_tasks_blocked()
         assert node.protocol.counters["rpc ping"] == 1  # the bootstrap is on its way
+
+
+async def test_more_saved_contacts_than_a_reply_holds_are_kept(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A node saves up to SAVED_CONTACTS, more than one reply may carry (64): a file with
+    that many is read back whole, not ignored as damaged (the node kept neither its id nor
+    its contacts across a restart)."""
+    net = SimNetwork(random.Random(5))
+    contacts = [[bytes([i]) * 20, f"10.0.{i}.1", 4000 + i] for i in range(1, SAVED_CONTACTS + 1)]
+    state = {"version": 1, "node_id": b"\x02" * 20, "contacts": contacts}
+    (tmp_path / STATE_FILE).write_bytes(msgpack.packb(state, use_bin_type=True))
+    node = DHTNode(transport=net.socket(), rng=random.Random(1), data_dir=tmp_path, blocking=INLINE)
+    async with node:
+        assert node.node_id == b"\x02" * 20
+    state["contacts"] = [*contacts, [b"\x03" * 20, "10.9.9.9", 4000]]  # one too many
+    (tmp_path / STATE_FILE).write_bytes(msgpack.packb(state, use_bin_type=True))
+    node = DHTNode(transport=net.socket(), rng=random.Random(1), data_dir=tmp_path, blocking=INLINE)
+    async with node:
+        assert node.node_id != b"\x02" * 20
 
 
 async def test_damaged_state_file_is_ignored(tmp_path: Path) -> None:

@@ -370,3 +370,41 @@ async def test_send_nowait_writes_in_order_and_flush_waits_for_it(
         assert await b.receive() == RoomAuthorized(ROOM_A)
         for i in range(20):
             assert await b.receive() == Message(ROOM_A, b"%d" % i)
+
+
+class _SenderSteps(trio.abc.Instrument):
+    """Counts the task steps of one link's sender task."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        frame = getattr(task.coro, "cr_frame", None)
+        ours = frame is not None and frame.f_locals.get("self") is self.link
+        if ours and task.name.endswith("Link._sender"):
+            self.steps += 1
+
+
+async def test_a_received_message_that_queues_nothing_leaves_the_sender_asleep(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with memory_links(ALICE, BOB, config_a=FAST, config_b=FAST) as (a, b):
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        await trio.testing.wait_all_tasks_blocked()
+        counter = _SenderSteps(b)
+        trio.lowlevel.add_instrument(counter)
+        try:
+            for i in range(20):
+                a.send_nowait(ROOM_A, b"%d" % i)
+            for i in range(20):
+                assert await b.receive() == Message(ROOM_A, b"%d" % i)
+            await trio.testing.wait_all_tasks_blocked()
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        # b answered nothing: its sender had nothing to write and was never woken.
+        assert counter.steps == 0
+        b.send_nowait(ROOM_A, b"answer")  # but a queued message wakes it
+        assert await a.receive() == RoomAuthorized(ROOM_A)
+        assert await a.receive() == Message(ROOM_A, b"answer")

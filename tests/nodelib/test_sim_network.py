@@ -183,6 +183,35 @@ async def test_a_full_window_blocks_the_writer_until_the_reader_reads(
     await listener.aclose()
 
 
+async def test_a_write_that_fits_is_a_cancellation_point_that_never_yields(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = fixed_network(0.05)
+    a, b = net.new_host(), net.new_host()
+    (listener,), port = await net.transport(b).open_listeners(b, 0)
+    client = await net.transport(a).open_stream(b, port)
+    server = await listener.accept()
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await client.send_all(b"one")  # fits the window: no other task runs meanwhile
+        assert ran == []
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await client.send_all(b"never")  # but a cancelled write raises, unsent
+        assert scope.cancelled_caught
+    assert ran == ["other"]
+    assert await server.receive_some() == b"one"
+    await client.aclose()
+    assert await server.receive_some() == b""
+    await server.aclose()
+    await listener.aclose()
+
+
 async def test_a_link_runs_over_the_simulator(autojump_clock: trio.testing.MockClock) -> None:
     """connect_link and serve_links over the simulated transport: the Noise handshake,
     a room, a message; then the server's host is cut off and the link breaks."""
