@@ -179,7 +179,7 @@ class RoomGossip:
         self._stream.send_vector(state, reply=False, out=out)
         self._feed(out)
         if not self.config.flood:
-            self._reshape(self._trees.adopt_orphans(peer, self._peers), out)
+            self._reshape(self._trees.adopt_orphans(peer, self._peers, now), out)
         return out
 
     def _feed(self, out: list[Action]) -> None:
