@@ -8,6 +8,12 @@ random members at random times (20 a second across the room), in three condition
   - `loss`: 5% of link messages lost; a link is a stream, so a lost message is sent again
     after a retransmission timeout (200 ms or twice the link's latency, doubling) and
     the messages behind it on that direction wait (head-of-line blocking);
+  - `loss-tcp`: the same 5%, recovered as Linux TCP recovers it (RACK-TLP; the harness's
+    "tcp" loss model, tests/gossip/cluster.py): a loss followed by more messages on the
+    same direction is sent again about an RTT and a quarter after it was sent (arriving
+    some 3.5 one-way latencies late, not 200 ms); a tail loss waits for the loss probe
+    (2 x SRTT, or the 200 ms minimum RTO when it was alone in flight). The messages
+    behind it still wait (head-of-line blocking). Flooding runs under the same model;
   - `churn`: members leave (every link of theirs closes, whatever was on it is lost) and
     come back 1-4 s later to the same neighbours, about one departure every 0.5 s
     (40 nodes: every 2 s), so some 2-4% of the room is away at any time.
@@ -30,7 +36,7 @@ Exits non-zero only on a crash.
 
     python tests/bench/propagation.py                  # 200 nodes, 1,000 messages
     python tests/bench/propagation.py --quick          # 40 nodes, 150 messages, for CI
-    python tests/bench/propagation.py --mode loss      # one condition only
+    python tests/bench/propagation.py --mode loss      # one condition only (repeatable)
 
 Figures of the single shared tree (before per-author trees), seed 7, this harness:
 
@@ -98,7 +104,7 @@ from tests.gossip.cluster import Cluster
 TARGET_RECEPTIONS = 1.3
 TARGET_P99_RATIO = 1.5
 LOSS = 0.05
-MODES = ("calm", "loss", "churn")
+MODES = ("calm", "loss", "loss-tcp", "churn")
 # Control bytes per op of the single shared tree (the code before per-author trees),
 # measured with this harness, seed 7: {(nodes, messages): {mode: bytes per op}}.
 CONTROL_BEFORE: dict[tuple[int, int], dict[str, float]] = {
@@ -107,9 +113,13 @@ CONTROL_BEFORE: dict[tuple[int, int], dict[str, float]] = {
 }
 
 
-def build(nodes: int, degree: int, seed: int, config: GossipConfig, loss: float) -> Cluster:
+def build(
+    nodes: int, degree: int, seed: int, config: GossipConfig, loss: float, loss_model: str = "rto"
+) -> Cluster:
     """A connected random mesh: a random tree, then random extra links up to `degree`."""
-    cluster = Cluster(nodes, seed=seed, config=config, cache_signatures=True, loss=loss)
+    cluster = Cluster(
+        nodes, seed=seed, config=config, cache_signatures=True, loss=loss, loss_model=loss_model
+    )
     rng = random.Random(seed)
     for i in range(1, nodes):
         cluster.link(i, rng.randrange(i))
@@ -165,7 +175,8 @@ def simulate(
     nodes: int, messages: int, degree: int, seed: int, flood: bool, mode: str
 ) -> dict[str, float]:
     config = GossipConfig(flood=flood)  # the defaults a node runs with
-    cluster = build(nodes, degree, seed, config, LOSS if mode == "loss" else 0.0)
+    loss = LOSS if mode.startswith("loss") else 0.0
+    cluster = build(nodes, degree, seed, config, loss, "tcp" if mode == "loss-tcp" else "rto")
     rng = random.Random(seed + 1)
     start = cluster.now
     span = messages / 20  # 20 messages a second across the room
