@@ -270,6 +270,21 @@ def test_a_stand_in_that_goes_too_keeps_the_first_parent_remembered() -> None:
     assert core.parent(op.author) == A
 
 
+def test_with_no_feeder_to_take_it_an_author_goes_to_any_other_peer() -> None:
+    """A's author has no runner-up, and the feeder that takes A's place (C) is a child
+    for it: it is grafted on B, a peer that does not feed us first ops, rather than left
+    to pulls."""
+    core, replica = make(eager_peers=1)  # A feeds us; then C, linked before B
+    connect(core, A)
+    connect(core, C)
+    connect(core, B, feeds=False)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    core.receive(C, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == [(C, Want(True, ())), (B, graft(op.author))]
+    assert core.parent(op.author) == B
+
+
 def test_an_op_we_had_to_pull_moves_its_author_to_the_announcer() -> None:
     """The parent's push did not come in time (a slower path, a stall, or a cycle cut off
     from the author): the announcer, which held the op before us, becomes the parent."""
