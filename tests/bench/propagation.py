@@ -110,6 +110,8 @@ it; the rto model's `loss` is unchanged beside it):
     churn at 200 nodes, other seeds: seed 3 p99 333 -> 284 ms against flooding's 150
     (2.22 -> 1.89 x), receptions 1.290 -> 1.272; seed 11 286 -> 241 ms against 144
     (1.99 -> 1.68 x), 1.292 -> 1.273.
+    loss-tcp at 200 nodes: seed 3 366 vs 162 ms (2.26 x), 1.354; seed 11 383 vs 167 ms
+    (2.29 x), 1.360. loss: seeds 3 and 11 619 vs 284 ms (2.18 x), 1.468 and 1.466.
 
 Calm and loss are as before: the code before these changes gives the same figures, and
 24,759 and 29,420 B/op of control (not the 26,999 and 31,651 recorded above).
@@ -126,7 +128,11 @@ every peer is its child for it: when its parent goes it has nobody to graft on, 
 whole subtree waits for the next op's announcements), most of the rest below a parent on
 a slower path, a tenth in a cycle. Tried and not kept: pulling every announced op at
 once for 250 ms after a parent's link closes (what it was pushing is lost with the
-link): p99 253 -> 250 ms, receptions 1.280 -> 1.282, within what one seed moves.
+link): p99 253 -> 250 ms, receptions 1.280 -> 1.282, within what one seed moves. Nor
+ranking the spares by how often each peer brought us an op first (near the room's
+authors in general): at 200 nodes p99 253 -> 247, 284 -> 278, 241 -> 237 ms (seeds 7, 3,
+11), but at 40 nodes 138 -> 150 ms on seed 7 (1.55 x: the quick mode's churn target
+lost) and 1-4 ms worse on seeds 1, 2 and 11.
 
 Under loss-tcp, 11% of the pairs wait longer than 1.5 x flooding's p99 (half of them
 along paths of pushes alone): every retransmission on a tree path is paid in full (some
