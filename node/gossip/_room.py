@@ -567,6 +567,8 @@ class RoomGossip:
         if self._peers.pop(peer, None) is None:
             return False
         self._feed(out)
-        change = self._trees.peer_down(peer, self._peers, self._spares())
+        # Peers with a lower id give way when our grafts cross (`_on_want`).
+        last = [p for p in self._peers if p < self.peer_id]
+        change = self._trees.peer_down(peer, self._peers, self._spares(), last)
         self._reshape(change, out)
         return True

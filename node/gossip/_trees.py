@@ -31,7 +31,7 @@ never sends anything itself and never touches IO.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from crdt import Op
@@ -165,16 +165,27 @@ class Trees:
                 self._reroute(author, peer, now, change)
         return change
 
-    def peer_down(self, peer: bytes, live: Container[bytes], spares: list[bytes]) -> Reshape:
+    def peer_down(
+        self,
+        peer: bytes,
+        live: Container[bytes],
+        spares: list[bytes],
+        last: Sequence[bytes] = (),
+    ) -> Reshape:
         """The link to `peer` closed: each author it was parent of moves to its runner-up,
         or to the first of `spares` it has none (a graft at once, not a pull per author
-        once their next ops are announced); never to a child of ours for it."""
+        once their next ops are announced); never to a child of ours for it, unless
+        every peer left is one: then to the first of `last`, children that give way
+        when their parent grafts the author on them (crossed grafts, `RoomGossip`), so
+        the author's ops find a way in rather than our whole subtree pulling them."""
         change = Reshape()
         for author in [a for a, p in self._parent.items() if p == peer]:
             if author not in self._standin:
                 self._lost[author] = peer
                 self._standin.add(author)
             self._replace(author, peer, live, spares, change)
+            if author not in self._parent and last:
+                self._adopt(author, last[0], change, standin=True)
         for author in [a for a, p in self._backup.items() if p == peer]:
             del self._backup[author]
         for cut in self._cut.values():

@@ -285,6 +285,33 @@ def test_with_no_feeder_to_take_it_an_author_goes_to_any_other_peer() -> None:
     assert core.parent(op.author) == B
 
 
+def test_with_every_peer_left_a_child_an_author_goes_to_one_that_gives_way() -> None:
+    """A's author has no runner-up, and B and C are both children for it: rather than
+    leave our whole subtree to pull its ops, we graft it on B, whose id is lower than
+    ours: B gives way (crossed grafts) and grafts it elsewhere."""
+    core, replica = make(peer_id=b"\xff" * 32)
+    for peer in (A, B, C):
+        connect(core, peer)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    for child in (B, C):
+        core.receive(child, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == [(B, graft(op.author))]
+    assert core.parent(op.author) == B
+
+
+def test_with_every_peer_left_a_child_of_higher_id_the_author_waits_for_pulls() -> None:
+    core, replica = make(peer_id=b"\x01" * 32)  # B and C, higher, would not give way
+    for peer in (A, B, C):
+        connect(core, peer)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    for child in (B, C):
+        core.receive(child, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == []
+    assert core.parent(op.author) is None
+
+
 def test_an_op_we_had_to_pull_moves_its_author_to_the_announcer() -> None:
     """The parent's push did not come in time (a slower path, a stall, or a cycle cut off
     from the author): the announcer, which held the op before us, becomes the parent."""
