@@ -179,7 +179,7 @@ class RoomGossip:
         self._stream.send_vector(state, reply=False, out=out)
         self._feed(out)
         if not self.config.flood:
-            self._reshape(self._trees.adopt_orphans(peer, self._peers), out)
+            self._reshape(self._trees.adopt_orphans(peer, self._peers, now), out)
         return out
 
     def _feed(self, out: list[Action]) -> None:
@@ -331,7 +331,7 @@ class RoomGossip:
             state.eager = True
         authors = message.authors
         if not self.config.flood and self.peer_id < state.id:
-            spares = [p.id for p in self._peers.values() if p.feeds]
+            spares = self._spares()
             for author in authors:
                 if self._trees.parent(author) == state.id:
                     self._reshape(self._trees.crossed(state.id, author, self._peers, spares), out)
@@ -542,6 +542,13 @@ class RoomGossip:
         state = self._peers.get(peer)
         return state is not None and author in state.eager_for
 
+    def _spares(self) -> list[bytes]:
+        """The peers an author with no runner-up may be grafted on, best first: those
+        feeding us first ops (the thin eager core), then the rest, so that an author
+        whose parent went is grafted on someone rather than left to pulls."""
+        peers = self._peers.values()
+        return [p.id for p in peers if p.feeds] + [p.id for p in peers if not p.feeds]
+
     def _holds(self, op_id: bytes) -> bool:
         return op_id in self.source or op_id in self._inflight
 
@@ -560,7 +567,8 @@ class RoomGossip:
         if self._peers.pop(peer, None) is None:
             return False
         self._feed(out)
-        spares = [p.id for p in self._peers.values() if p.feeds]
-        change = self._trees.peer_down(peer, self._peers, spares)
+        # Peers with a lower id give way when our grafts cross (`_on_want`).
+        last = [p for p in self._peers if p < self.peer_id]
+        change = self._trees.peer_down(peer, self._peers, self._spares(), last)
         self._reshape(change, out)
         return True

@@ -17,7 +17,11 @@ once:
   slow down, without a repair storm: each node decides for itself.
 - When a parent's link closes, its authors go to their runner-ups: peers that held one
   of their ops before we had forwarded it, so upstream of us (never a peer that may have
-  had it from us: that would close a cycle the author's ops never enter).
+  had it from us: that would close a cycle the author's ops never enter). That runner-up
+  (or the spare taken for want of one) is a stand-in: when the old parent's link comes
+  back (a restart, a network blip) the author goes back to it, unless a race has
+  picked another parent meanwhile. Churn otherwise leaves each tree a little longer at
+  every departure, as stand-ins seldom lie on the fastest path.
 - A peer pushing an author we never asked it for (past the first op and the window) or
   after we pruned it is pruned (again).
 
@@ -27,7 +31,7 @@ never sends anything itself and never touches IO.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from crdt import Op
@@ -93,6 +97,12 @@ class Trees:
         # author -> the first op of it we forwarded: its seq, and when
         self._start: dict[bytes, tuple[int, float]] = {}
         self._own: set[bytes] = set()  # authors we are (our ops need no parent)
+        # author -> the parent it had when that parent's link closed, while its parent
+        # is a stand-in (a runner-up or spare picked then, or the first link back): a
+        # parent was picked by a race its copies won, a stand-in was not, so when the
+        # old parent's link comes back (a restart, a blip) the author goes back to it.
+        self._lost: dict[bytes, bytes] = {}
+        self._standin: set[bytes] = set()  # authors whose parent is such a stand-in
 
     def parent(self, author: bytes) -> bytes | None:
         return self._parent.get(author)
@@ -139,23 +149,43 @@ class Trees:
         if author is not None and self._backup.get(author) != peer:
             self._below.setdefault(author, set()).add(peer)
 
-    def adopt_orphans(self, peer: bytes, live: Container[bytes]) -> Reshape:
-        """Graft on `peer` every author we have forwarded ops of and have no parent for
-        (our links went down, or came up anew): their next ops are pushed to us at once,
-        not each pulled after its IHAVE; a faster peer takes over once it shows."""
+    def adopt_orphans(self, peer: bytes, live: Container[bytes], now: float) -> Reshape:
+        """The link to `peer` came up: graft on it every author we have forwarded ops of
+        and have no parent for (our links went down, or came up anew): their next ops
+        are pushed to us at once, not each pulled after its IHAVE; a faster peer takes
+        over once it shows. The authors it was parent of when its link closed, and that
+        only a stand-in has fed since, go back to it (the stand-in is pruned)."""
         change = Reshape()
         for author in self._start:
             if author not in self._own and self._parent.get(author) not in live:
-                self._adopt(author, peer, change)
+                self._adopt(author, peer, change, standin=True)
+        back = [a for a, p in self._lost.items() if p == peer and a in self._standin]
+        for author in back:
+            if not self.is_child(peer, author):
+                self._reroute(author, peer, now, change)
         return change
 
-    def peer_down(self, peer: bytes, live: Container[bytes], spares: list[bytes]) -> Reshape:
+    def peer_down(
+        self,
+        peer: bytes,
+        live: Container[bytes],
+        spares: list[bytes],
+        last: Sequence[bytes] = (),
+    ) -> Reshape:
         """The link to `peer` closed: each author it was parent of moves to its runner-up,
         or to the first of `spares` it has none (a graft at once, not a pull per author
-        once their next ops are announced); never to a child of ours for it."""
+        once their next ops are announced); never to a child of ours for it, unless
+        every peer left is one: then to the first of `last`, children that give way
+        when their parent grafts the author on them (crossed grafts, `RoomGossip`), so
+        the author's ops find a way in rather than our whole subtree pulling them."""
         change = Reshape()
         for author in [a for a, p in self._parent.items() if p == peer]:
+            if author not in self._standin:
+                self._lost[author] = peer
+                self._standin.add(author)
             self._replace(author, peer, live, spares, change)
+            if author not in self._parent and last:
+                self._adopt(author, last[0], change, standin=True)
         for author in [a for a, p in self._backup.items() if p == peer]:
             del self._backup[author]
         for cut in self._cut.values():
@@ -195,7 +225,7 @@ class Trees:
             fits = [p for p in spares if not self.is_child(p, author)]
             backup = next((p for p in fits if p not in below), fits[0] if fits else None)
         if backup is not None:
-            self._adopt(author, backup, change)
+            self._adopt(author, backup, change, standin=True)
 
     def pushed(
         self,
@@ -289,7 +319,7 @@ class Trees:
                 and self._parent.get(author) not in live
                 and not self.is_child(peer, author)
             ):
-                self._adopt(author, peer, change)
+                self._adopt(author, peer, change, standin=True)
         return change
 
     def synced(self, peer: bytes, fresh: list[Op], live: Container[bytes]) -> Reshape:
@@ -309,8 +339,15 @@ class Trees:
         else:
             self._strikes.add(author)
 
-    def _adopt(self, author: bytes, peer: bytes, change: Reshape) -> None:
+    def _adopt(self, author: bytes, peer: bytes, change: Reshape, *, standin: bool = False) -> None:
+        """Make `peer` the parent of `author`: picked by a race its copies won, or a
+        `standin` (for want of one: the parent we lost stays remembered)."""
         self._parent[author] = peer
+        if standin:
+            self._standin.add(author)
+        else:
+            self._standin.discard(author)
+            self._lost.pop(author, None)
         self._backup.pop(author, None)
         cut = self._cut.get(author)
         if cut is not None:

@@ -5,8 +5,20 @@ it carries `Send`s over links with a seeded latency per link and a little jitter
 message (in order per direction, dropped when the link closes), performs `Ingest` by
 applying the ops to the replica after a short delay and reporting back, closes links on
 `Penalise`, and calls `handle_timer` when due. With `loss`, a link message is lost with
-that probability and sent again after a retransmission timeout (doubling each time), as a
-stream does: later messages on that direction wait behind it (head-of-line blocking).
+that probability and sent again, as a stream does: later messages on that direction wait
+behind it (head-of-line blocking). When it is sent again depends on `loss_model`:
+
+- `"rto"`: after a retransmission timeout, max(`rto`, twice the link's latency), doubling
+  for each loss of the same message: every loss waits as long as a TCP tail loss does.
+- `"tcp"`: as Linux TCP recovers (RACK-TLP, RFC 8985, Linux's default loss detection
+  since 4.18; `net/ipv4/tcp_recovery.c`, `tcp_output.c`). With L the link's one-way
+  latency (RTT 2L): a later message on the same direction, sent at t1, is SACKed at
+  t1 + 2L, and RACK marks the lost one lost once RTT + reo_wnd (min_rtt / 4) has
+  passed since it was sent, so it is sent again at max(t1 + 2L, t0 + 2.5L) (fast
+  recovery); with no later message, the tail loss probe fires 2 x SRTT after it was
+  sent (`tcp_schedule_loss_probe`: 2 x SRTT + 2 ms, or + TCP_RTO_MIN 200 ms when it was
+  the only packet in flight), never later than the RTO. The retransmission is lost with
+  the same probability, and then waits for the RTO (doubling).
 Time is virtual: an event queue ordered by (time, sequence), so a seed fixes every run.
 """
 
@@ -14,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +82,17 @@ def identity(n: int) -> Identity:
     return Identity.from_seed(n.to_bytes(4, "big") * 8)
 
 
+@dataclass(eq=False)
+class _Segment:
+    """A message on its way along a stream, under the "tcp" loss model."""
+
+    payload: Any  # what `_on_deliver` takes
+    sent: float
+    arrival: float  # when it reaches the receiver's socket (read in order)
+    transit: float  # one way, including any retransmission timeouts of lost copies
+    delivered: bool = False
+
+
 @dataclass
 class SimNode:
     index: int
@@ -102,7 +126,10 @@ class Cluster:
         cache_signatures: bool = False,
         loss: float = 0.0,
         rto: float = 0.2,
+        loss_model: str = "rto",
     ) -> None:
+        if loss_model not in ("rto", "tcp"):
+            raise ValueError(f"loss_model must be 'rto' or 'tcp', not {loss_model!r}")
         self.rng = random.Random(seed)
         self.latency = latency
         self.jitter = jitter
@@ -128,6 +155,13 @@ class Cluster:
         self.messages = 0
         self.loss = loss
         self.rto = rto  # the first retransmission timeout (Linux's minimum RTO)
+        self.loss_model = loss_model
+        # "tcp": per direction, the messages on their way in order (the receiver reads
+        # them in order), the lost ones whose fast recovery awaits a later message, and
+        # when the last message was sent (a packet still unacked, for the loss probe).
+        self._stream: dict[tuple[int, int], deque[_Segment]] = {}
+        self._unrecovered: dict[tuple[int, int], list[_Segment]] = {}
+        self._last_sent: dict[tuple[int, int], float] = {}
         self.bytes_by_type: dict[str, int] = {}  # link message bytes, by message type
         self._queue: list[tuple[float, int, str, Any]] = []
         self._seq = 0
@@ -144,6 +178,9 @@ class Cluster:
         for x, y in ((a, b), (b, a)):
             self.outstanding[(x, y)] = 0
             self._link_free[(x, y)] = self.now
+            self._stream[(x, y)] = deque()  # a new stream: what was on the old one is lost
+            self._unrecovered[(x, y)] = []
+            self._last_sent[(x, y)] = -1.0
         self._perform(a, self.nodes[a].core.peer_up(self.nodes[b].peer_id, self.now))
         self._perform(b, self.nodes[b].core.peer_up(self.nodes[a].peer_id, self.now))
 
@@ -230,6 +267,10 @@ class Cluster:
                     self.max_outstanding = max(self.max_outstanding, self.outstanding[(i, j)])
                 base = self._base_latency[frozenset((i, j))]
                 delay = base * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
+                if self.loss and self.loss_model == "tcp":
+                    self.messages += 1
+                    self._send_tcp(i, j, base, delay, (i, j, action.data, kind, count))
+                    continue
                 rto = max(self.rto, 2 * base)
                 while self.loss and self.rng.random() < self.loss:
                     delay += rto  # lost: the stream sends it again after its timeout
@@ -244,6 +285,42 @@ class Cluster:
                 node.penalties.append(action)
                 self.unlink(i, self.by_id[action.peer])
         self._schedule_timer(i)
+
+    def _send_tcp(self, i: int, j: int, base: float, delay: float, payload: Any) -> None:
+        """One message on the stream i -> j under the "tcp" loss model (module docstring)."""
+        key, now = (i, j), self.now
+        for segment in self._unrecovered[key]:
+            # This message's SACK shows the earlier loss to RACK: sent again at once if
+            # RTT + reo_wnd has passed since, else when it has.
+            again = max(now + 2 * base, segment.sent + 2.5 * base)
+            arrival = again + segment.transit
+            if arrival < segment.arrival:
+                segment.arrival = arrival
+                self._push(arrival, "arrive", (key, segment))
+        self._unrecovered[key] = []
+        segment = _Segment(payload, now, now + delay, delay)
+        if self.rng.random() < self.loss:
+            rto = max(self.rto, 2 * base)
+            # Another packet unacked (sent within the last RTT, or still on its way):
+            # the probe waits 2 x SRTT (+ 2 ms); alone, 2 x SRTT + 200 ms; never past the RTO.
+            busy = self._stream[key] or now - self._last_sent[key] < 2 * base
+            probe = min(4 * base + (0.002 if busy else self.rto), rto)
+            while self.rng.random() < self.loss:
+                segment.transit += rto  # the retransmission was lost too: the RTO, doubling
+                rto *= 2
+            segment.arrival = now + probe + segment.transit
+            self._unrecovered[key].append(segment)
+        self._last_sent[key] = now
+        self._stream[key].append(segment)
+        self._push(segment.arrival, "arrive", (key, segment))
+
+    def _on_arrive(self, key: tuple[int, int], segment: _Segment) -> None:
+        stream = self._stream.get(key)
+        if stream is None or segment.arrival > self.now or segment.delivered:
+            return  # a stale event: it arrives earlier or later than this one said
+        segment.delivered = True
+        while stream and stream[0].delivered:
+            self._on_deliver(*stream.popleft().payload)
 
     def _schedule_timer(self, i: int) -> None:
         node = self.nodes[i]

@@ -216,6 +216,102 @@ def test_a_node_cut_off_grafts_its_authors_on_the_first_link_back() -> None:
     assert core.parent(op.author) == B
 
 
+def test_a_parent_whose_link_comes_back_gets_its_authors_back() -> None:
+    """A's link closes and its author goes to a stand-in (the feeder B); when A's link
+    comes back (a restart, a blip), the author goes back to A, which its copies had
+    won the race for, and the stand-in is pruned."""
+    core, replica = make()
+    for peer in (A, B):
+        connect(core, peer)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    assert sent(core.peer_down(A, 2.0)) == [(B, graft(op.author))]
+    back = sent(core.peer_up(A, 3.0))
+    assert [m for m in back if isinstance(m[1], (Want, Prune))] == [
+        (A, Want(True, ())),  # it feeds us first ops again, too (we are short of feeders)
+        (B, Prune((op.author,))),
+        (A, graft(op.author)),
+    ]
+    assert core.parent(op.author) == A
+
+
+def test_a_parent_that_a_race_replaced_is_not_taken_back() -> None:
+    """Once a race has picked another parent (C's announcement beat the stand-in's
+    push), the old parent coming back changes nothing."""
+    core, replica = make()
+    for peer in (A, B, C):
+        connect(core, peer)
+    ops = authored(2)
+    deliver(core, replica, A, ops[0], 1.0)
+    core.peer_down(A, 2.0)
+    assert core.parent(ops[0].author) == B
+    core.receive(C, encode_message(IHave((ops[1].id,))), 3.0)
+    push(core, B, ops[1], 3.05, batch=1)  # C's announcement beat B's push: C's now
+    assert core.parent(ops[0].author) == C
+    back = sent(core.peer_up(A, 4.0))
+    assert [m for m in back if isinstance(m[1], Prune) or m[1] == graft(ops[0].author)] == []
+    assert core.parent(ops[0].author) == C
+
+
+def test_a_stand_in_that_goes_too_keeps_the_first_parent_remembered() -> None:
+    """The author's parent A goes, then its stand-in B: when A comes back, the author
+    goes back to A (B was only ever a stand-in), not to whichever link came back first."""
+    core, replica = make()
+    for peer in (A, B, C):
+        connect(core, peer)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    core.peer_down(A, 2.0)
+    core.peer_down(B, 2.1)
+    assert core.parent(op.author) == C
+    connect(core, B)
+    assert core.parent(op.author) == C
+    core.peer_up(A, 3.0)
+    assert core.parent(op.author) == A
+
+
+def test_with_no_feeder_to_take_it_an_author_goes_to_any_other_peer() -> None:
+    """A's author has no runner-up, and the feeder that takes A's place (C) is a child
+    for it: it is grafted on B, a peer that does not feed us first ops, rather than left
+    to pulls."""
+    core, replica = make(eager_peers=1)  # A feeds us; then C, linked before B
+    connect(core, A)
+    connect(core, C)
+    connect(core, B, feeds=False)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    core.receive(C, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == [(C, Want(True, ())), (B, graft(op.author))]
+    assert core.parent(op.author) == B
+
+
+def test_with_every_peer_left_a_child_an_author_goes_to_one_that_gives_way() -> None:
+    """A's author has no runner-up, and B and C are both children for it: rather than
+    leave our whole subtree to pull its ops, we graft it on B, whose id is lower than
+    ours: B gives way (crossed grafts) and grafts it elsewhere."""
+    core, replica = make(peer_id=b"\xff" * 32)
+    for peer in (A, B, C):
+        connect(core, peer)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    for child in (B, C):
+        core.receive(child, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == [(B, graft(op.author))]
+    assert core.parent(op.author) == B
+
+
+def test_with_every_peer_left_a_child_of_higher_id_the_author_waits_for_pulls() -> None:
+    core, replica = make(peer_id=b"\x01" * 32)  # B and C, higher, would not give way
+    for peer in (A, B, C):
+        connect(core, peer)
+    op = authored(1)[0]
+    deliver(core, replica, A, op, 1.0)
+    for child in (B, C):
+        core.receive(child, encode_message(graft(op.author)), 1.1)
+    assert sent(core.peer_down(A, 2.0)) == []
+    assert core.parent(op.author) is None
+
+
 def test_an_op_we_had_to_pull_moves_its_author_to_the_announcer() -> None:
     """The parent's push did not come in time (a slower path, a stall, or a cycle cut off
     from the author): the announcer, which held the op before us, becomes the parent."""
