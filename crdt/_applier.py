@@ -196,8 +196,15 @@ class Applier(Replica):
             " coalesce((SELECT max(n) FROM quarantine), -1))"
         ).fetchone()[0]
         self._effects = int(last) + 1
-        self._ops_count = int(db.execute("SELECT count(*) FROM ops").fetchone()[0])
         self._through = int(db.execute("SELECT n FROM op_ids_through").fetchone()[0])
+        # Counted in `chain` (a row for every ops row up to `through`: far smaller than ops)
+        # and in the rows after it: counting ops itself reads the whole table.
+        self._ops_count = int(
+            db.execute(
+                "SELECT (SELECT count(*) FROM chain) + (SELECT count(*) FROM ops WHERE n > ?)",
+                (self._through,),
+            ).fetchone()[0]
+        )
         # New dicts, never the old ones cleared: readers may still hold the old ones.
         self._pending = {}
         self._tail = {}
