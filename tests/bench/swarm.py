@@ -1,7 +1,8 @@
 """Benchmark: one simulated room of many whole nodes over virtual time.
 
 The issue's run: 1,000 nodes, one hour of virtual time, 1% datagram loss (and 1% segment
-loss on every link, costing retransmission delays), 10% of the nodes churning (leaving
+loss between as many random pairs of nodes as there are nodes, costing retransmission
+delays on the links among them), 10% of the nodes churning (leaving
 and coming back, or replaced), one message a second across the room. Reports wall time,
 peak memory per node, delivery and convergence, each target with its ratio:
 
