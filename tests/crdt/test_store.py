@@ -535,7 +535,8 @@ async def test_inline_stores_leave_checkpoints_to_sqlite(
     async with Store.open(path, blocking=INLINE) as store:
         for i in range(5):
             await store.set_meta({f"key {i}": b"value"})
-        await trio.sleep(0.1)
+        # Inline, a checkpoint would run on this thread: once every task waits, it is over.
+        await trio.testing.wait_all_tasks_blocked()
         assert store.checkpoints == 0
         # Nothing was folded in: the file alone lacks even the tables made on open.
         assert _in_file_alone(path, "SELECT name FROM sqlite_master WHERE name = 'meta'") == []
