@@ -44,6 +44,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from ._bulk import insert_rows
 from ._hlc import HLC
 from ._identity import Identity
 from ._op import Kind, Op, decode_stored
@@ -61,8 +62,8 @@ MERGE_LEAST = 4096  # pending ids merged into op_ids at once: at least this many
 MERGE_PART = 2  # and at least this part of the ops in effect (a merge rewrites op_ids),
 MERGE_MOST = 65536  # and at most this many (about 10 MiB of memory, ids and chains)
 _PARTS = ("topic", "forks", "nicks", "members", "authors")  # of a summary, rebuilt apart
-_INSERT_OP = "INSERT INTO ops (n, id, a, seq, data) VALUES (?, ?, ?, ?, ?)"
-_INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n) VALUES (?, ?, ?, ?, ?)"
+_INSERT_OP = "INSERT INTO ops (n, id, a, seq, data)"
+_INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (hlc, author, seq, id, n)"
 
 
 def tail_pairs(tail: array[int]) -> Iterator[tuple[int, int]]:
@@ -413,8 +414,8 @@ class Applier(Replica):
         table, not one per op). Run before any read of those tables, and before commit."""
         if self._op_rows:
             db = self.db
-            db.executemany(_INSERT_OP, self._op_rows)
-            self._messages += db.executemany(_INSERT_MESSAGE, self._message_rows).rowcount
+            insert_rows(db, _INSERT_OP, 5, self._op_rows)
+            self._messages += insert_rows(db, _INSERT_MESSAGE, 5, self._message_rows)
             self._op_rows.clear()
             self._message_rows.clear()
 
@@ -428,13 +429,17 @@ class Applier(Replica):
         """Move every pending id into op_ids, in id order, and every chain entry of the
         tail into chain, in (author, seq) order (each index page written once)."""
         self.flush()
-        self.db.executemany(
+        insert_rows(
             # An id already there is the same op (ids are hashes): keep its first row.
-            "INSERT OR IGNORE INTO op_ids (id, n) VALUES (?, ?)",
+            self.db,
+            "INSERT OR IGNORE INTO op_ids (id, n)",
+            2,
             sorted(self._pending.items()),
         )
-        self.db.executemany(
-            "INSERT OR IGNORE INTO chain (a, seq, n) VALUES (?, ?, ?)",
+        insert_rows(
+            self.db,
+            "INSERT OR IGNORE INTO chain (a, seq, n)",
+            3,
             sorted((a, seq, n) for a, tail in self._tail.items() for seq, n in tail_pairs(tail)),
         )
         # Every row up to the last effect index given out is now in op_ids and chain (or

@@ -181,9 +181,10 @@ def transactions(statements: Sequence[str], mode: str) -> list[tuple[str, list[b
         elif words.startswith("BEGIN"):
             current = []
         elif words.startswith("INSERT INTO OPS"):
-            blob = re.search(r"[xX]'([0-9a-fA-F]*)'", statement)
-            assert blob is not None and current is not None
-            current.append(bytes.fromhex(blob.group(1)))
+            # Rows of (n, id, a, seq, data), many to a statement: each row's id.
+            ids = re.findall(r"\(\s*-?\d+,\s*[xX]'([0-9a-fA-F]*)'", statement)
+            assert ids and current is not None
+            current.extend(bytes.fromhex(found) for found in ids)
         elif words.startswith("INSERT INTO META"):
             key = re.search(r"'([^']*)'", statement)
             assert key is not None and current is not None

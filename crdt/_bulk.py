@@ -1,0 +1,51 @@
+"""Inserting many rows with few statements.
+
+`executemany` runs one statement step per row, and `sqlite3` lets go of the interpreter
+lock around every step: on a writer thread beside a busy trio thread, each of those is a
+hand-over of the lock between the two (measured: 4-6 against 3-4 us of wall per row). A
+statement of many `VALUES` rows is one step, and binds its rows in one call.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from itertools import chain
+from typing import Any
+
+__all__ = ["insert_rows"]
+
+ROWS_MOST = 64  # rows in one statement (its variables stay under SQLite's old 999 limit)
+_statements: dict[tuple[str, int, int], str] = {}
+
+
+def _statement(head: str, width: int, rows: int) -> str:
+    key = (head, width, rows)
+    text = _statements.get(key)
+    if text is None:
+        row = "(" + ", ".join("?" * width) + ")"
+        text = _statements[key] = f"{head} VALUES {', '.join([row] * rows)}"
+    return text
+
+
+def insert_rows(
+    db: sqlite3.Connection, head: str, width: int, rows: Sequence[Sequence[Any]]
+) -> int:
+    """Run `head VALUES (...), (...)` over `rows` (each `width` values), in order, as
+    `executemany(head + " VALUES (?, ...)", rows)` would; returns the rows changed.
+
+    Statements take 64 rows, then 32, 16, ... 1 for the rest: at most seven texts per
+    head, so that SQLite's statement cache keeps them all.
+    """
+    changed = 0
+    at = 0
+    size = ROWS_MOST
+    while at < len(rows):
+        while at + size > len(rows):
+            size //= 2
+        part = rows[at : at + size]
+        changed += db.execute(
+            _statement(head, width, size), list(chain.from_iterable(part))
+        ).rowcount
+        at += size
+    return changed
