@@ -140,8 +140,10 @@ class Applier(Replica):
         # Rows of ops and messages that took effect in this transaction and are not yet
         # written: written together (`flush`) before any read of those tables and before
         # the commit.
-        self._op_rows: list[tuple[int, bytes, int, int, bytes]] = []
-        self._message_rows: list[tuple[int, bytes, int, bytes, int]] = []
+        # Rows waiting for `flush`, flat (see `insert_rows`): (n, id, a, seq, data) and
+        # (hlc, author, seq, id, n), one after the other.
+        self._op_rows: list[Any] = []
+        self._message_rows: list[Any] = []
         self._pending: dict[bytes, int] = {}  # id -> row, for every ops row after _through
         self._tail: dict[int, array[int]] = {}  # author number -> seq, row, ... (the same)
         self._through = -1
@@ -429,19 +431,22 @@ class Applier(Replica):
         """Move every pending id into op_ids, in id order, and every chain entry of the
         tail into chain, in (author, seq) order (each index page written once)."""
         self.flush()
-        insert_rows(
-            # An id already there is the same op (ids are hashes): keep its first row.
-            self.db,
-            "INSERT OR IGNORE INTO op_ids (id, n)",
-            2,
-            sorted(self._pending.items()),
-        )
-        insert_rows(
-            self.db,
-            "INSERT OR IGNORE INTO chain (a, seq, n)",
-            3,
-            sorted((a, seq, n) for a, tail in self._tail.items() for seq, n in tail_pairs(tail)),
-        )
+        # Flat rows, made without a tuple each (see `crdt._bulk`).
+        pending = self._pending
+        ids: list[Any] = []
+        for op_id in sorted(pending):
+            ids += (op_id, pending[op_id])
+        # An id already there is the same op (ids are hashes): keep its first row.
+        insert_rows(self.db, "INSERT OR IGNORE INTO op_ids (id, n)", 2, ids)
+        chains: list[int] = []
+        for a in sorted(self._tail):
+            tail = self._tail[a]
+            pairs = tail_pairs(tail)
+            if any(tail[i] > tail[i + 2] for i in range(0, len(tail) - 2, 2)):
+                pairs = iter(sorted(pairs))  # a forked chain's rows are not in seq order
+            for seq, n in pairs:
+                chains += (a, seq, n)
+        insert_rows(self.db, "INSERT OR IGNORE INTO chain (a, seq, n)", 3, chains)
         # Every row up to the last effect index given out is now in op_ids and chain (or
         # set aside).
         self._through = self._effects - 1
@@ -525,7 +530,7 @@ class Applier(Replica):
                 self._gapped -= not head.gaps
                 self._restoring = True
                 log.warning("%s: op %s healed from a peer", self.path, op.id.hex()[:16])
-        self._op_rows.append((n, op.id, head.a, op.seq, op.data))
+        self._op_rows += (n, op.id, head.a, op.seq, op.data)
         if n > self._through:
             self._pending[op.id] = n
             tail = self._tail_of(head.a)
@@ -567,7 +572,7 @@ class Applier(Replica):
         return head.head, head.head_id, head.head_hlc
 
     def _add_message(self, op: Op) -> None:
-        self._message_rows.append((op.hlc - SHIFT, op.author, op.seq, op.id, self._n))
+        self._message_rows += (op.hlc - SHIFT, op.author, op.seq, op.id, self._n)
 
     def _message_row(self, target: bytes) -> tuple[tuple[int, bytes, int, bytes], Any] | None:
         op = self._find(target)

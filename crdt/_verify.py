@@ -84,7 +84,7 @@ class _Worker:
                 fcntl.fcntl(fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         return cls(process)
 
-    async def verify(self, items: list[tuple[bytes, bytes]]) -> bytes:
+    async def verify(self, items: list[bytes]) -> bytes:
         if self.broken is not None:
             raise _WorkerBroken(self.broken)
         request = msgpack.packb(items)
@@ -104,7 +104,7 @@ class _Worker:
             self.load -= 1
         if reply.error is not None:
             raise _WorkerBroken(reply.error)
-        if len(reply.value) != len(items):
+        if len(reply.value) != len(items) // 2:
             raise _WorkerBroken("reply of the wrong length")
         return reply.value
 
@@ -212,11 +212,13 @@ class Verifier:
 
     async def verify(self, ops: Sequence[Op]) -> list[bool]:
         """One verdict per op, in order."""
-        items = [(op.author, op.data) for op in ops]
-        if len(items) < INLINE_BELOW or not self._workers:
+        items: list[bytes] = []
+        for op in ops:
+            items += (op.author, op.data)
+        if len(ops) < INLINE_BELOW or not self._workers:
             check = self._check
             if check is not None:
-                return [check(a, data[-64:], SIGNING_CONTEXT + data[:-64]) for a, data in items]
+                return [check(op.author, op.signature, SIGNING_CONTEXT + op.payload) for op in ops]
             return [bool(v) for v in verify_signatures(items, SIGNING_CONTEXT, self._keys)]
         worker = min(self._workers, key=lambda w: w.load)
         try:

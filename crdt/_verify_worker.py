@@ -1,8 +1,9 @@
 """The verification worker process, run as `python _verify_worker.py CONTEXT_HEX`.
 
 Reads requests from stdin, each a 4-byte big-endian length and a msgpack array of
-`[author, op bytes]` pairs; answers each on stdout with a 4-byte length and one byte per
-pair (1 = the last 64 bytes are the author's Ed25519 signature of CONTEXT + the rest).
+authors and op bytes, flat (author, op bytes, author, op bytes, ...); answers each on
+stdout with a 4-byte length and one byte per op (1 = its last 64 bytes are its author's
+Ed25519 signature of CONTEXT + the rest).
 Exits at end of input. It imports nothing of rumor, so a worker costs only the
 interpreter, msgpack and cryptography.
 """
@@ -25,18 +26,20 @@ _UNSEEN: Any = object()
 
 
 def verify_signatures(
-    items: Sequence[tuple[bytes, bytes]],
+    items: Sequence[bytes],
     context: bytes,
     keys: dict[bytes, Ed25519PublicKey | None],
 ) -> bytes:
-    """One byte per `(author, op bytes)` item: 1 if the op's signature is valid, else 0.
+    """One byte per op of `items` (author, op bytes, author, op bytes, ...: flat, so that
+    a batch makes no tuple per op): 1 if the op's signature is valid, else 0.
 
     `keys` caches parsed public keys across calls.
     """
     if len(keys) > KEY_CACHE_SIZE:
         keys.clear()
-    verdicts = bytearray(len(items))
-    for i, (author, data) in enumerate(items):
+    verdicts = bytearray(len(items) // 2)
+    for i in range(len(verdicts)):
+        author, data = items[2 * i], items[2 * i + 1]
         key = keys.get(author, _UNSEEN)
         if key is _UNSEEN:
             try:
