@@ -93,9 +93,7 @@ class GossipConfig:
     # Each op is announced to at most this many of the peers it is not pushed to, drawn
     # at random (GossipSub's gossip to a few peers); None: to all of them. An author's
     # ops within `graft_window` of the first we forward go to all of them regardless.
-    # Three, not two: under churn, an announcement that beats the parent's push is what
-    # moves a tree off a path that a departure made longer (propagation bench).
-    lazy_peers: int | None = 3
+    lazy_peers: int | None = 2
     graft_timeout: float = 0.06  # wait this long (x 1..1.5) for a push after an IHAVE, then pull
     retry_timeout: float = 0.25  # then ask the next announcer after this long
     # A peer whose IHAVE or push beat the parent's push by this much becomes the parent.

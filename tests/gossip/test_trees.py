@@ -359,19 +359,6 @@ def test_an_op_is_announced_to_at_most_lazy_peers_peers() -> None:
             assert len(announced) == 2 and set(announced) <= {B, C, d}
 
 
-def test_by_default_an_op_is_announced_to_three_lazy_peers() -> None:
-    core, replica = make(graft_window=0.0)
-    d, e = bytes([0xD]) * 32, bytes([0xE]) * 32
-    for peer in (A, B, C, d, e):
-        connect(core, peer, feeds=False)
-    ops = authored(2)
-    for n, op in enumerate(ops):
-        push(core, A, op, 1.0 + n, batch=n)
-        out = core.ingested(n, report_for(replica, (op.data,)), 1.01 + n)
-    announced = [peer for peer, _ in of_type(out, IHave)]
-    assert len(announced) == 3 and set(announced) <= {B, C, d, e}
-
-
 def test_ops_within_the_graft_window_are_announced_to_every_lazy_peer() -> None:
     core, replica = make(lazy_peers=1, graft_window=0.15)
     for peer in (A, B, C):
