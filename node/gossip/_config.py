@@ -91,8 +91,7 @@ class GossipConfig:
     batch_ops: int = 512
     ihave_interval: float = 0.0  # announcements to lazy peers are gathered this long
     # Each op is announced to at most this many of the peers it is not pushed to, drawn
-    # at random (GossipSub's gossip to a few peers); None: to all of them. An author's
-    # ops within `graft_window` of the first we forward go to all of them regardless.
+    # at random (GossipSub's gossip to a few peers); None: to all of them.
     lazy_peers: int | None = 2
     graft_timeout: float = 0.06  # wait this long (x 1..1.5) for a push after an IHAVE, then pull
     retry_timeout: float = 0.25  # then ask the next announcer after this long

@@ -12,8 +12,7 @@ to the peers that grafted its author and announced by id (IHAVE) at once to a fe
 others (`lazy_peers`, as GossipSub gossips); an op announced but not pushed in time is
 pulled (`_pulls.py`), and its announcer may become the author's parent. An author's first
 op has no tree yet: it goes along a thin eager core (each node asks `eager_peers` peers to
-push it such ops) and is announced on every other link, and the first copy to arrive
-picks the parent. Catch-up is
+push it such ops), and the first copy to arrive picks the parent. Catch-up is
 by version vectors (as Secure Scuttlebutt's EBT does; `_stream.py`): when a link opens,
 periodically, and after catching up from someone, the two sides swap vectors and each
 streams what the other lacks, in bounded batches, with at most the receiver's window of
@@ -497,10 +496,7 @@ class RoomGossip:
             else:
                 lazy.append(state)
         cap = self.config.lazy_peers
-        # An author new to us is announced on every link it is not pushed on: the first
-        # copy to arrive picks each receiver's parent, and the more links race, the
-        # nearer the tree starts to the fastest paths (a few hundred bytes an author).
-        if cap is not None and not new and len(lazy) > cap:
+        if cap is not None and len(lazy) > cap:
             lazy = self.rng.sample(lazy, cap)
         for state in lazy:
             state.ihave.append(op.id)
