@@ -145,6 +145,53 @@ along paths of pushes alone): every retransmission on a tree path is paid in ful
 3.5 one-way latencies, not 200 ms, but on any of 4-8 hops, and behind any lost message
 on the link), where flooding races six paths. The receptions are lower (1.35 against
 1.47) because fewer pulls race a stalled push.
+
+Where the churn tail comes from (seed 7, 200 nodes; a scratch copy of the harness that
+records who sent each copy, in which mode, and each node's reasons for its parents):
+3.0% of the pairs wait longer than 1.5 x flooding's p99 (206 ms), against the 1% a met
+target allows: authors' first ops 0.61% (calm: 0.58%), later ops pushed all the way
+1.42% (calm 0.18%), later ops pulled somewhere on their way 0.99% (calm 0.02%). On
+those slow paths of later ops, the hops more than 15 ms behind the best neighbour's
+copy (its arrival plus the link) are, most often: the very op that showed a parent to
+be slower than another peer (its push came after that peer's IHAVE; 2,069 hops, 64 ms
+behind on average), parents picked by the first op's race about 12 s before (1,766,
+93 ms), pulls (976, 140 ms), authors given back to a parent whose link came back
+(886, 93 ms; the harness draws a returning link's latency anew) and parents that beat
+the old one about 9 s before (474, 93 ms). Each author writes every ~10 s here and a
+member leaves every 0.5 s: a tree is mended only by its own author's ops, and goes
+stale between them. Of the IHAVEs sent, 22% reach a peer that still lacks the op.
+
+Tried this round and not kept (p99 under churn, 200 nodes, seed 7, gossip alone, from
+242 ms unless said; flooding's 137 ms):
+  - an author's first op (within `graft_window`) announced on every link it is not
+    pushed on, not on `lazy_peers` of them: 239 ms, 1.274 receptions, +0.7 kB/op of
+    control; seeds 3 and 11 275 -> 259 and 243 -> 231 ms; calm 201 -> 198 ms; loss
+    600 -> 581 ms, 1.463 receptions; loss-tcp 349 -> 341 ms, 1.347. At 40 nodes over
+    ten seeds, the mean p99 148.0 -> 145.5 ms, but seed 7 (the --quick run) 138 ->
+    147 ms against flooding's 97: 1.52 x, the quick churn target lost (kept on branch
+    prop3's history, commit 0a6b0a4, reverted).
+  - with it, `lazy_peers` 3: 232 ms (1.70 x), 255 and 222 ms on seeds 3 and 11, calm
+    198 ms (1.46 x, 29,623 B/op); but loss 564 ms with 1.511 receptions (1.466) and
+    34,806 B/op of control (0.99 x before), and at 40 nodes loss's control 5,482 B/op,
+    over the shared tree's 5,130 (the target lost). `lazy_peers` 4 alone: 229 ms (calm
+    197, 32,473 B/op); every lazy peer (None): 227 ms, and calm's control 36,907 B/op
+    against 37,707. More announcements mend trees only for the author's next op.
+  - pulling an announced op as soon as a second (third) peer announces it while the
+    parent has not pushed it: 225 ms but 1.518 receptions (with `lazy_peers` 3; with
+    every lazy peer told and a third announcement, 215 ms and 1.445): the parent's push
+    comes anyway, a copy more.
+  - `graft_timeout` 30 ms: 229 ms, 1.366 receptions; pull jitter 1..1.2 (not 1.5):
+    233 ms, 1.286 receptions, 153 ms at 40 nodes; `reroute_margin` 3 ms: 241 ms.
+  - an upper bound, the eager core on the fastest links (the harness's latencies read
+    by a scratch script; a core would have to measure them): three feeders 214 ms
+    (first ops' p99 223 -> 153) but 1.404 receptions; two feeders 232 ms, 1.244.
+  - announcing past the peers upstream for the author (those that held its previous op
+    before we did, and our parent): 244 ms, no gain. Peers that pruned an author always
+    told of its ops (Plumtree's lazy links): 234, 270, 227 ms on seeds 7, 3, 11 against
+    239, 259, 231 with the first-op announcements alone.
+What these point to: a tree needs mending from more than its own author's ops (a
+measure of each link's latency shared by every author's tree, from the ACK round trips,
+say), or the pulls need to know whose op an IHAVE announces.
 """
 
 from __future__ import annotations
