@@ -231,6 +231,17 @@ class StoredReplica:
         start = bisect_right(seqs, after)
         return list(zip(seqs[start:], flat[1::2][start:], strict=True))
 
+    def _tail_first(self, a: int, after: int) -> tuple[int, int] | None:
+        """The first entry of `_tail(a, after, False)`, without building the rest (a sync
+        asks it of every author for every batch, and a tail may hold thousands)."""
+        tail = self._summary.tail.get(a)
+        if tail is None:
+            return None
+        flat = tail[:]
+        seqs = flat[0::2]
+        at = bisect_right(seqs, after)
+        return (seqs[at], flat[2 * at + 1]) if at < len(seqs) else None
+
     def _rows_by_n(self, rows: list[int]) -> dict[int, _Row]:
         found: dict[int, _Row] = {}
         for part in _parts(rows):
@@ -300,9 +311,9 @@ class StoredReplica:
         in_tail: dict[int, tuple[int, int]] = {}  # author -> (seq, row) at the next seq
         for a, have in lacking.items():
             if a not in found:
-                tail = self._tail(a, have, False)
-                if tail and tail[0][0] == have + 1:
-                    in_tail[a] = tail[0]
+                entry = self._tail_first(a, have)
+                if entry is not None and entry[0] == have + 1:
+                    in_tail[a] = entry
         rows = self._rows_by_n([n for _, n in in_tail.values()])
         for a, (seq, n) in in_tail.items():
             row = rows.get(n)

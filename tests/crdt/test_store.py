@@ -486,6 +486,11 @@ async def test_missing_for_reads_as_the_replica_does_whatever_the_vector(
                 assert stored.missing_wire(vector, limit=limit) == wire, (vector, limit)
                 assert memory.missing_wire(vector, limit=limit) == wire
         assert [op.id for op in stored.missing_for({})] == [op.id for op in peers.ops]
+        # A batch's first row of each chain comes from the first tail entry alone.
+        for a, tail in stored._summary.tail.items():
+            for after in range(max(tail[0::2], default=0) + 2):
+                whole = stored._tail(a, after, False)
+                assert stored._tail_first(a, after) == (whole[0] if whole else None)
 
 
 # -- durability and group commit ----------------------------------------------------------
