@@ -96,6 +96,12 @@ class RoomGossip:
         self._announce_at: float | None = None
         self._feeder: bytes | None = None  # the peer whose catch-up last brought news
         self._feeder_at = 0.0  # and when
+        # Each author's key as one object: the key of every op we forwarded. Keys decoded
+        # from a peer's vector or GRAFT are new objects (65 bytes each), and every peer's
+        # `have`, `eager_for` and `lazy_for` holds the room's authors: kept as these,
+        # a node holds one copy of each key, not one per link. Only authors of ops we
+        # hold get here, so a peer naming made-up authors cannot grow it.
+        self._keys: dict[bytes, bytes] = {}
 
     # -- introspection ------------------------------------------------------------------
 
@@ -319,10 +325,11 @@ class RoomGossip:
                 state.eager = False
                 state.told_lazy = True
                 state.eager_for.clear()
+            keys = self._keys
             for author in message.authors:
                 state.eager_for.discard(author)
                 if len(state.lazy_for) < MAX_VECTOR_AUTHORS:
-                    state.lazy_for.add(author)
+                    state.lazy_for.add(keys.get(author, author))
 
     def _on_want(self, state: Peer, message: Want, now: float, out: list[Action]) -> None:
         """A pull, a graft, or both: send the ops asked for; push the authors named (and,
@@ -356,12 +363,12 @@ class RoomGossip:
             self._stream.enqueue(state, op, Mode.PULLED, asked=True)
         self._stream.pump(state, out)
 
-    @staticmethod
-    def _graft_authors(state: Peer, authors: tuple[bytes, ...]) -> None:
+    def _graft_authors(self, state: Peer, authors: tuple[bytes, ...]) -> None:
+        keys = self._keys
         for author in authors:
             state.lazy_for.discard(author)
             if len(state.eager_for) < MAX_VECTOR_AUTHORS:
-                state.eager_for.add(author)
+                state.eager_for.add(keys.get(author, author))
 
     def _on_ops(self, state: Peer, message: Ops, now: float, out: list[Action]) -> None:
         state.unacked += 1
@@ -440,9 +447,10 @@ class RoomGossip:
             raise GossipRemoteError(Fault.PROTOCOL, "version vector too long")
         if message.more:
             return
+        have, keys = state.have, self._keys
         for author, seq in state.vector:
-            if seq > state.have.get(author, 0):
-                state.have[author] = seq
+            if seq > have.get(author, 0):
+                have[keys.get(author, author)] = seq
         ours = self.source.version_vector()
         ahead = [author for author, seq in state.vector if seq > ours.get(author, 0)]
         state.catching_up = bool(ahead)
@@ -470,7 +478,7 @@ class RoomGossip:
         thin eager core) and announce it to the others, except `source` and the peers
         that announced it to us (`holders`)."""
         twin = self._stream.is_twin(op)
-        author = op.author
+        author = self._keys.setdefault(op.author, op.author)
         new = self._trees.is_new(author, now)
         self._trees.forwarded(op, now, own=source is None)
         lazy: list[Peer] = []

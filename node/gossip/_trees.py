@@ -90,7 +90,8 @@ class Trees:
         self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
         # author -> peers that announced its ops only after we forwarded them: they may
         # have them from us, and are not grafted on while another peer will do
-        self._below: dict[bytes, set[bytes]] = {}
+        # (tuples, not sets: a node holds one per author, and a set of one took 216 bytes)
+        self._below: dict[bytes, tuple[bytes, ...]] = {}
         self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
         # author -> its latest ops we forwarded: (op id, seq, when)
         self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
@@ -140,14 +141,20 @@ class Trees:
         if self._parent.get(author) != peer and not self.is_child(peer, author):
             self._backup[author] = peer
             below = self._below.get(author)
-            if below is not None:
-                below.discard(peer)
+            if below is not None and peer in below:
+                rest = tuple(p for p in below if p != peer)
+                if rest:
+                    self._below[author] = rest
+                else:
+                    del self._below[author]
 
     def announced_late(self, peer: bytes, op_id: bytes) -> None:
         """`peer` announced an op after we forwarded it: it may be our descendant."""
         author = self._recent.get(op_id)
         if author is not None and self._backup.get(author) != peer:
-            self._below.setdefault(author, set()).add(peer)
+            below = self._below.get(author, ())
+            if peer not in below:
+                self._below[author] = (*below, peer)
 
     def adopt_orphans(self, peer: bytes, live: Container[bytes], now: float) -> Reshape:
         """The link to `peer` came up: graft on it every author we have forwarded ops of
@@ -221,7 +228,7 @@ class Trees:
         del self._parent[author]
         backup = self._backup.pop(author, None)
         if backup is None or backup == old or backup not in live or self.is_child(backup, author):
-            below = self._below.get(author, set())
+            below = self._below.get(author, ())
             fits = [p for p in spares if not self.is_child(p, author)]
             backup = next((p for p in fits if p not in below), fits[0] if fits else None)
         if backup is not None:
