@@ -151,9 +151,10 @@ class Applier(Replica):
         self.path = path
         self._heads: dict[bytes, _Head] = {}
         self._authors: dict[bytes, int] = {}
-        # id -> (op, n), oldest first: a plain dict (an OrderedDict took some 60 bytes more
-        # an entry, and a busy room keeps `RECENT` of them in every node)
-        self._recent: dict[bytes, tuple[Op, int]] = {}
+        # id -> op, oldest first: a plain dict of the ops alone (an OrderedDict of (op, row)
+        # pairs, the row never read, took some 140 bytes more an entry, and a busy room
+        # keeps `RECENT` of them in every node)
+        self._recent: dict[bytes, Op] = {}
         self._n = 0  # the effect index (row) of the op taking effect now
         # Rows of ops and messages that took effect in this transaction and are not yet
         # written: written together (`flush`) before any read of those tables and before
@@ -482,7 +483,7 @@ class Applier(Replica):
             return op
         recent = self._recent.get(op_id)
         if recent is not None:
-            return recent[0]
+            return recent
         n = self._pending.get(op_id)
         if n is None:
             found = self.db.execute("SELECT n FROM op_ids WHERE id = ?", (op_id,)).fetchone()
@@ -497,11 +498,11 @@ class Applier(Replica):
         if op is None:
             self._set_aside(int(row[0]), "damaged")
             return None
-        self._remember(op, int(row[0]))
+        self._remember(op)
         return op
 
-    def _remember(self, op: Op, n: int) -> None:
-        self._recent[op.id] = (op, n)
+    def _remember(self, op: Op) -> None:
+        self._recent[op.id] = op
         if len(self._recent) > RECENT:
             del self._recent[next(iter(self._recent))]
 
@@ -557,7 +558,7 @@ class Applier(Replica):
             db.execute("DELETE FROM held WHERE id = ?", (op.id,))
         self._n = n
         self._ops_count += 1
-        self._remember(op, n)
+        self._remember(op)
 
     def _extend_chain(self, op: Op, index: int, changes: list[Change]) -> None:
         head = self._heads[op.author]
