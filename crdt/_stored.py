@@ -528,8 +528,8 @@ def _parts(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
 
 def _marks(part: list[Any]) -> str:
     """The `?, ?, ...` of an `IN (...)` list for `part`. The connection caches each
-    statement text it prepares (128 of them): one text per list length filled the
-    reader's cache with as many variants of one query, some 180 KiB of SQLite memory
-    per room file; padded to a few lengths (a repeated item matches the same rows),
-    each query has a few texts, prepared once."""
+    statement text it prepares (128 of them): one text per list length made each new
+    length a new statement, prepared and cached beside the others; padded to a few
+    lengths by `_parts` (a repeated item matches the same rows), each query has ten
+    texts at most (measured at 100 nodes: 290 to 279 KiB of statements a node)."""
     return ",".join("?" * len(part))
