@@ -48,6 +48,7 @@ from .link import (
     LinkClosed,
     LinkConfig,
     LinkError,
+    LinkEvent,
     Message,
     RoomAuthorized,
     RoomDenied,
@@ -71,6 +72,7 @@ class _Linked:
     link: Link
     rooms: set[bytes] = field(default_factory=set)
     channels: set[bytes] = field(default_factory=set)  # rooms whose record channel is up
+    busy: bool = False  # the reader is handling an event (see `Peers._take`)
 
 
 class Peers:
@@ -257,36 +259,65 @@ class Peers:
 
     async def _read(self, linked: _Linked, dialed: str | None) -> None:
         link = linked.link
-        async for event in link:
-            channel_of = self._channels.get(event.room_id)
-            if channel_of is not None:
-                channel_room = self.rooms.get(channel_of)
-                if channel_room is not None:
-                    await self._channel_event(linked, channel_room, event)
-                continue
-            driver = self.rooms.get(event.room_id)
-            if driver is None:
-                continue
-            if isinstance(event, Message):
-                await driver.post(Received(link, event.payload))
-            elif isinstance(event, RoomAuthorized):
-                linked.rooms.add(event.room_id)
-                await driver.post(Up(link))
-                if dialed is not None:
-                    await driver.remember_peers([dialed])
-            elif isinstance(event, RoomRefused):
-                self.refusals += 1
-                log.warning(
-                    "peer %s does not hold room %s's secret",
-                    short_peer_id(link.peer_id),
-                    event.room_id.hex()[:8],
-                )
-            elif isinstance(event, RoomDenied):
-                log.debug(
-                    "peer %s does not hold room %s",
-                    short_peer_id(link.peer_id),
-                    event.room_id.hex()[:8],
-                )
+        # A room's messages go to its queue from the link's reader task (`_take`) when
+        # they can: the hop through this task cost a task step a message.
+        link.deliver_to(lambda message: self._take(linked, message))
+        try:
+            async for event in link:
+                linked.busy = True  # `_take` waits for us: events stay in order
+                try:
+                    await self._route(linked, event, dialed)
+                finally:
+                    linked.busy = False
+        finally:
+            link.deliver_to(None)
+
+    def _take(self, linked: _Linked, message: Message) -> bool:
+        """A room's message, offered by its link's reader task: posted to the room's queue
+        if that takes no wait, as `_route` would; False leaves it to `_route` (a record
+        channel's message, an earlier event still being handled, a full queue)."""
+        if linked.busy or message.room_id in self._channels:
+            return False
+        driver = self.rooms.get(message.room_id)
+        if driver is None:
+            return True  # dropped, as `_route` drops it
+        try:
+            driver.post_nowait(Received(linked.link, message.payload))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    async def _route(self, linked: _Linked, event: LinkEvent, dialed: str | None) -> None:
+        link = linked.link
+        channel_of = self._channels.get(event.room_id)
+        if channel_of is not None:
+            channel_room = self.rooms.get(channel_of)
+            if channel_room is not None:
+                await self._channel_event(linked, channel_room, event)
+            return
+        driver = self.rooms.get(event.room_id)
+        if driver is None:
+            return
+        if isinstance(event, Message):
+            await driver.post(Received(link, event.payload))
+        elif isinstance(event, RoomAuthorized):
+            linked.rooms.add(event.room_id)
+            await driver.post(Up(link))
+            if dialed is not None:
+                await driver.remember_peers([dialed])
+        elif isinstance(event, RoomRefused):
+            self.refusals += 1
+            log.warning(
+                "peer %s does not hold room %s's secret",
+                short_peer_id(link.peer_id),
+                event.room_id.hex()[:8],
+            )
+        elif isinstance(event, RoomDenied):
+            log.debug(
+                "peer %s does not hold room %s",
+                short_peer_id(link.peer_id),
+                event.room_id.hex()[:8],
+            )
 
     async def _offer(self, linked: _Linked, driver: RoomDriver) -> None:
         """Join the room and its record channel on a link."""

@@ -32,7 +32,7 @@ from crdt import IngestReport, InvalidOp, Op, decode_op
 from ._actions import Action, Fault, Ingest, Penalise, Send
 from ._config import MAX_VECTOR_AUTHORS, PEER_FAULT_REASONS, GossipConfig, GossipStats, OpSource
 from ._errors import GossipLocalError, GossipRemoteError
-from ._peer import Ingesting, Peer
+from ._peer import Authors, Ingesting, Peer, Seqs
 from ._pulls import Pulls
 from ._stream import Streamer
 from ._trees import Reshape, Trees
@@ -96,6 +96,10 @@ class RoomGossip:
         self._announce_at: float | None = None
         self._feeder: bytes | None = None  # the peer whose catch-up last brought news
         self._feeder_at = 0.0  # and when
+        # The authors of the ops we forwarded, numbered, each key kept as one object:
+        # every peer's `have` (a `Seqs` over these numbers), `eager_for` and `lazy_for`
+        # names most of the room's authors, in each node one copy a key, not one per link.
+        self._authors = Authors()
 
     # -- introspection ------------------------------------------------------------------
 
@@ -171,7 +175,7 @@ class RoomGossip:
         """A link to `peer`, authorised for this room, has opened."""
         if peer in self._peers:
             raise GossipLocalError("peer_up for a peer that is already up")
-        state = Peer(peer, self.config.flood, now + self._sync_delay())
+        state = Peer(peer, self.config.flood, now + self._sync_delay(), have=Seqs(self._authors))
         self._peers[peer] = state
         out: list[Action] = []
         hello = Hello(PROTOCOL_VERSION, self.config.window, self.config.max_message_bytes)
@@ -319,10 +323,11 @@ class RoomGossip:
                 state.eager = False
                 state.told_lazy = True
                 state.eager_for.clear()
+            key = self._authors.key
             for author in message.authors:
                 state.eager_for.discard(author)
                 if len(state.lazy_for) < MAX_VECTOR_AUTHORS:
-                    state.lazy_for.add(author)
+                    state.lazy_for.add(key(author))
 
     def _on_want(self, state: Peer, message: Want, now: float, out: list[Action]) -> None:
         """A pull, a graft, or both: send the ops asked for; push the authors named (and,
@@ -356,12 +361,12 @@ class RoomGossip:
             self._stream.enqueue(state, op, Mode.PULLED, asked=True)
         self._stream.pump(state, out)
 
-    @staticmethod
-    def _graft_authors(state: Peer, authors: tuple[bytes, ...]) -> None:
+    def _graft_authors(self, state: Peer, authors: tuple[bytes, ...]) -> None:
+        key = self._authors.key
         for author in authors:
             state.lazy_for.discard(author)
             if len(state.eager_for) < MAX_VECTOR_AUTHORS:
-                state.eager_for.add(author)
+                state.eager_for.add(key(author))
 
     def _on_ops(self, state: Peer, message: Ops, now: float, out: list[Action]) -> None:
         state.unacked += 1
@@ -440,9 +445,10 @@ class RoomGossip:
             raise GossipRemoteError(Fault.PROTOCOL, "version vector too long")
         if message.more:
             return
+        have = state.have
         for author, seq in state.vector:
-            if seq > state.have.get(author, 0):
-                state.have[author] = seq
+            if seq > have.get(author, 0):
+                have[author] = seq
         ours = self.source.version_vector()
         ahead = [author for author, seq in state.vector if seq > ours.get(author, 0)]
         state.catching_up = bool(ahead)
@@ -470,7 +476,7 @@ class RoomGossip:
         thin eager core) and announce it to the others, except `source` and the peers
         that announced it to us (`holders`)."""
         twin = self._stream.is_twin(op)
-        author = op.author
+        author = self._authors.add(op.author)
         new = self._trees.is_new(author, now)
         self._trees.forwarded(op, now, own=source is None)
         lazy: list[Peer] = []

@@ -90,10 +90,12 @@ class Trees:
         self._backup: dict[bytes, bytes] = {}  # author -> the runner-up to its parent
         # author -> peers that announced its ops only after we forwarded them: they may
         # have them from us, and are not grafted on while another peer will do
-        self._below: dict[bytes, set[bytes]] = {}
+        # (tuples, not sets: a node holds one per author, and a set of one took 216 bytes)
+        self._below: dict[bytes, tuple[bytes, ...]] = {}
         self._recent: dict[bytes, bytes] = {}  # op id -> author, for the latest ops
-        # author -> its latest ops we forwarded: (op id, seq, when)
-        self._latest: dict[bytes, list[tuple[bytes, int, float]]] = {}
+        # author -> its latest ops we forwarded, flat: op id, seq, when, op id, seq, when,
+        # ... (one tuple an author, not a list of tuples: some 200 bytes less an author)
+        self._latest: dict[bytes, tuple[bytes | int | float, ...]] = {}
         # author -> the first op of it we forwarded: its seq, and when
         self._start: dict[bytes, tuple[int, float]] = {}
         self._own: set[bytes] = set()  # authors we are (our ops need no parent)
@@ -122,13 +124,19 @@ class Trees:
         self._recent[op.id] = op.author
         if len(self._recent) > RECENT_OPS:
             del self._recent[next(iter(self._recent))]
-        latest = self._latest.setdefault(op.author, [])
-        latest.append((op.id, op.seq, now))
-        del latest[:-RECENT_PER_AUTHOR]
+        latest = self._latest.get(op.author, ())
+        keep = 3 * (RECENT_PER_AUTHOR - 1)
+        kept = latest[len(latest) - keep :] if keep else ()
+        self._latest[op.author] = (*kept, op.id, op.seq, now)
 
     def latest(self, author: bytes, since: float) -> list[tuple[bytes, int]]:
         """`author`'s ops we forwarded at `since` or later: (op id, seq), oldest first."""
-        return [(i, seq) for i, seq, when in self._latest.get(author, ()) if when >= since]
+        flat = iter(self._latest.get(author, ()))
+        return [
+            (i, seq)
+            for i, seq, when in zip(flat, flat, flat, strict=True)
+            if isinstance(i, bytes) and isinstance(seq, int) and float(when) >= since
+        ]
 
     def runner_up(self, author: bytes, peer: bytes) -> None:
         """`peer` held an op of `author` before we had forwarded it (it announced the op
@@ -140,14 +148,20 @@ class Trees:
         if self._parent.get(author) != peer and not self.is_child(peer, author):
             self._backup[author] = peer
             below = self._below.get(author)
-            if below is not None:
-                below.discard(peer)
+            if below is not None and peer in below:
+                rest = tuple(p for p in below if p != peer)
+                if rest:
+                    self._below[author] = rest
+                else:
+                    del self._below[author]
 
     def announced_late(self, peer: bytes, op_id: bytes) -> None:
         """`peer` announced an op after we forwarded it: it may be our descendant."""
         author = self._recent.get(op_id)
         if author is not None and self._backup.get(author) != peer:
-            self._below.setdefault(author, set()).add(peer)
+            below = self._below.get(author, ())
+            if peer not in below:
+                self._below[author] = (*below, peer)
 
     def adopt_orphans(self, peer: bytes, live: Container[bytes], now: float) -> Reshape:
         """The link to `peer` came up: graft on it every author we have forwarded ops of
@@ -221,7 +235,7 @@ class Trees:
         del self._parent[author]
         backup = self._backup.pop(author, None)
         if backup is None or backup == old or backup not in live or self.is_child(backup, author):
-            below = self._below.get(author, set())
+            below = self._below.get(author, ())
             fits = [p for p in spares if not self.is_child(p, author)]
             backup = next((p for p in fits if p not in below), fits[0] if fits else None)
         if backup is not None:

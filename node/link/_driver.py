@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final, Protocol
 
@@ -163,6 +163,10 @@ class Link:
         self._bytes_received = 0
         self._queued = 0  # payload bytes queued by send_nowait and not yet written
         self._budget = session.config.send_budget
+        self._sink: Callable[[Message], bool] | None = None  # see `deliver_to`
+        # Events queued for `receive` and not yet returned by it (in the channel's buffer,
+        # or handed to a receiver not yet run): the sink waits until there are none.
+        self._unreceived = 0
 
     # -- what callers see -------------------------------------------------------------
 
@@ -276,12 +280,25 @@ class Link:
         while self._written < target and self._closed is None:
             await self._progress.wait()
 
+    def deliver_to(self, sink: Callable[[Message], bool] | None) -> None:
+        """Offer each received :class:`Message` to `sink` in the link's own reader task,
+        whenever no event is queued for :meth:`receive` before it: `sink` returns True if
+        it took the message (then :meth:`receive` never sees it), False to have it
+        queued as usual. A consumer that routes messages on (to a room's queue) saves
+        its task a wake-up per message. To keep the order of events, `sink` must return
+        False while the consumer is still handling an event it received. None: every
+        event is queued."""
+        self._sink = sink
+
     async def receive(self) -> LinkEvent:
         """The next event; raises :class:`LinkClosed` once the link is closed and drained."""
         try:
-            return await self._events_out.receive()
+            event = await self._events_out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             pass
+        else:
+            self._unreceived -= 1
+            return event
         raise self._closed_error()
 
     def __aiter__(self) -> Link:
@@ -458,12 +475,16 @@ class Link:
             waiter = self._room_waiters.pop(event.room_id, None)
             if waiter is not None:
                 waiter.set()
+        elif self._sink is not None and not self._unreceived and self._sink(event):
+            return
+        self._unreceived += 1
         try:
             self._events_in.send_nowait(event)
             return
         except trio.WouldBlock:
             pass
         except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._unreceived -= 1
             return
         # Backpressure: we stop reading, so our silence must not count as the peer's.
         self._session.pause_receiving()
@@ -471,7 +492,11 @@ class Link:
         try:
             await self._events_in.send(event)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._unreceived -= 1
             return
+        except BaseException:
+            self._unreceived -= 1
+            raise
         finally:
             self._session.resume_receiving(trio.current_time())
             self._reschedule()

@@ -31,6 +31,7 @@ from crdt import (
 )
 from crdt._history import CHUNK, History
 from crdt._store import SCHEMA_VERSION, Store, StoreError
+from crdt._stored import _parts
 from crdt._verify import Verifier
 from rumor_runtime import INLINE
 
@@ -1103,3 +1104,16 @@ async def test_inline_writes_still_share_commits_and_honour_cancellation(
             await store.count()  # cancelled before it starts, as on a thread
         assert scope.cancelled_caught
         assert stored_keys(store.path) == keys
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 64, 65, 499, 500, 501, 1000, 1337])
+def test_in_lists_come_in_a_few_lengths_and_keep_every_item(count: int) -> None:
+    """The `IN (...)` lists of the read side's lookups are padded (with their last item,
+    which matches the same rows again) to a power of two or the most a statement takes,
+    so each lookup prepares a few statement texts, not one per length."""
+    items = list(range(count))
+    parts = list(_parts(items))
+    assert items == list(range(count))  # the caller's list is left alone
+    assert all(len(part) in {1, 2, 4, 8, 16, 32, 64, 128, 256, 500} for part in parts)
+    assert [i for part in parts for i in dict.fromkeys(part)] == items
+    assert len(parts) == -(-count // 500)

@@ -38,6 +38,7 @@ from tests.gossip._core import (
     C,
     authored,
     connect,
+    deliver,
     graft,
     make,
     of_type,
@@ -577,3 +578,29 @@ def test_may_author_with_a_chain_of_ours_waits_until_settled() -> None:
     assert core.may_author(me, new_chain=False, settled=True)
     connect(core, A)  # an empty vector: A holds nothing of ours
     assert core.may_author(me, new_chain=False, settled=False)
+
+
+def test_peers_state_holds_each_author_key_once_not_a_copy_per_link() -> None:
+    """Keys decoded from a peer's vector, GRAFT or PRUNE are new bytes objects; what the
+    core keeps per peer (`have`, the authors it grafted or pruned) holds the key of the
+    ops we forwarded instead, so a room of N members costs each node N keys, not N per
+    link. Keys of authors we hold no op of are kept as they came."""
+    core, replica = make()
+    op = authored(1, who=0)[0]
+    connect(core, A)
+    deliver(core, replica, A, op, 1.0)
+    stranger = identity(1).peer_id
+    core.peer_up(B, 2.0)
+    core.receive(B, encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), 2.0)
+    vector = Vector(False, False, ((op.author, 1), (stranger, 1)))
+    core.receive(B, encode_message(vector), 2.0)
+    core.receive(B, encode_message(graft(op.author)), 2.1)
+    core.peer_up(C, 3.0)
+    core.receive(C, encode_message(Hello(1, 4, MAX_MESSAGE_BYTES)), 3.0)
+    core.receive(C, encode_message(Prune((op.author,))), 3.0)
+    peers = core._peers  # the memory layout is what this test is about
+    have = {key: key for key in peers[B].have}
+    assert have[op.author] is op.author and stranger in have
+    assert next(iter(peers[B].eager_for)) is op.author
+    assert next(iter(peers[C].lazy_for)) is op.author
+    assert core.peer_seq(op.author) == 1 and peers[B].have == {op.author: 1, stranger: 1}

@@ -408,3 +408,77 @@ async def test_a_received_message_that_queues_nothing_leaves_the_sender_asleep(
         b.send_nowait(ROOM_A, b"answer")  # but a queued message wakes it
         assert await a.receive() == RoomAuthorized(ROOM_A)
         assert await a.receive() == Message(ROOM_A, b"answer")
+
+
+async def test_a_sink_takes_messages_in_the_readers_task_and_never_overtakes_the_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`deliver_to`: messages go to the sink while nothing waits in the event queue; one
+    it refuses is queued, and so is every later one until `receive` has taken the queue,
+    so a consumer sees the events in the order they came, whichever way each went."""
+    async with memory_links(ALICE, BOB, config_a=FAST, config_b=FAST) as (a, b):
+        taken: list[bytes] = []
+        refuse = {b"2"}
+
+        def sink(message: Message) -> bool:
+            if message.payload in refuse:
+                return False
+            taken.append(message.payload)
+            return True
+
+        b.deliver_to(sink)
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        a.send_nowait(ROOM_A, b"0")  # the RoomAuthorized is still queued: so is this
+        await trio.testing.wait_all_tasks_blocked()
+        assert taken == []
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        assert await b.receive() == Message(ROOM_A, b"0")
+        for i in range(1, 5):
+            a.send_nowait(ROOM_A, b"%d" % i)
+        await trio.testing.wait_all_tasks_blocked()
+        assert taken == [b"1"]  # "2" was refused, and "3" and "4" queued behind it
+        assert [await b.receive() for _ in range(3)] == [
+            Message(ROOM_A, b"%d" % i) for i in (2, 3, 4)
+        ]
+        a.send_nowait(ROOM_A, b"5")
+        await trio.testing.wait_all_tasks_blocked()
+        assert taken == [b"1", b"5"]
+        b.deliver_to(None)
+        a.send_nowait(ROOM_A, b"6")
+        assert await b.receive() == Message(ROOM_A, b"6")
+        assert taken == [b"1", b"5"]
+
+
+async def test_a_sink_never_overtakes_an_event_handed_to_a_waiting_receiver(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A refused message handed straight to a task waiting in `receive` (the queue's
+    buffer stays empty) still holds back the next ones until that task has it."""
+    async with memory_links(ALICE, BOB, config_a=FAST, config_b=FAST) as (a, b):
+        assert await join_both(a, b, ROOM_A, SECRET_A, SECRET_A) == (True, True)
+        assert await b.receive() == RoomAuthorized(ROOM_A)
+        seen: list[bytes] = []
+
+        def sink(message: Message) -> bool:
+            if int(message.payload) % 3 == 0:
+                return False
+            seen.append(message.payload)
+            return True
+
+        async def consumer() -> None:
+            while True:
+                event = await b.receive()
+                assert isinstance(event, Message)
+                seen.append(event.payload)
+
+        b.deliver_to(sink)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consumer)
+            await trio.testing.wait_all_tasks_blocked()
+            for i in range(60):
+                a.send_nowait(ROOM_A, b"%d" % i)
+                if i % 7 == 0:
+                    await trio.sleep(0.01)
+            await trio.sleep(1.0)
+            nursery.cancel_scope.cancel()
+        assert seen == [b"%d" % i for i in range(60)]
