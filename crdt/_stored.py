@@ -14,6 +14,7 @@ summary, the held ops and the screening checks (`check_unknown`); and it never l
 from __future__ import annotations
 
 import heapq
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -220,27 +221,26 @@ class StoredReplica:
         (rows after the summary's may be listed, and rows of a transaction not committed
         yet). The writer only appends to a tail, or inserts a healed op at its old row,
         and drops it whole when it merges, so a copy of it is consistent."""
-        tail = self._summary.tail.get(a)
-        if tail is None:
-            return []
-        flat = tail[:]  # one C-level copy: the writer extends the array while we read
         if forked:  # twins break seq order; forks are rare
+            flat = self._summary.tail.get(a, array("q"))[:]
             return sorted((seq, n) for seq, n in tail_pairs(flat) if seq > after)
-        # An unforked chain takes effect in seq order, so its tail is in seq order too.
-        seqs = flat[0::2]
-        start = bisect_right(seqs, after)
-        return list(zip(seqs[start:], flat[1::2][start:], strict=True))
+        seqs, rows, start = self._unforked_tail(a, after)
+        return list(zip(seqs[start:], rows[start:], strict=True))
 
     def _tail_first(self, a: int, after: int) -> tuple[int, int] | None:
         """The first entry of `_tail(a, after, False)`, without building the rest (a sync
         asks it of every author for every batch, and a tail may hold thousands)."""
-        tail = self._summary.tail.get(a)
-        if tail is None:
-            return None
-        flat = tail[:]
+        seqs, rows, start = self._unforked_tail(a, after)
+        return (seqs[start], rows[start]) if start < len(seqs) else None
+
+    def _unforked_tail(self, a: int, after: int) -> tuple[array[int], array[int], int]:
+        """An unforked chain's tail (its seqs and rows, from one copy) and where the seqs
+        above `after` start: such a chain takes effect in seq order, so its tail is in
+        seq order too."""
+        # One C-level copy: the writer extends the array while we read.
+        flat = self._summary.tail.get(a, array("q"))[:]
         seqs = flat[0::2]
-        at = bisect_right(seqs, after)
-        return (seqs[at], flat[2 * at + 1]) if at < len(seqs) else None
+        return seqs, flat[1::2], bisect_right(seqs, after)
 
     def _rows_by_n(self, rows: list[int]) -> dict[int, _Row]:
         found: dict[int, _Row] = {}

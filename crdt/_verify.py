@@ -212,13 +212,14 @@ class Verifier:
 
     async def verify(self, ops: Sequence[Op]) -> list[bool]:
         """One verdict per op, in order."""
+        inline = len(ops) < INLINE_BELOW or not self._workers
+        check = self._check
+        if inline and check is not None:
+            return [check(op.author, op.signature, SIGNING_CONTEXT + op.payload) for op in ops]
         items: list[bytes] = []
         for op in ops:
             items += (op.author, op.data)
-        if len(ops) < INLINE_BELOW or not self._workers:
-            check = self._check
-            if check is not None:
-                return [check(op.author, op.signature, SIGNING_CONTEXT + op.payload) for op in ops]
+        if inline:
             return [bool(v) for v in verify_signatures(items, SIGNING_CONTEXT, self._keys)]
         worker = min(self._workers, key=lambda w: w.load)
         try:

@@ -124,9 +124,8 @@ class Trees:
         self._recent[op.id] = op.author
         if len(self._recent) > RECENT_OPS:
             del self._recent[next(iter(self._recent))]
-        latest = self._latest.get(op.author, ())
-        keep = 3 * (RECENT_PER_AUTHOR - 1)
-        kept = latest[len(latest) - keep :] if keep else ()
+        keep = 3 * (RECENT_PER_AUTHOR - 1)  # values of the ops kept beside this one
+        kept = self._latest.get(op.author, ())[-keep:] if keep else ()
         self._latest[op.author] = (*kept, op.id, op.seq, now)
 
     def latest(self, author: bytes, since: float) -> list[tuple[bytes, int]]:

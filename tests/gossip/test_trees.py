@@ -3,7 +3,8 @@ of one `RoomGossip` core driven by hand."""
 
 from __future__ import annotations
 
-from node.gossip import Ack, IHave, Ingest, Mode, Ops, Prune, Want, encode_message
+from crdt import Op
+from node.gossip import Ack, IHave, Ingest, Mode, Ops, Prune, RoomGossip, Want, encode_message
 from tests.gossip._core import (
     A,
     B,
@@ -285,29 +286,31 @@ def test_with_no_feeder_to_take_it_an_author_goes_to_any_other_peer() -> None:
     assert core.parent(op.author) == B
 
 
-def test_with_every_peer_left_a_child_an_author_goes_to_one_that_gives_way() -> None:
-    """A's author has no runner-up, and B and C are both children for it: rather than
-    leave our whole subtree to pull its ops, we graft it on B, whose id is lower than
-    ours: B gives way (crossed grafts) and grafts it elsewhere."""
-    core, replica = make(peer_id=b"\xff" * 32)
+def every_peer_left_a_child(peer_id: bytes) -> tuple[RoomGossip, Op]:
+    """A core whose parent for an author is A, and whose other peers, B and C, are both
+    its children for that author."""
+    core, replica = make(peer_id=peer_id)
     for peer in (A, B, C):
         connect(core, peer)
     op = authored(1)[0]
     deliver(core, replica, A, op, 1.0)
     for child in (B, C):
         core.receive(child, encode_message(graft(op.author)), 1.1)
+    return core, op
+
+
+def test_with_every_peer_left_a_child_an_author_goes_to_one_that_gives_way() -> None:
+    """A's author has no runner-up, and B and C are both children for it: rather than
+    leave our whole subtree to pull its ops, we graft it on B, whose id is lower than
+    ours: B gives way (crossed grafts) and grafts it elsewhere."""
+    core, op = every_peer_left_a_child(peer_id=b"\xff" * 32)
     assert sent(core.peer_down(A, 2.0)) == [(B, graft(op.author))]
     assert core.parent(op.author) == B
 
 
 def test_with_every_peer_left_a_child_of_higher_id_the_author_waits_for_pulls() -> None:
-    core, replica = make(peer_id=b"\x01" * 32)  # B and C, higher, would not give way
-    for peer in (A, B, C):
-        connect(core, peer)
-    op = authored(1)[0]
-    deliver(core, replica, A, op, 1.0)
-    for child in (B, C):
-        core.receive(child, encode_message(graft(op.author)), 1.1)
+    # B and C have higher ids than ours: they would not give way.
+    core, op = every_peer_left_a_child(peer_id=b"\x01" * 32)
     assert sent(core.peer_down(A, 2.0)) == []
     assert core.parent(op.author) is None
 

@@ -29,6 +29,16 @@ async def echo_once(listener: trio.abc.Listener[trio.abc.Stream]) -> None:
             await stream.send_all(data)
 
 
+async def stream_pair(
+    net: SimNetwork, a: str, b: str
+) -> tuple[trio.abc.Listener[trio.abc.Stream], trio.abc.Stream, trio.abc.Stream]:
+    """A listener on host `b`, and a stream to it from host `a`: (listener, `a`'s end,
+    `b`'s end)."""
+    (listener,), port = await net.transport(b).open_listeners(b, 0)
+    client = await net.transport(a).open_stream(b, port)
+    return listener, client, await listener.accept()
+
+
 async def test_connect_send_and_echo_take_exact_round_trips(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -56,9 +66,7 @@ async def test_connect_send_and_echo_take_exact_round_trips(
 async def test_jitter_never_reorders_bytes(autojump_clock: trio.testing.MockClock) -> None:
     net = SimNetwork(random.Random(3), latency=(0.01, 0.2), jitter=0.5)
     a, b = net.new_host(), net.new_host()
-    (listener,), port = await net.transport(b).open_listeners(b, 0)
-    client = await net.transport(a).open_stream(b, port)
-    server = await listener.accept()
+    listener, client, server = await stream_pair(net, a, b)
     sent = b"".join(bytes([n % 256]) * (n % 7 + 1) for n in range(500))
     for at in range(0, len(sent), 13):
         await client.send_all(sent[at : at + 13])
@@ -78,9 +86,7 @@ async def test_eof_arrives_after_the_data_and_a_closed_reader_breaks_the_writer(
 ) -> None:
     net = fixed_network(0.05)
     a, b = net.new_host(), net.new_host()
-    (listener,), port = await net.transport(b).open_listeners(b, 0)
-    client = await net.transport(a).open_stream(b, port)
-    server = await listener.accept()
+    listener, client, server = await stream_pair(net, a, b)
     await client.send_all(b"last words")
     t0 = trio.current_time()
     await client.aclose()
@@ -164,9 +170,7 @@ async def test_a_full_window_blocks_the_writer_until_the_reader_reads(
 ) -> None:
     net = fixed_network(0.05, window=1000)
     a, b = net.new_host(), net.new_host()
-    (listener,), port = await net.transport(b).open_listeners(b, 0)
-    client = await net.transport(a).open_stream(b, port)
-    server = await listener.accept()
+    listener, client, server = await stream_pair(net, a, b)
     await client.send_all(bytes(1000))  # fills the window
     with trio.move_on_after(60) as waited:
         await client.send_all(b"more")
@@ -188,9 +192,7 @@ async def test_a_write_that_fits_is_a_cancellation_point_that_never_yields(
 ) -> None:
     net = fixed_network(0.05)
     a, b = net.new_host(), net.new_host()
-    (listener,), port = await net.transport(b).open_listeners(b, 0)
-    client = await net.transport(a).open_stream(b, port)
-    server = await listener.accept()
+    listener, client, server = await stream_pair(net, a, b)
     ran: list[str] = []
 
     async def other() -> None:
