@@ -42,6 +42,7 @@ from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import suppress
 from dataclasses import dataclass
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -58,7 +59,7 @@ __all__ = ["SHIFT", "Applier", "Summary", "load_op", "tail_pairs"]
 log = logging.getLogger("crdt.store")
 
 SHIFT = 1 << 63  # hlc is an unsigned 64-bit number; SQLite integers are signed
-RECENT = 1024  # ops that took effect lately, kept decoded: most lookups are for these
+RECENT = 1024  # ops that took effect lately, kept decoded (the latest 768-1024): most lookups
 MERGE_LEAST = 4096  # pending ids merged into op_ids at once: at least this many,
 MERGE_PART = 2  # and at least this part of the ops in effect (a merge rewrites op_ids),
 MERGE_MOST = 65536  # and at most this many (about 10 MiB of memory, ids and chains)
@@ -514,7 +515,11 @@ class Applier(Replica):
     def _remember(self, op: Op) -> None:
         self._recent[op.id] = op
         if len(self._recent) > RECENT:
-            del self._recent[next(iter(self._recent))]
+            # The oldest quarter goes at once. Deleting the oldest key one at a time
+            # leaves dead slots at the front of the dict that every later lookup of its
+            # first key walks again (CPython keeps no index of the first live one): half
+            # a microsecond an op at this size. A new dict has none.
+            self._recent = dict(islice(self._recent.items(), RECENT // 4, None))
 
     def _put_held(self, op: Op) -> None:
         self.db.execute("INSERT OR REPLACE INTO held (id, data) VALUES (?, ?)", (op.id, op.data))
