@@ -16,6 +16,7 @@ from node._invite import Invite
 from node._lock import hold_lock
 from node.app import _run as _headless
 from node.app import cli
+from node.app._args import DEBUG_ENV
 from node.app._config import Config
 from node.app._run import RunError, run_node
 from node.app.cli import main
@@ -169,7 +170,7 @@ def test_a_bug_is_one_line_and_status_70_unless_debugging(
         raise RuntimeError("a bug\nover two lines")
 
     monkeypatch.setattr(cli, "_dispatch", broken)
-    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
     assert main(["demo"]) == 70
     _, err = capsys.readouterr()
     assert err.count("\n") == 1
@@ -182,6 +183,6 @@ def test_a_bug_is_one_line_and_status_70_unless_debugging(
     assert "in broken" in err
     assert err.endswith("\nrumor: internal error: RuntimeError: a bug over two lines\n")
 
-    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    monkeypatch.setenv(DEBUG_ENV, "1")
     assert main(["demo"]) == 70
     assert "Traceback" in capsys.readouterr().err

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from node import NodeStatus, RoomStatus
+from node.app._args import build_parser
 from node.app._metrics import NodeCollector
-from node.app.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib"
@@ -47,7 +47,7 @@ def test_the_unit_is_hardened_and_runs_rumor_with_options_it_takes() -> None:
     assert service["Environment"] == "RUMOR_DATA_DIR=%S/rumor"
     command = shlex.split(service["ExecStart"])
     assert command[0].endswith("/rumor")
-    _parser().parse_args(command[1:])  # argparse exits (SystemExit) on an unknown option
+    build_parser().parse_args(command[1:])  # argparse exits (SystemExit) on an unknown option
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
@@ -101,7 +101,7 @@ def test_the_container_recipe_parses_and_runs_rumor_with_options_it_takes() -> N
     script = entrypoint[2]
     for command in re.findall(r"rumor ((?:init|run)[^|;]*)", script):
         words = [w for w in shlex.split(command) if w != "$@"]
-        _parser().parse_args(words)
+        build_parser().parse_args(words)
     assert found["COPY"].split()[0] == "."
     assert (ROOT / "pyproject.toml").exists()
 

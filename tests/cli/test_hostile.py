@@ -15,7 +15,7 @@ import pytest
 from crdt import Identity
 from node._datadir import DataDir
 from node._lock import Holder, hold_lock
-from node.app import cli
+from node.app import _shell
 
 from .test_headless import ROOT, free_port, init, running, wait_for
 
@@ -147,7 +147,7 @@ def test_oversized_input_is_refused_in_plain_words_before_sending(tmp_path: Path
     data_dir = tmp_path / "a"
     init(data_dir, "--listen", "127.0.0.1:0", "--dht-port", "0")
     out(rumor("create", "plans", "--data-dir", data_dir))
-    most = cli.MAX_MESSAGE_BYTES
+    most = _shell.MAX_MESSAGE_BYTES
     assert len(out(rumor("send", "plans", "-", "--data-dir", data_dir, stdin=b"x" * most))) == 65
     for size in (most + 1, 60_000, 200_000):
         done = rumor("send", "plans", "-", "--data-dir", data_dir, stdin=b"x" * size)
@@ -222,11 +222,11 @@ def test_a_control_file_left_by_a_killed_node_is_ignored(tmp_path: Path) -> None
 
 def test_the_lock_wait_counts_per_holder() -> None:  # 5
     now = [0.0]
-    wait = cli._LockWait(Path("d"), lambda: now[0])
+    wait = _shell.LockWait(Path("d"), lambda: now[0])
     for pid in (10, 11, 12):  # commands taking their turns: each may take a while
         wait.check(Holder(pid, ""))
-        now[0] += cli.LOCK_WAIT - 1
+        now[0] += _shell.LOCK_WAIT - 1
         wait.check(Holder(pid, ""))
     now[0] += 1
-    with pytest.raises(cli.CommandError, match=r"busy: another rumor process \(pid 12\)"):
+    with pytest.raises(_shell.CommandError, match=r"busy: another rumor process \(pid 12\)"):
         wait.check(Holder(12, ""))
