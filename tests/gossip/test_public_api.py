@@ -9,6 +9,7 @@ EXPECTED = {
     "PEER_FAULT_REASONS",
     "PROTOCOL_VERSION",
     "Ack",
+    "Bundle",
     "Action",
     "Fault",
     "GossipConfig",
