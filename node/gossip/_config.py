@@ -90,13 +90,6 @@ class GossipConfig:
     # both sides a message, a Noise frame, an ingest and an ack, whatever it holds.
     batch_ops: int = 512
     ihave_interval: float = 0.0  # announcements to lazy peers are gathered this long
-    # A batch is acknowledged at most this long after its ingest: sooner with the next
-    # message to its sender (one ACK for them all, in one link message with it), or once
-    # half the window awaits an ACK. 0: at once. Every link message is another chance to
-    # be lost and hold up the messages behind it on its link.
-    ack_delay: float = 0.2
-    # Messages for one peer that are ready together go as one link message (a BUNDLE).
-    bundle: bool = True
     # Each op is announced to at most this many of the peers it is not pushed to, drawn
     # at random (GossipSub's gossip to a few peers); None: to all of them.
     lazy_peers: int | None = 2
@@ -124,10 +117,8 @@ class GossipConfig:
             )
         if not 1 <= self.batch_ops <= MAX_OPS_PER_BATCH:
             raise GossipLocalError(f"batch_ops must be in 1..{MAX_OPS_PER_BATCH}")
-        if min(self.ihave_interval, self.reroute_margin, self.graft_window, self.ack_delay) < 0:
-            raise GossipLocalError(
-                "ihave_interval, reroute_margin, graft_window, ack_delay must be >= 0"
-            )
+        if min(self.ihave_interval, self.reroute_margin, self.graft_window) < 0:
+            raise GossipLocalError("ihave_interval, reroute_margin, graft_window must be >= 0")
         timings = (self.graft_timeout, self.retry_timeout, self.sync_interval, self.announce_delay)
         if min(timings) <= 0:
             raise GossipLocalError("timeouts and the sync interval must be positive")

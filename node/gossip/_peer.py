@@ -114,8 +114,6 @@ class Peer:
     next_batch: int = 0
     outstanding: set[int] = field(default_factory=set)  # our batches it has not acked
     unacked: int = 0  # its batches we have not acked yet
-    acks: list[int] = field(default_factory=list)  # its ingested batches, to ack
-    ack_due: float | None = None  # when `acks` must go at the latest
     # ops to send before catch-up: (op, mode, asked for by a WANT)
     queue: deque[tuple[Op, Mode, bool]] = field(default_factory=deque)
     have: Seqs = field(default_factory=Seqs)  # what we believe it has

@@ -37,11 +37,9 @@ from ._pulls import Pulls
 from ._stream import Streamer
 from ._trees import Reshape, Trees
 from ._wire import (
-    BUNDLE_OVERHEAD,
     MAX_IDS,
     PROTOCOL_VERSION,
     Ack,
-    Bundle,
     Hello,
     IHave,
     Message,
@@ -51,7 +49,6 @@ from ._wire import (
     Prune,
     Vector,
     Want,
-    bundle_messages,
     decode_message,
     encode_message,
 )
@@ -163,7 +160,6 @@ class RoomGossip:
     def next_timer(self) -> float | None:
         """When `handle_timer` must next be called (None: only after another event)."""
         times = [p.next_sync for p in self._peers.values()]
-        times += [p.ack_due for p in self._peers.values() if p.ack_due is not None]
         if self._flush_at is not None:
             times.append(self._flush_at)
         if self._announce_at is not None:
@@ -188,7 +184,7 @@ class RoomGossip:
         self._feed(out)
         if not self.config.flood:
             self._reshape(self._trees.adopt_orphans(peer, self._peers, now), out)
-        return self._finish(out)
+        return out
 
     def _feed(self, out: list[Action]) -> None:
         """Keep `eager_peers` peers pushing us authors' first ops (the thin eager core, as
@@ -208,7 +204,7 @@ class RoomGossip:
         """The link to `peer` has closed (for whatever reason). Unknown peers are ignored."""
         out: list[Action] = []
         self._forget(peer, out)
-        return self._finish(out)
+        return out
 
     def authored(self, op: Op, now: float) -> list[Action]:
         """The local identity authored `op`, which is now durable and in the source."""
@@ -217,7 +213,7 @@ class RoomGossip:
         out: list[Action] = []
         self._forward(op, None, now, out)
         self._flush_due(now, out)
-        return self._finish(out)
+        return out
 
     def receive(self, peer: bytes, data: bytes, now: float) -> list[Action]:
         """`peer` sent us `data` for this room."""
@@ -227,16 +223,10 @@ class RoomGossip:
         out: list[Action] = []
         try:
             message = decode_message(data, max_bytes=self.config.max_message_bytes)
-            if isinstance(message, Bundle):
-                for part in message.messages:
-                    if self._peers.get(peer) is not state:
-                        break  # penalised by an earlier part
-                    self._dispatch(state, part, now, out)
-            else:
-                self._dispatch(state, message, now, out)
+            self._dispatch(state, message, now, out)
         except GossipRemoteError as exc:
             self._penalise(peer, exc.reason, exc.detail or exc.reason.value, out)
-        return self._finish(out)
+        return out
 
     def ingested(self, token: int, report: IngestReport, now: float) -> list[Action]:
         """The driver's ingest of `Ingest(token=token)` finished with `report`."""
@@ -268,18 +258,16 @@ class RoomGossip:
             else:
                 self._forward(op, source.id, now, out, holders)
         if self._peers.get(source.id) is source:
-            self._ack(source, ingesting.batch, now, out)
+            source.unacked -= 1
+            out.append(Send(source.id, encode_message(Ack(ingesting.batch))))
         self._flush_due(now, out)
-        return self._finish(out)
+        return out
 
     def handle_timer(self, now: float) -> list[Action]:
         """Do what is due at `now`: announcements, pulls, periodic vector swaps."""
         out: list[Action] = []
         self._pull_due(now, out)
         self._flush_due(now, out)
-        for state in self._peers.values():
-            if state.ack_due is not None and now >= state.ack_due:
-                self._send_acks(state, out)
         if self._announce_at is not None and now >= self._announce_at:
             self._announce_at = None
             for state in self._peers.values():
@@ -289,7 +277,7 @@ class RoomGossip:
             if now >= state.next_sync:
                 self._stream.send_vector(state, reply=True, out=out)
                 state.next_sync = now + self._sync_delay()
-        return self._finish(out)
+        return out
 
     # -- messages -----------------------------------------------------------------------
 
@@ -307,10 +295,9 @@ class RoomGossip:
         if isinstance(message, Ops):
             self._on_ops(state, message, now, out)
         elif isinstance(message, Ack):
-            for batch in message.batches:
-                if batch not in state.outstanding:
-                    raise GossipRemoteError(Fault.FLOW, f"ack for batch {batch}")
-                state.outstanding.discard(batch)
+            if message.batch not in state.outstanding:
+                raise GossipRemoteError(Fault.FLOW, f"ack for batch {message.batch}")
+            state.outstanding.discard(message.batch)
             self._stream.pump(state, out)
         elif isinstance(message, Vector):
             self._on_vector(state, message, out)
@@ -331,7 +318,7 @@ class RoomGossip:
         elif isinstance(message, Pause):
             state.syncing = state.overflowed = False
             state.resume = True
-        elif isinstance(message, Prune) and not self.config.flood:
+        elif not self.config.flood:  # Prune
             if not message.authors:
                 state.eager = False
                 state.told_lazy = True
@@ -433,7 +420,8 @@ class RoomGossip:
                 state.paused = True
                 out.append(Send(state.id, encode_message(Pause())))
         if not fresh:
-            self._ack(state, message.batch, now, out)
+            state.unacked -= 1
+            out.append(Send(state.id, encode_message(Ack(message.batch))))
             return
         token = self._next_token
         self._next_token += 1
@@ -553,74 +541,6 @@ class RoomGossip:
                 ids = tuple(want[start : start + MAX_IDS])
                 self.stats.wants_sent += len(ids)
                 out.append(Send(state.id, encode_message(Want(False, ids))))
-
-    def _ack(self, state: Peer, batch: int, now: float, out: list[Action]) -> None:
-        """Batch `batch` from `state` is ingested: acknowledge it within `ack_delay`, with
-        the next message we send the peer if one comes sooner (`_finish`), or at once if
-        half its window awaits acknowledgement."""
-        state.acks.append(batch)
-        if self.config.ack_delay <= 0 or 2 * len(state.acks) >= self.config.window:
-            self._send_acks(state, out)
-        elif state.ack_due is None:
-            state.ack_due = now + self.config.ack_delay
-
-    def _send_acks(self, state: Peer, out: list[Action]) -> None:
-        acks, state.acks = state.acks, []
-        state.ack_due = None
-        if acks:
-            state.unacked -= len(acks)
-            out.append(Send(state.id, encode_message(Ack(acks[0], tuple(acks[1:])))))
-
-    def _finish(self, out: list[Action]) -> list[Action]:
-        """The actions of one event, as the driver gets them: the acks we owe a peer go
-        with any message we send it, and the messages for one peer go as one (a BUNDLE,
-        at the place of the first of them), within its message size limit."""
-        peers = self._peers
-        sent: dict[bytes, int] = {}
-        for action in out:
-            if isinstance(action, Send):
-                sent[action.peer] = sent.get(action.peer, 0) + 1
-        for peer in sent:
-            state = peers.get(peer)
-            if state is not None and state.acks:
-                self._send_acks(state, out)
-                sent[peer] += 1
-        if not self.config.bundle or all(n == 1 for n in sent.values()):
-            return out
-        parts: dict[bytes, list[bytes]] = {}
-        result: list[Action | bytes] = []
-        for action in out:
-            if isinstance(action, Send) and sent[action.peer] > 1:
-                state = peers.get(action.peer)
-                if state is not None and state.hello is not None:
-                    if action.peer not in parts:
-                        parts[action.peer] = []
-                        result.append(action.peer)  # the bundle's place
-                    parts[action.peer].append(action.data)
-                    continue
-            result.append(action)
-        final: list[Action] = []
-        for item in result:
-            if not isinstance(item, bytes):
-                final.append(item)
-                continue
-            hello = peers[item].hello
-            assert hello is not None
-            limit = min(hello.max_bytes, self.config.max_message_bytes) - BUNDLE_OVERHEAD
-            group: list[bytes] = []
-            size = 0
-            for data in parts[item]:
-                if group and size + len(data) > limit:
-                    final.append(self._bundle(item, group))
-                    group, size = [], 0
-                group.append(data)
-                size += len(data)
-            final.append(self._bundle(item, group))
-        return final
-
-    @staticmethod
-    def _bundle(peer: bytes, group: list[bytes]) -> Send:
-        return Send(peer, group[0] if len(group) == 1 else bundle_messages(group))
 
     # -- bookkeeping --------------------------------------------------------------------
 

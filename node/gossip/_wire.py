@@ -7,15 +7,13 @@ checked that the peer may see it). Fields are positional, never maps:
     [0, version, window, max_bytes]      HELLO   first message on a link, each way
     [1, reply, more, [[author, seq]...]] VECTOR  version vector (chunked: `more` until last)
     [2, batch, mode, [op bytes...]]      OPS     ops; `batch` is acked; mode push/pulled/sync
-    [3, batch, batch...]                 ACK     batches of ours were ingested: a credit back each
+    [3, batch]                           ACK     a batch of ours was ingested: one credit back
     [4, [op id...]]                      IHAVE   ids of new ops, for lazy peers (Plumtree §3.2)
     [5, graft, [op id...]]               WANT    send me these ops; `graft`: and push to me
     [5, graft, [op id...], [author...]]          and push me these authors' new ops
     [6]                                  PRUNE   stop pushing to me; announce instead
     [6, [author...]]                             the same, for these authors' ops only
     [7]                                  PAUSE   stop catch-up: someone else is sending it
-    [8, [message...]]                    BUNDLE  several of the above (never a BUNDLE) for
-                                                 one link message, read in order
 
 Decoding any bytes gives a valid message or raises `GossipRemoteError`, nothing else.
 Building a message with fields out of range raises `GossipLocalError`. This module
@@ -35,7 +33,6 @@ from crdt import MAX_OP_BYTES
 from ._errors import Fault, GossipLocalError, GossipRemoteError
 
 __all__ = [
-    "BUNDLE_OVERHEAD",
     "MAX_ADVERTISED_BYTES",
     "MAX_IDS",
     "MAX_MESSAGE_BYTES",
@@ -45,7 +42,6 @@ __all__ = [
     "MIN_MESSAGE_BYTES",
     "PROTOCOL_VERSION",
     "Ack",
-    "Bundle",
     "Hello",
     "IHave",
     "Message",
@@ -56,7 +52,6 @@ __all__ = [
     "Prune",
     "Vector",
     "Want",
-    "bundle_messages",
     "decode_message",
     "encode_message",
     "ops_overhead",
@@ -87,7 +82,6 @@ class MsgType(enum.IntEnum):
     WANT = 5
     PRUNE = 6
     PAUSE = 7
-    BUNDLE = 8
 
 
 class Mode(enum.IntEnum):
@@ -180,23 +174,15 @@ class Ops:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The receiver has ingested batch `batch` (and the batches in `more`): the sender may
-    send one more for each."""
+    """The receiver has ingested batch `batch`: the sender may send one more."""
 
     batch: int
-    more: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check(_is_int(self.batch, 0, MAX_BATCH), "batch number out of range")
-        _check(type(self.more) is tuple and len(self.more) < MAX_WINDOW, "too many batches")
-        _check(all(_is_int(b, 0, MAX_BATCH) for b in self.more), "batch number out of range")
-
-    @property
-    def batches(self) -> tuple[int, ...]:
-        return (self.batch, *self.more)
 
     def fields(self) -> list[Any]:
-        return [MsgType.ACK, self.batch, *self.more]
+        return [MsgType.ACK, self.batch]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,27 +251,7 @@ class Pause:
         return [MsgType.PAUSE]
 
 
-@dataclass(frozen=True, slots=True)
-class Bundle:
-    """Several messages in one link message, to be read in order: each link message may be
-    lost and sent again, holding up everything behind it on its link (head-of-line
-    blocking), so messages for one peer that are ready together go as one. A bundle never
-    holds a HELLO (it opens the link, on its own) nor another bundle."""
-
-    messages: tuple[Message, ...]
-
-    def __post_init__(self) -> None:
-        _check(type(self.messages) is tuple and len(self.messages) >= 1, "an empty bundle")
-        _check(
-            all(not isinstance(m, Hello | Bundle) for m in self.messages),
-            "a HELLO or a BUNDLE in a bundle",
-        )
-
-    def fields(self) -> list[Any]:
-        return [MsgType.BUNDLE, [m.fields() for m in self.messages]]
-
-
-Message = Hello | Vector | Ops | Ack | IHave | Want | Prune | Pause | Bundle
+Message = Hello | Vector | Ops | Ack | IHave | Want | Prune | Pause
 
 _pack = msgpack.Packer().pack
 
@@ -294,20 +260,6 @@ def encode_message(message: Message) -> bytes:
     """The wire form of a message."""
     data: bytes = _pack(message.fields())
     return data
-
-
-def bundle_messages(parts: list[bytes]) -> bytes:
-    """The wire form of a BUNDLE of already encoded messages (not HELLOs nor BUNDLEs, and
-    one at least), without encoding them again: msgpack arrays nest by concatenation."""
-    count = len(parts)
-    if count < 16:
-        header = bytes((0x92, MsgType.BUNDLE, 0x90 | count))
-    else:
-        header = bytes((0x92, MsgType.BUNDLE, 0xDC)) + count.to_bytes(2, "big")
-    return header + b"".join(parts)
-
-
-BUNDLE_OVERHEAD = 5  # the most bytes `bundle_messages` adds to its parts (up to 65,535)
 
 
 def ops_overhead(count: int) -> int:
@@ -376,9 +328,8 @@ def _build(fields: tuple[Any, ...]) -> Message:
             raise GossipRemoteError(Fault.GARBAGE, f"unknown mode {mode!r}")
         return Ops(batch, Mode(mode), ops)
     if kind == MsgType.ACK:
-        if len(fields) < 2:
-            raise GossipRemoteError(Fault.GARBAGE, "an ACK of no batch")
-        return Ack(fields[1], fields[2:])
+        (batch,) = _arity(fields, 2)
+        return Ack(batch)
     if kind == MsgType.IHAVE:
         (ids,) = _arity(fields, 2)
         return IHave(ids)
@@ -390,16 +341,4 @@ def _build(fields: tuple[Any, ...]) -> Message:
     if kind == MsgType.PAUSE:
         _arity(fields, 1)
         return Pause()
-    if kind == MsgType.BUNDLE:
-        (parts,) = _arity(fields, 2)
-        if type(parts) is not tuple or not parts:
-            raise GossipRemoteError(Fault.GARBAGE, "bundle not a non-empty array")
-        messages = []
-        for part in parts:
-            if type(part) is not tuple or not part or type(part[0]) is not int:
-                raise GossipRemoteError(Fault.GARBAGE, "not a [type, ...] array in a bundle")
-            if part[0] in (MsgType.HELLO, MsgType.BUNDLE):
-                raise GossipRemoteError(Fault.GARBAGE, "a HELLO or a BUNDLE in a bundle")
-            messages.append(_build(part))
-        return Bundle(tuple(messages))
     raise GossipRemoteError(Fault.GARBAGE, f"unknown message type {kind}")

@@ -10,7 +10,6 @@ from crdt import IngestReport, Op, Replica
 from node.gossip import (
     MAX_MESSAGE_BYTES,
     Action,
-    Bundle,
     GossipConfig,
     Hello,
     Message,
@@ -41,14 +40,7 @@ def authored(count: int, who: int = 5) -> list[Op]:
 
 
 def sent(actions: list[Action]) -> list[tuple[bytes, Message]]:
-    """The messages sent, in order; a BUNDLE's parts one by one."""
-    out: list[tuple[bytes, Message]] = []
-    for action in actions:
-        if isinstance(action, Send):
-            message = decode_message(action.data)
-            parts = message.messages if isinstance(message, Bundle) else (message,)
-            out.extend((action.peer, part) for part in parts)
-    return out
+    return [(a.peer, decode_message(a.data)) for a in actions if isinstance(a, Send)]
 
 
 def of_type(actions: list[Action], kind: type[M]) -> list[tuple[bytes, M]]:
@@ -71,7 +63,7 @@ def report_for(replica: Replica, ops: tuple[bytes, ...]) -> IngestReport:
 
 def make(peer_id: bytes = b"", **config: object) -> tuple[RoomGossip, Replica]:
     replica = Replica(ROOM)
-    settings = {"ack_delay": 0.0, **config}
+    settings = {**config}
     core = RoomGossip(
         replica,
         rng=random.Random(0),

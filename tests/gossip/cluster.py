@@ -67,44 +67,14 @@ _NAMES = {
     MsgType.PRUNE: "Prune",
     MsgType.PAUSE: "Pause",
 }
-BUNDLE_NAME = "Bundle"  # a BUNDLE's own bytes: its header (its parts count as their types)
 
 
 def _peek(data: bytes) -> int | None:
     """The type of a well-formed message (`[type, ...]`, a short msgpack array), without
     decoding it: the harness only counts; the cores decode and check what they receive."""
-    if len(data) >= 2 and 0x91 <= data[0] <= 0x9F and (data[1] in _NAMES or data[1] == 8):
+    if len(data) >= 2 and 0x91 <= data[0] <= 0x9F and data[1] in _NAMES:
         return data[1]
     return None
-
-
-_packb = msgpack.Packer().pack
-
-
-def census(data: bytes) -> tuple[list[tuple[str, int]], int, int]:
-    """What one link message carries, for counting: (type name, bytes) of each message in
-    it (a BUNDLE's parts, and its header as `BUNDLE_NAME`), the ops in its OPS batches,
-    and the batches it acknowledges."""
-    kind = _peek(data)
-    if kind is None:
-        return [("garbage", len(data))], 0, 0
-    try:
-        fields = msgpack.unpackb(data)
-        parts = fields[1] if kind == MsgType.BUNDLE else [fields]
-        named: list[tuple[str, int]] = []
-        ops = acks = 0
-        for part in parts:
-            size = len(data) if kind != MsgType.BUNDLE else len(_packb(part))
-            named.append((_NAMES.get(part[0], "garbage"), size))
-            if part[0] == MsgType.OPS:
-                ops += len(part[3])
-            elif part[0] == MsgType.ACK:
-                acks += len(part) - 1
-        if kind == MsgType.BUNDLE:
-            named.append((BUNDLE_NAME, len(data) - sum(size for _, size in named)))
-        return named, ops, acks
-    except Exception:
-        return [("garbage", len(data))], 0, 0  # garbage: the core penalises it
 
 
 def identity(n: int) -> Identity:
@@ -242,8 +212,12 @@ class Cluster:
 
     def inject(self, src: int, dst: int, data: bytes) -> None:
         """Deliver raw bytes to dst as if src had sent them, now."""
-        _, ops, acks = census(data)
-        self._push(self.now, "deliver", (src, dst, data, ops, acks))
+        kind = _peek(data)
+        try:
+            count = len(msgpack.unpackb(data)[3]) if kind == MsgType.OPS else 0
+        except Exception:
+            count = 0  # garbage: the core penalises it
+        self._push(self.now, "deliver", (src, dst, data, kind, count))
 
     def run(self, duration: float, *, max_events: int = 5_000_000) -> None:
         """Process events for `duration` seconds of virtual time."""
@@ -283,17 +257,19 @@ class Cluster:
                 j = self.by_id[action.peer]
                 if frozenset((i, j)) not in self.links:
                     continue
-                named, count, acks = census(action.data)
-                for name, size in named:
-                    self.bytes_by_type[name] = self.bytes_by_type.get(name, 0) + size
-                    if name == "Ops":
-                        self.outstanding[(i, j)] += 1
-                        self.max_outstanding = max(self.max_outstanding, self.outstanding[(i, j)])
+                kind = _peek(action.data)
+                name = _NAMES.get(kind, "garbage") if kind is not None else "garbage"  # type: ignore[call-overload]
+                self.bytes_by_type[name] = self.bytes_by_type.get(name, 0) + len(action.data)
+                count = 0
+                if kind == MsgType.OPS:
+                    count = len(msgpack.unpackb(action.data)[3])
+                    self.outstanding[(i, j)] += 1
+                    self.max_outstanding = max(self.max_outstanding, self.outstanding[(i, j)])
                 base = self._base_latency[frozenset((i, j))]
                 delay = base * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
                 if self.loss and self.loss_model == "tcp":
                     self.messages += 1
-                    self._send_tcp(i, j, base, delay, (i, j, action.data, count, acks))
+                    self._send_tcp(i, j, base, delay, (i, j, action.data, kind, count))
                     continue
                 rto = max(self.rto, 2 * base)
                 while self.loss and self.rng.random() < self.loss:
@@ -302,7 +278,7 @@ class Cluster:
                 when = max(self.now + delay, self._link_free[(i, j)])
                 self._link_free[(i, j)] = when
                 self.messages += 1
-                self._push(when, "deliver", (i, j, action.data, count, acks))
+                self._push(when, "deliver", (i, j, action.data, kind, count))
             elif isinstance(action, Ingest):
                 self._push(self.now + self.ingest_delay, "ingest", (i, action))
             else:
@@ -363,12 +339,13 @@ class Cluster:
     def _on_author(self, i: int, text: str) -> None:
         self.author(i, text)
 
-    def _on_deliver(self, src: int, dst: int, data: bytes, count: int, acks: int) -> None:
-        """`data` from src reaches dst: `count` ops in OPS batches, `acks` batches acked."""
+    def _on_deliver(self, src: int, dst: int, data: bytes, kind: int | None, count: int) -> None:
         if frozenset((src, dst)) not in self.links:
             return
-        self.nodes[dst].receptions += count
-        self.outstanding[(dst, src)] -= acks
+        if kind == MsgType.OPS:
+            self.nodes[dst].receptions += count
+        elif kind == MsgType.ACK:
+            self.outstanding[(dst, src)] -= 1
         node = self.nodes[dst]
         self._perform(dst, node.core.receive(self.nodes[src].peer_id, data, self.now))
 

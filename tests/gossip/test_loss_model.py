@@ -30,7 +30,7 @@ class _Script(random.Random):
 class _Recording(Cluster):
     delivered: list[tuple[float, bytes]]
 
-    def _on_deliver(self, src: int, dst: int, data: bytes, count: int, acks: int) -> None:
+    def _on_deliver(self, src: int, dst: int, data: bytes, kind: int | None, count: int) -> None:
         self.delivered.append((round(self.now, 6), data))
 
 

@@ -9,7 +9,6 @@ EXPECTED = {
     "PEER_FAULT_REASONS",
     "PROTOCOL_VERSION",
     "Ack",
-    "Bundle",
     "Action",
     "Fault",
     "GossipConfig",

@@ -79,10 +79,10 @@ def test_a_push_beating_the_parents_moves_the_author_to_its_sender() -> None:
     # B pushes the next op (it had it before it learnt of our tree) 50 ms before A.
     assert sent(push(core, B, ops[1], 2.0)) == []
     actions = push(core, A, ops[1], 2.05, batch=1)
-    assert sent(actions) == [  # A's prune and ack in one BUNDLE
+    assert sent(actions) == [
         (A, Prune((ops[0].author,))),
-        (A, Ack(1)),
         (B, graft(ops[0].author)),
+        (A, Ack(1)),
     ]
     assert core.parent(ops[0].author) == B
 
