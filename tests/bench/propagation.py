@@ -192,6 +192,66 @@ Tried this round and not kept (p99 under churn, 200 nodes, seed 7, gossip alone,
 What these point to: a tree needs mending from more than its own author's ops (a
 measure of each link's latency shared by every author's tree, from the ACK round trips,
 say), or the pulls need to know whose op an IHAVE announces.
+
+Link messages under loss (this round). Both loss models lose link messages, and a lost
+one holds up everything behind it on its direction, so every small control message is
+exposure. A scratch copy of the harness counted link messages per direction by type and
+marked each delivery held up by its own loss or by a lost message ahead of it (100 nodes,
+seed 7, `loss`; per direction and second over the run, 18 while messages are written):
+
+    gossip    15.1 messages: IHAVE 5.5, OPS 3.7, ACK 3.7, WANT 1.6, PRUNE 0.6;
+              of the OPS batches delivered, 4.8% lost themselves, 16.5% held up behind a
+              lost message. 37% of the (member, op) pairs have a held-up hop on their
+              first copy's path. Of the 9.6% of pairs over 1.5 x flooding's p99: 3,620
+              pushed all the way past a held-up hop, 3,730 pulled somewhere past one,
+              2,124 pulled with no held-up hop on the path (the push they raced was).
+              The held-up hops on those slow paths waited behind an IHAVE 2,642 times,
+              an OPS 2,249, an ACK 1,995, a WANT 985, a PRUNE 332; lost themselves 2,137.
+    flooding  27.2 messages: OPS 13.6, ACK 13.6; 4.8% lost, 27% held up: more than
+              gossip, but only 11.6% of the pairs have a held-up hop on their first
+              copy's path (six paths race around it).
+    loss-tcp  gossip 13.6 messages (the same mix), 4.8% of OPS lost, 7.9% held up
+              (a loss with messages behind it is sent again after ~1.25 RTT).
+
+Upper bounds from the same scratch harness, some messages never lost (not a protocol):
+
+    loss      every ACK: gossip 547 -> 492 ms, flooding 226 -> 165 (2.42 -> 2.98 x),
+              1.343 -> 1.317 receptions; IHAVE, WANT, PRUNE (gossip's alone): 449 / 226
+              ms (1.99 x), 1.299; every message but OPS: 371 / 169 ms (2.20 x), 1.269.
+    loss-tcp  every message but OPS: 294 / 137 ms against 309 / 146 (2.15 x against
+              2.12 x), 1.202 receptions against 1.220.
+              A lone lost message probed after 2 x SRTT + 2 ms, as one with others in
+              flight is, not + 200 ms (what a follow-up message on the link would buy):
+              296 / 147 ms (2.01 x), 1.209.
+
+So no cut in the message count can bring the ratio near 1.5: with no control message
+ever lost, what is left is the tree path's own OPS losses (5% a hop, on 4-8 hops; the
+slowest 1% under loss-tcp: 3,561 pairs pushed past a lost OPS, 2,870 pulled after one),
+which flooding's race of six paths goes around. Under `loss`, cutting ACKs helps
+flooding (half its messages) more than gossip; under loss-tcp, fewer messages change
+nothing: a loss with no message behind it waits 200 ms for the loss probe, not ~1.25
+RTT, so a quieter link recovers more slowly what it loses.
+
+Tried as a protocol and not kept (on branch prop4's history, commit 7fa1bcd, reverted):
+ACKs deferred up to 200 ms (`ack_delay`) and merged, one ACK for several batches, sent
+with the next message to their peer or at once when half the window waits; and a BUNDLE
+message, every message for one peer ready in one core call as one link message (the
+harness counted a bundle's parts by type and lost a bundle as one message: an OPS batch
+of ~195 B with a few control messages of ~40 B fits one segment; bundle sizes were not
+recorded, and catch-up batches were as large before).
+
+    100 nodes  loss      gossip 547 -> 486 ms, flooding 226 -> 169 (2.42 -> 2.88 x),
+                         receptions 1.343 -> 1.320; bundling alone (ACKs at once) 556 /
+                         217 ms, 1.342; with IHAVEs gathered 10 ms too (`ihave_interval`)
+                         489 / 169 ms, 1.307
+               loss-tcp  309 / 146 ms before and after (2.12 -> 2.11 x), 1.220 -> 1.221
+    200 nodes  loss      534 / 173 ms (3.09 x; 600 / 235, 2.55 x before), 1.438 (1.466)
+               loss-tcp  337 / 149 ms (2.26 x; 349 / 154, 2.27 x before), 1.346 (1.353)
+
+Also tried, 100 nodes: `retry_timeout` 0.12 s (ask the next announcer sooner): loss 530
+/ 226 ms (2.34 x) but 1.374 receptions (1.343). `lazy_peers` 1 (fewer IHAVEs, WANTs and
+pulled copies): loss 626 / 226 ms (2.77 x), 1.264 receptions; loss-tcp 346 / 146 ms
+(2.37 x; 2.12 x before), 1.196 (1.220): receptions bought with the tail, as before.
 """
 
 from __future__ import annotations
