@@ -37,6 +37,7 @@ Exits non-zero only on a crash.
     python tests/bench/propagation.py                  # 200 nodes, 1,000 messages
     python tests/bench/propagation.py --quick          # 40 nodes, 150 messages, for CI
     python tests/bench/propagation.py --mode loss      # one condition only (repeatable)
+    python tests/bench/propagation.py --distances      # trees mended by distances too
 
 Figures of the single shared tree (before per-author trees), seed 7, this harness:
 
@@ -278,9 +279,15 @@ def churn(cluster: Cluster, seed: int, span: float, every: float) -> list[tuple[
 
 
 def simulate(
-    nodes: int, messages: int, degree: int, seed: int, flood: bool, mode: str
+    nodes: int,
+    messages: int,
+    degree: int,
+    seed: int,
+    flood: bool,
+    mode: str,
+    distances: bool = False,
 ) -> dict[str, float]:
-    config = GossipConfig(flood=flood)  # the defaults a node runs with
+    config = GossipConfig(flood=flood, distances=distances)  # the defaults, or with distances
     loss = LOSS if mode.startswith("loss") else 0.0
     cluster = build(nodes, degree, seed, config, loss, "tcp" if mode == "loss-tcp" else "rto")
     rng = random.Random(seed + 1)
@@ -418,6 +425,9 @@ def main() -> int:
     parser.add_argument("--degree", type=int, default=6)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--mode", choices=MODES, action="append", help="default: all three")
+    parser.add_argument(
+        "--distances", action="store_true", help="trees mended by distances (`_routes.py`)"
+    )
     args = parser.parse_args()
     nodes = args.nodes or (40 if args.quick else 200)
     messages = args.messages or (150 if args.quick else 1000)
@@ -428,7 +438,15 @@ def main() -> int:
     started = time.perf_counter()
     before = CONTROL_BEFORE.get((nodes, messages), {}) if args.seed == 7 else {}
     for mode in args.mode or MODES:
-        gossip = simulate(nodes, messages, args.degree, args.seed, flood=False, mode=mode)
+        gossip = simulate(
+            nodes,
+            messages,
+            args.degree,
+            args.seed,
+            flood=False,
+            mode=mode,
+            distances=args.distances,
+        )
         flood = simulate(nodes, messages, args.degree, args.seed, flood=True, mode=mode)
         report(mode, gossip, flood, before.get(mode))
     print(f"wall time {time.perf_counter() - started:.1f} s")
