@@ -207,7 +207,7 @@ churn p99 199 ms against flooding's 137 (1.45 x; later ops 145, first ops 226),
 1.252 receptions; seed 3 227 ms against 150 (1.51 x; later 178, first 274). What it
 gives, seed 7, this harness (off: the figures above, unchanged):
 
-    200 nodes  calm   p50/p99 92/193 ms, 1.251 receptions, control 31,077 B/op (5,256
+    200 nodes  calm   p50/p99 92/193 ms, 1.250 receptions, control 31,170 B/op (5,343
                       of it DIST) (flooding 135 ms: 1.43 x; off 201 ms, 1.263, 24,759)
                loss   p50/p99 249/714 ms, 1.512 receptions, control 69,318 B/op
                       (flooding 235 ms: 3.04 x; off 600 ms, 1.466, 29,420: the control
@@ -217,7 +217,7 @@ gives, seed 7, this harness (off: the figures above, unchanged):
                       run before a link with nothing to tell got no empty table;
                       off 242 ms, 1.279, 34,542)
                churn seed 3: 237 ms against flooding's 150 (1.58 x; off 275, 1.83 x),
-                      1.248 receptions (1.273), 55,018 B/op
+                      1.247 receptions (1.273), 55,239 B/op (loss-tcp not run here)
     40 nodes   calm   p99 138 ms against 95 (off 132), 1.397 receptions, 4,525 B/op
                loss   p99 579 ms (off 448), 1.621, control 9,483 B/op against 5,130
                       before (off 4,416: the target lost)
@@ -257,7 +257,8 @@ churn; flooding 132 ms; off 238 ms, 1.158 receptions, 16,321 B/op):
     no fewer moves); 5 ms a hop (207 ms against 208); a parent picked by a race not
     looked past when its distance grew (200 nodes 206 ms, 40 nodes loss 575 ms: no
     change); under loss at 40 nodes, a 20 ms margin and at most one move per author
-    per 2 s: 556-569 ms, 8,083-9,167 B/op (no fix). A bug in the first run (an author
+    per 2 s: 556-569 ms, 8,083-9,167 B/op (no fix); DISTs gathered 200 ms (500): loss
+    468 ms (519), 8,435 B/op (7,502), but churn 156 ms (167). A bug in the first run (an author
     grafted on every better peer at once, one pass) gave 204 ms at 200 nodes with 1.329
     receptions and 103 kB/op. What is left to try: DIST entries carried in messages
     the link sends anyway (ACKs, IHAVEs: fewer link messages to lose), and distances
