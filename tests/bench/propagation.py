@@ -213,7 +213,7 @@ gives, seed 7, this harness (off: the figures above, unchanged):
                       (flooding 235 ms: 3.04 x; off 600 ms, 1.466, 29,420: the control
                       target, 35,268, lost; 176 parents moved by distances per op)
                churn  p50/p99 96/206 ms, 1.252 receptions, control 60,555 B/op (21,091
-                      DIST) (flooding 137 ms: 1.504 x, just over; 205 ms, 1.496 x, the
+                      DIST) (flooding 137 ms: 1.51 x, just over; 205 ms, 1.50 x, met, the
                       run before a link with nothing to tell got no empty table;
                       off 242 ms, 1.279, 34,542)
                churn seed 3: 237 ms against flooding's 150 (1.58 x; off 275, 1.83 x),
