@@ -105,6 +105,9 @@ class GossipConfig:
     push_queue: int = 1024  # ops queued for one peer before we fall back to catch-up
     max_missing: int = 10_000  # announced ops we track before relying on catch-up
     flood: bool = False  # push to every peer and never prune (a baseline for benchmarks)
+    # Mend the trees between their authors' ops from measured link latencies and the
+    # distances peers advertise (`_routes.py`).
+    distances: bool = False
 
     def __post_init__(self) -> None:
         if self.eager_peers < 0:

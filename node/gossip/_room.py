@@ -34,18 +34,22 @@ from ._config import MAX_VECTOR_AUTHORS, PEER_FAULT_REASONS, GossipConfig, Gossi
 from ._errors import GossipLocalError, GossipRemoteError
 from ._peer import Authors, Ingesting, Peer, Seqs
 from ._pulls import Pulls
+from ._routes import Routes
 from ._stream import Streamer
 from ._trees import Reshape, Trees
 from ._wire import (
     MAX_IDS,
     PROTOCOL_VERSION,
     Ack,
+    Dist,
     Hello,
     IHave,
     Message,
     Mode,
     Ops,
     Pause,
+    Ping,
+    Pong,
     Prune,
     Vector,
     Want,
@@ -92,6 +96,13 @@ class RoomGossip:
             self._is_child,
         )
         self._stream = Streamer(source, self.config, self.stats)
+        # Distance-vector repair of the trees between their authors' ops (`_routes.py`).
+        self._routes: Routes | None = None
+        if not self.config.flood and self.config.distances:
+            rng_routes = random.Random(peer_id)
+            self._routes = Routes(rng_routes, self._trees.parent, self._is_child)
+            routes = self._routes
+            self._trees.route = lambda author, old: routes.best(author, old, self._peers)
         self._flush_at: float | None = None  # when queued IHAVEs go out
         self._announce_at: float | None = None
         self._feeder: bytes | None = None  # the peer whose catch-up last brought news
@@ -167,6 +178,9 @@ class RoomGossip:
         pull = self._pulls.next_deadline()
         if pull is not None:
             times.append(pull)
+        route = self._routes.next_deadline() if self._routes is not None else None
+        if route is not None:
+            times.append(route)
         return min(times, default=None)
 
     # -- events -------------------------------------------------------------------------
@@ -184,6 +198,8 @@ class RoomGossip:
         self._feed(out)
         if not self.config.flood:
             self._reshape(self._trees.adopt_orphans(peer, self._peers, now), out)
+        if self._routes is not None:
+            self._send_routes(self._routes.peer_up(peer, now), out)
         return out
 
     def _feed(self, out: list[Action]) -> None:
@@ -268,6 +284,10 @@ class RoomGossip:
         out: list[Action] = []
         self._pull_due(now, out)
         self._flush_due(now, out)
+        if self._routes is not None:
+            messages, moves = self._routes.due(now, self._peers)
+            self._reshape(self._trees.prefer(moves, now), out)
+            self._send_routes(messages, out)
         if self._announce_at is not None and now >= self._announce_at:
             self._announce_at = None
             for state in self._peers.values():
@@ -318,6 +338,15 @@ class RoomGossip:
         elif isinstance(message, Pause):
             state.syncing = state.overflowed = False
             state.resume = True
+        elif isinstance(message, Ping):
+            out.append(Send(state.id, encode_message(Pong(message.nonce))))
+        elif isinstance(message, Pong | Dist):
+            if self._routes is not None:
+                if isinstance(message, Pong):
+                    moves = self._routes.pong(state.id, message.nonce, now, self._peers)
+                else:
+                    moves = self._routes.dist(state.id, message, now, self._peers)
+                self._reshape(self._trees.prefer(moves, now), out)
         elif not self.config.flood:  # Prune
             if not message.authors:
                 state.eager = False
@@ -430,8 +459,17 @@ class RoomGossip:
         self._ingests[token] = Ingesting(state, message.batch, message.mode, tuple(fresh))
         out.append(Ingest(state.id, token, tuple(op.data for op in fresh), tuple(fresh)))
 
+    def _send_routes(
+        self, messages: list[tuple[bytes, Ping | Pong | Dist]], out: list[Action]
+    ) -> None:
+        for peer, message in messages:
+            out.append(Send(peer, encode_message(message)))
+
     def _reshape(self, change: Reshape, out: list[Action]) -> None:
         """Send the per-author PRUNEs and GRAFTs the trees decided on."""
+        if self._routes is not None:
+            for authors in change.grafts.values():
+                self._routes.moved(authors)
         for peer, authors in change.prunes.items():
             self.stats.prunes_sent += 1
             out.append(Send(peer, encode_message(Prune(tuple(authors[:MAX_IDS])))))
@@ -479,6 +517,8 @@ class RoomGossip:
         author = self._authors.add(op.author)
         new = self._trees.is_new(author, now)
         self._trees.forwarded(op, now, own=source is None)
+        if self._routes is not None:
+            self._routes.learn(author, own=source is None)
         lazy: list[Peer] = []
         for state in self._peers.values():
             if state.id == source or state.id in holders:
@@ -572,6 +612,8 @@ class RoomGossip:
         asked for first ops if it was one of ours."""
         if self._peers.pop(peer, None) is None:
             return False
+        if self._routes is not None:
+            self._routes.peer_down(peer)
         self._feed(out)
         # Peers with a lower id give way when our grafts cross (`_on_want`).
         last = [p for p in self._peers if p < self.peer_id]

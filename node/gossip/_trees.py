@@ -105,6 +105,9 @@ class Trees:
         # old parent's link comes back (a restart, a blip) the author goes back to it.
         self._lost: dict[bytes, bytes] = {}
         self._standin: set[bytes] = set()  # authors whose parent is such a stand-in
+        # route(author, old): the peer whose path from `author` is shortest, now that its
+        # parent `old` is gone (`_routes.py`), if distances know one.
+        self.route: Callable[[bytes, bytes], bytes | None] | None = None
 
     def parent(self, author: bytes) -> bytes | None:
         return self._parent.get(author)
@@ -233,6 +236,11 @@ class Trees:
     ) -> None:
         del self._parent[author]
         backup = self._backup.pop(author, None)
+        if self.route is not None:
+            best = self.route(author, old)
+            if best is not None and not self.is_child(best, author):
+                self._adopt(author, best, change)
+                return
         if backup is None or backup == old or backup not in live or self.is_child(backup, author):
             below = self._below.get(author, ())
             fits = [p for p in spares if not self.is_child(p, author)]
@@ -342,6 +350,16 @@ class Trees:
         # Each author once (a batch holds many ops of each): adopting an author changes
         # nothing the rule reads for another, nor for its own later ops.
         return self.ahead(peer, list(dict.fromkeys(op.author for op in fresh)), live)
+
+    def prefer(self, moves: list[tuple[bytes, bytes]], now: float) -> Reshape:
+        """Move each author to the peer paired with it (a shorter path, `_routes.py`), as
+        a race that peer's copy won would."""
+        change = Reshape()
+        for author, peer in moves:
+            if self._parent.get(author) != peer:
+                self._strikes.discard(author)
+                self._reroute(author, peer, now, change)
+        return change
 
     def _beaten(self, author: bytes, peer: bytes, lead: float, now: float, change: Reshape) -> None:
         """`peer` beat the parent by `lead`: a steady lead is a faster path, and the

@@ -14,6 +14,10 @@ checked that the peer may see it). Fields are positional, never maps:
     [6]                                  PRUNE   stop pushing to me; announce instead
     [6, [author...]]                             the same, for these authors' ops only
     [7]                                  PAUSE   stop catch-up: someone else is sending it
+    [8, nonce]                           PING    echo this (a link's latency, `_routes.py`)
+    [9, nonce]                           PONG    the echo of a PING
+    [10, tags, [ms...]]                  DIST    our distance from these authors (`_routes.py`):
+                                                 `tags` the authors' first 8 bytes, joined
 
 Decoding any bytes gives a valid message or raises `GossipRemoteError`, nothing else.
 Building a message with fields out of range raises `GossipLocalError`. This module
@@ -41,7 +45,10 @@ __all__ = [
     "MAX_WINDOW",
     "MIN_MESSAGE_BYTES",
     "PROTOCOL_VERSION",
+    "TAG_BYTES",
+    "UNREACHABLE",
     "Ack",
+    "Dist",
     "Hello",
     "IHave",
     "Message",
@@ -49,6 +56,8 @@ __all__ = [
     "MsgType",
     "Ops",
     "Pause",
+    "Ping",
+    "Pong",
     "Prune",
     "Vector",
     "Want",
@@ -71,6 +80,9 @@ MAX_BATCH = (1 << 32) - 1
 MAX_SEQ = (1 << 63) - 1
 ID_BYTES = 32
 MIN_OP_BYTES = 65  # a signature and at least one byte of payload
+TAG_BYTES = 8  # an author named in a DIST by its first bytes (ids are 32): 4 x fewer bytes
+UNREACHABLE = 0xFFFF  # a DIST distance, in ms, at most this; this one: no path
+MAX_NONCE = (1 << 32) - 1
 
 
 class MsgType(enum.IntEnum):
@@ -82,6 +94,9 @@ class MsgType(enum.IntEnum):
     WANT = 5
     PRUNE = 6
     PAUSE = 7
+    PING = 8
+    PONG = 9
+    DIST = 10
 
 
 class Mode(enum.IntEnum):
@@ -251,7 +266,52 @@ class Pause:
         return [MsgType.PAUSE]
 
 
-Message = Hello | Vector | Ops | Ack | IHave | Want | Prune | Pause
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Echo `nonce` back (PONG): the round trip measures the link's latency."""
+
+    nonce: int
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.nonce, 0, MAX_NONCE), "nonce out of range")
+
+    def fields(self) -> list[Any]:
+        return [MsgType.PING, self.nonce]
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The echo of a PING."""
+
+    nonce: int
+
+    def __post_init__(self) -> None:
+        _check(_is_int(self.nonce, 0, MAX_NONCE), "nonce out of range")
+
+    def fields(self) -> list[Any]:
+        return [MsgType.PONG, self.nonce]
+
+
+@dataclass(frozen=True, slots=True)
+class Dist:
+    """The sender's distance (ms along its tree) from each of these authors: `tags`
+    joins the authors' first `TAG_BYTES` bytes, `ms` holds one distance each
+    (`UNREACHABLE`: it has no path from that author now)."""
+
+    tags: bytes
+    ms: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _check(type(self.tags) is bytes and type(self.ms) is tuple, "bad DIST fields")
+        _check(1 <= len(self.ms) <= MAX_IDS, "DIST entry count")
+        _check(len(self.tags) == TAG_BYTES * len(self.ms), "DIST tags do not match")
+        _check(all(_is_int(d, 0, UNREACHABLE) for d in self.ms), "DIST distance out of range")
+
+    def fields(self) -> list[Any]:
+        return [MsgType.DIST, self.tags, list(self.ms)]
+
+
+Message = Hello | Vector | Ops | Ack | IHave | Want | Prune | Pause | Ping | Pong | Dist
 
 _pack = msgpack.Packer().pack
 
@@ -341,4 +401,11 @@ def _build(fields: tuple[Any, ...]) -> Message:
     if kind == MsgType.PAUSE:
         _arity(fields, 1)
         return Pause()
+    if kind == MsgType.PING:
+        return Ping(*_arity(fields, 2))
+    if kind == MsgType.PONG:
+        return Pong(*_arity(fields, 2))
+    if kind == MsgType.DIST:
+        tags, ms = _arity(fields, 3)
+        return Dist(tags, ms)
     raise GossipRemoteError(Fault.GARBAGE, f"unknown message type {kind}")

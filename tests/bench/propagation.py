@@ -37,6 +37,7 @@ Exits non-zero only on a crash.
     python tests/bench/propagation.py                  # 200 nodes, 1,000 messages
     python tests/bench/propagation.py --quick          # 40 nodes, 150 messages, for CI
     python tests/bench/propagation.py --mode loss      # one condition only (repeatable)
+    python tests/bench/propagation.py --distances      # trees mended by distances too
 
 Figures of the single shared tree (before per-author trees), seed 7, this harness:
 
@@ -252,6 +253,76 @@ Also tried, 100 nodes: `retry_timeout` 0.12 s (ask the next announcer sooner): l
 / 226 ms (2.34 x) but 1.374 receptions (1.343). `lazy_peers` 1 (fewer IHAVEs, WANTs and
 pulled copies): loss 626 / 226 ms (2.77 x), 1.264 receptions; loss-tcp 346 / 146 ms
 (2.37 x; 2.12 x before), 1.196 (1.220): receptions bought with the tail, as before.
+
+Trees mended by distances (`--distances`, `GossipConfig.distances`, node/gossip/_routes.py;
+off by default): each core measures its links (PING/PONG at link up and every ~5 s, the
+least of the last 4 half round trips), keeps per author its distance (the parent's
+advertised one + the parent link + 2 ms a hop) and advertises changes (DIST: 8-byte
+author tags, ms); a peer not our child whose path is 10 ms shorter becomes the parent
+if feasible (below the least distance we had since ours grew, held 1 s: Babel's
+condition), a lost parent's authors go to the shortest feasible peer first, distances
+over 300 ms read as unreachable. First an upper bound: the harness re-picking every
+parent on the true shortest paths (its latencies) at every link change and every 0.5 s:
+churn p99 199 ms against flooding's 137 (1.45 x; later ops 145, first ops 226),
+1.252 receptions; seed 3 227 ms against 150 (1.51 x; later 178, first 274). What it
+gives, seed 7, this harness (off: the figures above, unchanged):
+
+    200 nodes  calm   p50/p99 92/193 ms, 1.250 receptions, control 31,170 B/op (5,343
+                      of it DIST) (flooding 135 ms: 1.43 x; off 201 ms, 1.263, 24,759)
+               loss   p50/p99 249/714 ms, 1.512 receptions, control 69,318 B/op
+                      (flooding 235 ms: 3.04 x; off 600 ms, 1.466, 29,420: the control
+                      target, 35,268, lost; 176 parents moved by distances per op)
+               churn  p50/p99 96/206 ms, 1.252 receptions, control 60,555 B/op (21,091
+                      DIST) (flooding 137 ms: 1.51 x, just over; 205 ms, 1.50 x, met, the
+                      run before a link with nothing to tell got no empty table;
+                      off 242 ms, 1.279, 34,542)
+               churn seed 3: 237 ms against flooding's 150 (1.58 x; off 275, 1.83 x),
+                      1.247 receptions (1.273), 55,239 B/op (loss-tcp not run here)
+    40 nodes   calm   p99 138 ms against 95 (off 132), 1.397 receptions, 4,525 B/op
+               loss   p99 579 ms (off 448), 1.621, control 9,483 B/op against 5,130
+                      before (off 4,416: the target lost)
+               loss-tcp p99 292 ms (off 273), 1.462, 7,220 B/op (off 4,016)
+               churn  p99 151 ms against 97 (1.56 x: the quick churn target lost; off
+                      138), 1.398 receptions, 5,884 B/op; over seeds 1, 2, 3, 5, 7, 11
+                      off -> on 158 -> 139, 135 -> 147, 127 -> 137, 166 -> 147,
+                      138 -> 151, 164 -> 167 ms: the same mean (148 ms). Later ops
+                      gain (seed 1 158 -> 118, seed 5 157 -> 122), first ops lose.
+
+So distances reach the oracle's churn tail at 200 nodes on seed 7 (later ops 167 against
+its 145; first ops untouched, 226) and most of the way on seed 3, and mend calm too, but
+under loss every extra link message can be lost and hold up the ops behind it (the rto
+model's head-of-line blocking): the DISTs, pings and the grafts and prunes of moved
+parents cost more than the shorter paths give (at 40 nodes, 2,419 parents moved on a
+DIST under loss against 218 in calm; latency estimates are within -4..+2 ms of the
+links' own, so not bad measures). Hence off by default. Steps (100 nodes, seed 7,
+churn; flooding 132 ms; off 238 ms, 1.158 receptions, 16,321 B/op):
+  - the first version: 179 ms, 1.133 receptions, 43,171 B/op (24,900 DIST): distances
+    counted up around cycles that stand-ins had closed (an op's path the parents
+    cannot show), each step told to every peer and down every subtree below. A lost
+    parent's authors to the shortest feasible peer, and a cap on distances (1,000 ms):
+    183 ms, 17,981 B/op DIST; a shorter distance told only to the peers it may help
+    (not one as close to the author as we are; a longer one to all, and a peer that
+    held back its own while we were closer owes it when we no longer are): 179 ms,
+    13,669; the cap at 500 ms: 10,515; 300 ms and a 10 ms margin (5 before): at 200
+    nodes 208 ms, 60,959 B/op. A distance we cannot measure yet (a stand-in grafted
+    before its DIST came) told as unreachable, and the other peers looked at 100 ms
+    after ours grows, not at once: cycles closed by parents moved on a DIST 2,780 ->
+    480 (of some 19,000-25,000 such moves), 175-179 ms, 8,487 B/op DIST. Stand-ins
+    picked by the old rules still close cycles (2,626 of 23,930 grafts on a link
+    closing, 1,403 of 19,593 on a link opening).
+  - tried and not kept: the least of every latency sample, not the last 4 (178 ms, no
+    fewer bytes); advertising only changes of 5 ms or more (176-189 ms, 3% fewer bytes);
+    DISTs gathered 50 ms (185 ms, 12% fewer bytes); no 100 ms wait after a distance grew
+    (182 ms); an author moved by distances at most once per 0.5 s (200 nodes: 210 ms,
+    no fewer moves); 5 ms a hop (207 ms against 208); a parent picked by a race not
+    looked past when its distance grew (200 nodes 206 ms, 40 nodes loss 575 ms: no
+    change); under loss at 40 nodes, a 20 ms margin and at most one move per author
+    per 2 s: 556-569 ms, 8,083-9,167 B/op (no fix); DISTs gathered 200 ms (500): loss
+    468 ms (519), 8,435 B/op (7,502), but churn 156 ms (167). A bug in the first run (an author
+    grafted on every better peer at once, one pass) gave 204 ms at 200 nodes with 1.329
+    receptions and 103 kB/op. What is left to try: DIST entries carried in messages
+    the link sends anyway (ACKs, IHAVEs: fewer link messages to lose), and distances
+    only where the trees need them (under churn, not under loss).
 """
 
 from __future__ import annotations
@@ -338,9 +409,15 @@ def churn(cluster: Cluster, seed: int, span: float, every: float) -> list[tuple[
 
 
 def simulate(
-    nodes: int, messages: int, degree: int, seed: int, flood: bool, mode: str
+    nodes: int,
+    messages: int,
+    degree: int,
+    seed: int,
+    flood: bool,
+    mode: str,
+    distances: bool = False,
 ) -> dict[str, float]:
-    config = GossipConfig(flood=flood)  # the defaults a node runs with
+    config = GossipConfig(flood=flood, distances=distances)  # the defaults, or with distances
     loss = LOSS if mode.startswith("loss") else 0.0
     cluster = build(nodes, degree, seed, config, loss, "tcp" if mode == "loss-tcp" else "rto")
     rng = random.Random(seed + 1)
@@ -478,6 +555,9 @@ def main() -> int:
     parser.add_argument("--degree", type=int, default=6)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--mode", choices=MODES, action="append", help="default: all three")
+    parser.add_argument(
+        "--distances", action="store_true", help="trees mended by distances (`_routes.py`)"
+    )
     args = parser.parse_args()
     nodes = args.nodes or (40 if args.quick else 200)
     messages = args.messages or (150 if args.quick else 1000)
@@ -488,7 +568,15 @@ def main() -> int:
     started = time.perf_counter()
     before = CONTROL_BEFORE.get((nodes, messages), {}) if args.seed == 7 else {}
     for mode in args.mode or MODES:
-        gossip = simulate(nodes, messages, args.degree, args.seed, flood=False, mode=mode)
+        gossip = simulate(
+            nodes,
+            messages,
+            args.degree,
+            args.seed,
+            flood=False,
+            mode=mode,
+            distances=args.distances,
+        )
         flood = simulate(nodes, messages, args.degree, args.seed, flood=True, mode=mode)
         report(mode, gossip, flood, before.get(mode))
     print(f"wall time {time.perf_counter() - started:.1f} s")

@@ -66,6 +66,9 @@ _NAMES = {
     MsgType.WANT: "Want",
     MsgType.PRUNE: "Prune",
     MsgType.PAUSE: "Pause",
+    MsgType.PING: "Ping",
+    MsgType.PONG: "Pong",
+    MsgType.DIST: "Dist",
 }
 
 

@@ -26,6 +26,7 @@ from node.gossip import (
     decode_message,
     encode_message,
 )
+from node.gossip._wire import UNREACHABLE, Dist, Ping, Pong
 
 ID = bytes(range(32))
 OP = b"\x01" * 100
@@ -41,6 +42,9 @@ EXAMPLES: list[Message] = [
     Want(False, ()),
     Prune(),
     Pause(),
+    Ping(0),
+    Pong(2**32 - 1),
+    Dist(ID[:8] + ID[8:16], (0, UNREACHABLE)),
 ]
 
 
@@ -65,6 +69,11 @@ def test_round_trip(message: Message) -> None:
         lambda: IHave(()),
         lambda: Want(True, (ID[:31],)),
         lambda: Ack(2**32),
+        lambda: Ping(-1),
+        lambda: Dist(ID[:8], ()),  # no entry
+        lambda: Dist(ID[:7], (1,)),  # a tag is 8 bytes
+        lambda: Dist(ID[:16], (1,)),  # one distance a tag
+        lambda: Dist(ID[:8], (UNREACHABLE + 1,)),
     ],
 )
 def test_invalid_fields_are_local_errors(build: object) -> None:
@@ -162,7 +171,7 @@ _tree = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=4), max_leave
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.integers(-1, 8), st.lists(_tree, max_size=4))
+@given(st.integers(-1, 11), st.lists(_tree, max_size=4))
 def test_fuzz_structured(kind: int, rest: list[object]) -> None:
     _fuzz(msgpack.packb([kind, *rest]))
 
@@ -190,6 +199,13 @@ _messages = st.one_of(
     st.builds(Want, st.booleans(), _ids),
     st.just(Prune()),
     st.just(Pause()),
+    st.builds(Ping, st.integers(0, 2**32 - 1)),
+    st.builds(Pong, st.integers(0, 2**32 - 1)),
+    st.lists(
+        st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, UNREACHABLE)),
+        min_size=1,
+        max_size=5,
+    ).map(lambda e: Dist(b"".join(t for t, _ in e), tuple(d for _, d in e))),
 )
 
 
