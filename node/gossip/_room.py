@@ -99,8 +99,7 @@ class RoomGossip:
         # Distance-vector repair of the trees between their authors' ops (`_routes.py`).
         self._routes: Routes | None = None
         if not self.config.flood and self.config.distances:
-            rng_routes = random.Random(peer_id)
-            self._routes = Routes(rng_routes, self._trees.parent, self._is_child)
+            self._routes = Routes(rng, self._trees.parent, self._is_child)
             routes = self._routes
             self._trees.route = lambda author, old: routes.best(author, old, self._peers)
         self._flush_at: float | None = None  # when queued IHAVEs go out

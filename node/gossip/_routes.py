@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Container, Iterable
 
+from ._config import MAX_VECTOR_AUTHORS
 from ._wire import MAX_IDS, TAG_BYTES, UNREACHABLE, Dist, Ping, Pong
 
 __all__ = ["Routes"]
@@ -46,9 +47,11 @@ HOLD = 1.0  # s: our feasibility distance resets to our distance this long after
 # ms: a longer distance is advertised as UNREACHABLE: a cycle in a tree (a stand-in
 # below us, picked before distances were known) counts up to it, not on forever.
 MAX_DISTANCE = 300
+# Distances a peer's table keeps of authors we have not forwarded (yet): a peer naming
+# made-up authors cannot grow it past this (a room's authors, `MAX_VECTOR_AUTHORS`).
+MAX_TAGS = MAX_VECTOR_AUTHORS
 MARGIN = 0.01  # s: a peer's path must beat ours by this much to become the parent
 SETTLE = 0.1  # s: when our distance grew, the others are looked at this much later
-COOLDOWN = 0.0  # s: an author moved by distances is not moved again by them this soon
 
 
 class Routes:
@@ -76,7 +79,6 @@ class Routes:
         self._told: dict[bytes, int] = {}  # author -> the distance we advertised
         self._feasible: dict[bytes, tuple[int, float]] = {}  # author -> least, grew at
         self._review: dict[bytes, float] = {}  # author -> when to look at every peer
-        self._moved: dict[bytes, float] = {}  # author -> when distances last moved it
         self._dirty: dict[bytes, None] = {}  # authors whose parent changed
         self._pending: dict[bytes, int] = {}  # authors to advertise -> what we told before
         self._whole: set[bytes] = set()  # peers that get our whole table
@@ -84,7 +86,6 @@ class Routes:
         # is (we did not tell it our shorter distances meanwhile)
         self._owed: dict[bytes, dict[bytes, None]] = {}
         self._flush_at: float | None = None
-        self.moves = 0  # parents moved by distances
 
     # -- link latency ---------------------------------------------------------------------
 
@@ -191,8 +192,10 @@ class Routes:
         for n, ms in enumerate(message.ms):
             tag = tags[n * TAG_BYTES : (n + 1) * TAG_BYTES]
             before = table.get(tag)
-            table[tag] = ms
             author = self._tags.get(tag)
+            if author is None and before is None and len(table) >= MAX_TAGS:
+                continue  # made-up authors by the thousand: their room would be that big
+            table[tag] = ms
             if author is None:
                 continue
             told = self._told.get(author)
@@ -276,9 +279,7 @@ class Routes:
                 self._feasible[author] = (least, grew)
             if theirs < least:
                 best = (cost, peer)
-        if best is not None and now >= self._moved.get(author, -COOLDOWN) + COOLDOWN:
-            self.moves += 1
-            self._moved[author] = now
+        if best is not None:
             moves.append((author, best[1]))
 
     # -- timers ---------------------------------------------------------------------------

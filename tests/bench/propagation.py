@@ -288,6 +288,15 @@ gives, seed 7, this harness (off: the figures above, unchanged):
                       138 -> 151, 164 -> 167 ms: the same mean (148 ms). Later ops
                       gain (seed 1 158 -> 118, seed 5 157 -> 122), first ops lose.
 
+Re-measured after a review fix (a lost parent's author that distances had moved before
+was never handed to the shortest feasible peer: a leftover of the per-author move limit
+tried below; and pings' jitter drawn from the core's own random generator), seed 7:
+200 nodes calm 193 ms (1.43 x), 1.251, 31,255 B/op; loss 712 ms (3.02 x), 1.510,
+69,287 B/op; churn 206 ms against 137 (the bench's exact ratio just over 1.50 x: not
+met), 1.252, 58,472 B/op; churn seed 3 239 ms against 150 (1.59 x), 1.247, 54,192 B/op.
+40 nodes: calm 139 ms (1.47 x), 1.397; loss 553 ms, 1.648, 9,828 B/op; loss-tcp 270 ms,
+1.467; churn 147 ms against 97 (1.52 x), 1.401, 5,867 B/op. The same picture.
+
 So distances reach the oracle's churn tail at 200 nodes on seed 7 (later ops 167 against
 its 145; first ops untouched, 226) and most of the way on seed 3, and mend calm too, but
 under loss every extra link message can be lost and hold up the ops behind it (the rto

@@ -73,14 +73,16 @@ def make(peer_id: bytes = b"", **config: object) -> tuple[RoomGossip, Replica]:
     return core, replica
 
 
-def connect(core: RoomGossip, peer: bytes, *, window: int = 4, feeds: bool = True) -> list[Action]:
-    """Open a link to `peer`; with `feeds`, the peer asks us to push it authors' first ops
-    (the link-wide GRAFT a node sends the first `eager_peers` peers it links to)."""
-    actions = core.peer_up(peer, 0.0)
-    actions += core.receive(peer, encode_message(Hello(1, window, MAX_MESSAGE_BYTES)), 0.0)
-    actions += core.receive(peer, encode_message(Vector(False, False, ())), 0.0)
+def connect(
+    core: RoomGossip, peer: bytes, *, window: int = 4, feeds: bool = True, now: float = 0.0
+) -> list[Action]:
+    """Open a link to `peer` at `now`; with `feeds`, the peer asks us to push it authors'
+    first ops (the link-wide GRAFT a node sends the first `eager_peers` peers it links to)."""
+    actions = core.peer_up(peer, now)
+    actions += core.receive(peer, encode_message(Hello(1, window, MAX_MESSAGE_BYTES)), now)
+    actions += core.receive(peer, encode_message(Vector(False, False, ())), now)
     if feeds:
-        actions += core.receive(peer, encode_message(Want(True, ())), 0.0)
+        actions += core.receive(peer, encode_message(Want(True, ())), now)
     return actions
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from crdt import Op, Replica
-from node.gossip import Prune, RoomGossip, Want, encode_message
+from node.gossip import Prune, RoomGossip, Want, _routes, encode_message
 from node.gossip._wire import TAG_BYTES, Dist, Ping, Pong
-from tests.gossip._core import A, B, authored, connect, deliver, make, of_type, sent
+from tests.gossip._core import A, B, C, authored, connect, deliver, make, of_type, sent
 
 
 def linked() -> tuple[RoomGossip, Replica, Op]:
@@ -88,3 +88,40 @@ def test_our_own_ops_make_us_zero_from_ourselves() -> None:
     assert core.next_timer() == 0.0  # at once: the distance follows
     assert of_type(core.handle_timer(1.0), Dist) == []  # gathered 20 ms
     assert of_type(core.handle_timer(1.02), Dist) == [(A, Dist(op.author[:TAG_BYTES], (0,)))]
+
+
+def test_a_lost_parent_hands_its_author_to_the_shortest_feasible_peer() -> None:
+    """B, our parent by distances (52 ms), goes. C offers 45 ms over a 5 ms link (52: not
+    shorter than B's path by the margin, so it did not move the author), A 50 ms over
+    20 ms (72). C gets the author, not A, the first of the spares the trees would take
+    without distances; an author distances moved before is no exception."""
+    core, _, op = linked()
+    tag = op.author[:TAG_BYTES]
+    assert of_type(connect(core, C, now=1.03), Ping) == [(C, Ping(3))]
+    assert core.receive(C, encode_message(Pong(3)), 1.04) == []
+    core.handle_timer(1.04)
+    core.receive(B, encode_message(Dist(tag, (40,))), 1.1)
+    core.handle_timer(1.1)
+    assert core.parent(op.author) == B
+    assert sent(core.receive(C, encode_message(Dist(tag, (45,))), 1.2)) == []
+    assert core.parent(op.author) == B
+    out = core.peer_down(B, 1.3)
+    assert sent(out) == [(C, Want(False, (), (op.author,)))]
+    assert core.parent(op.author) == C
+
+
+def test_a_peer_naming_made_up_authors_cannot_grow_our_table_of_its_distances(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distances of authors we do not forward are kept up to a room's worth (here 3); the
+    real author's still count past that, and move the tree."""
+    monkeypatch.setattr(_routes, "MAX_TAGS", 3)
+    core, _, op = linked()  # A's table: the real author
+    made_up = b"".join(bytes([n]) * TAG_BYTES for n in range(1, 6))
+    core.receive(A, encode_message(Dist(made_up, (9,) * 5)), 1.03)
+    assert core._routes is not None
+    assert len(core._routes._theirs[A]) == 3  # the author and two made-up ones
+    core.handle_timer(1.04)
+    out = core.receive(B, encode_message(Dist(made_up + op.author[:TAG_BYTES], (9,) * 6)), 1.1)
+    assert len(core._routes._theirs[B]) == 4  # three made-up, and the author past the cap
+    assert sent(out) == [(A, Prune((op.author,))), (B, Want(False, (), (op.author,)))]
